@@ -1,0 +1,1 @@
+"""perps-bot: Coinbase Advanced Trade bot with tiered state."""

@@ -1,0 +1,1 @@
+"""Metrics, health, events and secret masking."""

@@ -1,0 +1,70 @@
+"""Connection and behaviour settings of the state layer (built by ``bot_v2.config`` from profile + env)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot_v2.monitoring.masking import mask_url
+
+
+class HotBackend(enum.StrEnum):
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+class WarmBackend(enum.StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
+class ColdBackend(enum.StrEnum):
+    DIRECTORY = "directory"
+    S3 = "s3"
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Which backend each tier uses and how to reach it. Secrets never appear in ``repr``."""
+
+    bot_id: str
+    data_dir: Path
+    hot_backend: HotBackend = HotBackend.MEMORY
+    warm_backend: WarmBackend = WarmBackend.SQLITE
+    cold_backend: ColdBackend = ColdBackend.DIRECTORY
+    redis_url: str | None = field(default=None, repr=False)
+    database_url: str | None = field(default=None, repr=False)
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    max_value_bytes: int = 1_048_576
+    connect_timeout_seconds: float = 5.0
+    checkpoint_interval_seconds: float = 300.0
+    checkpoint_retention: int = 10
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "state" / "warm.sqlite3"
+
+    @property
+    def cold_dir(self) -> Path:
+        return self.data_dir / "state" / "cold"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "state" / "journal"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "state" / "spool"
+
+    def __repr__(self) -> str:
+        return (
+            f"StateSettings(bot_id={self.bot_id!r}, data_dir={str(self.data_dir)!r}, "
+            f"hot={self.hot_backend.value}, warm={self.warm_backend.value}, cold={self.cold_backend.value}, "
+            f"redis_url={mask_url(self.redis_url)!r}, database_url={mask_url(self.database_url)!r}, "
+            f"s3_endpoint_url={self.s3_endpoint_url!r}, s3_bucket={self.s3_bucket!r})"
+        )

@@ -1,0 +1,391 @@
+"""The bot's settings: parsed and validated once, at the edge, into frozen objects.
+
+``load_settings(profile, env, overrides)`` merges, lowest first: the profile, the ``.env`` file, the process
+environment, and the CLI flags that were actually given (a flag left out never resets a profile value).
+Every invalid value raises ``ConfigError`` naming the field or variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from bot_v2.brokerages.coinbase import CoinbaseConnection
+from bot_v2.config.profiles import PROFILES, BrokerKind, Profile
+from bot_v2.domain import Symbol
+from bot_v2.errors import ConfigError, MissingCredentialsError
+from bot_v2.risk import RiskConfig
+from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend
+
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,12}-[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})?$")
+_BOT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+#: Every environment variable the bot itself reads (RISK_* come from ``bot_v2.risk``).
+ENV_VARS: tuple[str, ...] = (
+    "PERPS_PROFILE",
+    "PERPS_BOT_ID",
+    "PERPS_SYMBOLS",
+    "PERPS_DRY_RUN",
+    "PERPS_INTERVAL_SECONDS",
+    "PERPS_STRATEGY",
+    "PERPS_DATA_DIR",
+    "PERPS_LOG_DIR",
+    "PERPS_LOG_LEVEL",
+    "PERPS_CLIENT_ID_PREFIX",
+    "PERPS_SHUTDOWN_ORDER_POLICY",
+    "COINBASE_API_KEY",
+    "COINBASE_API_SECRET",
+    "COINBASE_KEY_FILE",
+    "COINBASE_BASE_URL",
+    "COINBASE_CA_FILE",
+    "COINBASE_TIMEOUT_SECONDS",
+    "COINBASE_ENABLE_DERIVATIVES",
+    "SIM_SEED",
+    "SIM_TICK_SECONDS",
+    "REDIS_URL",
+    "DATABASE_URL",
+    "S3_ENDPOINT_URL",
+    "S3_BUCKET",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "STATE_MAX_VALUE_BYTES",
+    "CHECKPOINT_INTERVAL_SECONDS",
+    "CHECKPOINT_RETENTION",
+    "METRICS_PORT",
+)
+
+
+class ShutdownOrderPolicy(enum.StrEnum):
+    CANCEL = "cancel"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True, slots=True)
+class CliOverrides:
+    """Flags as given on the command line; ``None`` means 'not given, keep the profile/env value'."""
+
+    symbols: tuple[str, ...] | None = None
+    dry_run: bool | None = None
+    reduce_only: bool | None = None
+    interval_seconds: float | None = None
+    strategy: str | None = None
+    bot_id: str | None = None
+    log_level: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSettings:
+    """The in-process simulated exchange used when the broker is 'simulated' and no external one is set."""
+
+    state_dir: Path
+    seed: int = 42
+    tick_seconds: float = 0.25
+    external: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BotSettings:
+    """Everything the bot needs to run, validated. Secrets are masked in ``repr``."""
+
+    profile: Profile
+    bot_id: str
+    broker: BrokerKind
+    symbols: tuple[Symbol, ...]
+    dry_run: bool
+    interval_seconds: float
+    enable_derivatives: bool
+    strategy: str
+    risk: RiskConfig
+    state: StateSettings
+    coinbase: CoinbaseConnection
+    simulator: SimulatorSettings
+    data_dir: Path
+    log_dir: Path
+    log_level: str = "INFO"
+    client_id_prefix: str = "pb-"
+    shutdown_order_policy: ShutdownOrderPolicy = ShutdownOrderPolicy.CANCEL
+    metrics_port: int = 9102
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def events_path(self) -> Path:
+        return self.data_dir / "events.jsonl"
+
+    @property
+    def health_path(self) -> Path:
+        return self.data_dir / "health.json"
+
+
+# --- small parsers: each names the field it parses ---------------------------------------------------------
+
+
+def parse_bool(name: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name}: expected a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+
+
+def parse_float(name: str, raw: object, *, minimum: float | None = None) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name}: expected a finite number, got {raw!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum}, got {raw!r}")
+    return value
+
+
+def parse_int(name: str, raw: object, *, minimum: int | None = None) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum}, got {raw!r}")
+    return value
+
+
+def parse_decimal(name: str, raw: object) -> Decimal:
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name}: expected a decimal number, got {raw!r}") from None
+    if not value.is_finite():
+        raise ConfigError(f"{name}: expected a finite decimal, got {raw!r}")
+    return value
+
+
+def parse_symbols(name: str, raw: object) -> tuple[Symbol, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
+    symbols = tuple(Symbol(str(item).strip().upper()) for item in items if str(item).strip())
+    if not symbols:
+        raise ConfigError(f"{name}: at least one symbol is required")
+    for symbol in symbols:
+        if not _SYMBOL.match(symbol):
+            raise ConfigError(f"{name}: {symbol!r} is not a product id like BTC-USD")
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(f"{name}: duplicate symbols in {','.join(symbols)}")
+    return symbols
+
+
+def _existing_file(name: str, raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}: file not found: {path}")
+    return path
+
+
+# --- the loader ---------------------------------------------------------------------------------------------
+
+
+def load_settings(
+    profile: Profile | str,
+    env: Mapping[str, str],
+    overrides: CliOverrides | None = None,
+    *,
+    root: Path | None = None,
+) -> BotSettings:
+    """Build validated settings for ``profile`` from the environment mapping and CLI overrides."""
+    overrides = overrides or CliOverrides()
+    try:
+        prof = Profile(str(profile).lower())
+    except ValueError:
+        choices = ", ".join(p.value for p in Profile)
+        raise ConfigError(f"profile: unknown profile {profile!r} (choose one of {choices})") from None
+    base: Mapping[str, Any] = PROFILES[prof]
+    root = root or Path.cwd()
+
+    def pick(var: str, default: Any) -> Any:
+        value = env.get(var)
+        return default if value is None or value == "" else value
+
+    broker = BrokerKind(base["broker"])
+    bot_id = str(overrides.bot_id or pick("PERPS_BOT_ID", f"perps-{prof.value}")).strip().lower()
+    if not _BOT_ID.match(bot_id):
+        raise ConfigError(f"PERPS_BOT_ID: {bot_id!r} must be 1-32 chars of a-z, 0-9, '_' or '-'")
+
+    symbols = parse_symbols(
+        "--symbols" if overrides.symbols is not None else "PERPS_SYMBOLS",
+        overrides.symbols if overrides.symbols is not None else pick("PERPS_SYMBOLS", base["symbols"]),
+    )
+    dry_run = (
+        overrides.dry_run
+        if overrides.dry_run is not None
+        else parse_bool("PERPS_DRY_RUN", pick("PERPS_DRY_RUN", base["dry_run"]))
+    )
+    interval = (
+        overrides.interval_seconds
+        if overrides.interval_seconds is not None
+        else parse_float("PERPS_INTERVAL_SECONDS", pick("PERPS_INTERVAL_SECONDS", base["interval_seconds"]))
+    )
+    if interval < 0.05:
+        raise ConfigError(f"--interval: must be at least 0.05 seconds, got {interval}")
+    enable_derivatives = parse_bool(
+        "COINBASE_ENABLE_DERIVATIVES", pick("COINBASE_ENABLE_DERIVATIVES", base["enable_derivatives"])
+    )
+    strategy = str(overrides.strategy or pick("PERPS_STRATEGY", base["strategy"]))
+    log_level = str(overrides.log_level or pick("PERPS_LOG_LEVEL", "INFO")).upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"PERPS_LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {log_level!r}")
+    prefix = str(pick("PERPS_CLIENT_ID_PREFIX", "pb-"))
+    if not re.fullmatch(r"[a-z0-9-]{1,8}", prefix):
+        raise ConfigError(f"PERPS_CLIENT_ID_PREFIX: {prefix!r} must be 1-8 chars of a-z, 0-9, '-'")
+    try:
+        policy = ShutdownOrderPolicy(str(pick("PERPS_SHUTDOWN_ORDER_POLICY", "cancel")).lower())
+    except ValueError:
+        raise ConfigError("PERPS_SHUTDOWN_ORDER_POLICY: expected 'cancel' or 'keep'") from None
+
+    data_dir = Path(pick("PERPS_DATA_DIR", root / "var" / "data" / "perps_bot" / prof.value))
+    log_dir = Path(pick("PERPS_LOG_DIR", root / "var" / "logs"))
+
+    risk = RiskConfig.from_env(env, RiskConfig.from_mapping(base["risk"]))
+    if overrides.reduce_only is not None:
+        risk = dataclasses.replace(risk, reduce_only_mode=overrides.reduce_only)
+
+    coinbase, simulator, secrets = _exchange_settings(prof, broker, env, pick, enable_derivatives, data_dir)
+    state = _state_settings(base, env, pick, bot_id, data_dir)
+    secrets += tuple(
+        s
+        for s in (env.get("AWS_SECRET_ACCESS_KEY"), _url_password(state.redis_url), _url_password(state.database_url))
+        if s
+    )
+    return BotSettings(
+        profile=prof,
+        bot_id=bot_id,
+        broker=broker,
+        symbols=symbols,
+        dry_run=dry_run,
+        interval_seconds=interval,
+        enable_derivatives=enable_derivatives,
+        strategy=strategy,
+        risk=risk,
+        state=state,
+        coinbase=coinbase,
+        simulator=simulator,
+        data_dir=data_dir,
+        log_dir=log_dir,
+        log_level=log_level,
+        client_id_prefix=prefix,
+        shutdown_order_policy=policy,
+        metrics_port=parse_int("METRICS_PORT", pick("METRICS_PORT", 9102), minimum=1),
+        secrets=secrets,
+    )
+
+
+def _url_password(url: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).password if url else None
+
+
+def _exchange_settings(
+    prof: Profile,
+    broker: BrokerKind,
+    env: Mapping[str, str],
+    pick: Any,
+    enable_derivatives: bool,
+    data_dir: Path,
+) -> tuple[CoinbaseConnection, SimulatorSettings, tuple[str, ...]]:
+    timeout = parse_float("COINBASE_TIMEOUT_SECONDS", pick("COINBASE_TIMEOUT_SECONDS", 10.0), minimum=0.1)
+    base_url = str(pick("COINBASE_BASE_URL", "api.coinbase.com"))
+    if "://" in base_url or "/" in base_url:
+        raise ConfigError(f"COINBASE_BASE_URL: give a bare host[:port] such as api.coinbase.com, got {base_url!r}")
+    api_key = env.get("COINBASE_API_KEY") or None
+    api_secret = env.get("COINBASE_API_SECRET") or None
+    key_file_raw = env.get("COINBASE_KEY_FILE") or None
+    ca_file_raw = env.get("COINBASE_CA_FILE") or None
+    key_file = _existing_file("COINBASE_KEY_FILE", key_file_raw) if key_file_raw else None
+    ca_file = _existing_file("COINBASE_CA_FILE", ca_file_raw) if ca_file_raw else None
+    if key_file and (api_key or api_secret):
+        raise ConfigError("COINBASE_KEY_FILE: set either the key file or COINBASE_API_KEY/SECRET, not both")
+    if bool(api_key) != bool(api_secret):
+        missing = "COINBASE_API_SECRET" if api_key else "COINBASE_API_KEY"
+        raise MissingCredentialsError(f"{missing}: both COINBASE_API_KEY and COINBASE_API_SECRET are needed")
+
+    external_sim = broker is BrokerKind.SIMULATED and "COINBASE_BASE_URL" in env and bool(env["COINBASE_BASE_URL"])
+    if broker is BrokerKind.COINBASE and not (key_file or api_key):
+        raise MissingCredentialsError(
+            f"COINBASE_API_KEY: profile {prof.value} trades on Coinbase and needs COINBASE_API_KEY + "
+            "COINBASE_API_SECRET (or COINBASE_KEY_FILE)"
+        )
+    if external_sim and not (key_file or api_key):
+        raise MissingCredentialsError("COINBASE_KEY_FILE: an external simulator needs its key file (or key+secret)")
+    simulator = SimulatorSettings(
+        state_dir=data_dir / "simulator",
+        seed=parse_int("SIM_SEED", pick("SIM_SEED", 42)),
+        tick_seconds=parse_float("SIM_TICK_SECONDS", pick("SIM_TICK_SECONDS", 0.25), minimum=0.01),
+        external=external_sim,
+    )
+    connection = CoinbaseConnection(
+        base_url=base_url,
+        api_key=api_key,
+        api_secret=api_secret,
+        key_file=key_file,
+        ca_file=ca_file,
+        timeout_seconds=timeout,
+        enable_derivatives=enable_derivatives,
+    )
+    secrets = tuple(s for s in (api_secret, api_key) if s)
+    return connection, simulator, secrets
+
+
+def _state_settings(
+    base: Mapping[str, Any], env: Mapping[str, str], pick: Any, bot_id: str, data_dir: Path
+) -> StateSettings:
+    hot_default, warm_default, cold_default = base["state_backends"]
+    redis_url = env.get("REDIS_URL") or None
+    database_url = env.get("DATABASE_URL") or None
+    s3_endpoint = env.get("S3_ENDPOINT_URL") or None
+    s3_bucket = env.get("S3_BUCKET") or None
+    # A URL in the environment switches a tier to the real service; otherwise the profile decides.
+    hot = HotBackend.REDIS if redis_url else HotBackend(hot_default)
+    warm = WarmBackend.POSTGRES if database_url else WarmBackend(warm_default)
+    cold = ColdBackend.S3 if (s3_endpoint or s3_bucket) else ColdBackend(cold_default)
+    if hot is HotBackend.REDIS and not redis_url:
+        raise ConfigError("REDIS_URL: this profile keeps HOT state in Redis; set REDIS_URL (redis://host:6379/0)")
+    if warm is WarmBackend.POSTGRES and not database_url:
+        raise ConfigError("DATABASE_URL: this profile keeps WARM state in PostgreSQL; set DATABASE_URL")
+    if cold is ColdBackend.S3 and not s3_bucket:
+        raise ConfigError("S3_BUCKET: this profile keeps COLD state in S3; set S3_BUCKET (and S3_ENDPOINT_URL)")
+    for var, url, schemes in (
+        ("REDIS_URL", redis_url, ("redis", "rediss", "unix")),
+        ("DATABASE_URL", database_url, ("postgres", "postgresql")),
+        ("S3_ENDPOINT_URL", s3_endpoint, ("http", "https")),
+    ):
+        if url and url.split("://", 1)[0] not in schemes:
+            raise ConfigError(f"{var}: expected a {'/'.join(schemes)}:// URL")
+    return StateSettings(
+        bot_id=bot_id,
+        data_dir=data_dir,
+        hot_backend=hot,
+        warm_backend=warm,
+        cold_backend=cold,
+        redis_url=redis_url,
+        database_url=database_url,
+        s3_endpoint_url=s3_endpoint,
+        s3_bucket=s3_bucket,
+        s3_region=str(pick("AWS_DEFAULT_REGION", "us-east-1")),
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        max_value_bytes=parse_int("STATE_MAX_VALUE_BYTES", pick("STATE_MAX_VALUE_BYTES", 1_048_576), minimum=1024),
+        checkpoint_interval_seconds=parse_float(
+            "CHECKPOINT_INTERVAL_SECONDS", pick("CHECKPOINT_INTERVAL_SECONDS", 300), minimum=1
+        ),
+        checkpoint_retention=parse_int("CHECKPOINT_RETENTION", pick("CHECKPOINT_RETENTION", 10), minimum=1),
+    )

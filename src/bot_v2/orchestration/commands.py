@@ -1,0 +1,154 @@
+"""Operator commands behind the CLI flags: each opens a runtime, does one job, renders, returns an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import asdict
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from bot_v2 import render
+from bot_v2.config import BotSettings
+from bot_v2.domain import OrderId, OrderRequest, OrderStatus, utc_now
+from bot_v2.errors import GuardDeniedError, InputError, OrderRejectedError, StateIntegrityError
+from bot_v2.orchestration.wiring import Runtime, open_runtime, open_state
+from bot_v2.state import StateCategory
+
+logger = logging.getLogger(__name__)
+
+EDIT_PREVIEW_TTL_SECONDS = 600
+
+
+async def run(settings: BotSettings, *, once: bool) -> int:
+    """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM."""
+    from bot_v2.orchestration.bot import run_bot
+
+    async with open_runtime(settings) as runtime:
+        summary = await run_bot(runtime, once=once)
+    render.print_run_summary(summary)
+    return 0
+
+
+async def _snapshot_data(runtime: Runtime) -> dict[str, Any]:
+    exchange = runtime.exchange
+    async with asyncio.TaskGroup() as tg:
+        balances = tg.create_task(exchange.list_balances())
+        positions = tg.create_task(exchange.list_positions())
+        orders = tg.create_task(exchange.list_orders(statuses=[OrderStatus.OPEN]))
+        permissions = tg.create_task(exchange.get_key_permissions())
+        fee_tier = tg.create_task(exchange.get_fee_tier())
+        server_time = tg.create_task(exchange.server_time())
+        futures = tg.create_task(exchange.get_futures_balance_summary())
+    local_now = utc_now()
+    trading_state: Any = None
+    if runtime.state is not None:
+        from bot_v2.orchestration.bot import load_trading_state
+
+        trading_state = await load_trading_state(runtime)
+    skew = (server_time.result() - local_now).total_seconds()
+    return {
+        "profile": runtime.settings.profile.value,
+        "bot_id": runtime.settings.bot_id,
+        "balances": [asdict(b) | {"total": b.total} for b in balances.result()],
+        "positions": [asdict(p) for p in positions.result()],
+        "open_orders": [asdict(o) for o in orders.result()],
+        "permissions": asdict(permissions.result()),
+        "fee_tier": asdict(fee_tier.result()),
+        "futures_balance": futures.result(),
+        "limits": runtime.settings.risk.to_dict(),
+        "server_time": server_time.result(),
+        "clock_skew_seconds": round(skew, 3),
+        "trading_state": trading_state,
+    }
+
+
+async def account_snapshot(settings: BotSettings, *, as_json: bool) -> int:
+    """Print balances, positions, open orders, permissions, fee tier, limits, clock skew, trading state."""
+    async with open_runtime(settings) as runtime:
+        data = await _snapshot_data(runtime)
+    if as_json:
+        render.print_json(data)
+    else:
+        render.print_account_snapshot(data)
+    return 0
+
+
+async def preview_order(settings: BotSettings, request: OrderRequest) -> int:
+    """Show the exchange's preview and the bot's own guard verdict; exit 2 if either refuses."""
+    from bot_v2.orchestration.bot import evaluate_order
+
+    async with open_runtime(settings) as runtime:
+        product = await runtime.exchange.get_product(request.symbol)
+        request.validate_for(product)
+        preview = await runtime.exchange.preview_order(request)
+        verdict = await evaluate_order(runtime, request)
+    render.print_order_preview(request, preview, verdict)
+    if not verdict.approved:
+        failed = [r for r in verdict.results if not r.passed]
+        first = failed[0] if failed else None
+        raise GuardDeniedError(first.guard if first else "risk", first.reason if first else "denied")
+    if preview.errors:
+        raise OrderRejectedError(f"exchange preview refused: {', '.join(preview.errors)}", preview.errors[0])
+    return 0
+
+
+async def edit_order_preview(
+    settings: BotSettings, order_id: OrderId, size: Decimal | None, price: Decimal | None
+) -> int:
+    """Preview an edit of an open order; store it under a PREVIEW_ID for --apply-order-edit."""
+    async with open_runtime(settings) as runtime:
+        order = await runtime.exchange.get_order(order_id)
+        new_size = size if size is not None else order.quantity
+        new_price = price if price is not None else order.limit_price
+        if new_price is None:
+            raise InputError(f"--order-price: order {order_id} has no limit price; give the new price")
+        preview = await runtime.exchange.preview_edit(order_id, new_size, new_price)
+        preview_id = preview.preview_id or secrets.token_hex(8)
+        if not preview.errors:
+            assert runtime.state is not None
+            await runtime.state.set_state(
+                f"edit_previews:{preview_id}",
+                {"order_id": order_id, "size": new_size, "price": new_price, "created_at": utc_now()},
+                StateCategory.ORDERS,
+                ttl_seconds=EDIT_PREVIEW_TTL_SECONDS,
+            )
+    render.print_edit_preview(order, preview, preview_id if not preview.errors else None)
+    if preview.errors:
+        raise OrderRejectedError(f"edit preview refused: {', '.join(preview.errors)}", preview.errors[0])
+    return 0
+
+
+async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id: str) -> int:
+    """Apply a stored edit preview: the same size and price that were previewed, nothing else."""
+    async with open_runtime(settings) as runtime:
+        assert runtime.state is not None
+        stored = await runtime.state.get_state(f"edit_previews:{preview_id}")
+        if stored is None:
+            raise InputError(f"--apply-order-edit: no edit preview {preview_id!r} (expired or never made)")
+        if not isinstance(stored, dict) or stored.get("order_id") != order_id:
+            raise InputError(f"--apply-order-edit: preview {preview_id!r} belongs to another order")
+        try:
+            size, price, created = Decimal(stored["size"]), Decimal(stored["price"]), stored["created_at"]
+        except (KeyError, TypeError, ArithmeticError):
+            raise StateIntegrityError(f"edit_previews:{preview_id}: malformed stored preview") from None
+        if utc_now() - created > timedelta(seconds=EDIT_PREVIEW_TTL_SECONDS):
+            raise InputError(f"--apply-order-edit: preview {preview_id!r} expired; preview again")
+        order = await runtime.exchange.edit_order(order_id, size, price, preview_id=None)
+        await runtime.state.delete_state(f"edit_previews:{preview_id}")
+    render.print_order(order, title="Order edited")
+    return 0
+
+
+async def set_controls(settings: BotSettings, *, kill_switch: bool | None, reduce_only: bool | None) -> int:
+    """Write the operator control key that running bots of this profile read every cycle."""
+    from bot_v2.orchestration.controls import set_operator_control
+
+    async with open_state(settings) as state:
+        control = await set_operator_control(
+            state, kill_switch=kill_switch, reduce_only=reduce_only, source="cli"
+        )
+    render.print_controls(control)
+    return 0

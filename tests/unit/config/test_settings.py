@@ -1,0 +1,139 @@
+"""Settings: profile -> .env -> environment -> given CLI flags, validated once into frozen objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bot_v2.config import BrokerKind, CliOverrides, Profile, load_settings, merged_environment, read_env_file
+from bot_v2.errors import ConfigError, MissingCredentialsError
+from bot_v2.state.settings import ColdBackend, HotBackend, WarmBackend
+
+
+def test_dev_profile_defaults_are_offline(tmp_path: Path) -> None:
+    settings = load_settings("dev", {}, root=tmp_path)
+    assert settings.profile is Profile.DEV
+    assert settings.broker is BrokerKind.SIMULATED
+    assert settings.symbols == ("BTC-USD", "ETH-USD")
+    assert settings.state.hot_backend is HotBackend.MEMORY
+    assert settings.state.warm_backend is WarmBackend.SQLITE
+    assert settings.state.cold_backend is ColdBackend.DIRECTORY
+    assert settings.data_dir == tmp_path / "var" / "data" / "perps_bot" / "dev"
+    assert settings.events_path.name == "events.jsonl"
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings("dev", {}, root=tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.dry_run = True  # type: ignore[misc]
+
+
+def test_environment_overrides_profile_and_flags_override_environment(tmp_path: Path) -> None:
+    env = {"PERPS_SYMBOLS": "sol-usd", "PERPS_INTERVAL_SECONDS": "7", "PERPS_DRY_RUN": "yes"}
+    settings = load_settings("dev", env, root=tmp_path)
+    assert settings.symbols == ("SOL-USD",)
+    assert settings.interval_seconds == 7.0
+    assert settings.dry_run is True
+    flagged = load_settings("dev", env, CliOverrides(symbols=("BTC-USD",), interval_seconds=2.5), root=tmp_path)
+    assert flagged.symbols == ("BTC-USD",)
+    assert flagged.interval_seconds == 2.5
+    assert flagged.dry_run is True  # a flag left out never resets the env/profile value
+
+
+def test_flag_left_out_keeps_profile_value(tmp_path: Path) -> None:
+    settings = load_settings("dev", {}, CliOverrides(dry_run=None, reduce_only=None), root=tmp_path)
+    assert settings.dry_run is False
+    assert settings.risk.reduce_only_mode is False
+    assert load_settings("dev", {}, CliOverrides(reduce_only=True), root=tmp_path).risk.reduce_only_mode is True
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"PERPS_SYMBOLS": "BTCUSD"}, "PERPS_SYMBOLS"),
+        ({"PERPS_SYMBOLS": "BTC-USD,BTC-USD"}, "PERPS_SYMBOLS"),
+        ({"PERPS_INTERVAL_SECONDS": "soon"}, "PERPS_INTERVAL_SECONDS"),
+        ({"PERPS_DRY_RUN": "maybe"}, "PERPS_DRY_RUN"),
+        ({"PERPS_BOT_ID": "Bad Id!"}, "PERPS_BOT_ID"),
+        ({"PERPS_LOG_LEVEL": "LOUD"}, "PERPS_LOG_LEVEL"),
+        ({"PERPS_SHUTDOWN_ORDER_POLICY": "sell"}, "PERPS_SHUTDOWN_ORDER_POLICY"),
+        ({"COINBASE_BASE_URL": "https://api.coinbase.com"}, "COINBASE_BASE_URL"),
+        ({"COINBASE_TIMEOUT_SECONDS": "0"}, "COINBASE_TIMEOUT_SECONDS"),
+        ({"COINBASE_KEY_FILE": "/nonexistent/key.json"}, "COINBASE_KEY_FILE"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"STATE_MAX_VALUE_BYTES": "-1"}, "STATE_MAX_VALUE_BYTES"),
+        ({"RISK_MAX_LEVERAGE": "lots"}, "RISK_MAX_LEVERAGE"),
+    ],
+)
+def test_invalid_values_name_the_field(tmp_path: Path, env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings("dev", env, root=tmp_path)
+    assert field in str(info.value)
+    assert "\n" not in info.value.one_line()
+    assert info.value.exit_code == 2
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="profile"):
+        load_settings("staging", {}, root=tmp_path)
+
+
+def test_real_exchange_profiles_need_credentials(tmp_path: Path) -> None:
+    env = {"REDIS_URL": "redis://localhost:6379/0", "DATABASE_URL": "postgresql://u@h/db", "S3_BUCKET": "b"}
+    with pytest.raises(MissingCredentialsError, match="COINBASE_API_KEY"):
+        load_settings("prod", env, root=tmp_path)
+    with pytest.raises(MissingCredentialsError, match="COINBASE_API_SECRET"):
+        load_settings("canary", env | {"COINBASE_API_KEY": "organizations/x/apiKeys/y"}, root=tmp_path)
+
+
+def test_real_service_profiles_need_state_urls(tmp_path: Path) -> None:
+    env = {"COINBASE_API_KEY": "k" * 20, "COINBASE_API_SECRET": "s" * 40}
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_settings("spot", env, root=tmp_path)
+
+
+def test_urls_switch_tiers_and_secrets_are_masked(tmp_path: Path) -> None:
+    env = {
+        "REDIS_URL": "redis://:hunter2hunter2@localhost:6379/0",
+        "DATABASE_URL": "postgresql://bot:pgsecretpw99@localhost/bot",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "S3_BUCKET": "perps",
+        "AWS_SECRET_ACCESS_KEY": "awssecretvalue1234",
+        "COINBASE_API_KEY": "organizations/o/apiKeys/KEYID1234",
+        "COINBASE_API_SECRET": "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIabcdef\n-----END EC PRIVATE KEY-----",
+    }
+    settings = load_settings("prod", env, root=tmp_path)
+    assert settings.state.hot_backend is HotBackend.REDIS
+    assert settings.state.warm_backend is WarmBackend.POSTGRES
+    assert settings.state.cold_backend is ColdBackend.S3
+    text = repr(settings)
+    for secret in ("hunter2hunter2", "pgsecretpw99", "awssecretvalue1234", "MHcCAQEEIabcdef"):
+        assert secret not in text
+    assert "awssecretvalue1234" in settings.secrets
+
+
+def test_env_file_parsing_and_precedence(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# comment\nexport PERPS_SYMBOLS=ETH-USD\nPERPS_LOG_LEVEL='debug'\n"
+        'COINBASE_API_SECRET="line1\\nline2"\nPERPS_INTERVAL_SECONDS=3 # trailing comment\n'
+    )
+    values = read_env_file(env_file)
+    assert values["PERPS_SYMBOLS"] == "ETH-USD"
+    assert values["PERPS_LOG_LEVEL"] == "debug"
+    assert values["COINBASE_API_SECRET"] == "line1\nline2"
+    assert values["PERPS_INTERVAL_SECONDS"] == "3"
+    merged = merged_environment(env_file, {"PERPS_SYMBOLS": "SOL-USD"})
+    assert merged["PERPS_SYMBOLS"] == "SOL-USD"  # the environment wins over .env
+    assert merged_environment(tmp_path / "missing.env", {}) == {}
+
+
+@pytest.mark.parametrize("line", ["NOEQUALS", "1BAD=x", 'A="unterminated', "A='x' trailing"])
+def test_malformed_env_file_is_a_clear_error(tmp_path: Path, line: str) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"OK=1\n{line}\n")
+    with pytest.raises(ConfigError, match=r"\.env:2"):
+        read_env_file(env_file)

@@ -145,3 +145,7 @@ class StateKeyError(StateError, InputError):
 
 class StateIntegrityError(StateError, HaltError):
     """A stored record failed verification (checksum, version, schema): never silently accepted."""
+
+
+class StateSchemaError(StateIntegrityError):
+    """The database schema is newer than this code (or otherwise not one this code can use)."""

@@ -41,6 +41,7 @@ class StateSettings:
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
     max_value_bytes: int = 1_048_576
+    max_key_bytes: int = 256
     connect_timeout_seconds: float = 5.0
     checkpoint_interval_seconds: float = 300.0
     checkpoint_retention: int = 10

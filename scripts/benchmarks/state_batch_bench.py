@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Benchmark StateManager batch operations against real Redis + PostgreSQL, next to the raw-driver floor.
+
+    .venv/bin/python scripts/benchmarks/state_batch_bench.py --keys 100,1000,10000 --repeat 7 \
+        --value-bytes 200,2048
+
+Per key count and value size it times (median and p95 over ``--repeat`` runs):
+
+* ``batch_set`` / ``batch_get``   -- ``StateManager.batch_set_state`` / ``batch_get_state`` (orders:
+  WARM + HOT)
+* ``seq_set`` / ``seq_get``       -- the same keys one ``set_state`` / ``get_state`` call at a time
+* ``floor_set`` / ``floor_get``   -- raw drivers, no StateManager, values pre-encoded: one multi-row unnest
+  upsert statement + one MSET; one ``SELECT ... = ANY($1)`` + one MGET
+
+Throwaway redis-server and PostgreSQL are started the same way as the test fixtures
+(tests/fixtures/services.py)
+unless REDIS_URL / DATABASE_URL are set. Writes var/benchmarks/state_batch.json and ends with one RESULT line
+for the write path at 1000 keys of the first value size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+import asyncpg  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+from tests.fixtures.services import PostgresServer, RedisServer  # noqa: E402
+
+from bot_v2.state import StateCategory, StateManager  # noqa: E402
+from bot_v2.state.codec import checksum, encode_value  # noqa: E402
+from bot_v2.state.models import HotRecord  # noqa: E402
+from bot_v2.state.settings import HotBackend, StateSettings, WarmBackend  # noqa: E402
+from bot_v2.state.tiers.hot import pack_record  # noqa: E402
+from bot_v2.state.tiers.postgres_warm import UPSERT_SQL  # noqa: E402
+
+SEQUENTIAL_MAX_KEYS = 1000  # one-at-a-time runs beyond this take minutes and prove nothing new
+
+
+def make_value(i: int, value_bytes: int) -> dict[str, Any]:
+    """An order-like value whose canonical encoding is about ``value_bytes`` long."""
+    value: dict[str, Any] = {
+        "client_order_id": f"pb-{i:08d}",
+        "product_id": "BTC-USD",
+        "side": "BUY" if i % 2 else "SELL",
+        "size": Decimal("0.00100000"),
+        "price": Decimal(f"{60000 + i}.25"),
+        "status": "OPEN",
+        "pad": "",
+    }
+    value["pad"] = "x" * max(0, value_bytes - len(encode_value(value)))
+    return value
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> dict[str, float]:
+    await fn()  # warm-up: connections, prepared statements, first insert
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"median_ms": statistics.median(samples), "p95_ms": pct(samples, 0.95), "runs": len(samples)}
+
+
+async def bench_one(
+    redis_url: str, database_url: str, n: int, value_bytes: int, repeat: int, data_dir: Path
+) -> dict[str, Any]:
+    bot_id = f"bench-{uuid.uuid4().hex[:8]}"
+    settings = StateSettings(
+        bot_id=bot_id,
+        data_dir=data_dir,
+        hot_backend=HotBackend.REDIS,
+        warm_backend=WarmBackend.POSTGRES,
+        redis_url=redis_url,
+        database_url=database_url,
+    )
+    items = {f"orders:pb-{i:08d}": make_value(i, value_bytes) for i in range(n)}
+    keys = list(items)
+    encoded = [encode_value(v) for v in items.values()]
+    result: dict[str, Any] = {
+        "keys": n,
+        "value_bytes": value_bytes,
+        "encoded_bytes_avg": sum(map(len, encoded)) / n,
+    }
+    async with await StateManager.create(settings) as sm:
+        result["batch_set"] = await timed(lambda: sm.batch_set_state(items, StateCategory.ORDERS), repeat)
+        result["batch_get"] = await timed(lambda: sm.batch_get_state(keys), repeat)
+        if n <= SEQUENTIAL_MAX_KEYS:
+            seq_repeat = max(1, min(repeat, 3))
+
+            async def seq_set() -> None:
+                for key, value in items.items():
+                    await sm.set_state(key, value, StateCategory.ORDERS)
+
+            async def seq_get() -> None:
+                for key in keys:
+                    await sm.get_state(key)
+
+            result["seq_set"] = await timed(seq_set, seq_repeat)
+            result["seq_get"] = await timed(seq_get, seq_repeat)
+
+    # raw floor: same table, same statement shape, values pre-encoded, no StateManager
+    floor_bot = bot_id + "-floor"
+    now = datetime.now(UTC)
+    sums = [checksum(data) for data in encoded]
+    packed = {
+        f"state:{floor_bot}:{k}": pack_record(HotRecord(k, 1, s, d, now))
+        for k, s, d in zip(keys, sums, encoded, strict=True)
+    }
+    conn = await asyncpg.connect(database_url)
+    client = aioredis.Redis.from_url(redis_url)
+    nulls: list[Any] = [None] * n
+    cats, tiers = ["orders"] * n, ["hot"] * n
+
+    async def floor_set() -> None:
+        await conn.fetch(UPSERT_SQL, floor_bot, now, keys, cats, tiers, sums, encoded, nulls, nulls)
+        await client.mset(packed)
+
+    names = list(packed)
+
+    async def floor_get() -> None:
+        await conn.fetch(
+            "SELECT key, version, checksum, value FROM state_records "
+            "WHERE bot_id = $1 AND key = ANY($2::text[])",
+            floor_bot,
+            keys,
+        )
+        await client.mget(names)
+
+    try:
+        result["floor_set"] = await timed(floor_set, repeat)
+        result["floor_get"] = await timed(floor_get, repeat)
+    finally:
+        for bot in (bot_id, floor_bot):
+            await conn.execute("DELETE FROM state_records WHERE bot_id = $1", bot)
+            async for name in client.scan_iter(match=f"state:{bot}:*", count=5000):
+                await client.delete(name)
+        await conn.close()
+        await client.aclose()
+    return result
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="StateManager batch vs raw floor vs sequential (ms: median / p95)")
+    for col in ("keys", "value B", "batch_set", "floor_set", "seq_set", "batch_get", "floor_get", "seq_get"):
+        table.add_column(col, justify="right")
+
+    def cell(r: dict[str, Any], name: str) -> str:
+        m = r.get(name)
+        return "-" if m is None else f"{m['median_ms']:.1f} / {m['p95_ms']:.1f}"
+
+    for r in results:
+        table.add_row(
+            str(r["keys"]),
+            f"{r['encoded_bytes_avg']:.0f}",
+            *(cell(r, c) for c in ("batch_set", "floor_set", "seq_set", "batch_get", "floor_get", "seq_get")),
+        )
+    Console().print(table)
+    for r in results:
+        line = f"keys={r['keys']} value_bytes={r['value_bytes']}"
+        line += f" write ratio_vs_floor={r['batch_set']['median_ms'] / r['floor_set']['median_ms']:.2f}"
+        line += f" read ratio_vs_floor={r['batch_get']['median_ms'] / r['floor_get']['median_ms']:.2f}"
+        if "seq_set" in r:
+            line += f" write speedup={r['seq_set']['median_ms'] / r['batch_set']['median_ms']:.1f}x"
+            line += f" read speedup={r['seq_get']['median_ms'] / r['batch_get']['median_ms']:.1f}x"
+        print(line)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", default="100,1000,10000")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--value-bytes", default="200,2048")
+    parser.add_argument("--output", type=Path, default=ROOT / "var" / "benchmarks" / "state_batch.json")
+    args = parser.parse_args()
+    key_counts = [int(x) for x in args.keys.split(",")]
+    sizes = [int(x) for x in args.value_bytes.split(",")]
+
+    servers: list[Any] = []
+    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
+    try:
+        if not redis_url:
+            redis = RedisServer()
+            redis.start()
+            servers.append(redis)
+            redis_url = redis.url
+        if not database_url:
+            postgres = PostgresServer()
+            postgres.start()
+            servers.append(postgres)
+            database_url = postgres.url
+        results = []
+        with tempfile.TemporaryDirectory() as data_dir:
+            for size in sizes:
+                for n in key_counts:
+                    results.append(
+                        await bench_one(redis_url, database_url, n, size, args.repeat, Path(data_dir))
+                    )
+    finally:
+        for server in reversed(servers):
+            server.cleanup() if isinstance(server, PostgresServer) else server.stop()
+
+    print_table(results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "postgres": "throwaway cluster, fsync=off" if servers else "DATABASE_URL",
+        "when": datetime.now(UTC).isoformat(),
+    }
+    args.output.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"wrote {args.output}")
+    pick = next((r for r in results if r["keys"] == 1000 and r["value_bytes"] == sizes[0]), results[-1])
+    batch, floor = pick["batch_set"]["median_ms"], pick["floor_set"]["median_ms"]
+    seq = pick.get("seq_set", {}).get("median_ms", float("nan"))
+    print(
+        f"RESULT keys={pick['keys']} batch_ms={batch:.2f} floor_ms={floor:.2f} sequential_ms={seq:.2f} "
+        f"ratio_vs_floor={batch / floor:.2f} speedup_vs_sequential={seq / batch:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

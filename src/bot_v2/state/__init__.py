@@ -1,0 +1,26 @@
+"""Tiered, versioned, checksummed state: ``StateManager`` and its value types."""
+
+from bot_v2.state.manager import StateManager
+from bot_v2.state.models import (
+    CoherenceMismatch,
+    CoherenceReport,
+    StateCategory,
+    StateWrite,
+    StorageStats,
+    Tier,
+)
+from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend
+
+__all__ = [
+    "CoherenceMismatch",
+    "CoherenceReport",
+    "ColdBackend",
+    "HotBackend",
+    "StateCategory",
+    "StateManager",
+    "StateSettings",
+    "StateWrite",
+    "StorageStats",
+    "Tier",
+    "WarmBackend",
+]

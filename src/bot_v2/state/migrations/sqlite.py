@@ -1,0 +1,39 @@
+"""SQLite schema migrations (values are exact bytes in a BLOB; times are integer microseconds UTC)."""
+
+from __future__ import annotations
+
+from bot_v2.state.migrations import Migration
+
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS state_schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at_us INTEGER NOT NULL
+)
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "state_records: versioned, checksummed records per bot",
+        (
+            """
+            CREATE TABLE state_records (
+                bot_id        TEXT NOT NULL,
+                key           TEXT NOT NULL,
+                category      TEXT NOT NULL,
+                tier          TEXT NOT NULL CHECK (tier IN ('hot', 'warm', 'cold')),
+                version       INTEGER NOT NULL CHECK (version > 0),
+                checksum      TEXT NOT NULL,
+                value         BLOB,
+                cold_ref      TEXT,
+                updated_at_us INTEGER NOT NULL,
+                expires_at_us INTEGER,
+                PRIMARY KEY (bot_id, key),
+                CHECK ((value IS NULL) = (tier = 'cold'))
+            ) WITHOUT ROWID
+            """,
+            "CREATE INDEX state_records_bot_tier ON state_records (bot_id, tier)",
+        ),
+    ),
+)

@@ -1,0 +1,79 @@
+"""The COLD tier port: immutable segment objects, one per batch (never one object per key)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bot_v2.errors import StateIntegrityError
+from bot_v2.state.models import ColdRecord
+
+_SEGMENT_FORMAT = 1
+
+
+class ColdTier(Protocol):
+    """Stores whole segments under this bot's prefix. Calls never block the event loop."""
+
+    name: str
+
+    async def connect(self) -> None:
+        """Prove the store is reachable (and the bucket / directory exists)."""
+
+    async def put_segment(self, name: str, data: bytes) -> None:
+        """Write one segment object atomically (readers see all of it or nothing)."""
+
+    async def get_segment(self, name: str) -> bytes:
+        """Read a segment; raise ``StateIntegrityError`` if it does not exist."""
+
+    async def delete_segment(self, name: str) -> None:
+        """Delete a segment (missing is fine)."""
+
+    async def stats(self) -> tuple[int, int]:
+        """Return (object count, total bytes) under this bot's prefix."""
+
+    async def close(self) -> None:
+        """Release clients and worker threads."""
+
+
+def new_segment_name(now: datetime) -> str:
+    """A unique, time-ordered segment name."""
+    return f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(6)}.seg.gz"
+
+
+def encode_segment(bot_id: str, records: Sequence[ColdRecord]) -> bytes:
+    """Serialize records (value bytes are canonical UTF-8 JSON, embedded as text) and gzip them."""
+    body = {
+        "format": _SEGMENT_FORMAT,
+        "bot_id": bot_id,
+        "records": [
+            {
+                "key": r.key,
+                "version": r.version,
+                "checksum": r.checksum,
+                "category": r.category,
+                "value": r.value.decode("utf-8"),
+            }
+            for r in records
+        ],
+    }
+    return gzip.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), mtime=0)
+
+
+def decode_segment(name: str, data: bytes) -> dict[str, ColdRecord]:
+    """Parse a segment into key -> record; a malformed segment is an integrity error naming it."""
+    try:
+        body = json.loads(gzip.decompress(data))
+        if body.get("format") != _SEGMENT_FORMAT:
+            raise ValueError(f"unknown segment format {body.get('format')!r}")
+        return {
+            r["key"]: ColdRecord(
+                r["key"], r["version"], r["checksum"], r["category"], r["value"].encode("utf-8")
+            )
+            for r in body["records"]
+        }
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateIntegrityError(f"cold segment {name!r}: malformed: {exc}") from None

@@ -1,0 +1,70 @@
+"""COLD tier in a local directory (the dev profile default); file I/O runs in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from bot_v2.errors import StateIntegrityError, StateUnavailableError
+from bot_v2.state.keys import KeySpace
+
+
+class DirectoryColdTier:
+    """Segments under ``<root>/<bot_id>/segments/``, written to a temp file, fsync'd, then renamed."""
+
+    name = "directory"
+
+    def __init__(self, root: Path, keyspace: KeySpace) -> None:
+        self._dir = root / keyspace.bot_id / "segments"
+
+    def __repr__(self) -> str:
+        return f"DirectoryColdTier(dir={str(self._dir)!r})"
+
+    async def connect(self) -> None:
+        try:
+            await asyncio.to_thread(self._dir.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateUnavailableError(f"cold directory {self._dir}: {exc}") from None
+
+    def _write(self, name: str, data: bytes) -> None:
+        target = self._dir / name
+        tmp = target.with_name(f".{name}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+
+    async def put_segment(self, name: str, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(self._write, name, data)
+        except OSError as exc:
+            raise StateUnavailableError(f"cold directory {self._dir}: write {name} failed: {exc}") from None
+
+    async def get_segment(self, name: str) -> bytes:
+        try:
+            return await asyncio.to_thread((self._dir / name).read_bytes)
+        except FileNotFoundError:
+            raise StateIntegrityError(f"cold segment {name!r} is missing from {self._dir}") from None
+        except OSError as exc:
+            raise StateUnavailableError(f"cold directory {self._dir}: read {name} failed: {exc}") from None
+
+    async def delete_segment(self, name: str) -> None:
+        try:
+            await asyncio.to_thread((self._dir / name).unlink, missing_ok=True)
+        except OSError as exc:
+            raise StateUnavailableError(f"cold directory {self._dir}: delete {name} failed: {exc}") from None
+
+    def _stats(self) -> tuple[int, int]:
+        files = [p for p in self._dir.glob("*.seg.gz") if p.is_file()]
+        return len(files), sum(p.stat().st_size for p in files)
+
+    async def stats(self) -> tuple[int, int]:
+        try:
+            return await asyncio.to_thread(self._stats)
+        except OSError as exc:
+            raise StateUnavailableError(f"cold directory {self._dir}: {exc}") from None
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,60 @@
+"""The HOT tier port: a cache of versioned records (Redis or in-process memory)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bot_v2.errors import StateIntegrityError
+from bot_v2.state.models import HotRecord
+
+_FORMAT = b"1"
+
+
+class HotTier(Protocol):
+    """Keys are relative; the backend applies the bot's namespace. Every multi-key call is one round trip."""
+
+    name: str
+
+    async def connect(self) -> None:
+        """Open connections and prove the service answers."""
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
+        """Return the cached records of ``keys`` (missing keys absent). One MGET."""
+
+    async def apply(self, puts: Sequence[HotRecord], deletes: Sequence[str] = ()) -> None:
+        """Store ``puts`` and delete ``deletes`` atomically, in one pipeline (MULTI: MSET + SET PX + DEL)."""
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Delete ``keys``; return how many existed."""
+
+    def scan(self, pattern: str = "*", page_size: int = 500) -> AsyncIterator[list[str]]:
+        """Yield pages of relative keys matching ``pattern`` (SCAN, never KEYS)."""
+
+    async def count(self) -> int:
+        """Number of keys in this namespace."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def pack_record(record: HotRecord) -> bytes:
+    """Serialize a record as one string value: ``1 <version> <checksum> <updated_us>\\n<value bytes>``."""
+    updated_us = int(record.updated_at.timestamp() * 1_000_000)
+    header = b"%s %d %s %d\n" % (_FORMAT, record.version, record.checksum.encode("ascii"), updated_us)
+    return header + record.value
+
+
+def unpack_record(key: str, data: bytes) -> HotRecord:
+    """Parse :func:`pack_record` output; a malformed header is an integrity error naming the key."""
+    header, sep, value = data.partition(b"\n")
+    parts = header.split(b" ")
+    if not sep or len(parts) != 4 or parts[0] != _FORMAT:
+        raise StateIntegrityError(f"state key {key!r}: malformed HOT record")
+    try:
+        version = int(parts[1])
+        updated_at = datetime.fromtimestamp(int(parts[3]) / 1_000_000, tz=UTC)
+    except ValueError:
+        raise StateIntegrityError(f"state key {key!r}: malformed HOT record header") from None
+    return HotRecord(key, version, parts[2].decode("ascii"), value, updated_at)

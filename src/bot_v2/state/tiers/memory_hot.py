@@ -1,0 +1,72 @@
+"""In-process HOT tier (the dev profile default): a dict with per-key expiry, same semantics as Redis."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from bot_v2.state.keys import glob_to_regex
+from bot_v2.state.models import HotRecord
+
+
+class MemoryHotTier:
+    """HOT tier kept in this process; lost on exit (WARM is the durable copy)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[HotRecord, float | None]] = {}
+
+    async def connect(self) -> None:
+        """Nothing to connect."""
+
+    def _live(self, key: str, now: float) -> HotRecord | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        record, deadline = entry
+        if deadline is not None and deadline <= now:
+            del self._data[key]
+            return None
+        return record
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
+        now = time.monotonic()
+        found: dict[str, HotRecord] = {}
+        for key in keys:
+            record = self._live(key, now)
+            if record is not None:
+                found[key] = record
+        return found
+
+    async def apply(self, puts: Sequence[HotRecord], deletes: Sequence[str] = ()) -> None:
+        now = time.monotonic()
+        for record in puts:
+            deadline = None if record.ttl_ms is None else now + record.ttl_ms / 1000
+            self._data[record.key] = (record, deadline)
+        for key in deletes:
+            self._data.pop(key, None)
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        now = time.monotonic()
+        existed = 0
+        for key in keys:
+            if self._live(key, now) is not None:
+                existed += 1
+            self._data.pop(key, None)
+        return existed
+
+    async def scan(self, pattern: str = "*", page_size: int = 500) -> AsyncIterator[list[str]]:
+        matcher = re.compile(glob_to_regex(pattern), re.S)
+        now = time.monotonic()
+        keys = [key for key in list(self._data) if matcher.match(key) and self._live(key, now) is not None]
+        for start in range(0, len(keys), page_size):
+            yield keys[start : start + page_size]
+
+    async def count(self) -> int:
+        now = time.monotonic()
+        return sum(1 for key in list(self._data) if self._live(key, now) is not None)
+
+    async def close(self) -> None:
+        self._data.clear()

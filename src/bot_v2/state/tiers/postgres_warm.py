@@ -1,0 +1,241 @@
+"""WARM tier on PostgreSQL (asyncpg): every batch is one statement, so one transaction and one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bot_v2.errors import StateError, StateUnavailableError
+from bot_v2.monitoring.masking import mask_url
+from bot_v2.state.keys import KeySpace, glob_to_regex, literal_prefix
+from bot_v2.state.migrations import latest_version, pending
+from bot_v2.state.migrations.postgres import MIGRATIONS, VERSION_TABLE
+from bot_v2.state.models import Tier, TierMove, WarmRow, WarmWrite
+
+_GET_SQL = """
+SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
+state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key =
+ANY($3::text[])
+"""
+_VERSIONS_SQL = """
+SELECT key, version, checksum FROM state_records WHERE bot_id = $1 AND key = ANY($2::text[])
+"""
+_DELETE_SQL = """
+DELETE FROM state_records WHERE bot_id = $1 AND key = ANY($3::text[]) RETURNING key, (expires_at IS
+NULL OR expires_at > $2)
+"""
+_KEYS_SQL = """
+SELECT key FROM state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key
+LIKE $3 AND key ~ $4 ORDER BY key
+"""
+_PAGE_SQL = """
+SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
+state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key > $3 ORDER BY
+key LIMIT $4
+"""
+_STATS_SQL = """
+SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE bot_id = $1 AND
+(expires_at IS NULL OR expires_at > $2) GROUP BY tier
+"""
+_TIERS = {tier.value: tier for tier in Tier}
+_MIGRATION_LOCK = 0x5E1EC7  # pg_advisory_xact_lock id: one migrator at a time across bots
+
+UPSERT_SQL = """
+INSERT INTO state_records AS s
+    (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at)
+SELECT $1, u.key, u.category, u.tier, 1, u.checksum, u.value, u.cold_ref, $2, u.expires_at
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::timestamptz[])
+    AS u(key, category, tier, checksum, value, cold_ref, expires_at)
+ON CONFLICT (bot_id, key) DO UPDATE SET
+    category = EXCLUDED.category,
+    tier = CASE WHEN s.tier = 'hot' AND EXCLUDED.tier = 'warm' THEN 'hot' ELSE EXCLUDED.tier END,
+    version = s.version + 1,
+    checksum = EXCLUDED.checksum,
+    value = EXCLUDED.value,
+    cold_ref = EXCLUDED.cold_ref,
+    updated_at = EXCLUDED.updated_at,
+    expires_at = EXCLUDED.expires_at
+RETURNING key, version, tier
+"""
+
+_MOVE_SQL = """
+UPDATE state_records AS s SET tier = u.tier, value = u.value, cold_ref = u.cold_ref
+FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
+    AS u(key, version, tier, value, cold_ref)
+WHERE s.bot_id = $1 AND s.key = u.key AND s.version = u.version
+RETURNING s.key
+"""
+
+
+def _row(rec: Any) -> WarmRow:
+    return WarmRow(
+        rec["key"],
+        rec["category"],
+        Tier(rec["tier"]),
+        rec["version"],
+        rec["checksum"],
+        rec["value"],
+        rec["cold_ref"],
+        rec["updated_at"],
+        rec["expires_at"],
+    )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class PostgresWarmTier:
+    """WARM tier in a (possibly shared) PostgreSQL database; rows are scoped by ``bot_id``."""
+
+    name = "postgres"
+
+    def __init__(self, url: str, keyspace: KeySpace, connect_timeout_seconds: float = 5.0) -> None:
+        self._url = url
+        self._bot = keyspace.bot_id
+        self._timeout = connect_timeout_seconds
+        self._pool: asyncpg.Pool | None = None
+        self._schema_version = 0
+
+    def __repr__(self) -> str:
+        return f"PostgresWarmTier(url={mask_url(self._url)!r}, bot_id={self._bot!r})"
+
+    @property
+    def schema_version(self) -> int:
+        return self._schema_version
+
+    def _unavailable(self, action: str, exc: BaseException) -> StateUnavailableError:
+        return StateUnavailableError(
+            f"postgresql at {mask_url(self._url)}: {action} failed: {type(exc).__name__}: {exc}"
+        )
+
+    @asynccontextmanager
+    async def _conn(self, action: str) -> AsyncIterator[Any]:
+        """Acquire a connection; the one place asyncpg errors become bot errors (URL password masked)."""
+        if self._pool is None:
+            raise StateUnavailableError(f"postgresql at {mask_url(self._url)}: not connected")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except StateError:
+            raise
+        except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise self._unavailable(action, exc) from None
+        except asyncpg.PostgresError as exc:
+            raise StateError(
+                f"postgresql at {mask_url(self._url)}: {action} failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+    async def connect(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                self._pool = await asyncpg.create_pool(
+                    self._url, min_size=1, max_size=4, timeout=self._timeout, command_timeout=60
+                )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise self._unavailable("connect", exc) from None
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        async with self._conn("migrate") as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(VERSION_TABLE)
+            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM state_schema_version")
+            for migration in pending(MIGRATIONS, current, "postgresql"):
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO state_schema_version (version, description) VALUES ($1, $2)",
+                    migration.version,
+                    migration.description,
+                )
+        self._schema_version = latest_version(MIGRATIONS)
+
+    async def upsert_many(self, rows: Sequence[WarmWrite], now: datetime) -> dict[str, tuple[int, Tier]]:
+        if not rows:
+            return {}
+        async with self._conn("upsert") as conn:
+            records = await conn.fetch(
+                UPSERT_SQL,
+                self._bot,
+                now,
+                [r.key for r in rows],
+                [r.category for r in rows],
+                [r.tier.value for r in rows],
+                [r.checksum for r in rows],
+                [r.value for r in rows],
+                [r.cold_ref for r in rows],
+                [r.expires_at for r in rows],
+            )
+        tiers = _TIERS
+        return {rec[0]: (rec[1], tiers[rec[2]]) for rec in records}
+
+    async def get_many(self, keys: Sequence[str], now: datetime) -> dict[str, WarmRow]:
+        if not keys:
+            return {}
+        async with self._conn("read") as conn:
+            records = await conn.fetch(_GET_SQL, self._bot, now, list(keys))
+        return {rec["key"]: _row(rec) for rec in records}
+
+    async def get_versions(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        if not keys:
+            return {}
+        async with self._conn("read versions") as conn:
+            records = await conn.fetch(_VERSIONS_SQL, self._bot, list(keys))
+        return {rec[0]: (rec[1], rec[2]) for rec in records}
+
+    async def delete_many(self, keys: Sequence[str], now: datetime) -> list[str]:
+        if not keys:
+            return []
+        async with self._conn("delete") as conn:
+            records = await conn.fetch(_DELETE_SQL, self._bot, now, list(keys))
+        return [rec[0] for rec in records if rec[1]]
+
+    async def move_many(self, moves: Sequence[TierMove]) -> list[str]:
+        if not moves:
+            return []
+        async with self._conn("move") as conn:
+            records = await conn.fetch(
+                _MOVE_SQL,
+                self._bot,
+                [m.key for m in moves],
+                [m.version for m in moves],
+                [m.tier.value for m in moves],
+                [m.value for m in moves],
+                [m.cold_ref for m in moves],
+            )
+        return [rec[0] for rec in records]
+
+    async def keys_matching(self, pattern: str, now: datetime) -> list[str]:
+        prefix = _like_escape(literal_prefix(pattern)) + "%"
+        async with self._conn("list keys") as conn:
+            records = await conn.fetch(_KEYS_SQL, self._bot, now, prefix, glob_to_regex(pattern))
+        return [rec[0] for rec in records]
+
+    async def page_rows(self, after_key: str, limit: int, now: datetime) -> list[WarmRow]:
+        async with self._conn("page rows") as conn:
+            records = await conn.fetch(_PAGE_SQL, self._bot, now, after_key, limit)
+        return [_row(rec) for rec in records]
+
+    async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
+        async with self._conn("stats") as conn:
+            records = await conn.fetch(_STATS_SQL, self._bot, now)
+        return {rec[0]: rec[1] for rec in records}, sum(int(rec[2]) for rec in records)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await pool.close()
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pool.terminate()

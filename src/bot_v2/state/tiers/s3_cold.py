@@ -1,0 +1,109 @@
+"""COLD tier on S3 or any S3-compatible endpoint; boto3 calls run in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from bot_v2.errors import StateIntegrityError, StateUnavailableError
+from bot_v2.monitoring.masking import mask_url
+from bot_v2.state.keys import KeySpace
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
+
+
+class S3ColdTier:
+    """Segments under ``s3://<bucket>/state/<bot_id>/segments/``."""
+
+    name = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        keyspace: KeySpace,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
+        self._bucket = bucket
+        self._prefix = f"state/{keyspace.bot_id}/segments/"
+        self._endpoint = endpoint_url
+        self._timeout = connect_timeout_seconds
+        config = botocore.config.Config(
+            connect_timeout=connect_timeout_seconds,
+            read_timeout=max(connect_timeout_seconds, 10.0),
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
+        )
+        self._client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+
+    def __repr__(self) -> str:
+        return f"S3ColdTier(endpoint={mask_url(self._endpoint)!r}, bucket={self._bucket!r})"
+
+    def _where(self) -> str:
+        return f"s3 bucket {self._bucket!r} at {mask_url(self._endpoint) or 'aws'}"
+
+    @contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        """The one place botocore errors become bot errors."""
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "?")
+            if code in {"NoSuchKey", "404"}:
+                raise StateIntegrityError(f"{self._where()}: {action}: object is missing") from None
+            raise StateUnavailableError(f"{self._where()}: {action} failed: {code}") from None
+        except (TimeoutError, botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise StateUnavailableError(f"{self._where()}: {action} failed: {type(exc).__name__}") from None
+
+    async def _call(self, action: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        with self._translate(action):
+            return await asyncio.to_thread(fn, **kwargs)
+
+    async def connect(self) -> None:
+        async with asyncio.timeout(self._timeout * 3):
+            await self._call("head bucket", self._client.head_bucket, Bucket=self._bucket)
+
+    async def put_segment(self, name: str, data: bytes) -> None:
+        await self._call(
+            f"put {name}", self._client.put_object, Bucket=self._bucket, Key=self._prefix + name, Body=data
+        )
+
+    async def get_segment(self, name: str) -> bytes:
+        def read() -> bytes:
+            return self._client.get_object(Bucket=self._bucket, Key=self._prefix + name)["Body"].read()
+
+        return await self._call(f"get {name}", read)
+
+    async def delete_segment(self, name: str) -> None:
+        await self._call(
+            f"delete {name}", self._client.delete_object, Bucket=self._bucket, Key=self._prefix + name
+        )
+
+    async def stats(self) -> tuple[int, int]:
+        def count() -> tuple[int, int]:
+            objects = size = 0
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix):
+                for item in page.get("Contents", []):
+                    objects += 1
+                    size += item.get("Size", 0)
+            return objects, size
+
+        return await self._call("list", count)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._client.close)

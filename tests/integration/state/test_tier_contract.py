@@ -1,0 +1,178 @@
+"""One contract per tier port, run against every backend (memory/Redis, SQLite/PostgreSQL, directory/S3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot_v2.errors import StateError, StateIntegrityError
+from bot_v2.state import codec
+from bot_v2.state.models import ColdRecord, HotRecord, Tier, TierMove, WarmWrite
+from bot_v2.state.tiers.cold import decode_segment, encode_segment, new_segment_name
+from tests.helpers import eventually_async
+
+
+def hot_record(key: str, version: int = 1, value: bytes = b'{"a":1}', ttl_ms: int | None = None) -> HotRecord:
+    return HotRecord(key, version, codec.checksum(value), value, datetime.now(UTC), ttl_ms)
+
+
+def warm_write(key: str, value: bytes | None = b"1", tier: Tier = Tier.WARM, **kw: Any) -> WarmWrite:
+    return WarmWrite(
+        key,
+        kw.get("category", "fills"),
+        tier,
+        codec.checksum(value or b""),
+        value,
+        kw.get("cold_ref"),
+        kw.get("expires_at"),
+    )
+
+
+# --- HOT ---------------------------------------------------------------------------------------------------
+
+
+async def test_hot_put_get_delete(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record("orders:1"), hot_record("orders:2", 3)])
+    got = await hot_tier.get_many(["orders:1", "orders:2", "orders:none"])
+    assert set(got) == {"orders:1", "orders:2"}
+    assert got["orders:2"].version == 3
+    assert got["orders:1"].value == b'{"a":1}'
+    assert got["orders:1"].checksum == codec.checksum(b'{"a":1}')
+    assert await hot_tier.delete_many(["orders:1", "orders:none"]) == 1
+    assert await hot_tier.get_many(["orders:1"]) == {}
+
+
+async def test_hot_apply_puts_and_deletes_together(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record("a:1"), hot_record("a:2")])
+    await hot_tier.apply([hot_record("a:3", ttl_ms=60_000)], ["a:1"])
+    assert set(await hot_tier.get_many(["a:1", "a:2", "a:3"])) == {"a:2", "a:3"}
+    assert await hot_tier.count() == 2
+
+
+async def test_hot_ttl_expires_and_plain_put_clears_ttl(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record("m:1", ttl_ms=50), hot_record("m:2", ttl_ms=50)])
+    await hot_tier.apply([hot_record("m:2", version=2)])  # rewritten without TTL: must not expire
+
+    async def gone() -> bool:
+        return await hot_tier.get_many(["m:1"]) == {}
+
+    await eventually_async(gone, timeout=5)
+    assert set(await hot_tier.get_many(["m:2"])) == {"m:2"}
+
+
+async def test_hot_scan_pages_match_pattern(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record(f"orders:{i}") for i in range(25)] + [hot_record("marks:BTC")])
+    pages = [page async for page in hot_tier.scan("orders:*", page_size=10)]
+    assert sorted(k for page in pages for k in page) == sorted(f"orders:{i}" for i in range(25))
+    assert [k async for page in hot_tier.scan("marks:[AB]TC") for k in page] == ["marks:BTC"]
+
+
+# --- WARM --------------------------------------------------------------------------------------------------
+
+
+async def test_warm_upsert_versions_are_monotonic(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    first = await warm_tier.upsert_many([warm_write("f:1"), warm_write("f:2")], now)
+    assert first == {"f:1": (1, Tier.WARM), "f:2": (1, Tier.WARM)}
+    second = await warm_tier.upsert_many([warm_write("f:1", b"2")], now)
+    assert second == {"f:1": (2, Tier.WARM)}
+    rows = await warm_tier.get_many(["f:1", "f:2", "f:3"], now)
+    assert set(rows) == {"f:1", "f:2"}
+    assert rows["f:1"].value == b"2"
+    assert rows["f:1"].checksum == codec.checksum(b"2")
+    assert isinstance(rows["f:1"].value, bytes)
+    assert rows["f:1"].updated_at.tzinfo is not None
+    assert await warm_tier.get_versions(["f:1", "f:9"]) == {"f:1": (2, codec.checksum(b"2"))}
+
+
+async def test_warm_stores_exact_bytes(warm_tier: Any) -> None:
+    raw = '{"b":1,"a":"é"}  '.encode()  # not canonical JSON on purpose: jsonb would rewrite it
+    now = datetime.now(UTC)
+    await warm_tier.upsert_many([warm_write("x:1", raw)], now)
+    assert (await warm_tier.get_many(["x:1"], now))["x:1"].value == raw
+
+
+async def test_warm_hot_rows_stay_hot_when_rewritten_as_warm(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    await warm_tier.upsert_many([warm_write("c:1", tier=Tier.HOT)], now)
+    assert await warm_tier.upsert_many([warm_write("c:1", b"2")], now) == {"c:1": (2, Tier.HOT)}
+
+
+async def test_warm_expired_rows_are_invisible(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    await warm_tier.upsert_many(
+        [warm_write("e:1", expires_at=now + timedelta(seconds=1)), warm_write("e:2")], now
+    )
+    later = now + timedelta(seconds=2)
+    assert set(await warm_tier.get_many(["e:1", "e:2"], later)) == {"e:2"}
+    assert await warm_tier.keys_matching("e:*", later) == ["e:2"]
+    assert await warm_tier.delete_many(["e:1", "e:2"], later) == ["e:2"]
+
+
+async def test_warm_delete_returns_really_deleted(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    await warm_tier.upsert_many([warm_write("d:1"), warm_write("d:2")], now)
+    assert sorted(await warm_tier.delete_many(["d:1", "d:2", "d:3"], now)) == ["d:1", "d:2"]
+    assert await warm_tier.delete_many(["d:1"], now) == []
+
+
+async def test_warm_move_is_conditional_on_version(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    await warm_tier.upsert_many([warm_write("m:1"), warm_write("m:2")], now)
+    moved = await warm_tier.move_many(
+        [TierMove("m:1", 1, Tier.COLD, None, "seg-1"), TierMove("m:2", 7, Tier.COLD, None, "seg-1")]
+    )
+    assert moved == ["m:1"]
+    rows = await warm_tier.get_many(["m:1", "m:2"], now)
+    assert (rows["m:1"].tier, rows["m:1"].value, rows["m:1"].cold_ref) == (Tier.COLD, None, "seg-1")
+    assert rows["m:2"].tier is Tier.WARM
+    by_tier, _ = await warm_tier.stats(now)
+    assert by_tier == {"cold": 1, "warm": 1}
+
+
+async def test_warm_pattern_and_keyset_paging(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    keys = [f"orders:{i:03d}" for i in range(30)] + ["orders_x:1", "o%:1", "o_:1"]
+    await warm_tier.upsert_many([warm_write(k) for k in keys], now)
+    assert await warm_tier.keys_matching("orders:*", now) == [f"orders:{i:03d}" for i in range(30)]
+    assert await warm_tier.keys_matching("orders:00[0-2]", now) == ["orders:000", "orders:001", "orders:002"]
+    assert await warm_tier.keys_matching("o%:*", now) == ["o%:1"]
+    assert await warm_tier.keys_matching("o_:?", now) == ["o_:1"]
+    seen: list[str] = []
+    after = ""
+    while page := await warm_tier.page_rows(after, 7, now):
+        seen += [row.key for row in page]
+        after = page[-1].key
+    assert seen == sorted(keys)
+
+
+async def test_warm_upsert_is_one_transaction(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    with pytest.raises(StateError):  # the CHECK constraint rejects a COLD row with a body
+        await warm_tier.upsert_many([warm_write("t:1"), warm_write("t:2", tier=Tier.COLD)], now)
+    assert await warm_tier.get_many(["t:1", "t:2"], now) == {}
+
+
+async def test_warm_schema_version_recorded(warm_tier: Any) -> None:
+    assert warm_tier.schema_version >= 1
+
+
+# --- COLD --------------------------------------------------------------------------------------------------
+
+
+async def test_cold_segment_round_trip(cold_tier: Any) -> None:
+    records = [ColdRecord(f"k:{i}", i, codec.checksum(b"1"), "archive", b"1") for i in range(3)]
+    name = new_segment_name(datetime.now(UTC))
+    await cold_tier.put_segment(name, encode_segment("bot", records))
+    assert decode_segment(name, await cold_tier.get_segment(name)) == {r.key: r for r in records}
+    objects, size = await cold_tier.stats()
+    assert objects == 1 and size > 0
+    await cold_tier.delete_segment(name)
+    assert await cold_tier.stats() == (0, 0)
+
+
+async def test_cold_missing_segment_is_an_integrity_error(cold_tier: Any) -> None:
+    with pytest.raises(StateIntegrityError):
+        await cold_tier.get_segment("nope.seg.gz")

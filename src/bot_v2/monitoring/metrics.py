@@ -1,0 +1,72 @@
+"""Prometheus metrics of the trading loop: registry objects only (the exporter script serves them).
+
+``REGISTRY`` is the bot's own ``CollectorRegistry`` (not the global default), so tests and tools can build a
+private ``BotMetrics`` without duplicate-registration errors.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["METRICS", "REGISTRY", "TRADING_STATE_VALUES", "BotMetrics"]
+
+#: Numeric value of the ``perps_bot_trading_state`` gauge for each state.
+TRADING_STATE_VALUES: dict[str, int] = {"ACTIVE": 0, "REDUCE_ONLY": 1, "HALTED": 2}
+
+_CYCLE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class BotMetrics:
+    """The loop's counters, gauges and histograms, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.cycles = Counter("perps_bot_cycles", "Trading cycles completed", ["outcome"], registry=r)
+        self.cycle_seconds = Histogram(
+            "perps_bot_cycle_seconds", "Wall time of one trading cycle", buckets=_CYCLE_BUCKETS, registry=r
+        )
+        self.state_flush_seconds = Histogram(
+            "perps_bot_state_flush_seconds",
+            "Time of the cycle's state batch",
+            buckets=_CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "perps_bot_decisions", "Strategy decisions", ["symbol", "action"], registry=r
+        )
+        self.orders = Counter("perps_bot_orders", "Order outcomes", ["symbol", "side", "outcome"], registry=r)
+        self.guard_denials = Counter(
+            "perps_bot_guard_denials", "Orders denied by a guard", ["guard"], registry=r
+        )
+        self.fills = Counter("perps_bot_fills", "Fills ingested (once per trade id)", ["symbol"], registry=r)
+        self.errors = Counter("perps_bot_errors", "Errors handled by the loop policy", ["kind"], registry=r)
+        self.trading_state = Gauge("perps_bot_trading_state", "0 ACTIVE, 1 REDUCE_ONLY, 2 HALTED", registry=r)
+        self.position_quantity = Gauge(
+            "perps_bot_position_quantity", "Signed net position (base units)", ["symbol"], registry=r
+        )
+        self.unrealized_pnl = Gauge("perps_bot_unrealized_pnl_usd", "Unrealized PnL", ["symbol"], registry=r)
+        self.realized_pnl = Gauge("perps_bot_realized_pnl_usd", "Realized PnL (gross of fees)", registry=r)
+        self.fees = Gauge("perps_bot_fees_usd", "Fees paid", registry=r)
+        self.mark_price = Gauge(
+            "perps_bot_mark_price", "Last mark (mid of best bid/ask)", ["symbol"], registry=r
+        )
+        self.open_orders = Gauge("perps_bot_open_orders", "Orders the bot tracks as open", registry=r)
+        self.last_cycle_timestamp = Gauge(
+            "perps_bot_last_cycle_timestamp_seconds", "Unix time of the last completed cycle", registry=r
+        )
+        self.recoveries = Counter("perps_bot_recoveries", "Start-up recoveries", ["kind"], registry=r)
+        self.recovery_seconds = Histogram(
+            "perps_bot_recovery_seconds",
+            "Time of start-up reconciliation",
+            buckets=_CYCLE_BUCKETS,
+            registry=r,
+        )
+
+    def set_trading_state(self, state: str) -> None:
+        """Set the trading-state gauge from the state's name."""
+        self.trading_state.set(TRADING_STATE_VALUES.get(state, -1))
+
+
+REGISTRY = CollectorRegistry()
+METRICS = BotMetrics(REGISTRY)

@@ -1,0 +1,370 @@
+"""``run_bot``: the bot's lifecycle around the trading loop.
+
+start: load state -> restore guard state and safety mode -> reconcile with the exchange -> running marker.
+run:   ``Cadence`` calls ``TradingCycle.run`` every ``interval_seconds`` (start to start); ``once`` runs one.
+stop:  SIGINT/SIGTERM (or ``stop_event``) stop intake -> the cycle in flight finishes (drain) -> open orders
+       cancelled or kept per ``shutdown_order_policy`` -> final sync and ONE state flush -> running marker
+       removed -> health/events closed. Connections are closed by ``open_runtime``'s exit stack.
+
+The error policy is the ``except`` clauses of ``_run_cycle``, in one place:
+
+* ``RetryableError`` (exchange down, rate limit, state tier down): counted (the error-rate guard sees it),
+  the cycle's state writes stay queued, the next cycle retries.
+* ``HaltError`` and any unexpected exception: trading halts -- the loop stops, shuts down in order, and the
+  summary reports the error (the CLI maps it to an exit code). Never logged-and-ignored.
+* ``CancelledError`` is never caught.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from bot_v2.domain import OrderRequest, Symbol, utc_now
+from bot_v2.errors import ConfigError, RetryableError, UnknownSymbolError
+from bot_v2.monitoring.events import EventStore, EventType
+from bot_v2.monitoring.health import HealthStatus, write_health_async
+from bot_v2.monitoring.metrics import METRICS, BotMetrics
+from bot_v2.orchestration import keys
+from bot_v2.orchestration.cadence import Cadence
+from bot_v2.orchestration.controls import ControlWatcher
+from bot_v2.orchestration.crashpoints import crash_point_from_env
+from bot_v2.orchestration.cycle import CycleReport, SymbolRow, TradingCycle, safety_value
+from bot_v2.orchestration.execution import OrderExecutor
+from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapshot
+from bot_v2.orchestration.ports import StateCategory, StateStore
+from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
+from bot_v2.orchestration.tracking import OrderTracker
+from bot_v2.orchestration.wiring import Runtime
+from bot_v2.risk import GuardResult, RiskEngine
+from bot_v2.strategies import PriceHistory, Strategy, create_strategy
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BotRunSummary", "OrderEvaluation", "SymbolRow", "evaluate_order", "load_trading_state", "run_bot"]
+
+_MIN_HISTORY = 30
+_DRAIN_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class BotRunSummary:
+    """What a run did. ``rows``: per symbol, the last cycle that acted (else the last cycle)."""
+
+    rows: list[SymbolRow] = field(default_factory=list)
+    cycles: int = 0
+    trading_state: str = "ACTIVE"
+    errors: list[str] = field(default_factory=list)
+    orders_placed: int = 0
+    fills: int = 0
+    halted: bool = False
+    stopped_by: str = ""
+    reconciliation: dict[str, Any] | None = None
+
+    def record(self, report: CycleReport) -> None:
+        by_symbol = {row.symbol: row for row in self.rows}
+        for row in report.rows:
+            previous = by_symbol.get(row.symbol)
+            if previous is None or row.action != "skipped" or previous.action == "skipped":
+                by_symbol[row.symbol] = row
+            else:
+                by_symbol[row.symbol] = SymbolRow(
+                    previous.symbol,
+                    row.mark,
+                    previous.decision,
+                    previous.verdict,
+                    previous.action,
+                    previous.order_id,
+                    row.position,
+                )
+        self.rows = list(by_symbol.values())
+        self.orders_placed += report.orders_placed
+        self.fills += report.new_fills
+
+
+async def run_bot(
+    runtime: Runtime,
+    *,
+    once: bool = False,
+    max_cycles: int | None = None,
+    stop_event: asyncio.Event | None = None,
+    strategy: Strategy | None = None,
+    metrics: BotMetrics | None = None,
+) -> BotRunSummary:
+    """Run the trading loop until stopped; ``once`` runs one cycle. Installs SIGINT/SIGTERM handlers when
+    called from the main thread. ``strategy`` overrides the one named in the settings (tests, tools)."""
+    settings = runtime.settings
+    if runtime.state is None:
+        raise ConfigError("run_bot: the trading loop needs the state layer (open_runtime(with_state=True))")
+    state: StateStore = runtime.state
+    metrics = metrics or METRICS
+    stop = stop_event or asyncio.Event()
+    events = EventStore(settings.events_path)
+    crash_point = crash_point_from_env()  # read once, at start (test-only hook)
+    strategy = strategy or create_strategy(settings.strategy)
+    summary = BotRunSummary()
+    now = utc_now()
+
+    products = {p.symbol: p for p in await runtime.broker.list_products(settings.symbols)}
+    missing = [s for s in settings.symbols if s not in products]
+    if missing:
+        raise UnknownSymbolError(f"--symbols: not listed by the exchange: {', '.join(missing)}")
+    tracker = OrderTracker(metrics, contract_sizes={s: p.contract_size for s, p in products.items()})
+    await tracker.load(state)
+    risk, guard_error = await load_risk_engine(state, settings.risk, now)
+    await events.emit(
+        EventType.BOT_STARTED,
+        now,
+        bot_id=settings.bot_id,
+        profile=settings.profile,
+        symbols=settings.symbols,
+        dry_run=settings.dry_run,
+        strategy=strategy.name,
+        pid=os.getpid(),
+    )
+    reconciler = Reconciler(
+        broker=runtime.broker,
+        state=state,
+        tracker=tracker,
+        events=events,
+        metrics=metrics,
+        symbols=settings.symbols,
+        client_id_prefix=settings.client_id_prefix,
+        cancel_open_orders_after_crash=settings.shutdown_order_policy.value == "cancel",
+        derivative_symbols=[s for s, p in products.items() if p.is_derivative],
+    )
+    report = await reconciler.run(risk, guard_error, now)
+    summary.reconciliation = report.to_dict()
+
+    history = PriceHistory(max(strategy.required_history + 5, _MIN_HISTORY))
+    executor = OrderExecutor(
+        broker=runtime.broker,
+        state=state,
+        risk=risk,
+        tracker=tracker,
+        events=events,
+        metrics=metrics,
+        client_id_prefix=settings.client_id_prefix,
+        crash_point=crash_point,
+    )
+    cycle = TradingCycle(
+        symbols=settings.symbols,
+        products=products,
+        broker=runtime.broker,
+        state=state,
+        risk=risk,
+        strategy=strategy,
+        tracker=tracker,
+        executor=executor,
+        controls=ControlWatcher(),
+        history=history,
+        events=events,
+        metrics=metrics,
+        derivatives=settings.enable_derivatives,
+    )
+    lifecycle = _Lifecycle(runtime, cycle, events, summary, metrics)
+    removers = _install_signal_handlers(stop)
+    try:
+        cadence = Cadence(settings.interval_seconds)
+        limit = 1 if once else max_cycles
+        await cadence.run(lifecycle.run_cycle, stop, limit)
+        summary.stopped_by = (
+            "halt" if summary.halted else "signal" if stop.is_set() else "once" if once else "max_cycles"
+        )
+    finally:
+        for remove in removers:
+            remove()
+        await lifecycle.shutdown()
+    summary.cycles = cadence.stats.cycles
+    summary.trading_state = "HALTED" if summary.halted else risk.state.value
+    return summary
+
+
+class _Lifecycle:
+    """The loop's error policy and the ordered shutdown."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        cycle: TradingCycle,
+        events: EventStore,
+        summary: BotRunSummary,
+        metrics: BotMetrics,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.cycle = cycle
+        self.events = events
+        self.summary = summary
+        self.metrics = metrics
+        self.last_report: CycleReport | None = None
+
+    async def run_cycle(self, number: int) -> bool:
+        """One cycle under the error policy; False stops the loop (halt)."""
+        now = utc_now()
+        try:
+            report = await self.cycle.run(number, now)
+        except RetryableError as exc:
+            self._count_error("retryable", exc)
+            self.cycle.outcomes.record(False)
+            await self.events.emit(
+                EventType.CYCLE_ERROR, now, cycle=number, error=exc.one_line(), policy="retry"
+            )
+            logger.warning("cycle %d: %s (retrying next cycle)", number, exc.one_line())
+            await self._health(False, f"cycle {number} failed: {exc.one_line()}", number, now)
+            return True
+        except Exception as exc:  # HaltError and anything unexpected: stop trading, never ignore
+            text = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
+            self._count_error("halt", exc)
+            self.summary.halted = True
+            logger.exception("cycle %d: %s -- halting trading", number, text)
+            await self.events.emit(EventType.CYCLE_ERROR, now, cycle=number, error=text, policy="halt")
+            await self._health(False, f"HALTED: {text}", number, now)
+            return False
+        self.last_report = report
+        self.summary.record(report)
+        state = self.cycle.risk.state.value
+        await self._health(True, f"cycle {number} ok ({state})", number, now, report.duration_ms)
+        return True
+
+    def _count_error(self, kind: str, exc: BaseException) -> None:
+        self.metrics.errors.labels(kind=kind).inc()
+        self.metrics.cycles.labels(outcome="error").inc()
+        self.summary.errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def _health(
+        self, ok: bool, message: str, number: int, now: datetime, duration_ms: float | None = None
+    ) -> None:
+        status = HealthStatus(
+            ok=ok,
+            timestamp=utc_now(),
+            message=message,
+            trading_state="HALTED" if self.summary.halted else self.cycle.risk.state.value,
+            last_cycle=number,
+            last_cycle_at=now,
+            last_cycle_ms=round(duration_ms, 3) if duration_ms is not None else None,
+            pid=os.getpid(),
+            bot_id=self.settings.bot_id,
+        )
+        try:
+            await write_health_async(self.settings.health_path, status)
+        except OSError as exc:
+            logger.error("health file %s: %s", self.settings.health_path, exc)
+
+    async def shutdown(self) -> None:
+        """Cancel or keep open orders, final sync, one flush, clear the running marker, close events."""
+        now = utc_now()
+        tracker, broker, state = self.cycle.tracker, self.runtime.broker, self.cycle.state
+        clean = True
+        try:
+            async with asyncio.timeout(_DRAIN_TIMEOUT_SECONDS):
+                open_ids = [o.order_id for o in tracker.open_orders if not o.status.is_terminal]
+                if open_ids and self.settings.shutdown_order_policy.value == "cancel":
+                    results = await broker.cancel_orders(open_ids)
+                    for result in results:
+                        await self.events.emit(
+                            EventType.ORDER_CANCELLED,
+                            now,
+                            order_id=result.order_id,
+                            success=result.success,
+                            reason=result.failure_reason,
+                        )
+                if tracker.open_orders:
+                    await self.cycle.book_sync(await tracker.sync(broker, now), CycleReport(0, now), now)
+                tracker.batch.put(keys.SAFETY_KEY, safety_value(self.cycle.risk, now), StateCategory.SAFETY)
+                await self.cycle.flush(None, now)
+        except (RetryableError, TimeoutError) as exc:
+            clean = False
+            logger.error("shutdown: could not finish bookkeeping (%s); the next start reconciles", exc)
+            self.summary.errors.append(f"shutdown: {type(exc).__name__}: {exc}")
+        try:
+            if clean:
+                await state.set_state(
+                    keys.LAST_RUN_KEY,
+                    {"stopped_at": now, "cycles": self.summary.cycles, "halted": self.summary.halted},
+                    StateCategory.METADATA,
+                )
+                await state.delete_state(keys.RUNNING_KEY)
+        except RetryableError as exc:
+            logger.error("shutdown: running marker not cleared (%s)", exc)
+        await self.events.emit(
+            EventType.BOT_STOPPED,
+            now,
+            clean=clean,
+            halted=self.summary.halted,
+            trading_state=self.cycle.risk.state.value,
+            errors=self.summary.errors[-5:],
+        )
+        await self._health(False, "stopped" if not self.summary.halted else "stopped: HALTED", 0, now)
+        self.events.close()
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> list[Any]:
+    """SIGINT/SIGTERM set ``stop`` (main thread only); return callables that remove the handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    loop = asyncio.get_running_loop()
+    removers = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            continue
+        removers.append(lambda s=sig: loop.remove_signal_handler(s))
+    return removers
+
+
+# --- read-only helpers the CLI uses ---------------------------------------------------------------------
+
+
+async def load_trading_state(runtime: Runtime) -> dict[str, Any] | None:
+    """The last ``safety:mode`` record (trading state, reasons, controls), or None before the first run."""
+    if runtime.state is None:
+        return None
+    value = await runtime.state.get_state(keys.SAFETY_KEY)
+    return dict(value) if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvaluation:
+    """The bot's own verdict on an order (``--preview-order``)."""
+
+    approved: bool
+    results: tuple[GuardResult, ...]
+    trading_state: str
+
+
+async def evaluate_order(runtime: Runtime, request: OrderRequest) -> OrderEvaluation:
+    """Judge ``request`` with the bot's guards against the current market, stored positions and controls."""
+    settings = runtime.settings
+    now = utc_now()
+    risk = RiskEngine(settings.risk)
+    tracker = OrderTracker(BotMetrics())
+    if runtime.state is not None:
+        risk, _ = await load_risk_engine(runtime.state, settings.risk, now)
+        await tracker.load(runtime.state)
+        poll = await ControlWatcher().poll(runtime.state)
+        if poll.control is not None:
+            risk.apply_controls(poll.control.kill_switch, poll.control.reduce_only, now)
+    symbols: list[Symbol] = sorted({*settings.symbols, request.symbol})
+    products = {p.symbol: p for p in await runtime.exchange.list_products(symbols)}
+    market = await fetch_market(runtime.exchange, symbols, settings.enable_derivatives)
+    history = PriceHistory(_MIN_HISTORY)
+    snapshot = risk_snapshot(
+        symbols=symbols,
+        market=market,
+        products=products,
+        positions={s: p for s, p in tracker.book.positions.items() if p.quantity != Decimal(0)},
+        history=history,
+        outcomes=CycleOutcomes(),
+        open_orders=len(tracker.open_orders),
+    )
+    verdict = risk.check_order(request, snapshot, now)
+    return OrderEvaluation(verdict.allowed, verdict.results, verdict.state.value)

@@ -1,0 +1,327 @@
+"""``TradingCycle``: one pass of market data -> strategy -> risk guards -> execution -> one state batch.
+
+Order of a cycle:
+
+1. read the operator control key and apply it to the risk engine;
+2. fetch quotes (REST best bid/ask) and balances; append this cycle's mids to the price history;
+3. sync open orders and their fills (fills booked exactly once) and resolve intents left unknown;
+4. build the ``RiskSnapshot`` and run the state-level guards (``evaluate_cycle``);
+5. ask the strategy per symbol; every order goes through ``OrderExecutor`` (guards, intent, exchange);
+6. sync the orders placed this cycle, then flush every change -- fills, positions, orders, intents, marks,
+   guard state, safety mode, PnL -- in ONE ``batch_write``;
+7. record events and metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from bot_v2.brokerages.base import Broker
+from bot_v2.domain import Fill, OrderType, Product, Symbol
+from bot_v2.monitoring.events import EventStore, EventType
+from bot_v2.monitoring.metrics import BotMetrics
+from bot_v2.orchestration import keys
+from bot_v2.orchestration.controls import ControlPoll, ControlWatcher
+from bot_v2.orchestration.execution import ExecutionAction, OrderExecutor
+from bot_v2.orchestration.market import (
+    CycleOutcomes,
+    MarketData,
+    equity_usd,
+    fetch_market,
+    record_marks,
+    risk_snapshot,
+)
+from bot_v2.orchestration.ports import StateCategory, StateStore
+from bot_v2.orchestration.tracking import OrderTracker, SyncResult
+from bot_v2.risk import RiskEngine, RiskSnapshot, Transition
+from bot_v2.strategies.base import Action, MarketView, PriceHistory, Strategy
+
+__all__ = ["CycleReport", "SymbolRow", "TradingCycle", "safety_value"]
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRow:
+    """What happened to one symbol in one cycle (a row of the run summary)."""
+
+    symbol: Symbol
+    mark: Decimal | None
+    decision: str
+    verdict: str
+    action: str
+    order_id: str | None
+    position: Decimal
+
+
+@dataclass(slots=True)
+class CycleReport:
+    number: int
+    started_at: datetime
+    rows: list[SymbolRow] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    new_fills: int = 0
+    orders_placed: int = 0
+    flushed_keys: int = 0
+    duration_ms: float = 0.0
+    flush_ms: float = 0.0
+
+
+def safety_value(risk: RiskEngine, now: datetime) -> dict[str, object]:
+    """The ``safety:mode`` record: the trading state and why, readable without the engine."""
+    return {
+        "trading_state": risk.state.value,
+        "detail": risk.state_detail(),
+        "reasons": [r.to_dict() for r in risk.reasons.values()],
+        "kill_switch": risk.kill_switch_active,
+        "reduce_only": risk.reduce_only_active,
+        "updated_at": now,
+    }
+
+
+class TradingCycle:
+    """Runs cycles for a fixed set of symbols; holds no state of its own beyond the price history."""
+
+    def __init__(
+        self,
+        *,
+        symbols: Sequence[Symbol],
+        products: Mapping[Symbol, Product],
+        broker: Broker,
+        state: StateStore,
+        risk: RiskEngine,
+        strategy: Strategy,
+        tracker: OrderTracker,
+        executor: OrderExecutor,
+        controls: ControlWatcher,
+        history: PriceHistory,
+        events: EventStore,
+        metrics: BotMetrics,
+        derivatives: bool = False,
+    ) -> None:
+        self.symbols = tuple(symbols)
+        self.products = dict(products)
+        self.broker = broker
+        self.state = state
+        self.risk = risk
+        self.strategy = strategy
+        self.tracker = tracker
+        self.executor = executor
+        self.controls = controls
+        self.history = history
+        self.events = events
+        self.metrics = metrics
+        self.derivatives = derivatives
+        self.outcomes = CycleOutcomes()
+
+    async def run(self, number: int, now: datetime) -> CycleReport:
+        """Run one cycle at ``now``; exceptions propagate to the loop's error policy."""
+        started = time.perf_counter()
+        report = CycleReport(number=number, started_at=now)
+        report.transitions += await self._apply_controls(now)
+
+        market = await fetch_market(self.broker, self.symbols, self.derivatives)
+        record_marks(self.history, market.quotes, now)
+        for symbol, quote in market.quotes.items():
+            self.tracker.batch.put(
+                keys.mark_key(symbol),
+                {"bid": quote.bid, "ask": quote.ask, "time": quote.time, "mid": quote.mid},
+                StateCategory.MARKS,
+            )
+
+        await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
+        if self.tracker.pending_intents:
+            await self._resolve_pending(now)
+
+        snapshot = self._snapshot(market)
+        report.transitions += self.risk.evaluate_cycle(snapshot, now)
+
+        for symbol in self.symbols:
+            report.rows.append(await self._trade_symbol(symbol, market, snapshot, now, report))
+
+        if report.orders_placed:
+            await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
+            report.rows = [self._refresh_position(row) for row in report.rows]
+
+        report.flush_ms, report.flushed_keys = await self.flush(market, now)
+        await self._record_transitions(report.transitions)
+        self.outcomes.record(True)
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        self._update_metrics(report, market)
+        return report
+
+    # --- steps ------------------------------------------------------------------------------------------
+
+    async def _apply_controls(self, now: datetime) -> list[Transition]:
+        poll = await self.controls.poll(self.state)
+        if poll.error is not None:
+            await self.events.emit(
+                EventType.CONTROL_REJECTED, now, key=keys.CONTROL_KEY, error=poll.error, kept=_control(poll)
+            )
+        control = poll.control
+        kill, reduce = (control.kill_switch, control.reduce_only) if control else (False, False)
+        transitions = self.risk.apply_controls(kill_switch=kill, reduce_only=reduce, now=now)
+        if poll.changed:
+            await self.events.emit(EventType.CONTROL_APPLIED, now, control=_control(poll))
+        return transitions
+
+    async def book_sync(self, sync: SyncResult, report: CycleReport, now: datetime) -> None:
+        """Report new fills to the risk engine (realized PnL net of fees) and the event log."""
+        report.new_fills += len(sync.new_fills)
+        if sync.new_fills:
+            fees = sum((f.commission for f in sync.new_fills), start=ZERO)
+            self.risk.record_realized_pnl(sync.realized_pnl - fees, now)
+        for fill in sync.new_fills:
+            await self.events.emit(EventType.FILL, now, **_fill_fields(fill))
+        for order in sync.updated_orders:
+            await self.events.emit(
+                EventType.ORDER_UPDATED,
+                now,
+                client_order_id=order.client_order_id,
+                order_id=order.order_id,
+                status=order.status,
+                filled_quantity=order.filled_quantity,
+            )
+
+    async def _resolve_pending(self, now: datetime) -> None:
+        for resolution in await self.tracker.resolve_pending(self.broker, now):
+            await self.events.emit(
+                EventType.RECOVERY,
+                now,
+                kind="intent_resolved",
+                client_order_id=resolution.client_order_id,
+                outcome=resolution.outcome,
+                order_id=resolution.order_id,
+            )
+
+    def _snapshot(self, market: MarketData) -> RiskSnapshot:
+        return risk_snapshot(
+            symbols=self.symbols,
+            market=market,
+            products=self.products,
+            positions=self.tracker.book.positions,
+            history=self.history,
+            outcomes=self.outcomes,
+            open_orders=len(self.tracker.open_orders),
+        )
+
+    async def _trade_symbol(
+        self, symbol: Symbol, market: MarketData, snapshot: RiskSnapshot, now: datetime, report: CycleReport
+    ) -> SymbolRow:
+        quote = market.quotes.get(symbol)
+        record = self.tracker.book.get(symbol)
+        if quote is None:
+            return SymbolRow(symbol, None, "none", "-", "no quote", None, record.quantity)
+        product = self.products[symbol]
+        view = MarketView(
+            symbol=symbol,
+            mids=self.history.mids(symbol),
+            quote=quote,
+            product=product,
+            equity_usd=snapshot.equity_usd,
+            now=now,
+        )
+        position = record.to_position(quote.mid) if record.quantity != 0 else None
+        decision = self.strategy.decide(view, position)
+        self.metrics.decisions.labels(symbol=symbol, action=decision.action.value).inc()
+        text = f"{decision.action.value} {decision.quantity}" if decision.is_trade else decision.action.value
+        reduce_only = decision.action is Action.CLOSE and product.is_derivative
+        request = decision.to_order_request(OrderType.MARKET, reduce_only=reduce_only)
+        if request is None:
+            return SymbolRow(symbol, quote.mid, text, "-", "skipped", None, record.quantity)
+        await self.events.emit(
+            EventType.DECISION,
+            now,
+            symbol=symbol,
+            action=decision.action,
+            quantity=decision.quantity,
+            reason=decision.reason,
+            mark=quote.mid,
+        )
+        result = await self.executor.submit(request, snapshot, now)
+        if result.action is ExecutionAction.PLACED:
+            report.orders_placed += 1
+        order_id = result.order.order_id if result.order is not None else None
+        return SymbolRow(
+            symbol, quote.mid, text, result.verdict_text, result.action.value, order_id, record.quantity
+        )
+
+    def _refresh_position(self, row: SymbolRow) -> SymbolRow:
+        quantity = self.tracker.book.quantity(row.symbol)
+        if quantity == row.position:
+            return row
+        return SymbolRow(row.symbol, row.mark, row.decision, row.verdict, row.action, row.order_id, quantity)
+
+    async def flush(self, market: MarketData | None, now: datetime) -> tuple[float, int]:
+        """Queue guard state, safety mode and PnL, then write the whole batch at once; return (ms, keys)."""
+        batch = self.tracker.batch
+        batch.put(keys.GUARDS_KEY, self.risk.export_state(), StateCategory.GUARDS)
+        batch.put(keys.SAFETY_KEY, safety_value(self.risk, now), StateCategory.SAFETY)
+        marks = market.marks if market is not None else {}
+        book = self.tracker.book
+        batch.put(
+            keys.PNL_KEY,
+            {
+                "realized_pnl": book.realized_pnl,
+                "unrealized_pnl": book.unrealized_pnl(marks),
+                "fees": book.fees,
+                "equity_usd": equity_usd(market) if market is not None else None,
+                "updated_at": now,
+            },
+            StateCategory.PORTFOLIO,
+        )
+        started = time.perf_counter()
+        written = await batch.flush(self.state)
+        elapsed = time.perf_counter() - started
+        self.metrics.state_flush_seconds.observe(elapsed)
+        return elapsed * 1000, written
+
+    async def _record_transitions(self, transitions: Sequence[Transition]) -> None:
+        for transition in transitions:
+            await self.events.emit(EventType.STATE_TRANSITION, transition.at, **transition.to_dict())
+            if not transition.cleared:
+                await self.events.emit(
+                    EventType.GUARD_TRIP,
+                    transition.at,
+                    reason=transition.reason,
+                    detail=transition.detail,
+                    to_state=transition.to_state,
+                )
+
+    def _update_metrics(self, report: CycleReport, market: MarketData) -> None:
+        m = self.metrics
+        m.cycles.labels(outcome="ok").inc()
+        m.cycle_seconds.observe(report.duration_ms / 1000)
+        m.set_trading_state(self.risk.state.value)
+        m.last_cycle_timestamp.set(report.started_at.timestamp())
+        m.open_orders.set(len(self.tracker.open_orders))
+        marks = market.marks
+        for symbol, mark in marks.items():
+            m.mark_price.labels(symbol=symbol).set(float(mark))
+        for symbol, position in self.tracker.book.positions.items():
+            m.position_quantity.labels(symbol=symbol).set(float(position.quantity))
+            m.unrealized_pnl.labels(symbol=symbol).set(float(position.unrealized(marks.get(symbol))))
+        m.realized_pnl.set(float(self.tracker.book.realized_pnl))
+        m.fees.set(float(self.tracker.book.fees))
+
+
+def _control(poll: ControlPoll) -> dict[str, object] | None:
+    return None if poll.control is None else poll.control.to_dict()
+
+
+def _fill_fields(fill: Fill) -> dict[str, object]:
+    return {
+        "trade_id": fill.trade_id,
+        "order_id": fill.order_id,
+        "client_order_id": fill.client_order_id,
+        "symbol": fill.symbol,
+        "side": fill.side,
+        "price": fill.price,
+        "quantity": fill.quantity,
+        "commission": fill.commission,
+        "liquidity": fill.liquidity,
+    }

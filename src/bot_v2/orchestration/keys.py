@@ -1,0 +1,61 @@
+"""State key names of the trading loop, in one place. Keys are relative ``<kind>:<id>`` (the state layer adds
+the bot's namespace); each kind lives in one ``StateCategory``.
+
+======================  ==============  ====================================================================
+key                     category        value
+======================  ==============  ====================================================================
+``intents:<coid>``      INTENTS         the order intent, durable before the exchange is called
+``orders:<coid>``       ORDERS          the order as the exchange last reported it
+``fills:<trade_id>``    FILLS           one exchange fill, stored exactly once
+``positions:<symbol>``  POSITIONS       fill-derived net position, average entry, realized PnL, fees
+``marks:<symbol>``      MARKS           last best bid/ask
+``guards:risk``         GUARDS          ``RiskEngine.export_state()``
+``safety:mode``         SAFETY          trading state + reasons (human-readable copy of the engine state)
+``control:operator``    CONTROL         operator kill switch / reduce-only (``set_operator_control``)
+``metadata:running``    METADATA        the running marker: present while a bot runs, removed on clean exit
+``metadata:last_run``   METADATA        summary of the last clean exit / last recovery
+``portfolio:pnl``       PORTFOLIO       realized / unrealized PnL and fees totals
+======================  ==============  ====================================================================
+"""
+
+from __future__ import annotations
+
+from bot_v2.domain import ClientOrderId, Symbol, TradeId
+
+INTENT_PREFIX = "intents:"
+ORDER_PREFIX = "orders:"
+FILL_PREFIX = "fills:"
+POSITION_PREFIX = "positions:"
+MARK_PREFIX = "marks:"
+
+GUARDS_KEY = "guards:risk"
+SAFETY_KEY = "safety:mode"
+CONTROL_KEY = "control:operator"
+RUNNING_KEY = "metadata:running"
+LAST_RUN_KEY = "metadata:last_run"
+PNL_KEY = "portfolio:pnl"
+
+
+def intent_key(client_order_id: ClientOrderId | str) -> str:
+    return INTENT_PREFIX + client_order_id
+
+
+def order_key(client_order_id: ClientOrderId | str) -> str:
+    return ORDER_PREFIX + client_order_id
+
+
+def fill_key(trade_id: TradeId | str) -> str:
+    return FILL_PREFIX + trade_id
+
+
+def position_key(symbol: Symbol | str) -> str:
+    return POSITION_PREFIX + symbol
+
+
+def mark_key(symbol: Symbol | str) -> str:
+    return MARK_PREFIX + symbol
+
+
+def suffix(key: str, prefix: str) -> str:
+    """The id part of ``key`` (``intents:pb-1`` -> ``pb-1``)."""
+    return key[len(prefix) :] if key.startswith(prefix) else key

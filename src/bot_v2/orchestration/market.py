@@ -1,0 +1,113 @@
+"""Market inputs of one cycle: quotes (REST best bid/ask), equity, price history, the risk snapshot.
+
+Everything here is read-only toward the exchange; the cycle decides what to do with it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from bot_v2.brokerages.base import Broker
+from bot_v2.domain import Balance, FuturesBalanceSummary, Product, Quote, Symbol
+from bot_v2.orchestration.concurrency import task_group
+from bot_v2.orchestration.ledger import PositionRecord
+from bot_v2.risk import RiskSnapshot, price_move_pct
+from bot_v2.strategies.base import PriceHistory
+
+__all__ = ["CycleOutcomes", "MarketData", "equity_usd", "fetch_market", "record_marks", "risk_snapshot"]
+
+ZERO = Decimal(0)
+_USD_LIKE = frozenset({"USD", "USDC", "USDT"})
+
+
+@dataclass(frozen=True, slots=True)
+class MarketData:
+    """One cycle's quotes and account facts."""
+
+    quotes: Mapping[Symbol, Quote]
+    balances: Sequence[Balance]
+    futures: FuturesBalanceSummary | None
+
+    @property
+    def marks(self) -> dict[Symbol, Decimal]:
+        return {s: q.mid for s, q in self.quotes.items() if q.mid > 0}
+
+
+async def fetch_market(broker: Broker, symbols: Sequence[Symbol], derivatives: bool) -> MarketData:
+    """Fetch quotes and balances (and the CFM summary when derivatives are on) concurrently."""
+    async with task_group() as group:
+        quotes = group.create_task(broker.get_quotes(symbols))
+        balances = group.create_task(broker.list_balances())
+        futures = group.create_task(broker.get_futures_balance_summary()) if derivatives else None
+    return MarketData(quotes.result(), balances.result(), futures.result() if futures is not None else None)
+
+
+def equity_usd(market: MarketData) -> Decimal:
+    """Equity in USD: USD-like cash plus other holdings at their ``<CCY>-USD`` mark (CFM total if set)."""
+    if market.futures is not None:
+        return market.futures.total_usd_balance
+    marks = market.marks
+    total = ZERO
+    for balance in market.balances:
+        if balance.currency in _USD_LIKE:
+            total += balance.total
+        else:
+            mark = marks.get(Symbol(f"{balance.currency}-USD"))
+            if mark is not None:
+                total += balance.total * mark
+    return total
+
+
+class CycleOutcomes:
+    """The last ``window`` cycle outcomes, for the error-rate guard."""
+
+    def __init__(self, window: int = 20) -> None:
+        self._outcomes: deque[bool] = deque(maxlen=window)
+
+    def record(self, ok: bool) -> None:
+        self._outcomes.append(ok)
+
+    @property
+    def cycles(self) -> int:
+        return len(self._outcomes)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for ok in self._outcomes if not ok)
+
+
+def risk_snapshot(
+    *,
+    symbols: Sequence[Symbol],
+    market: MarketData,
+    products: Mapping[Symbol, Product],
+    positions: Mapping[Symbol, PositionRecord],
+    history: PriceHistory,
+    outcomes: CycleOutcomes,
+    open_orders: int,
+) -> RiskSnapshot:
+    """Build the guards' snapshot from this cycle's facts and the bot's fill-derived positions."""
+    marks = market.marks
+    return RiskSnapshot(
+        equity_usd=equity_usd(market),
+        positions={s: p.to_position(marks.get(s)) for s, p in positions.items() if p.quantity != 0},
+        quotes=market.quotes,
+        products=products,
+        symbols=tuple(symbols),
+        volatility_pct={s: price_move_pct(history.mids(s)) for s in symbols},
+        error_count=outcomes.errors,
+        cycle_count=outcomes.cycles,
+        liquidation_buffer_pct=market.futures.liquidation_buffer_percentage if market.futures else None,
+        open_orders_count=open_orders,
+    )
+
+
+def record_marks(history: PriceHistory, quotes: Mapping[Symbol, Quote], now: datetime) -> None:
+    """Append each quote's mid to the price history as this cycle's sample (one sample per cycle)."""
+    for symbol, quote in quotes.items():
+        if quote.mid > 0:
+            history.append(symbol, quote.mid, now)

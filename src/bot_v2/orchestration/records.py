@@ -1,0 +1,285 @@
+"""The loop's durable records: order intents, tracked orders and fills, with strict readers.
+
+A record read back from state is checked field by field (``bot_v2.risk.serde``); a malformed one raises
+``StateIntegrityError`` instead of being traded on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from bot_v2.domain import (
+    ClientOrderId,
+    Fill,
+    Liquidity,
+    Order,
+    OrderId,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    Symbol,
+    TimeInForce,
+    TradeId,
+)
+from bot_v2.risk import serde
+
+__all__ = ["IntentRecord", "IntentStatus", "OrderRecord", "fill_from_dict", "fill_to_dict"]
+
+
+class IntentStatus(enum.StrEnum):
+    """Where an intent is. PENDING is the only state that needs resolving after a crash."""
+
+    PENDING = "PENDING"  # durable, the exchange may or may not have it
+    SUBMITTED = "SUBMITTED"  # the exchange acknowledged it (order id known)
+    FAILED = "FAILED"  # the exchange refused it, or it never reached the exchange
+    DONE = "DONE"  # the order reached a terminal status and its fills are booked
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """What the bot meant to send, written before the exchange call."""
+
+    client_order_id: ClientOrderId
+    symbol: Symbol
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None
+    time_in_force: TimeInForce
+    reduce_only: bool
+    created_at: datetime
+    status: IntentStatus = IntentStatus.PENDING
+    order_id: OrderId | None = None
+    reason: str | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_request(cls, request: OrderRequest, now: datetime) -> IntentRecord:
+        assert request.client_order_id is not None
+        return cls(
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            order_type=request.order_type,
+            quantity=request.quantity,
+            limit_price=request.limit_price,
+            time_in_force=request.time_in_force,
+            reduce_only=request.reduce_only,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def with_status(
+        self,
+        status: IntentStatus,
+        now: datetime,
+        *,
+        order_id: OrderId | None = None,
+        reason: str | None = None,
+    ) -> IntentRecord:
+        return replace(
+            self,
+            status=status,
+            order_id=order_id or self.order_id,
+            reason=reason if reason is not None else self.reason,
+            updated_at=now,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "order_type": self.order_type.value,
+            "quantity": self.quantity,
+            "limit_price": self.limit_price,
+            "time_in_force": self.time_in_force.value,
+            "reduce_only": self.reduce_only,
+            "created_at": self.created_at,
+            "status": self.status.value,
+            "order_id": self.order_id,
+            "reason": self.reason,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> IntentRecord:
+        where = "intent"
+        d = serde.expect_mapping(data, where)
+        serde.expect_keys(d, set(_INTENT_FIELDS), where)
+        order_id = d["order_id"]
+        reason = d["reason"]
+        return cls(
+            client_order_id=ClientOrderId(serde.read_str(d["client_order_id"], f"{where}.client_order_id")),
+            symbol=Symbol(serde.read_str(d["symbol"], f"{where}.symbol")),
+            side=serde.read_enum(Side, d["side"], f"{where}.side"),
+            order_type=serde.read_enum(OrderType, d["order_type"], f"{where}.order_type"),
+            quantity=serde.read_decimal(d["quantity"], f"{where}.quantity"),
+            limit_price=serde.read_optional_decimal(d["limit_price"], f"{where}.limit_price"),
+            time_in_force=serde.read_enum(TimeInForce, d["time_in_force"], f"{where}.time_in_force"),
+            reduce_only=serde.read_bool(d["reduce_only"], f"{where}.reduce_only"),
+            created_at=serde.read_datetime(d["created_at"], f"{where}.created_at"),
+            status=serde.read_enum(IntentStatus, d["status"], f"{where}.status"),
+            order_id=None if order_id is None else OrderId(serde.read_str(order_id, f"{where}.order_id")),
+            reason=None if reason is None else serde.read_str(reason, f"{where}.reason"),
+            updated_at=serde.read_optional_datetime(d["updated_at"], f"{where}.updated_at"),
+        )
+
+
+_INTENT_FIELDS = (
+    "client_order_id",
+    "symbol",
+    "side",
+    "order_type",
+    "quantity",
+    "limit_price",
+    "time_in_force",
+    "reduce_only",
+    "created_at",
+    "status",
+    "order_id",
+    "reason",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """An order the bot tracks, as the exchange last reported it (plus which fills are booked)."""
+
+    order_id: OrderId
+    client_order_id: ClientOrderId
+    symbol: Symbol
+    side: Side
+    status: OrderStatus
+    quantity: Decimal
+    filled_quantity: Decimal
+    average_fill_price: Decimal | None
+    total_fees: Decimal
+    updated_at: datetime
+    adopted: bool = False
+
+    @classmethod
+    def from_order(cls, order: Order, now: datetime, *, adopted: bool = False) -> OrderRecord:
+        return cls(
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            status=order.status,
+            quantity=order.quantity,
+            filled_quantity=order.filled_quantity,
+            average_fill_price=order.average_fill_price,
+            total_fees=order.total_fees,
+            updated_at=now,
+            adopted=adopted,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "status": self.status.value,
+            "quantity": self.quantity,
+            "filled_quantity": self.filled_quantity,
+            "average_fill_price": self.average_fill_price,
+            "total_fees": self.total_fees,
+            "updated_at": self.updated_at,
+            "adopted": self.adopted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> OrderRecord:
+        where = "order"
+        d = serde.expect_mapping(data, where)
+        serde.expect_keys(d, set(_ORDER_FIELDS), where)
+        return cls(
+            order_id=OrderId(serde.read_str(d["order_id"], f"{where}.order_id")),
+            client_order_id=ClientOrderId(serde.read_str(d["client_order_id"], f"{where}.client_order_id")),
+            symbol=Symbol(serde.read_str(d["symbol"], f"{where}.symbol")),
+            side=serde.read_enum(Side, d["side"], f"{where}.side"),
+            status=serde.read_enum(OrderStatus, d["status"], f"{where}.status"),
+            quantity=serde.read_decimal(d["quantity"], f"{where}.quantity"),
+            filled_quantity=serde.read_decimal(d["filled_quantity"], f"{where}.filled_quantity"),
+            average_fill_price=serde.read_optional_decimal(
+                d["average_fill_price"], f"{where}.average_fill_price"
+            ),
+            total_fees=serde.read_decimal(d["total_fees"], f"{where}.total_fees"),
+            updated_at=serde.read_datetime(d["updated_at"], f"{where}.updated_at"),
+            adopted=serde.read_bool(d["adopted"], f"{where}.adopted"),
+        )
+
+
+_ORDER_FIELDS = (
+    "order_id",
+    "client_order_id",
+    "symbol",
+    "side",
+    "status",
+    "quantity",
+    "filled_quantity",
+    "average_fill_price",
+    "total_fees",
+    "updated_at",
+    "adopted",
+)
+
+
+def fill_to_dict(fill: Fill) -> dict[str, Any]:
+    """A fill as a state value."""
+    return {
+        "trade_id": fill.trade_id,
+        "order_id": fill.order_id,
+        "symbol": fill.symbol,
+        "side": fill.side.value,
+        "price": fill.price,
+        "quantity": fill.quantity,
+        "commission": fill.commission,
+        "liquidity": fill.liquidity.value,
+        "trade_time": fill.trade_time,
+        "client_order_id": fill.client_order_id,
+    }
+
+
+def fill_from_dict(data: object) -> Fill:
+    """Read a stored fill back, strictly."""
+    where = "fill"
+    d = serde.expect_mapping(data, where)
+    serde.expect_keys(
+        d,
+        {
+            "trade_id",
+            "order_id",
+            "symbol",
+            "side",
+            "price",
+            "quantity",
+            "commission",
+            "liquidity",
+            "trade_time",
+        },
+        where,
+        optional={"client_order_id"},
+    )
+    coid = d.get("client_order_id")
+    return Fill(
+        trade_id=TradeId(serde.read_str(d["trade_id"], f"{where}.trade_id")),
+        order_id=OrderId(serde.read_str(d["order_id"], f"{where}.order_id")),
+        symbol=Symbol(serde.read_str(d["symbol"], f"{where}.symbol")),
+        side=serde.read_enum(Side, d["side"], f"{where}.side"),
+        price=serde.read_decimal(d["price"], f"{where}.price"),
+        quantity=serde.read_decimal(d["quantity"], f"{where}.quantity"),
+        commission=serde.read_decimal(d["commission"], f"{where}.commission"),
+        liquidity=serde.read_enum(Liquidity, d["liquidity"], f"{where}.liquidity"),
+        trade_time=serde.read_datetime(d["trade_time"], f"{where}.trade_time"),
+        client_order_id=None
+        if coid is None
+        else ClientOrderId(serde.read_str(coid, f"{where}.client_order_id")),
+    )

@@ -1,0 +1,133 @@
+"""E2E fixtures: settings aimed at a simulator, and a standalone simulator process that outlives the bot."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot_v2.brokerages.simulated import RunningSimulator
+from bot_v2.config import BotSettings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Guards that would trip on the simulator's seeded walk or on forced price moves are switched off.
+QUIET_RISK_ENV = {
+    "RISK_VOLATILITY_WARN_PCT": "none",
+    "RISK_VOLATILITY_REDUCE_ONLY_PCT": "none",
+    "RISK_VOLATILITY_HALT_PCT": "none",
+    "RISK_MAX_SLIPPAGE_BPS": "none",
+    "RISK_ERROR_RATE_REDUCE_ONLY_PCT": "none",
+    "RISK_ERROR_RATE_HALT_PCT": "none",
+    "RISK_MAX_DRAWDOWN_PCT": "none",
+}
+
+
+def sim_env(base_url: str, key_file: Path, ca_file: Path, data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a dev-profile bot talking to an external simulator."""
+    env = {
+        "COINBASE_BASE_URL": base_url,
+        "COINBASE_KEY_FILE": str(key_file),
+        "COINBASE_CA_FILE": str(ca_file),
+        "PERPS_DATA_DIR": str(data_dir),
+        "PERPS_SYMBOLS": "BTC-USD",
+        "PERPS_INTERVAL_SECONDS": "0.1",
+        **QUIET_RISK_ENV,
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def sim_settings(fresh_simulator: RunningSimulator, tmp_path: Path) -> Callable[..., BotSettings]:
+    """Build dev-profile settings that point at ``fresh_simulator`` (extra env overrides)."""
+
+    def build(**extra: str) -> BotSettings:
+        env = sim_env(
+            fresh_simulator.base_url,
+            fresh_simulator.key_file,
+            fresh_simulator.ca_path,
+            tmp_path / "data",
+            **extra,
+        )
+        return load_settings("dev", env, root=tmp_path)
+
+    return build
+
+
+@dataclass
+class StandaloneSimulator:
+    process: subprocess.Popen[str]
+    base_url: str
+    ca_file: Path
+    key_file: Path
+
+    def sdk_client(self) -> Any:
+        from coinbase.rest import RESTClient
+
+        client = RESTClient(base_url=self.base_url, key_file=str(self.key_file), timeout=5)
+        client.session.trust_env = False
+        client.session.verify = str(self.ca_file)
+        return client
+
+
+@pytest.fixture
+def standalone_simulator(tmp_path: Path) -> Iterator[StandaloneSimulator]:
+    """``python -m bot_v2.brokerages.simulated`` as its own process (it outlives bot crashes)."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot_v2.brokerages.simulated",
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "sim"),
+            "--rate-limit",
+            "0",
+            "--tick-seconds",
+            "0.25",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"SIMULATOR READY base_url=(\S+) ca=(\S+) key_file=(\S+)", line)
+        assert match, f"simulator did not start: {line!r}"
+        yield StandaloneSimulator(process, match[1], Path(match[2]), Path(match[3]))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def run_driver(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run tests/e2e/bot_driver.py with ``env`` on top of the current environment (minus crash hooks)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("PERPS_", "COINBASE_", "RISK_"))}
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "e2e" / "bot_driver.py"), *args],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

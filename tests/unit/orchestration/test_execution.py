@@ -1,0 +1,148 @@
+"""The order path: guard before broker, intent durable before the exchange call, failures classified."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from bot_v2.config import BotSettings
+from bot_v2.domain import OrderRequest, OrderType, Side
+from bot_v2.errors import AuthenticationError, ExchangeUnavailableError, InsufficientFundsError
+from bot_v2.monitoring.events import EventStore
+from bot_v2.monitoring.metrics import BotMetrics
+from bot_v2.orchestration import keys
+from bot_v2.orchestration.execution import ExecutionAction, OrderExecutor
+from bot_v2.orchestration.tracking import OrderTracker
+from bot_v2.risk import RiskConfig, RiskEngine, RiskSnapshot
+from bot_v2.state import StateManager
+from tests.unit.orchestration.fakes import BTC, FakeBroker, product
+
+NOW = datetime.now(UTC)
+REQUEST = OrderRequest(BTC, Side.BUY, OrderType.MARKET, Decimal("0.01"))
+
+
+def _snapshot(broker: FakeBroker) -> RiskSnapshot:
+    from bot_v2.domain import Quote
+
+    quote = Quote(BTC, Decimal(49_999), Decimal(50_001), NOW)
+    return RiskSnapshot(
+        equity_usd=Decimal(100_000), quotes={BTC: quote}, products={BTC: product(BTC)}, symbols=(BTC,)
+    )
+
+
+@pytest.fixture
+def events(settings: BotSettings) -> Iterator[EventStore]:
+    store = EventStore(settings.events_path)
+    yield store
+    store.close()
+
+
+def _executor(broker: FakeBroker, state: StateManager, events: EventStore, risk: RiskEngine) -> OrderExecutor:
+    metrics = BotMetrics()
+    return OrderExecutor(
+        broker=broker,
+        state=state,
+        risk=risk,
+        tracker=OrderTracker(metrics),
+        events=events,
+        metrics=metrics,
+        client_id_prefix="pb-",
+    )
+
+
+async def test_intent_is_durable_before_the_exchange_is_called(
+    broker: FakeBroker, state: StateManager, settings: BotSettings, events: EventStore
+) -> None:
+    seen: list[object] = []
+
+    async def check_intent(request: OrderRequest) -> None:
+        assert request.client_order_id is not None
+        seen.append(await state.get_state(keys.intent_key(request.client_order_id)))
+
+    broker.on_place = check_intent
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    result = await executor.submit(REQUEST, _snapshot(broker), NOW)
+    assert result.action is ExecutionAction.PLACED
+    assert len(seen) == 1 and isinstance(seen[0], dict) and seen[0]["status"] == "PENDING"
+    assert result.request.client_order_id is not None
+    assert result.request.client_order_id.startswith(settings.client_id_prefix)
+
+
+async def test_denied_order_never_reaches_the_broker_or_state(
+    broker: FakeBroker, state: StateManager, settings: BotSettings, events: EventStore
+) -> None:
+    risk = RiskEngine(RiskConfig(kill_switch_enabled=True))
+    risk.apply_controls(False, False, NOW)
+    executor = _executor(broker, state, events, risk)
+    result = await executor.submit(REQUEST, _snapshot(broker), NOW)
+    assert result.action is ExecutionAction.DENIED and result.verdict_text.startswith("trading_state")
+    assert "place_order" not in broker.calls
+    assert await state.get_keys_by_pattern("intents:*") == []
+
+
+@pytest.mark.parametrize(
+    ("error", "action", "status"),
+    [
+        (InsufficientFundsError("no money", "INSUFFICIENT_FUND"), ExecutionAction.REJECTED, "FAILED"),
+        (ExchangeUnavailableError("timeout"), ExecutionAction.UNKNOWN, "PENDING"),
+    ],
+)
+async def test_exchange_failures_are_classified(
+    broker: FakeBroker,
+    state: StateManager,
+    settings: BotSettings,
+    events: EventStore,
+    error: Exception,
+    action: ExecutionAction,
+    status: str,
+) -> None:
+    broker.place_error = error
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    result = await executor.submit(REQUEST, _snapshot(broker), NOW)
+    assert result.action is action
+    assert result.request.client_order_id is not None
+    await executor.tracker.batch.flush(state)
+    intent = await state.get_state(keys.intent_key(result.request.client_order_id))
+    assert intent["status"] == status
+
+
+async def test_unexpected_exchange_error_propagates_to_the_policy(
+    broker: FakeBroker, state: StateManager, settings: BotSettings, events: EventStore
+) -> None:
+    broker.place_error = AuthenticationError("401")
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    with pytest.raises(AuthenticationError):
+        await executor.submit(REQUEST, _snapshot(broker), NOW)
+
+
+async def test_unknown_outcome_is_resolved_by_client_id_without_resubmitting(
+    broker: FakeBroker, state: StateManager, settings: BotSettings, events: EventStore
+) -> None:
+    reached: list[str] = []
+
+    async def reach_then_time_out(request: OrderRequest) -> None:
+        if not reached:
+            reached.append("once")
+            broker.place_error = None
+            await broker.place_order(request)  # the exchange has it...
+            broker.place_error = ExchangeUnavailableError("read timeout")  # ...but the answer is lost
+
+    broker.on_place = reach_then_time_out
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    result = await executor.submit(REQUEST, _snapshot(broker), NOW)
+    assert result.action is ExecutionAction.UNKNOWN
+    broker.on_place = None
+    placed_before = len(broker.placed)
+    resolutions = await executor.tracker.resolve_pending(broker, NOW)
+    assert [r.outcome for r in resolutions] == ["adopted"]
+    assert len(broker.placed) == placed_before == 1
+
+
+def test_new_client_order_ids_are_unique_and_prefixed(make_settings: Callable[..., BotSettings]) -> None:
+    from bot_v2.orchestration.execution import new_client_order_id
+
+    ids = {new_client_order_id("pb-") for _ in range(1000)}
+    assert len(ids) == 1000 and all(i.startswith("pb-") for i in ids)

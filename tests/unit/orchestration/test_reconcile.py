@@ -1,0 +1,143 @@
+"""Start-up reconciliation: unclean shutdown, pending intents, adoption, missed fills, position mismatch."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from bot_v2.config import BotSettings, ShutdownOrderPolicy
+from bot_v2.domain import ClientOrderId, OrderRequest, OrderType, Side
+from bot_v2.monitoring.events import EventType, read_events
+from bot_v2.monitoring.metrics import BotMetrics
+from bot_v2.orchestration import keys
+from bot_v2.orchestration.bot import run_bot
+from bot_v2.orchestration.records import IntentRecord
+from bot_v2.risk import ReasonCode, RiskEngine, TradingState
+from bot_v2.state import StateCategory, StateManager
+from tests.unit.orchestration.conftest import runtime_for
+from tests.unit.orchestration.fakes import BTC, FakeBroker, ScriptedStrategy
+
+NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+def _request(cid: str) -> OrderRequest:
+    return OrderRequest(BTC, Side.BUY, OrderType.MARKET, Decimal("0.01"), client_order_id=ClientOrderId(cid))
+
+
+async def _pending_intent(state: StateManager, cid: str) -> None:
+    intent = IntentRecord.from_request(_request(cid), NOW)
+    await state.set_state(keys.intent_key(cid), intent.to_dict(), StateCategory.INTENTS)
+
+
+async def _run_once(settings: BotSettings, broker: FakeBroker, state: StateManager) -> dict[str, object]:
+    summary = await run_bot(
+        runtime_for(settings, broker, state),
+        once=True,
+        strategy=ScriptedStrategy(buy_on=[]),
+        metrics=BotMetrics(),
+    )
+    assert summary.reconciliation is not None
+    return summary.reconciliation
+
+
+async def test_pending_intent_that_reached_the_exchange_is_adopted_not_resubmitted(
+    settings: BotSettings, broker: FakeBroker, state: StateManager
+) -> None:
+    await state.set_state(keys.RUNNING_KEY, {"pid": 1}, StateCategory.METADATA)  # crashed run
+    await _pending_intent(state, "pb-reached")
+    await broker.place_order(_request("pb-reached"))  # the exchange got it before the crash
+    broker.calls.clear()
+
+    report = await _run_once(settings, broker, state)
+
+    assert report["unclean_shutdown"] is True
+    assert report["resolved_intents"] == [
+        {"client_order_id": "pb-reached", "outcome": "adopted", "order_id": "o-1"}
+    ]
+    assert "place_order" not in broker.calls
+    assert report["missed_fills"] == 1 and report["coherent"] is True
+    intent = await state.get_state(keys.intent_key("pb-reached"))
+    assert intent["status"] == "DONE" and intent["order_id"] == "o-1"
+    assert (await state.get_state(keys.position_key(BTC)))["quantity"] == Decimal("0.01")
+    recoveries = read_events(settings.events_path, EventType.RECOVERY)
+    assert recoveries and recoveries[0]["kind"] == "engine_crash"
+
+
+async def test_pending_intent_that_never_reached_the_exchange_is_failed(
+    settings: BotSettings, broker: FakeBroker, state: StateManager
+) -> None:
+    await _pending_intent(state, "pb-lost")
+    report = await _run_once(settings, broker, state)
+    assert report["resolved_intents"] == [
+        {"client_order_id": "pb-lost", "outcome": "failed", "order_id": None}
+    ]
+    assert "place_order" not in broker.calls and broker.orders == {}
+    intent = await state.get_state(keys.intent_key("pb-lost"))
+    assert intent["status"] == "FAILED"
+
+
+async def test_unknown_open_order_with_our_prefix_is_adopted_and_foreign_ones_ignored(
+    make_settings: Callable[..., BotSettings], broker: FakeBroker, state: StateManager
+) -> None:
+    settings = make_settings(PERPS_SHUTDOWN_ORDER_POLICY="keep")
+    broker.rest_orders = True
+    await broker.place_order(_request("pb-orphan"))
+    await broker.place_order(_request("manual-1"))
+    report = await _run_once(settings, broker, state)
+    assert report["adopted_orders"] == ["pb-orphan"]
+    adopted = await state.get_state(keys.order_key("pb-orphan"))
+    assert adopted["adopted"] is True and adopted["status"] == "OPEN"
+    assert await state.get_state(keys.order_key("manual-1")) is None
+
+
+async def test_fills_missed_while_down_are_ingested_once(
+    settings: BotSettings, broker: FakeBroker, state: StateManager
+) -> None:
+    broker.rest_orders = True
+    # the first run places resting orders and keeps them at shutdown (policy keep)
+    kept = dataclasses.replace(settings, shutdown_order_policy=ShutdownOrderPolicy.KEEP)
+    await run_bot(runtime_for(kept, broker, state), once=True, strategy=ScriptedStrategy(buy_on=[1]))
+    assert len(await state.get_keys_by_pattern("fills:*")) == 0
+    for order in list(broker.orders.values()):
+        broker.fill(order.order_id)  # filled while the bot was down
+    report = await _run_once(kept, broker, state)
+    assert report["missed_fills"] == 2
+    report = await _run_once(kept, broker, state)
+    assert report["missed_fills"] == 0
+    assert len(await state.get_keys_by_pattern("fills:*")) == 2
+
+
+async def test_position_mismatch_goes_reduce_only_and_survives_restart(
+    settings: BotSettings, broker: FakeBroker, state: StateManager
+) -> None:
+    await run_bot(runtime_for(settings, broker, state), once=True, strategy=ScriptedStrategy(buy_on=[1]))
+    # lose a fill from state (as if a write had been lost): the book now disagrees with the exchange
+    fill_keys = await state.get_keys_by_pattern("fills:*")
+    await state.delete_state(fill_keys[0])
+    position = await state.get_state(keys.position_key(BTC))
+    position["quantity"] = Decimal("0.02")
+    await state.set_state(keys.position_key(BTC), position, StateCategory.POSITIONS)
+
+    report = await _run_once(settings, broker, state)
+    assert report["coherent"] is False and report["trading_state"] == "REDUCE_ONLY"
+    assert any(m["symbol"] == BTC for m in report["mismatches"])  # type: ignore[index, union-attr]
+    guards = await state.get_state(keys.GUARDS_KEY)
+    engine = RiskEngine.restore(settings.risk, guards)
+    assert engine.state is TradingState.REDUCE_ONLY and ReasonCode.RECONCILE_MISMATCH in engine.reasons
+
+
+async def test_corrupted_guard_state_starts_halted(
+    settings: BotSettings, broker: FakeBroker, state: StateManager
+) -> None:
+    await state.set_state(keys.GUARDS_KEY, {"version": 99}, StateCategory.GUARDS)
+    summary = await run_bot(
+        runtime_for(settings, broker, state),
+        once=True,
+        strategy=ScriptedStrategy(buy_on=[1]),
+        metrics=BotMetrics(),
+    )
+    assert summary.trading_state == "HALTED"
+    assert "place_order" not in broker.calls
+    assert summary.reconciliation is not None and summary.reconciliation["guard_state_error"]

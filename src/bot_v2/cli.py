@@ -69,14 +69,24 @@ def _on_off(name: str, raw: str | None) -> bool | None:
 
 def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     """Turn the --order-* flags into a validated-shape ``OrderRequest`` (product checks come later)."""
-    missing = [flag for flag, key in (("--order-symbol", "order_symbol"), ("--order-side", "order_side"),
-                                      ("--order-quantity", "order_quantity")) if opts.get(key) is None]
+    missing = [
+        flag
+        for flag, key in (
+            ("--order-symbol", "order_symbol"),
+            ("--order-side", "order_side"),
+            ("--order-quantity", "order_quantity"),
+        )
+        if opts.get(key) is None
+    ]
     if missing:
         raise InputError(f"{missing[0]}: required with --preview-order")
     order_type = OrderType(opts["order_type"].upper().replace("-", "_"))
     tif_raw = opts.get("order_tif")
-    tif = TimeInForce(tif_raw.upper()) if tif_raw else (TimeInForce.IOC if order_type is OrderType.MARKET
-                                                         else TimeInForce.GTC)
+    tif = (
+        TimeInForce(tif_raw.upper())
+        if tif_raw
+        else (TimeInForce.IOC if order_type is OrderType.MARKET else TimeInForce.GTC)
+    )
     end_time = ensure_utc(opts["order_end_time"]) if opts.get("order_end_time") else None
     quantity = _decimal("--order-quantity", opts["order_quantity"])
     assert quantity is not None
@@ -103,65 +113,140 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
     epilog=EPILOG,
 )
-@click.option("--profile", type=click.Choice([p.value for p in Profile]), default=None,
-              help="Settings profile (default: $PERPS_PROFILE or dev). Example: --profile canary")
-@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=Path(".env"),
-              show_default=True, help="Read KEY=VALUE settings from this file (the environment wins).")
+@click.option(
+    "--profile",
+    type=click.Choice([p.value for p in Profile]),
+    default=None,
+    help="Settings profile (default: $PERPS_PROFILE or dev). Example: --profile canary",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(".env"),
+    show_default=True,
+    help="Read KEY=VALUE settings from this file (the environment wins).",
+)
 @click.option("--dev-fast", is_flag=True, help="Run exactly one trading cycle and exit.")
-@click.option("--dry-run/--live", "dry_run", default=None,
-              help="--dry-run: trade through the in-process paper broker. --live: send orders.")
-@click.option("--reduce-only", "reduce_only", is_flag=True, default=None,
-              help="Start in reduce-only mode (only orders that shrink a position).")
+@click.option(
+    "--dry-run/--live",
+    "dry_run",
+    default=None,
+    help="--dry-run: trade through the in-process paper broker. --live: send orders.",
+)
+@click.option(
+    "--reduce-only",
+    "reduce_only",
+    is_flag=True,
+    default=None,
+    help="Start in reduce-only mode (only orders that shrink a position).",
+)
 @click.option("--symbols", default=None, help="Comma-separated products. Example: --symbols BTC-USD,ETH-USD")
-@click.option("--interval", "interval", type=float, default=None,
-              help="Seconds between cycle starts. Example: --interval 5")
+@click.option(
+    "--interval",
+    "interval",
+    type=float,
+    default=None,
+    help="Seconds between cycle starts. Example: --interval 5",
+)
 @click.option("--strategy", default=None, help="Strategy name. Example: --strategy ma_crossover")
 @click.option("--bot-id", default=None, help="State namespace for this bot. Example: --bot-id desk1")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              default=None, help="Console log level (file log is INFO or DEBUG).")
-@click.option("--account-snapshot", is_flag=True, help="Print balances, positions, orders, permissions, fees.")
-@click.option("--json", "as_json", is_flag=True, help="With --account-snapshot: print JSON instead of tables.")
-@click.option("--preview-order", is_flag=True, help="Preview an order at the exchange plus the bot's risk verdict.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Console log level (file log is INFO or DEBUG).",
+)
+@click.option(
+    "--account-snapshot", is_flag=True, help="Print balances, positions, orders, permissions, fees."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --account-snapshot: print JSON instead of tables."
+)
+@click.option(
+    "--preview-order", is_flag=True, help="Preview an order at the exchange plus the bot's risk verdict."
+)
 @click.option("--order-symbol", default=None, help="Example: --order-symbol BTC-USD")
-@click.option("--order-side", type=click.Choice(["buy", "sell"], case_sensitive=False), default=None,
-              help="Example: --order-side buy")
-@click.option("--order-type", type=click.Choice(["market", "limit", "stop_limit", "stop-limit"],
-                                                case_sensitive=False), default="market", show_default=True,
-              help="Example: --order-type limit")
+@click.option(
+    "--order-side",
+    type=click.Choice(["buy", "sell"], case_sensitive=False),
+    default=None,
+    help="Example: --order-side buy",
+)
+@click.option(
+    "--order-type",
+    type=click.Choice(["market", "limit", "stop_limit", "stop-limit"], case_sensitive=False),
+    default="market",
+    show_default=True,
+    help="Example: --order-type limit",
+)
 @click.option("--order-quantity", default=None, help="Base size. Example: --order-quantity 0.01")
 @click.option("--order-price", default=None, help="Limit price. Example: --order-price 65000")
 @click.option("--order-stop", default=None, help="Stop price for stop-limit. Example: --order-stop 64000")
-@click.option("--order-tif", type=click.Choice(["GTC", "GTD", "IOC", "FOK"], case_sensitive=False), default=None,
-              help="Time in force (market: IOC; limit default GTC). Example: --order-tif FOK")
-@click.option("--order-end-time", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), default=None,
-              help="GTD expiry with offset. Example: --order-end-time 2026-12-01T00:00:00+0000")
+@click.option(
+    "--order-tif",
+    type=click.Choice(["GTC", "GTD", "IOC", "FOK"], case_sensitive=False),
+    default=None,
+    help="Time in force (market: IOC; limit default GTC). Example: --order-tif FOK",
+)
+@click.option(
+    "--order-end-time",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]),
+    default=None,
+    help="GTD expiry with offset. Example: --order-end-time 2026-12-01T00:00:00+0000",
+)
 @click.option("--order-client-id", default=None, help="Client order id. Example: --order-client-id my-001")
 @click.option("--order-reduce-only", is_flag=True, help="Derivatives: the order may only reduce a position.")
 @click.option("--order-leverage", default=None, help="Derivatives leverage. Example: --order-leverage 2")
-@click.option("--order-margin-type", type=click.Choice(["cross", "isolated"], case_sensitive=False),
-              default=None, help="Derivatives margin type. Example: --order-margin-type cross")
+@click.option(
+    "--order-margin-type",
+    type=click.Choice(["cross", "isolated"], case_sensitive=False),
+    default=None,
+    help="Derivatives margin type. Example: --order-margin-type cross",
+)
 @click.option("--order-post-only", is_flag=True, help="Limit orders: maker only.")
-@click.option("--edit-order-preview", metavar="ORDER_ID", default=None,
-              help="Preview editing an open order to --order-quantity/--order-price; prints a PREVIEW_ID.")
-@click.option("--apply-order-edit", metavar="ORDER_ID:PREVIEW_ID", default=None,
-              help="Apply an edit previewed with --edit-order-preview. Example: --apply-order-edit 1f2e:9ab0")
-@click.option("--kill-switch", type=click.Choice(["on", "off"], case_sensitive=False), default=None,
-              help="Flip the kill switch of the bot(s) sharing this profile's state. Example: --kill-switch on")
-@click.option("--reduce-only-mode", type=click.Choice(["on", "off"], case_sensitive=False), default=None,
-              help="Flip operator reduce-only mode at runtime. Example: --reduce-only-mode on")
+@click.option(
+    "--edit-order-preview",
+    metavar="ORDER_ID",
+    default=None,
+    help="Preview editing an open order to --order-quantity/--order-price; prints a PREVIEW_ID.",
+)
+@click.option(
+    "--apply-order-edit",
+    metavar="ORDER_ID:PREVIEW_ID",
+    default=None,
+    help="Apply an edit previewed with --edit-order-preview. Example: --apply-order-edit 1f2e:9ab0",
+)
+@click.option(
+    "--kill-switch",
+    type=click.Choice(["on", "off"], case_sensitive=False),
+    default=None,
+    help="Flip the kill switch of the bot(s) sharing this profile's state. Example: --kill-switch on",
+)
+@click.option(
+    "--reduce-only-mode",
+    type=click.Choice(["on", "off"], case_sensitive=False),
+    default=None,
+    help="Flip operator reduce-only mode at runtime. Example: --reduce-only-mode on",
+)
 def cli(**opts: Any) -> None:
     """Run the perps-bot trading loop, or one operator command, against Coinbase Advanced Trade.
 
     With no command flag it trades: --profile dev (the default) uses the built-in simulated exchange
     over TLS on 127.0.0.1 and embedded state, so it runs offline with no setup.
     """
-    modes = [m for m in ("account_snapshot", "preview_order", "edit_order_preview", "apply_order_edit")
-             if opts.get(m)]
+    modes = [
+        m
+        for m in ("account_snapshot", "preview_order", "edit_order_preview", "apply_order_edit")
+        if opts.get(m)
+    ]
     if opts.get("kill_switch") is not None or opts.get("reduce_only_mode") is not None:
         modes.append("controls")
     if len(modes) > 1:
-        _fail("choose one of --account-snapshot, --preview-order, --edit-order-preview, --apply-order-edit, "
-              "--kill-switch/--reduce-only-mode", 2)
+        _fail(
+            "choose one of --account-snapshot, --preview-order, --edit-order-preview, --apply-order-edit, "
+            "--kill-switch/--reduce-only-mode",
+            2,
+        )
     try:
         env = merged_environment(opts["env_file"])
         profile = opts["profile"] or env.get("PERPS_PROFILE") or "dev"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,8 @@ from rich.table import Table
 
 from bot_v2.domain import EditPreview, Order, OrderPreview, OrderRequest
 
-console = Console(highlight=False, soft_wrap=False)
+# Piped output (logs, tests, `| grep`) must not wrap ids mid-token: use a wide virtual terminal there.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -71,52 +73,137 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], emp
     return out
 
 
-_NUMERIC = {"available", "hold", "total", "quantity", "entry", "mark", "unrealized pnl", "realized pnl", "size",
-            "filled", "price", "avg price", "fees", "value", "rate", "leverage", "stop"}
+_NUMERIC = {
+    "available",
+    "hold",
+    "total",
+    "quantity",
+    "entry",
+    "mark",
+    "unrealized pnl",
+    "realized pnl",
+    "size",
+    "filled",
+    "price",
+    "avg price",
+    "fees",
+    "value",
+    "rate",
+    "leverage",
+    "stop",
+}
 
 
 def print_account_snapshot(data: Mapping[str, Any]) -> None:
-    console.print(f"[bold]Account snapshot[/bold]  profile={data['profile']}  bot={data['bot_id']}  "
-                  f"server time={fmt(data['server_time'])}  clock skew={data['clock_skew_seconds']}s")
+    console.print(
+        f"[bold]Account snapshot[/bold]  profile={data['profile']}  bot={data['bot_id']}  "
+        f"server time={fmt(data['server_time'])}  clock skew={data['clock_skew_seconds']}s"
+    )
     state = data.get("trading_state")
     if state is not None:
-        console.print(f"Trading state: [bold]{fmt(state.get('state'))}[/bold]  "
-                      f"reasons: {', '.join(state.get('reasons') or []) or '-'}")
-    console.print(table("Balances", ["Currency", "Available", "Hold", "Total"],
-                        ([b["currency"], b["available"], b["hold"], b["total"]] for b in data["balances"]
-                         if b["total"] != 0)))
-    console.print(table("Positions", ["Symbol", "Quantity", "Entry", "Mark", "Unrealized PnL", "Leverage"],
-                        ([p["symbol"], p["quantity"], p["entry_price"], p["mark_price"], p["unrealized_pnl"],
-                          p["leverage"]] for p in data["positions"])))
-    console.print(table("Open orders", ["Order id", "Client id", "Symbol", "Side", "Type", "Size", "Filled",
-                                        "Price", "Stop", "Status"],
-                        ([o["order_id"], o["client_order_id"], o["symbol"], o["side"], o["order_type"],
-                          o["quantity"], o["filled_quantity"], o["limit_price"], o["stop_price"], o["status"]]
-                         for o in data["open_orders"])))
+        console.print(
+            f"Trading state: [bold]{fmt(state.get('state'))}[/bold]  "
+            f"reasons: {', '.join(state.get('reasons') or []) or '-'}"
+        )
+    console.print(
+        table(
+            "Balances",
+            ["Currency", "Available", "Hold", "Total"],
+            (
+                [b["currency"], b["available"], b["hold"], b["total"]]
+                for b in data["balances"]
+                if b["total"] != 0
+            ),
+        )
+    )
+    console.print(
+        table(
+            "Positions",
+            ["Symbol", "Quantity", "Entry", "Mark", "Unrealized PnL", "Leverage"],
+            (
+                [
+                    p["symbol"],
+                    p["quantity"],
+                    p["entry_price"],
+                    p["mark_price"],
+                    p["unrealized_pnl"],
+                    p["leverage"],
+                ]
+                for p in data["positions"]
+            ),
+        )
+    )
+    console.print(
+        table(
+            "Open orders",
+            ["Order id", "Client id", "Symbol", "Side", "Type", "Size", "Filled", "Price", "Stop", "Status"],
+            (
+                [
+                    o["order_id"],
+                    o["client_order_id"],
+                    o["symbol"],
+                    o["side"],
+                    o["order_type"],
+                    o["quantity"],
+                    o["filled_quantity"],
+                    o["limit_price"],
+                    o["stop_price"],
+                    o["status"],
+                ]
+                for o in data["open_orders"]
+            ),
+        )
+    )
     perms, fees = data["permissions"], data["fee_tier"]
-    console.print(table("Key permissions and fees", ["Item", "Value"], [
-        ["can view", perms["can_view"]], ["can trade", perms["can_trade"]],
-        ["can transfer", perms["can_transfer"]], ["portfolio", perms.get("portfolio_uuid")],
-        ["fee tier", fees["pricing_tier"]], ["maker fee rate", fees["maker_fee_rate"]],
-        ["taker fee rate", fees["taker_fee_rate"]], ["30d volume (USD)", fees["total_volume"]],
-    ]))
+    console.print(
+        table(
+            "Key permissions and fees",
+            ["Item", "Value"],
+            [
+                ["can view", perms["can_view"]],
+                ["can trade", perms["can_trade"]],
+                ["can transfer", perms["can_transfer"]],
+                ["portfolio", perms.get("portfolio_uuid")],
+                ["fee tier", fees["pricing_tier"]],
+                ["maker fee rate", fees["maker_fee_rate"]],
+                ["taker fee rate", fees["taker_fee_rate"]],
+                ["30d volume (USD)", fees["total_volume"]],
+            ],
+        )
+    )
     limits = data.get("limits") or {}
     console.print(table("Risk limits", ["Limit", "Value"], sorted(limits.items())))
 
 
 def print_order_preview(request: OrderRequest, preview: OrderPreview, verdict: Any) -> None:
-    console.print(f"[bold]Order preview[/bold]  {request.side} {fmt(request.quantity)} {request.symbol} "
-                  f"{request.order_type} {request.time_in_force}"
-                  + (f" @ {fmt(request.limit_price)}" if request.limit_price is not None else ""))
-    console.print(table("Exchange preview", ["Field", "Value"], [
-        ["preview id", preview.preview_id], ["order total", preview.order_total],
-        ["commission", preview.commission_total], ["base size", preview.base_size],
-        ["quote size", preview.quote_size], ["best bid", preview.best_bid], ["best ask", preview.best_ask],
-        ["slippage", preview.slippage], ["leverage", preview.leverage],
-        ["errors", ", ".join(preview.errors) or "none"], ["warnings", ", ".join(preview.warnings) or "none"],
-    ]))
-    rows = [[r.guard, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", r.reason or ""]
-            for r in verdict.results]
+    console.print(
+        f"[bold]Order preview[/bold]  {request.side} {fmt(request.quantity)} {request.symbol} "
+        f"{request.order_type} {request.time_in_force}"
+        + (f" @ {fmt(request.limit_price)}" if request.limit_price is not None else "")
+    )
+    console.print(
+        table(
+            "Exchange preview",
+            ["Field", "Value"],
+            [
+                ["preview id", preview.preview_id],
+                ["order total", preview.order_total],
+                ["commission", preview.commission_total],
+                ["base size", preview.base_size],
+                ["quote size", preview.quote_size],
+                ["best bid", preview.best_bid],
+                ["best ask", preview.best_ask],
+                ["slippage", preview.slippage],
+                ["leverage", preview.leverage],
+                ["errors", ", ".join(preview.errors) or "none"],
+                ["warnings", ", ".join(preview.warnings) or "none"],
+            ],
+        )
+    )
+    rows = [
+        [r.guard, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", r.reason or ""]
+        for r in verdict.results
+    ]
     out = Table(title="Bot risk verdict", title_justify="left", header_style="bold")
     for column in ("Guard", "Result", "Why"):
         out.add_column(column)
@@ -128,42 +215,90 @@ def print_order_preview(request: OrderRequest, preview: OrderPreview, verdict: A
 
 
 def print_edit_preview(order: Order, preview: EditPreview, preview_id: str | None) -> None:
-    console.print(table(f"Edit preview for {order.order_id}", ["Field", "Current", "New"], [
-        ["size", order.quantity, preview.new_size], ["price", order.limit_price, preview.new_price],
-    ]))
-    console.print(table("Exchange edit preview", ["Field", "Value"], [
-        ["order total", preview.order_total], ["commission", preview.commission_total],
-        ["slippage", preview.slippage], ["best bid", preview.best_bid], ["best ask", preview.best_ask],
-        ["errors", ", ".join(preview.errors) or "none"],
-    ]))
+    console.print(
+        table(
+            f"Edit preview for {order.order_id}",
+            ["Field", "Current", "New"],
+            [
+                ["size", order.quantity, preview.new_size],
+                ["price", order.limit_price, preview.new_price],
+            ],
+        )
+    )
+    console.print(
+        table(
+            "Exchange edit preview",
+            ["Field", "Value"],
+            [
+                ["order total", preview.order_total],
+                ["commission", preview.commission_total],
+                ["slippage", preview.slippage],
+                ["best bid", preview.best_bid],
+                ["best ask", preview.best_ask],
+                ["errors", ", ".join(preview.errors) or "none"],
+            ],
+        )
+    )
     if preview_id:
-        console.print(f"Apply with: [bold]perps-bot --apply-order-edit {order.order_id}:{preview_id}[/bold]")
+        console.print(
+            f"Apply with: [bold]perps-bot --apply-order-edit {order.order_id}:{preview_id}[/bold]",
+            soft_wrap=True,
+        )
 
 
 def print_order(order: Order, title: str = "Order") -> None:
-    console.print(table(title, ["Field", "Value"], [
-        ["order id", order.order_id], ["client id", order.client_order_id], ["symbol", order.symbol],
-        ["side", order.side], ["type", order.order_type], ["status", order.status], ["size", order.quantity],
-        ["filled", order.filled_quantity], ["price", order.limit_price], ["stop", order.stop_price],
-    ]))
+    console.print(
+        table(
+            title,
+            ["Field", "Value"],
+            [
+                ["order id", order.order_id],
+                ["client id", order.client_order_id],
+                ["symbol", order.symbol],
+                ["side", order.side],
+                ["type", order.order_type],
+                ["status", order.status],
+                ["size", order.quantity],
+                ["filled", order.filled_quantity],
+                ["price", order.limit_price],
+                ["stop", order.stop_price],
+            ],
+        )
+    )
 
 
 def print_controls(control: Mapping[str, Any]) -> None:
-    console.print(table("Operator controls (read by running bots every cycle)", ["Control", "Value"],
-                        sorted(control.items())))
+    console.print(
+        table(
+            "Operator controls (read by running bots every cycle)",
+            ["Control", "Value"],
+            sorted(control.items()),
+        )
+    )
 
 
 def print_run_summary(summary: Any) -> None:
     rows = getattr(summary, "rows", [])
     columns = ["Symbol", "Mark", "Decision", "Verdict", "Action", "Order id", "Position"]
-    console.print(table(
-        f"Run summary: {getattr(summary, 'cycles', '?')} cycle(s), trading state "
-        f"{fmt(getattr(summary, 'trading_state', None))}",
-        columns,
-        ([getattr(r, "symbol", None), getattr(r, "mark", None), getattr(r, "decision", None),
-          getattr(r, "verdict", None), getattr(r, "action", None), getattr(r, "order_id", None),
-          getattr(r, "position", None)] for r in rows),
-    ))
+    console.print(
+        table(
+            f"Run summary: {getattr(summary, 'cycles', '?')} cycle(s), trading state "
+            f"{fmt(getattr(summary, 'trading_state', None))}",
+            columns,
+            (
+                [
+                    getattr(r, "symbol", None),
+                    getattr(r, "mark", None),
+                    getattr(r, "decision", None),
+                    getattr(r, "verdict", None),
+                    getattr(r, "action", None),
+                    getattr(r, "order_id", None),
+                    getattr(r, "position", None),
+                ]
+                for r in rows
+            ),
+        )
+    )
     errors = getattr(summary, "errors", None)
     if errors:
         console.print(f"[red]errors:[/red] {errors}")

@@ -20,20 +20,30 @@ pytestmark = pytest.mark.e2e
 BOT = [sys.executable, "-m", "bot_v2.cli"]
 
 
-def run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPS_", "COINBASE_", "RISK_"))}
-    full_env.update({
-        "PERPS_DATA_DIR": str(tmp_path / "data"),
-        "PERPS_LOG_DIR": str(tmp_path / "logs"),
-        "SIM_TICK_SECONDS": "0.05",
-    })
+    full_env.update(
+        {
+            "PERPS_DATA_DIR": str(tmp_path / "data"),
+            "PERPS_LOG_DIR": str(tmp_path / "logs"),
+            "SIM_TICK_SECONDS": "0.05",
+        }
+    )
     full_env.pop("REDIS_URL", None)
     full_env.pop("DATABASE_URL", None)
     full_env.pop("S3_ENDPOINT_URL", None)
     full_env.pop("S3_BUCKET", None)
     full_env.update(env or {})
     return subprocess.run(
-        [*BOT, *args], cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+        [*BOT, *args],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -49,10 +59,28 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, n
 def test_help_documents_every_flag_with_examples(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "--help")
     assert result.returncode == 0
-    for flag in ("--profile", "--dev-fast", "--dry-run", "--account-snapshot", "--preview-order", "--order-symbol",
-                 "--order-side", "--order-type", "--order-quantity", "--order-price", "--order-stop", "--order-tif",
-                 "--order-client-id", "--order-reduce-only", "--order-leverage", "--edit-order-preview",
-                 "--apply-order-edit", "--kill-switch", "--symbols", "--interval"):
+    for flag in (
+        "--profile",
+        "--dev-fast",
+        "--dry-run",
+        "--account-snapshot",
+        "--preview-order",
+        "--order-symbol",
+        "--order-side",
+        "--order-type",
+        "--order-quantity",
+        "--order-price",
+        "--order-stop",
+        "--order-tif",
+        "--order-client-id",
+        "--order-reduce-only",
+        "--order-leverage",
+        "--edit-order-preview",
+        "--apply-order-edit",
+        "--kill-switch",
+        "--symbols",
+        "--interval",
+    ):
         assert flag in result.stdout, flag
     assert "Examples:" in result.stdout
 
@@ -81,16 +109,37 @@ def test_account_snapshot_tables_and_json(tmp_path: Path) -> None:
 
 
 def test_preview_order_shows_exchange_preview_and_guard_verdict(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "--preview-order", "--order-symbol", "BTC-USD", "--order-side", "buy",
-                     "--order-type", "market", "--order-quantity", "0.001")
+    result = run_cli(
+        tmp_path,
+        "--preview-order",
+        "--order-symbol",
+        "BTC-USD",
+        "--order-side",
+        "buy",
+        "--order-type",
+        "market",
+        "--order-quantity",
+        "0.001",
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Exchange preview" in result.stdout and "Bot risk verdict" in result.stdout
     assert "APPROVED" in result.stdout
 
 
 def test_preview_denied_by_a_guard_exits_2_with_the_reason(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "--preview-order", "--order-symbol", "BTC-USD", "--order-side", "buy",
-                     "--order-type", "market", "--order-quantity", "1", env={"RISK_MAX_NOTIONAL_PER_SYMBOL_USD": "100"})
+    result = run_cli(
+        tmp_path,
+        "--preview-order",
+        "--order-symbol",
+        "BTC-USD",
+        "--order-side",
+        "buy",
+        "--order-type",
+        "market",
+        "--order-quantity",
+        "1",
+        env={"RISK_MAX_NOTIONAL_PER_SYMBOL_USD": "100"},
+    )
     assert_one_line_error(result, 2, "GuardDeniedError")
     assert "REFUSED" in result.stdout
 
@@ -103,10 +152,15 @@ def test_edit_preview_then_apply_changes_a_live_order(tmp_path: Path) -> None:
     # Place a resting limit order far below the market through the adapter, then edit it via the CLI.
     script = tmp_path / "place.py"
     script.write_text(_PLACE_SCRIPT)
-    placed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                            env=os.environ | {"PERPS_DATA_DIR": str(tmp_path / "data"),
-                                              "PERPS_LOG_DIR": str(tmp_path / "logs")},
-                            timeout=60, check=False)
+    placed = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PERPS_DATA_DIR": str(tmp_path / "data"), "PERPS_LOG_DIR": str(tmp_path / "logs")},
+        timeout=60,
+        check=False,
+    )
     assert placed.returncode == 0, placed.stderr
     order_id = placed.stdout.strip().splitlines()[-1]
     preview = run_cli(tmp_path, "--edit-order-preview", order_id, "--order-quantity", "0.002")
@@ -120,7 +174,7 @@ def test_edit_preview_then_apply_changes_a_live_order(tmp_path: Path) -> None:
     assert_one_line_error(again, 2, "no edit preview")
 
 
-_PLACE_SCRIPT = '''
+_PLACE_SCRIPT = """
 import asyncio, os
 from decimal import Decimal
 from bot_v2.config import load_settings
@@ -139,27 +193,106 @@ async def main():
         print(order.order_id)
 
 asyncio.run(main())
-'''
+"""
 
 
 @pytest.mark.parametrize(
     ("args", "env", "code", "needle"),
     [
-        (["--profile", "dev", "--dev-fast"], {"PERPS_INTERVAL_SECONDS": "often"}, 2, "PERPS_INTERVAL_SECONDS"),
+        (
+            ["--profile", "dev", "--dev-fast"],
+            {"PERPS_INTERVAL_SECONDS": "often"},
+            2,
+            "PERPS_INTERVAL_SECONDS",
+        ),
         (["--profile", "prod", "--dev-fast"], {}, 2, "COINBASE_API_KEY"),
         (["--apply-order-edit", "no-colon-here"], {}, 2, "ORDER_ID:PREVIEW_ID"),
-        (["--preview-order", "--order-symbol", "BTC-USD", "--order-side", "buy", "--order-type", "limit",
-          "--order-quantity", "0.01"], {}, 2, "limit price"),
-        (["--preview-order", "--order-symbol", "BTC-USD", "--order-side", "buy", "--order-type", "stop_limit",
-          "--order-quantity", "0.01", "--order-price", "100"], {}, 2, "stop price"),
-        (["--preview-order", "--order-symbol", "BTC-USD", "--order-side", "buy", "--order-quantity", "abc"],
-         {}, 2, "--order-quantity"),
-        (["--preview-order", "--order-symbol", "NOPE-USD", "--order-side", "buy", "--order-quantity", "1"],
-         {}, 2, "NOPE-USD"),
-        (["--preview-order", "--order-symbol", "BTC-USD", "--order-side", "buy", "--order-quantity", "0.000000001"],
-         {}, 2, "BTC-USD"),
-        (["--preview-order", "--order-symbol", "BTC-USD", "--order-side", "buy", "--order-type", "limit",
-          "--order-quantity", "0.01", "--order-price", "100.001"], {}, 2, "price"),
+        (
+            [
+                "--preview-order",
+                "--order-symbol",
+                "BTC-USD",
+                "--order-side",
+                "buy",
+                "--order-type",
+                "limit",
+                "--order-quantity",
+                "0.01",
+            ],
+            {},
+            2,
+            "limit price",
+        ),
+        (
+            [
+                "--preview-order",
+                "--order-symbol",
+                "BTC-USD",
+                "--order-side",
+                "buy",
+                "--order-type",
+                "stop_limit",
+                "--order-quantity",
+                "0.01",
+                "--order-price",
+                "100",
+            ],
+            {},
+            2,
+            "stop price",
+        ),
+        (
+            [
+                "--preview-order",
+                "--order-symbol",
+                "BTC-USD",
+                "--order-side",
+                "buy",
+                "--order-quantity",
+                "abc",
+            ],
+            {},
+            2,
+            "--order-quantity",
+        ),
+        (
+            ["--preview-order", "--order-symbol", "NOPE-USD", "--order-side", "buy", "--order-quantity", "1"],
+            {},
+            2,
+            "NOPE-USD",
+        ),
+        (
+            [
+                "--preview-order",
+                "--order-symbol",
+                "BTC-USD",
+                "--order-side",
+                "buy",
+                "--order-quantity",
+                "0.000000001",
+            ],
+            {},
+            2,
+            "BTC-USD",
+        ),
+        (
+            [
+                "--preview-order",
+                "--order-symbol",
+                "BTC-USD",
+                "--order-side",
+                "buy",
+                "--order-type",
+                "limit",
+                "--order-quantity",
+                "0.01",
+                "--order-price",
+                "100.001",
+            ],
+            {},
+            2,
+            "price",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(
@@ -173,11 +306,21 @@ def test_unreachable_exchange_is_a_runtime_failure_with_masked_secrets(tmp_path:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    ).decode()
-    env = {"COINBASE_BASE_URL": "127.0.0.1:9", "COINBASE_API_KEY": "organizations/x/apiKeys/KEY-abcd1234",
-           "COINBASE_API_SECRET": pem, "COINBASE_TIMEOUT_SECONDS": "1"}
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    env = {
+        "COINBASE_BASE_URL": "127.0.0.1:9",
+        "COINBASE_API_KEY": "organizations/x/apiKeys/KEY-abcd1234",
+        "COINBASE_API_SECRET": pem,
+        "COINBASE_TIMEOUT_SECONDS": "1",
+    }
     result = run_cli(tmp_path, "--dev-fast", env=env)
     assert_one_line_error(result, 1, "")
     body = pem.splitlines()[1]

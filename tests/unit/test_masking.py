@@ -50,6 +50,9 @@ def test_throttle_filter_suppresses_repeats_and_reports_count() -> None:
     throttle = ThrottleFilter(interval_seconds=3600)
     record = logging.LogRecord("x", logging.WARNING, __file__, 1, "redis down", None, None)
     assert throttle.filter(record) is True
-    assert throttle.filter(logging.LogRecord("x", logging.WARNING, __file__, 1, "redis down", None, None)) is False
+    assert (
+        throttle.filter(logging.LogRecord("x", logging.WARNING, __file__, 1, "redis down", None, None))
+        is False
+    )
     error = logging.LogRecord("x", logging.ERROR, __file__, 1, "redis down", None, None)
     assert throttle.filter(error) is True

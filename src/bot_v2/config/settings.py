@@ -262,7 +262,11 @@ def load_settings(
     state = _state_settings(base, env, pick, bot_id, data_dir)
     secrets += tuple(
         s
-        for s in (env.get("AWS_SECRET_ACCESS_KEY"), _url_password(state.redis_url), _url_password(state.database_url))
+        for s in (
+            env.get("AWS_SECRET_ACCESS_KEY"),
+            _url_password(state.redis_url),
+            _url_password(state.database_url),
+        )
         if s
     )
     return BotSettings(
@@ -305,7 +309,9 @@ def _exchange_settings(
     timeout = parse_float("COINBASE_TIMEOUT_SECONDS", pick("COINBASE_TIMEOUT_SECONDS", 10.0), minimum=0.1)
     base_url = str(pick("COINBASE_BASE_URL", "api.coinbase.com"))
     if "://" in base_url or "/" in base_url:
-        raise ConfigError(f"COINBASE_BASE_URL: give a bare host[:port] such as api.coinbase.com, got {base_url!r}")
+        raise ConfigError(
+            f"COINBASE_BASE_URL: give a bare host[:port] such as api.coinbase.com, got {base_url!r}"
+        )
     api_key = env.get("COINBASE_API_KEY") or None
     api_secret = env.get("COINBASE_API_SECRET") or None
     key_file_raw = env.get("COINBASE_KEY_FILE") or None
@@ -318,14 +324,18 @@ def _exchange_settings(
         missing = "COINBASE_API_SECRET" if api_key else "COINBASE_API_KEY"
         raise MissingCredentialsError(f"{missing}: both COINBASE_API_KEY and COINBASE_API_SECRET are needed")
 
-    external_sim = broker is BrokerKind.SIMULATED and "COINBASE_BASE_URL" in env and bool(env["COINBASE_BASE_URL"])
+    external_sim = (
+        broker is BrokerKind.SIMULATED and "COINBASE_BASE_URL" in env and bool(env["COINBASE_BASE_URL"])
+    )
     if broker is BrokerKind.COINBASE and not (key_file or api_key):
         raise MissingCredentialsError(
             f"COINBASE_API_KEY: profile {prof.value} trades on Coinbase and needs COINBASE_API_KEY + "
             "COINBASE_API_SECRET (or COINBASE_KEY_FILE)"
         )
     if external_sim and not (key_file or api_key):
-        raise MissingCredentialsError("COINBASE_KEY_FILE: an external simulator needs its key file (or key+secret)")
+        raise MissingCredentialsError(
+            "COINBASE_KEY_FILE: an external simulator needs its key file (or key+secret)"
+        )
     simulator = SimulatorSettings(
         state_dir=data_dir / "simulator",
         seed=parse_int("SIM_SEED", pick("SIM_SEED", 42)),
@@ -358,11 +368,15 @@ def _state_settings(
     warm = WarmBackend.POSTGRES if database_url else WarmBackend(warm_default)
     cold = ColdBackend.S3 if (s3_endpoint or s3_bucket) else ColdBackend(cold_default)
     if hot is HotBackend.REDIS and not redis_url:
-        raise ConfigError("REDIS_URL: this profile keeps HOT state in Redis; set REDIS_URL (redis://host:6379/0)")
+        raise ConfigError(
+            "REDIS_URL: this profile keeps HOT state in Redis; set REDIS_URL (redis://host:6379/0)"
+        )
     if warm is WarmBackend.POSTGRES and not database_url:
         raise ConfigError("DATABASE_URL: this profile keeps WARM state in PostgreSQL; set DATABASE_URL")
     if cold is ColdBackend.S3 and not s3_bucket:
-        raise ConfigError("S3_BUCKET: this profile keeps COLD state in S3; set S3_BUCKET (and S3_ENDPOINT_URL)")
+        raise ConfigError(
+            "S3_BUCKET: this profile keeps COLD state in S3; set S3_BUCKET (and S3_ENDPOINT_URL)"
+        )
     for var, url, schemes in (
         ("REDIS_URL", redis_url, ("redis", "rediss", "unix")),
         ("DATABASE_URL", database_url, ("postgres", "postgresql")),
@@ -383,7 +397,9 @@ def _state_settings(
         s3_region=str(pick("AWS_DEFAULT_REGION", "us-east-1")),
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        max_value_bytes=parse_int("STATE_MAX_VALUE_BYTES", pick("STATE_MAX_VALUE_BYTES", 1_048_576), minimum=1024),
+        max_value_bytes=parse_int(
+            "STATE_MAX_VALUE_BYTES", pick("STATE_MAX_VALUE_BYTES", 1_048_576), minimum=1024
+        ),
         checkpoint_interval_seconds=parse_float(
             "CHECKPOINT_INTERVAL_SECONDS", pick("CHECKPOINT_INTERVAL_SECONDS", 300), minimum=1
         ),

@@ -30,7 +30,11 @@ class ThrottleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        template = getattr(record, "_throttle_template", None)
+        if template is None:
+            template = str(record.msg)
+            record._throttle_template = template
+        key = (record.name, record.levelno, template)
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.interval_seconds:
@@ -74,11 +78,10 @@ def configure_logging(
         stream = logging.StreamHandler()
         stream.setLevel(getattr(logging, level, logging.INFO))
         handlers.append(stream)
-    throttle = ThrottleFilter()
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(MaskingFilter(masker))
-        handler.addFilter(throttle)
+        handler.addFilter(ThrottleFilter())
         root.addHandler(handler)
     # The SDK adds its own stderr handler at import and logs every HTTP error at ERROR; the adapter translates
     # those errors already, so silence it (importing it first so its import-time setup cannot undo this).

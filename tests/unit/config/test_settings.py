@@ -36,7 +36,9 @@ def test_environment_overrides_profile_and_flags_override_environment(tmp_path: 
     assert settings.symbols == ("SOL-USD",)
     assert settings.interval_seconds == 7.0
     assert settings.dry_run is True
-    flagged = load_settings("dev", env, CliOverrides(symbols=("BTC-USD",), interval_seconds=2.5), root=tmp_path)
+    flagged = load_settings(
+        "dev", env, CliOverrides(symbols=("BTC-USD",), interval_seconds=2.5), root=tmp_path
+    )
     assert flagged.symbols == ("BTC-USD",)
     assert flagged.interval_seconds == 2.5
     assert flagged.dry_run is True  # a flag left out never resets the env/profile value
@@ -46,7 +48,9 @@ def test_flag_left_out_keeps_profile_value(tmp_path: Path) -> None:
     settings = load_settings("dev", {}, CliOverrides(dry_run=None, reduce_only=None), root=tmp_path)
     assert settings.dry_run is False
     assert settings.risk.reduce_only_mode is False
-    assert load_settings("dev", {}, CliOverrides(reduce_only=True), root=tmp_path).risk.reduce_only_mode is True
+    assert (
+        load_settings("dev", {}, CliOverrides(reduce_only=True), root=tmp_path).risk.reduce_only_mode is True
+    )
 
 
 @pytest.mark.parametrize(

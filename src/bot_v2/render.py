@@ -100,10 +100,14 @@ def print_account_snapshot(data: Mapping[str, Any]) -> None:
         f"server time={fmt(data['server_time'])}  clock skew={data['clock_skew_seconds']}s"
     )
     state = data.get("trading_state")
-    if state is not None:
+    if state is None:
+        console.print("Trading state: [dim]no run recorded yet[/dim]")
+    else:
+        reasons = [_reason_text(r) for r in state.get("reasons") or []]
         console.print(
-            f"Trading state: [bold]{fmt(state.get('state'))}[/bold]  "
-            f"reasons: {', '.join(state.get('reasons') or []) or '-'}"
+            f"Trading state: [bold]{fmt(state.get('trading_state'))}[/bold]  "
+            f"kill switch: {fmt(state.get('kill_switch'))}  reduce-only: {fmt(state.get('reduce_only'))}  "
+            f"reasons: {'; '.join(reasons) or '-'}  (as of {fmt(state.get('updated_at'))})"
         )
     console.print(
         table(
@@ -173,6 +177,12 @@ def print_account_snapshot(data: Mapping[str, Any]) -> None:
     )
     limits = data.get("limits") or {}
     console.print(table("Risk limits", ["Limit", "Value"], sorted(limits.items())))
+
+
+def _reason_text(reason: Any) -> str:
+    if isinstance(reason, Mapping):
+        return f"{reason.get('code', '?')} ({reason.get('detail', '')})"
+    return str(reason)
 
 
 def print_order_preview(request: OrderRequest, preview: OrderPreview, verdict: Any) -> None:

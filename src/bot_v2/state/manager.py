@@ -7,6 +7,11 @@ Rules it keeps (DESIGN.md "State: tiers, batches, coherence"):
 * Reads go HOT -> WARM -> COLD and promote on the way up; every body is checksum-verified before use.
 * Demotion writes COLD before the body leaves the hotter tiers.
 * Writes, deletes and promotions are serialized by one lock, so the cache never goes back in time.
+* HOT is only a cache and never stops the bot: if it fails, the manager is *degraded* (reads and writes use
+  WARM only), probes HOT with backoff, and when it answers rewrites the hot set from WARM, page by page, then
+  verifies every HOT key against WARM before serving from HOT again. A HOT key that may be stale (a cache
+  update failed) is *dirty* and never served. ``create()`` repairs HOT keys that disagree with WARM (stale
+  after a restart), so no process ever serves a value older than WARM.
 """
 
 from __future__ import annotations
@@ -14,20 +19,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
-from bot_v2.errors import StateEncodingError, StateIntegrityError, StateUnavailableError
+from bot_v2.errors import StateEncodingError, StateError, StateIntegrityError, StateUnavailableError
 from bot_v2.state import codec
-from bot_v2.state.keys import KeySpace
+from bot_v2.state.keys import KeySpace, glob_to_regex
 from bot_v2.state.models import (
     CoherenceMismatch,
     CoherenceReport,
     ColdRecord,
     HotRecord,
+    HotRecovery,
+    HotState,
     StateCategory,
+    StateHealth,
     StateWrite,
     StorageStats,
     Tier,
@@ -82,8 +93,21 @@ class StateManager:
         self._warm = warm
         self._cold = cold
         self._lock = asyncio.Lock()
-        self._suspect: set[str] = set()  # keys whose HOT copy may be stale (a cache update failed)
+        # keys whose HOT copy may be stale (a cache update failed): never served from HOT
+        self._dirty: set[str] = set()
         self._closed = False
+        # HOT availability (see the module docstring)
+        self._hot_state = HotState.UP
+        self._hot_down_since: datetime | None = None
+        self._hot_last_error: str | None = None
+        self._probe_backoff = settings.hot_probe_interval_seconds
+        self._next_probe = 0.0  # time.monotonic() of the next allowed probe while degraded
+        self._last_warning = -math.inf
+        self._probe_lock = asyncio.Lock()
+        self._probe_task: asyncio.Task[bool] | None = None
+        self._repaired_at_start = 0
+        self._recoveries = 0
+        self._last_recovery: HotRecovery | None = None
 
     def __repr__(self) -> str:
         tiers = f"hot={self._hot!r}, warm={self._warm!r}, cold={self._cold!r}"
@@ -107,28 +131,71 @@ class StateManager:
         keyspace = KeySpace(settings.bot_id, settings.max_key_bytes)
         hot, warm, cold = tiers if tiers is not None else build_tiers(settings, keyspace)
         opened: list[HotTier | WarmTier | ColdTier] = []
+        hot_error: StateUnavailableError | None = None
         try:
             for tier in (warm, hot, cold):
                 try:
-                    async with asyncio.timeout(settings.connect_timeout_seconds * 2):
-                        await tier.connect()
-                except TimeoutError:
-                    raise StateUnavailableError(
-                        f"{tier!r}: no answer within {settings.connect_timeout_seconds}s"
-                    ) from None
+                    try:
+                        async with asyncio.timeout(settings.connect_timeout_seconds * 2):
+                            await tier.connect()
+                    except TimeoutError:
+                        raise StateUnavailableError(
+                            f"{tier!r}: no answer within {settings.connect_timeout_seconds}s"
+                        ) from None
+                except StateUnavailableError as exc:
+                    if tier is not hot or settings.hot_required_at_start:
+                        raise
+                    hot_error = exc  # start degraded: WARM serves, HOT is probed and restored later
                 opened.append(tier)
         except BaseException:
             for tier in reversed(opened):
                 await tier.close()
             raise
-        logger.info("state manager ready: %r", settings)
-        return cls(settings, keyspace, hot, warm, cold)
+        manager = cls(settings, keyspace, hot, warm, cold)
+        try:
+            if hot_error is not None:
+                manager._hot_failed(hot_error)
+            elif settings.repair_hot_at_start:
+                await manager._repair_at_start()
+        except BaseException:
+            await manager.close()
+            raise
+        logger.info("state manager ready: %r (hot %s)", settings, manager._hot_state.value)
+        return manager
+
+    async def _repair_at_start(self) -> None:
+        """Make HOT agree with WARM before anything is served: a previous process may have committed to WARM
+        while its cache update failed, leaving an older version in Redis."""
+        started = time.perf_counter()
+        try:
+            report = await self._coherence_pass(self._settings.coherence_page_size, repair=True)
+        except StateUnavailableError:
+            if self._hot_state is HotState.UP:
+                raise  # WARM is down: no durable copy to compare with
+            return  # HOT failed during the pass: degraded; the restore re-verifies every key
+        self._repaired_at_start = report.repaired
+        log = logger.warning if report.repaired else logger.info
+        log(
+            "HOT coherence pass at start: %d keys checked, %d repaired (%s) in %.3fs",
+            report.checked,
+            report.repaired,
+            _kinds(report.mismatches),
+            time.perf_counter() - started,
+        )
 
     async def close(self) -> None:
         """Close the tiers (COLD, HOT, then WARM). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        task, self._probe_task = self._probe_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # close() itself was cancelled
         for tier in (self._cold, self._hot, self._warm):
             try:
                 await tier.close()
@@ -167,6 +234,7 @@ class StateManager:
         prepared = self._prepare(writes)
         if not prepared:
             return {}
+        self._maybe_probe()
         async with self._lock:
             return await self._commit(prepared)
 
@@ -219,20 +287,23 @@ class StateManager:
         return {key: version for key, (version, _) in stored.items()}
 
     async def _cache(self, puts: Sequence[HotRecord], evict: Sequence[str]) -> None:
-        """Update HOT after a durable commit; on failure WARM stays authoritative and the keys are suspect."""
+        """Update HOT after a durable commit. If HOT is down or fails, WARM stays authoritative: the keys
+        become dirty (never served from HOT) and the manager is degraded until the hot set is restored."""
         if not puts and not evict:
             return
         touched = [r.key for r in puts] + list(evict)
+        if self._hot_state is HotState.DEGRADED:
+            self._dirty.update(touched)
+            return
         try:
             await self._hot.apply(puts, evict)
         except StateUnavailableError as exc:
-            self._suspect.update(touched)
-            logger.warning(
-                "HOT update of %d keys failed after commit (WARM holds them): %s", len(touched), exc
-            )
+            self._dirty.update(touched)
+            logger.warning("HOT update of %d keys failed after commit (WARM holds them)", len(touched))
+            self._hot_failed(exc)
             return
-        if self._suspect:
-            self._suspect.difference_update(touched)
+        if self._dirty:
+            self._dirty.difference_update(touched)
 
     async def delete_state(self, key: str) -> bool:
         """Delete ``key`` from every tier; return whether it existed."""
@@ -243,6 +314,7 @@ class StateManager:
         checked = self._keys.check_many(keys)
         if not checked:
             return 0
+        self._maybe_probe()
         async with self._lock:
             deleted = await self._warm.delete_many(checked, datetime.now(UTC))
             await self._cache((), checked)
@@ -263,11 +335,18 @@ class StateManager:
 
     async def _fetch(self, keys: list[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
-        cacheable = [k for k in keys if k not in self._suspect] if self._suspect else keys
-        if cacheable:
-            for key, record in (await self._hot.get_many(cacheable)).items():
-                codec.verify(key, record.value, record.checksum)
-                found[key] = record.value
+        self._maybe_probe()
+        if self._hot_state is HotState.UP:
+            cacheable = [k for k in keys if k not in self._dirty] if self._dirty else keys
+            if cacheable:
+                try:
+                    records = await self._hot.get_many(cacheable)
+                except StateUnavailableError as exc:
+                    self._hot_failed(exc)  # fall through to WARM for every key
+                    records = {}
+                for key, record in records.items():
+                    codec.verify(key, record.value, record.checksum)
+                    found[key] = record.value
         misses = [k for k in keys if k not in found]
         if misses:
             async with self._lock:  # no write may slip between our WARM read and the promotion
@@ -326,12 +405,30 @@ class StateManager:
         SCAN (never KEYS).
         """
         pattern = self._keys.check_pattern(pattern)
+        self._maybe_probe()
         if not hot_only:
             return await self._warm.keys_matching(pattern, datetime.now(UTC))
-        keys: set[str] = set()
-        async for page in self._hot.scan(pattern):
-            keys.update(page)
-        return sorted(keys)
+        if self._hot_state is HotState.UP:
+            keys: set[str] = set()
+            try:
+                async for page in self._hot.scan(pattern):
+                    keys.update(page)
+                return sorted(keys)
+            except StateUnavailableError as exc:
+                self._hot_failed(exc)
+        # degraded: list what HOT holds once restored, i.e. the hot set in WARM
+        matcher = re.compile(glob_to_regex(pattern), re.S)
+        return [row.key async for row in self._hot_set_rows() if matcher.match(row.key)]
+
+    async def _hot_set_rows(self) -> AsyncIterator[WarmRow]:
+        after, size = "", self._settings.coherence_page_size
+        while True:
+            rows = await self._warm.page_rows(after, size, datetime.now(UTC), tier=Tier.HOT)
+            for row in rows:
+                yield row
+            if len(rows) < size:
+                return
+            after = rows[-1].key
 
     # --- tier moves -------------------------------------------------------------------------------
 
@@ -340,6 +437,7 @@ class StateManager:
         checked = self._keys.check_many(keys)
         if not checked:
             return 0
+        self._maybe_probe()
         async with self._lock:
             loaded = await self._load(checked, promote=True, to_hot=True)
         return len(loaded)
@@ -349,6 +447,7 @@ class StateManager:
         checked = self._keys.check_many(keys)
         if not checked:
             return 0
+        self._maybe_probe()
         async with self._lock:
             now = datetime.now(UTC)
             rows = [
@@ -371,37 +470,61 @@ class StateManager:
             await self._cache((), moved)
         return len(moved)
 
-    # --- checks -----------------------------------------------------------------------------------
+    # --- coherence --------------------------------------------------------------------------------
 
     async def verify_coherence(self, page_size: int = 500) -> CoherenceReport:
-        """Compare every HOT record's version and checksum with WARM, one SCAN page at a time."""
-        checked = 0
+        """Compare every HOT record's version and checksum with WARM, one SCAN page at a time.
+
+        ``StateUnavailableError`` while HOT is degraded (there is no cache to verify).
+        """
+        self._maybe_probe()
+        self._require_hot("verify coherence")
+        return await self._coherence_pass(page_size, repair=False)
+
+    async def repair_coherence(self, page_size: int | None = None) -> CoherenceReport:
+        """``verify_coherence``, and every HOT key that disagrees with WARM (older or other version, other
+        checksum, missing in WARM, corrupt) is rewritten from WARM if WARM caches it, else deleted from HOT
+        (one pipeline per page); ``report.repaired`` counts them. ``create()`` runs this before returning.
+        """
+        self._maybe_probe()
+        self._require_hot("repair coherence")
+        return await self._coherence_pass(page_size or self._settings.coherence_page_size, repair=True)
+
+    def _require_hot(self, action: str) -> None:
+        if self._hot_state is HotState.DEGRADED:
+            raise StateUnavailableError(
+                f"cannot {action}: HOT tier degraded since {self._hot_down_since}: {self._hot_last_error}"
+            )
+
+    async def _coherence_pass(self, page_size: int, repair: bool) -> CoherenceReport:
+        checked = repaired = 0
         mismatches: list[CoherenceMismatch] = []
-        async for page in self._hot.scan("*", page_size):
+        pages = aiter(self._hot.scan("*", page_size))
+        while True:
+            with self._hot_io():
+                page = await anext(pages, None)
+            if page is None:
+                break
             async with self._lock:  # a batch between its commit and its cache update is not a mismatch
-                hot = await self._hot_page(page)
+                with self._hot_io():
+                    hot = await self._hot_page(page)
                 warm = await self._warm.get_versions(list(hot))
-            for key, record in hot.items():
-                checked += 1
-                if record is None:
-                    mismatches.append(CoherenceMismatch(key, "corrupt_hot", None, warm.get(key, (None,))[0]))
-                    continue
-                stored = warm.get(key)
-                if codec.checksum(record.value) != record.checksum:
-                    kind: str | None = "corrupt_hot"
-                elif stored is None:
-                    kind = "missing_in_warm"
-                elif stored[0] != record.version:
-                    kind = "version"
-                elif stored[1] != record.checksum:
-                    kind = "checksum"
-                else:
-                    kind = None
-                if kind is not None:
-                    mismatches.append(
-                        CoherenceMismatch(key, kind, record.version, None if stored is None else stored[0])
-                    )
-        return CoherenceReport(checked, mismatches)
+                found = _compare(hot, warm)
+                if repair and found:
+                    repaired += await self._repair(found)
+            checked += len(hot)
+            mismatches.extend(found)
+        return CoherenceReport(checked, mismatches, repaired)
+
+    async def _repair(self, found: Sequence[CoherenceMismatch]) -> int:
+        """Rewrite mismatching HOT keys from WARM (if WARM caches them) or delete them; caller holds the lock."""
+        now = datetime.now(UTC)
+        keys = [m.key for m in found]
+        puts, drops, _ = _hot_puts(keys, await self._warm.get_many(keys, now), now)
+        with self._hot_io():
+            await self._hot.apply(puts, drops)
+        self._dirty.difference_update(keys)
+        return len(keys)
 
     async def _hot_page(self, keys: list[str]) -> dict[str, HotRecord | None]:
         try:
@@ -415,23 +538,253 @@ class StateManager:
                     out[key] = None
             return out
 
+    # --- HOT availability: degraded mode, probe, restore -------------------------------------------
+
+    @property
+    def degraded_hot(self) -> bool:
+        """True while HOT is not serving reads (unreachable, or its hot set is being restored)."""
+        return self._hot_state is not HotState.UP
+
+    def health(self) -> StateHealth:
+        """HOT cache health, without I/O (for status lines, the health endpoint and metrics)."""
+        next_probe = None
+        if self._hot_state is HotState.DEGRADED:
+            next_probe = max(0.0, self._next_probe - time.monotonic())
+        return StateHealth(
+            hot_state=self._hot_state,
+            hot_down_since=self._hot_down_since,
+            last_hot_error=self._hot_last_error,
+            dirty_keys=len(self._dirty),
+            next_probe_in_seconds=next_probe,
+            hot_repaired_at_start=self._repaired_at_start,
+            hot_recoveries=self._recoveries,
+            last_hot_recovery=self._last_recovery,
+        )
+
+    async def recover_hot(self) -> bool:
+        """Probe HOT now (ignoring the backoff) and, if it answers, restore the hot set; return whether HOT
+        is up. Operations do this on their own (in a background task) once the backoff interval passed."""
+        task = self._probe_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+        return await self._probe()
+
+    @contextmanager
+    def _hot_io(self) -> Iterator[None]:
+        try:
+            yield
+        except StateUnavailableError as exc:
+            self._hot_failed(exc)
+            raise
+
+    def _hot_failed(self, exc: BaseException) -> None:
+        """HOT did not answer: degrade (WARM serves everything) and schedule the next probe with backoff."""
+        now = time.monotonic()
+        self._hot_last_error = str(exc)
+        if self._hot_state is HotState.UP:
+            self._hot_down_since = datetime.now(UTC)
+            self._probe_backoff = self._settings.hot_probe_interval_seconds
+            self._last_warning = now
+            logger.warning(
+                "HOT tier %r unavailable: degraded, serving from WARM until it answers again: %s",
+                self._hot,
+                exc,
+            )
+        else:  # a probe or a restore failed: back off
+            self._probe_backoff = min(self._probe_backoff * 2, self._settings.hot_probe_max_interval_seconds)
+            if now - self._last_warning >= self._settings.hot_degraded_warn_interval_seconds:
+                self._last_warning = now
+                logger.warning(
+                    "HOT tier still unavailable since %s (degraded, %d dirty keys, next probe in %.1fs): %s",
+                    self._hot_down_since,
+                    len(self._dirty),
+                    self._probe_backoff,
+                    exc,
+                )
+        self._hot_state = HotState.DEGRADED
+        self._next_probe = now + self._probe_backoff
+
+    def _maybe_probe(self) -> None:
+        """While degraded, start one background probe (and restore) once the backoff interval has passed."""
+        if self._hot_state is not HotState.DEGRADED or self._closed or time.monotonic() < self._next_probe:
+            return
+        if self._probe_task is not None and not self._probe_task.done():
+            return
+        self._probe_task = asyncio.get_running_loop().create_task(
+            self._probe(), name=f"state-hot-probe-{self.bot_id}"
+        )
+
+    async def _probe(self) -> bool:
+        async with self._probe_lock:
+            if self._hot_state is HotState.UP:
+                return True
+            if self._closed:
+                return False
+            try:
+                async with asyncio.timeout(self._settings.hot_probe_timeout_seconds):
+                    await self._hot.ping()
+            except StateUnavailableError as exc:
+                self._hot_failed(exc)
+                return False
+            except TimeoutError:
+                timeout = self._settings.hot_probe_timeout_seconds
+                self._hot_failed(StateUnavailableError(f"{self._hot!r}: no answer to PING within {timeout}s"))
+                return False
+            try:
+                return await self._restore_hot()
+            except Exception as exc:  # WARM down mid-restore, or a bug: stay degraded, retry later
+                if not isinstance(exc, StateError):
+                    logger.exception("restoring the HOT tier failed")
+                if self._hot_state is not HotState.DEGRADED:
+                    self._hot_failed(exc)
+                return False
+
+    async def _restore_hot(self) -> bool:
+        """HOT answers again: rewrite the hot set from WARM (and evict dirty keys that left it), one pipeline
+        per page, then verify every HOT key against WARM, repairing any that disagree. Until this finished,
+        reads use WARM; writes already go through to HOT."""
+        started = time.perf_counter()
+        self._hot_state = HotState.RESTORING
+        snapshot = set(self._dirty)
+        dirty = set(snapshot)
+        size = self._settings.coherence_page_size
+        restored = evicted = corrupt = 0
+        after = ""
+        while True:
+            async with self._lock:
+                if self._hot_state is not HotState.RESTORING:
+                    return False  # a write-through failed meanwhile: degraded again
+                now = datetime.now(UTC)
+                rows = await self._warm.page_rows(after, size, now, tier=Tier.HOT)
+                keys = [row.key for row in rows]
+                puts, drops, bad = _hot_puts(keys, {row.key: row for row in rows}, now)
+                with self._hot_io():
+                    await self._hot.apply(puts, drops)
+            restored, corrupt = restored + len(puts), corrupt + bad
+            dirty.difference_update(keys)
+            if len(rows) < size:
+                break
+            after = keys[-1]
+        for chunk in _chunks(sorted(dirty), size):  # dirty keys no longer in the hot set (deleted, demoted)
+            async with self._lock:
+                if self._hot_state is not HotState.RESTORING:
+                    return False
+                now = datetime.now(UTC)
+                puts, drops, bad = _hot_puts(chunk, await self._warm.get_many(chunk, now), now)
+                with self._hot_io():
+                    await self._hot.apply(puts, drops)
+            restored, evicted, corrupt = restored + len(puts), evicted + len(drops) - bad, corrupt + bad
+        report = await self._coherence_pass(size, repair=True)  # key by key: version + checksum
+        async with self._lock:
+            if self._hot_state is not HotState.RESTORING:
+                return False
+            self._dirty.difference_update(snapshot)
+            self._hot_state = HotState.UP
+        recovered = datetime.now(UTC)
+        recovery = HotRecovery(
+            detected_at=self._hot_down_since or recovered,
+            recovered_at=recovered,
+            restore_seconds=time.perf_counter() - started,
+            keys_restored=restored,
+            keys_evicted=evicted,
+            keys_verified=report.checked,
+            mismatches_repaired=report.repaired,
+            corrupt_in_warm=corrupt,
+        )
+        self._recoveries += 1
+        self._last_recovery = recovery
+        self._hot_down_since = self._hot_last_error = None
+        self._probe_backoff = self._settings.hot_probe_interval_seconds
+        logger.warning(
+            "HOT tier recovered after %.3fs degraded: %d keys restored, %d evicted, %d verified "
+            "(%d repaired, %d corrupt in WARM) in %.3fs",
+            recovery.outage_seconds,
+            restored,
+            evicted,
+            report.checked,
+            report.repaired,
+            corrupt,
+            recovery.restore_seconds,
+        )
+        return True
+
+    # --- stats ------------------------------------------------------------------------------------
+
     async def get_storage_stats(self) -> StorageStats:
-        """Counts and sizes of this bot's state in each tier."""
+        """Counts and sizes of this bot's state in each tier (``hot_keys`` None while HOT is degraded)."""
+        self._maybe_probe()
         by_tier, value_bytes = await self._warm.stats(datetime.now(UTC))
         cold_objects, cold_bytes = await self._cold.stats()
+        hot_keys: int | None = None
+        if self._hot_state is not HotState.DEGRADED:
+            try:
+                hot_keys = await self._hot.count()
+            except StateUnavailableError as exc:
+                self._hot_failed(exc)
         return StorageStats(
             bot_id=self.bot_id,
             hot_backend=self._hot.name,
             warm_backend=self._warm.name,
             cold_backend=self._cold.name,
-            hot_keys=await self._hot.count(),
+            hot_keys=hot_keys,
             warm_records=sum(by_tier.values()),
             warm_records_by_tier=by_tier,
             warm_value_bytes=value_bytes,
             cold_objects=cold_objects,
             cold_bytes=cold_bytes,
             schema_version=self._warm.schema_version,
+            degraded_hot=self._hot_state is not HotState.UP,
+            hot_dirty_keys=len(self._dirty),
+            hot_repaired_at_start=self._repaired_at_start,
+            hot_recoveries=self._recoveries,
+            last_hot_recovery=self._last_recovery,
         )
+
+
+def _compare(
+    hot: Mapping[str, HotRecord | None], warm: Mapping[str, tuple[int, str]]
+) -> list[CoherenceMismatch]:
+    out: list[CoherenceMismatch] = []
+    for key, record in hot.items():
+        stored = warm.get(key)
+        warm_version = None if stored is None else stored[0]
+        if record is None:
+            out.append(CoherenceMismatch(key, "corrupt_hot", None, warm_version))
+            continue
+        if codec.checksum(record.value) != record.checksum:
+            kind: str | None = "corrupt_hot"
+        elif stored is None:
+            kind = "missing_in_warm"
+        elif stored[0] != record.version:
+            kind = "version"
+        elif stored[1] != record.checksum:
+            kind = "checksum"
+        else:
+            kind = None
+        if kind is not None:
+            out.append(CoherenceMismatch(key, kind, record.version, warm_version))
+    return out
+
+
+def _hot_puts(
+    keys: Sequence[str], rows: Mapping[str, WarmRow], now: datetime
+) -> tuple[list[HotRecord], list[str], int]:
+    """HOT records for the ``keys`` WARM caches (body verified); the others are to be deleted from HOT.
+    Returns (puts, deletes, how many deletes are WARM rows failing their checksum)."""
+    puts: list[HotRecord] = []
+    drops: list[str] = []
+    corrupt = 0
+    for key in keys:
+        row = rows.get(key)
+        if row is None or row.tier is not Tier.HOT or row.value is None:
+            drops.append(key)
+        elif codec.checksum(row.value) != row.checksum:
+            corrupt += 1
+            drops.append(key)
+            logger.error("state key %r: WARM record fails its checksum; not cached (reads raise)", key)
+        else:
+            puts.append(_hot_record(row, row.value, now))
+    return puts, drops, corrupt
 
 
 def _target_tier(row: WarmRow) -> Tier:
@@ -449,3 +802,15 @@ def _hot_record(row: WarmRow, value: bytes, now: datetime) -> HotRecord:
     if row.expires_at is not None:
         ttl_ms = max(1, int((row.expires_at - now).total_seconds() * 1000))
     return HotRecord(row.key, row.version, row.checksum, value, row.updated_at, ttl_ms)
+
+
+def _kinds(mismatches: Sequence[CoherenceMismatch]) -> str:
+    counts: dict[str, int] = {}
+    for m in mismatches:
+        counts[m.kind] = counts.get(m.kind, 0) + 1
+    return ", ".join(f"{kind}={n}" for kind, n in sorted(counts.items())) or "none"
+
+
+def _chunks(keys: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]

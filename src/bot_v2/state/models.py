@@ -136,10 +136,12 @@ class CoherenceMismatch:
 
 @dataclass(frozen=True, slots=True)
 class CoherenceReport:
-    """Result of ``verify_coherence``: how many HOT keys were checked and which disagree with WARM."""
+    """Result of ``verify_coherence`` / ``repair_coherence``: how many HOT keys were checked, which disagreed
+    with WARM, and (repair only) how many of those were rewritten from WARM or deleted from HOT."""
 
     checked: int
     mismatches: list[CoherenceMismatch] = field(default_factory=list)
+    repaired: int = 0
 
     @property
     def mismatch_count(self) -> int:
@@ -151,17 +153,71 @@ class CoherenceReport:
 
 
 @dataclass(frozen=True, slots=True)
+class HotRecovery:
+    """One HOT outage and its recovery: detection, restore of the hot set from WARM, key-by-key verification."""
+
+    detected_at: datetime
+    recovered_at: datetime
+    restore_seconds: float  # restore + verification (the outage itself is ``outage_seconds``)
+    keys_restored: int  # hot-set records written back into HOT from WARM
+    keys_evicted: int  # dirty keys no longer in the hot set, deleted from HOT
+    keys_verified: int  # HOT keys checked against WARM after the restore (version + checksum)
+    mismatches_repaired: int  # of those, how many still disagreed and were rewritten / deleted
+    corrupt_in_warm: int  # hot-set rows whose WARM body failed its checksum (not cached; reads raise)
+
+    @property
+    def outage_seconds(self) -> float:
+        return (self.recovered_at - self.detected_at).total_seconds()
+
+    @property
+    def keys_moved(self) -> int:
+        return self.keys_restored + self.keys_evicted + self.mismatches_repaired
+
+
+class HotState(enum.StrEnum):
+    """``up``: HOT serves reads. ``degraded``: HOT unreachable, reads and writes use WARM only.
+    ``restoring``: HOT answered again; the hot set is being rewritten (writes go through, reads use WARM)."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    RESTORING = "restoring"
+
+
+@dataclass(frozen=True, slots=True)
+class StateHealth:
+    """Snapshot of the state layer's HOT cache health (``StateManager.health()``, no I/O)."""
+
+    hot_state: HotState
+    hot_down_since: datetime | None
+    last_hot_error: str | None
+    dirty_keys: int  # keys whose HOT copy may be stale: never served from HOT until rewritten
+    next_probe_in_seconds: float | None
+    hot_repaired_at_start: int
+    hot_recoveries: int
+    last_hot_recovery: HotRecovery | None
+
+    @property
+    def degraded_hot(self) -> bool:
+        return self.hot_state is not HotState.UP
+
+
+@dataclass(frozen=True, slots=True)
 class StorageStats:
-    """Counts and sizes per tier, for this bot's namespace."""
+    """Counts and sizes per tier, for this bot's namespace (``hot_keys`` is None while HOT is unreachable)."""
 
     bot_id: str
     hot_backend: str
     warm_backend: str
     cold_backend: str
-    hot_keys: int
+    hot_keys: int | None
     warm_records: int
     warm_records_by_tier: dict[str, int]
     warm_value_bytes: int
     cold_objects: int
     cold_bytes: int
     schema_version: int
+    degraded_hot: bool = False
+    hot_dirty_keys: int = 0
+    hot_repaired_at_start: int = 0
+    hot_recoveries: int = 0
+    last_hot_recovery: HotRecovery | None = None

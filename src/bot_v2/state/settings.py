@@ -43,6 +43,14 @@ class StateSettings:
     max_value_bytes: int = 1_048_576
     max_key_bytes: int = 256
     connect_timeout_seconds: float = 5.0
+    # HOT (cache) availability: see docs/STATE.md "Degraded HOT".
+    hot_required_at_start: bool = True  # False: start degraded (serve from WARM) if HOT does not answer
+    repair_hot_at_start: bool = True  # coherence pass at create(): stale / corrupt HOT keys are repaired
+    coherence_page_size: int = 500  # keys per SCAN / WARM page in coherence passes and hot-set restores
+    hot_probe_interval_seconds: float = 1.0  # first probe after HOT failed; doubles per failed probe
+    hot_probe_max_interval_seconds: float = 15.0
+    hot_probe_timeout_seconds: float = 1.0
+    hot_degraded_warn_interval_seconds: float = 60.0  # "still degraded" warnings at most this often
     checkpoint_interval_seconds: float = 300.0
     checkpoint_retention: int = 10
 

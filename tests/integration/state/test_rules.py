@@ -117,10 +117,16 @@ async def test_failed_cache_update_after_commit_serves_warm(state_settings: Stat
         await sm.set_state("orders:a", 1, ORDERS)
         hot.fail["apply"] = down("hot")
         assert await sm.set_state("orders:a", 2, ORDERS) == 2  # durable: the write succeeded
-        assert await sm.get_state("orders:a") == 2  # the stale HOT copy (1) is never served
-        report = await sm.verify_coherence()
-        assert [(m.key, m.kind) for m in report.mismatches] == [("orders:a", "version")]
+        assert (await hot.inner.get_many(["orders:a"]))["orders:a"].version == 1  # HOT now stale...
+        assert await sm.get_state("orders:a") == 2  # ...and the stale copy is never served
+        health = sm.health()
+        assert health.degraded_hot and health.dirty_keys == 1
+        with pytest.raises(StateUnavailableError, match="degraded"):
+            await sm.verify_coherence()  # no cache to verify while degraded
         del hot.fail["apply"]
+        assert await sm.recover_hot()
+        assert (await sm.verify_coherence()).ok
+        assert sm.health().dirty_keys == 0
         await sm.set_state("orders:a", 3, ORDERS)
         assert (await sm.verify_coherence()).ok
 

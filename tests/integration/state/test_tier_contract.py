@@ -33,6 +33,10 @@ def warm_write(key: str, value: bytes | None = b"1", tier: Tier = Tier.WARM, **k
 # --- HOT ---------------------------------------------------------------------------------------------------
 
 
+async def test_hot_ping_answers(hot_tier: Any) -> None:
+    await hot_tier.ping()
+
+
 async def test_hot_put_get_delete(hot_tier: Any) -> None:
     await hot_tier.apply([hot_record("orders:1"), hot_record("orders:2", 3)])
     got = await hot_tier.get_many(["orders:1", "orders:2", "orders:none"])
@@ -146,6 +150,21 @@ async def test_warm_pattern_and_keyset_paging(warm_tier: Any) -> None:
         seen += [row.key for row in page]
         after = page[-1].key
     assert seen == sorted(keys)
+
+
+async def test_warm_keyset_paging_of_one_tier(warm_tier: Any) -> None:
+    now = datetime.now(UTC)
+    hot = [f"h:{i:02d}" for i in range(12)]
+    await warm_tier.upsert_many([warm_write(k, tier=Tier.HOT) for k in hot], now)
+    await warm_tier.upsert_many([warm_write(f"h:{i:02d}x") for i in range(12)], now)  # WARM rows between
+    seen: list[str] = []
+    after = ""
+    while page := await warm_tier.page_rows(after, 5, now, tier=Tier.HOT):
+        assert all(row.tier is Tier.HOT for row in page)
+        seen += [row.key for row in page]
+        after = page[-1].key
+    assert seen == hot
+    assert len(await warm_tier.page_rows("", 100, now, tier=Tier.WARM)) == 12
 
 
 async def test_warm_upsert_is_one_transaction(warm_tier: Any) -> None:

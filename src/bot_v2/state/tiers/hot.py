@@ -20,6 +20,9 @@ class HotTier(Protocol):
     async def connect(self) -> None:
         """Open connections and prove the service answers."""
 
+    async def ping(self) -> None:
+        """Prove the service answers (reconnecting if needed); ``StateUnavailableError`` if it does not."""
+
     async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
         """Return the cached records of ``keys`` (missing keys absent). One MGET."""
 

@@ -21,6 +21,9 @@ class MemoryHotTier:
     async def connect(self) -> None:
         """Nothing to connect."""
 
+    async def ping(self) -> None:
+        """Always answers."""
+
     def _live(self, key: str, now: float) -> HotRecord | None:
         entry = self._data.get(key)
         if entry is None:

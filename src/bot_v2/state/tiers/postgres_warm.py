@@ -35,8 +35,8 @@ LIKE $3 AND key ~ $4 ORDER BY key
 """
 _PAGE_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
-state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key > $3 ORDER BY
-key LIMIT $4
+state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key > $3
+AND ($5::text IS NULL OR tier = $5) ORDER BY key LIMIT $4
 """
 _STATS_SQL = """
 SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE bot_id = $1 AND
@@ -221,9 +221,12 @@ class PostgresWarmTier:
             records = await conn.fetch(_KEYS_SQL, self._bot, now, prefix, glob_to_regex(pattern))
         return [rec[0] for rec in records]
 
-    async def page_rows(self, after_key: str, limit: int, now: datetime) -> list[WarmRow]:
+    async def page_rows(
+        self, after_key: str, limit: int, now: datetime, *, tier: Tier | None = None
+    ) -> list[WarmRow]:
+        tier_name = None if tier is None else tier.value
         async with self._conn("page rows") as conn:
-            records = await conn.fetch(_PAGE_SQL, self._bot, now, after_key, limit)
+            records = await conn.fetch(_PAGE_SQL, self._bot, now, after_key, limit, tier_name)
         return [_row(rec) for rec in records]
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
@@ -53,9 +55,19 @@ class RedisHotTier:
                 socket_connect_timeout=self._timeout,
                 socket_timeout=max(self._timeout, 5.0),
                 decode_responses=False,
+                # A cache fails fast: one immediate retry (a pooled connection may be stale after a Redis
+                # restart), not redis-py's default 10 retries with backoff (seconds per command when down).
+                retry=Retry(NoBackoff(), 1),
             )
             async with asyncio.timeout(self._timeout):
                 await self._client.ping()
+
+    async def ping(self) -> None:
+        if self._client is None:
+            await self.connect()
+            return
+        with self._translate("PING"):
+            await self.client.ping()
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
         if not keys:

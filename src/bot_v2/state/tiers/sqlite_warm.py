@@ -47,8 +47,8 @@ key GLOB ? ORDER BY key
 """
 _PAGE_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us FROM
-state_records WHERE bot_id = ? AND (expires_at_us IS NULL OR expires_at_us > ?) AND key > ? ORDER BY
-key LIMIT ?
+state_records WHERE bot_id = ?1 AND (expires_at_us IS NULL OR expires_at_us > ?2) AND key > ?3
+AND (?5 IS NULL OR tier = ?5) ORDER BY key LIMIT ?4
 """
 _STATS_SQL = """
 SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE bot_id = ? AND
@@ -243,8 +243,10 @@ class SqliteWarmTier:
         rows = await self._run("list keys", lambda db: db.execute(_KEYS_SQL, params).fetchall())
         return [rec[0] for rec in rows]
 
-    async def page_rows(self, after_key: str, limit: int, now: datetime) -> list[WarmRow]:
-        params = (self._bot, _us(now), after_key, limit)
+    async def page_rows(
+        self, after_key: str, limit: int, now: datetime, *, tier: Tier | None = None
+    ) -> list[WarmRow]:
+        params = (self._bot, _us(now), after_key, limit, None if tier is None else tier.value)
         rows = await self._run("page rows", lambda db: db.execute(_PAGE_SQL, params).fetchall())
         return [_row(rec) for rec in rows]
 

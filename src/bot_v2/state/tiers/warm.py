@@ -45,8 +45,11 @@ class WarmTier(Protocol):
     async def keys_matching(self, pattern: str, now: datetime) -> list[str]:
         """Return live keys matching a Redis-style glob, sorted."""
 
-    async def page_rows(self, after_key: str, limit: int, now: datetime) -> list[WarmRow]:
-        """Keyset pagination over live rows: up to ``limit`` rows with key > ``after_key``, in key order."""
+    async def page_rows(
+        self, after_key: str, limit: int, now: datetime, *, tier: Tier | None = None
+    ) -> list[WarmRow]:
+        """Keyset pagination over live rows: up to ``limit`` rows with key > ``after_key``, in key order
+        (only rows in ``tier`` when given: ``Tier.HOT`` pages through the hot set)."""
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         """Return (live row count per tier, total value bytes)."""

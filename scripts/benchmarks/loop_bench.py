@@ -2,8 +2,9 @@
 
 The exchange round trip is excluded: quotes come from an in-memory market and orders go to the paper broker
 (filled in process). State is the real ``StateManager`` on the embedded backends (memory / SQLite / dir) in a
-temporary directory. Each symbol count runs twice in one process: batched (the loop as shipped, ONE
-``batch_write`` per cycle) and unbatched (the same cycle, with every key written by its own ``set_state``).
+temporary directory. Each symbol count runs twice in one process: batched (the loop as shipped: ONE
+``batch_write`` with all the cycle's intents before the orders go out, when there are orders, and ONE for the
+cycle's results) and unbatched (the same cycle, with every key written by its own ``set_state``).
 
     .venv/bin/python scripts/benchmarks/loop_bench.py --symbols 1,10,50 [--cycles 300] [--warmup 30]
 

@@ -20,6 +20,8 @@ from bot_v2.domain import MarginType, OrderRequest, OrderType, Side, Symbol, Tim
 from bot_v2.domain.types import ClientOrderId, OrderId, ensure_utc
 from bot_v2.errors import InputError, PerpsBotError
 from bot_v2.monitoring.logsetup import configure_logging
+from bot_v2.orchestration.controls import OPERATOR_CLEARABLE
+from bot_v2.risk import ReasonCode
 
 logger = logging.getLogger("bot_v2.cli")
 
@@ -37,6 +39,8 @@ Examples:
   perps-bot --apply-order-edit ORDER_ID:PREVIEW_ID
   perps-bot --profile prod --kill-switch on     halt a running prod bot (reaches it within one cycle)
   perps-bot --profile prod --reduce-only-mode on
+  perps-bot --profile prod --clear-reason RECONCILE_MISMATCH
+                                                lift a latched reason (at the running bot's next cycle)
 
 \b
 Environment: see .env.example (COINBASE_*, REDIS_URL, DATABASE_URL, S3_*, RISK_*, PERPS_*).
@@ -228,6 +232,15 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     default=None,
     help="Flip operator reduce-only mode at runtime. Example: --reduce-only-mode on",
 )
+@click.option(
+    "--clear-reason",
+    "clear_reason",
+    metavar="CODE",
+    type=click.Choice([c.value for c in OPERATOR_CLEARABLE], case_sensitive=False),
+    default=None,
+    help="Clear a latched reason (" + ", ".join(c.value for c in OPERATOR_CLEARABLE) + ") on the running bot "
+    "at its next cycle, or on the next start before its first order. Example: --clear-reason DRAWDOWN",
+)
 def cli(**opts: Any) -> None:
     """Run the perps-bot trading loop, or one operator command, against Coinbase Advanced Trade.
 
@@ -241,10 +254,12 @@ def cli(**opts: Any) -> None:
     ]
     if opts.get("kill_switch") is not None or opts.get("reduce_only_mode") is not None:
         modes.append("controls")
+    if opts.get("clear_reason") is not None:
+        modes.append("clear_reason")
     if len(modes) > 1:
         _fail(
             "choose one of --account-snapshot, --preview-order, --edit-order-preview, --apply-order-edit, "
-            "--kill-switch/--reduce-only-mode",
+            "--kill-switch/--reduce-only-mode, --clear-reason",
             2,
         )
     try:
@@ -293,6 +308,8 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
         if not sep or not order_id or not preview_id:
             raise InputError(f"--apply-order-edit: expected ORDER_ID:PREVIEW_ID, got {raw!r}")
         return await commands.apply_order_edit(settings, OrderId(order_id), preview_id)
+    if mode == "clear_reason":
+        return await commands.clear_reason(settings, ReasonCode(str(opts["clear_reason"]).upper()))
     return await commands.set_controls(
         settings,
         kill_switch=_on_off("--kill-switch", opts.get("kill_switch")),

@@ -277,13 +277,33 @@ def print_order(order: Order, title: str = "Order") -> None:
     )
 
 
+def _pending_text(requests: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"#{r['request_id']} {r['reason']}" for r in requests) or "none"
+
+
 def print_controls(control: Mapping[str, Any]) -> None:
+    rows: list[Sequence[Any]] = [(k, v) for k, v in sorted(control.items()) if k != "clear_requests"]
+    rows.append(("clear_requests", _pending_text(control.get("clear_requests") or [])))
+    console.print(table("Operator controls (read by running bots every cycle)", ["Control", "Value"], rows))
+
+
+def print_clear_request(
+    request: Mapping[str, Any], pending: Sequence[Mapping[str, Any]], safety: Mapping[str, Any] | None
+) -> None:
+    """Show a queued ``--clear-reason`` request and what the bot last reported."""
+    active = [r.get("code") for r in (safety or {}).get("reasons", []) if isinstance(r, Mapping)]
+    rows: list[Sequence[Any]] = [
+        ("request id", request["request_id"]),
+        ("reason", request["reason"]),
+        ("requested at", request["requested_at"]),
+        ("pending requests", _pending_text(pending)),
+        ("trading state (last cycle)", (safety or {}).get("trading_state")),
+        ("reason active (last cycle)", request["reason"] in active if safety else None),
+    ]
+    console.print(table("Clear request queued", ["Field", "Value"], rows))
     console.print(
-        table(
-            "Operator controls (read by running bots every cycle)",
-            ["Control", "Value"],
-            sorted(control.items()),
-        )
+        "A running bot applies it at its next cycle (control_applied event, state_transition if it cleared); "
+        "with no bot running, the next start applies it before its first order."
     )
 
 

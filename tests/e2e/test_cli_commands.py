@@ -78,6 +78,7 @@ def test_help_documents_every_flag_with_examples(tmp_path: Path) -> None:
         "--edit-order-preview",
         "--apply-order-edit",
         "--kill-switch",
+        "--clear-reason",
         "--symbols",
         "--interval",
     ):
@@ -93,6 +94,17 @@ def test_dev_fast_runs_one_cycle_through_the_simulator(tmp_path: Path) -> None:
     log = (tmp_path / "logs" / "perps_bot.log").read_text()
     assert "simulated exchange" in log
     assert "PRIVATE KEY" not in log
+
+
+def test_clear_reason_queues_a_request_and_rejects_other_codes(tmp_path: Path) -> None:
+    first = run_cli(tmp_path, "--clear-reason", "drawdown")
+    assert first.returncode == 0, first.stderr
+    assert "Clear request queued" in first.stdout and "DRAWDOWN" in first.stdout
+    second = run_cli(tmp_path, "--clear-reason", "RECONCILE_MISMATCH")
+    assert second.returncode == 0, second.stderr
+    assert "#1 DRAWDOWN, #2 RECONCILE_MISMATCH" in second.stdout  # both pending: no bot has applied them
+    refused = run_cli(tmp_path, "--clear-reason", "KILL_SWITCH")
+    assert refused.returncode == 2 and "KILL_SWITCH" in refused.stderr
 
 
 def test_account_snapshot_tables_and_json(tmp_path: Path) -> None:

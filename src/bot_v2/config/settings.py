@@ -20,7 +20,7 @@ from bot_v2.brokerages.coinbase import CoinbaseConnection
 from bot_v2.config.profiles import PROFILES, BrokerKind, Profile
 from bot_v2.domain import Symbol
 from bot_v2.errors import ConfigError, MissingCredentialsError
-from bot_v2.risk import RiskConfig
+from bot_v2.risk import RiskConfig, TradingState
 from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,12}-[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})?$")
@@ -41,6 +41,7 @@ ENV_VARS: tuple[str, ...] = (
     "PERPS_LOG_LEVEL",
     "PERPS_CLIENT_ID_PREFIX",
     "PERPS_SHUTDOWN_ORDER_POLICY",
+    "PERPS_RECONCILE_MISMATCH_ACTION",
     "COINBASE_API_KEY",
     "COINBASE_API_SECRET",
     "COINBASE_KEY_FILE",
@@ -67,6 +68,18 @@ ENV_VARS: tuple[str, ...] = (
 class ShutdownOrderPolicy(enum.StrEnum):
     CANCEL = "cancel"
     KEEP = "keep"
+
+
+class ReconcileMismatchAction(enum.StrEnum):
+    """What a start-up position mismatch does: ``RECONCILE_MISMATCH`` at REDUCE_ONLY, or HALTED."""
+
+    REDUCE_ONLY = "REDUCE_ONLY"
+    HALT = "HALT"
+
+    @property
+    def trading_state(self) -> TradingState:
+        """The trading state the ``RECONCILE_MISMATCH`` reason imposes."""
+        return TradingState.HALTED if self is ReconcileMismatchAction.HALT else TradingState.REDUCE_ONLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +126,7 @@ class BotSettings:
     log_level: str = "INFO"
     client_id_prefix: str = "pb-"
     shutdown_order_policy: ShutdownOrderPolicy = ShutdownOrderPolicy.CANCEL
+    reconcile_mismatch_action: ReconcileMismatchAction = ReconcileMismatchAction.REDUCE_ONLY
     metrics_port: int = 9102
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -184,6 +198,14 @@ def parse_symbols(name: str, raw: object) -> tuple[Symbol, ...]:
     return symbols
 
 
+def parse_mismatch_action(name: str, raw: object) -> ReconcileMismatchAction:
+    """Parse ``REDUCE_ONLY`` or ``HALT`` (any case)."""
+    try:
+        return ReconcileMismatchAction(str(raw).strip().upper())
+    except ValueError:
+        raise ConfigError(f"{name}: expected REDUCE_ONLY or HALT, got {raw!r}") from None
+
+
 def _existing_file(name: str, raw: str) -> Path:
     path = Path(raw).expanduser()
     if not path.is_file():
@@ -250,6 +272,9 @@ def load_settings(
         policy = ShutdownOrderPolicy(str(pick("PERPS_SHUTDOWN_ORDER_POLICY", "cancel")).lower())
     except ValueError:
         raise ConfigError("PERPS_SHUTDOWN_ORDER_POLICY: expected 'cancel' or 'keep'") from None
+    mismatch_action = parse_mismatch_action(
+        "PERPS_RECONCILE_MISMATCH_ACTION", pick("PERPS_RECONCILE_MISMATCH_ACTION", "REDUCE_ONLY")
+    )
 
     data_dir = Path(pick("PERPS_DATA_DIR", root / "var" / "data" / "perps_bot" / prof.value))
     log_dir = Path(pick("PERPS_LOG_DIR", root / "var" / "logs"))
@@ -287,6 +312,7 @@ def load_settings(
         log_level=log_level,
         client_id_prefix=prefix,
         shutdown_order_policy=policy,
+        reconcile_mismatch_action=mismatch_action,
         metrics_port=parse_int("METRICS_PORT", pick("METRICS_PORT", 9102), minimum=1),
         secrets=secrets,
     )

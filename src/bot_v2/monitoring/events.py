@@ -44,6 +44,7 @@ class EventType(enum.StrEnum):
     CONTROL_REJECTED = "control_rejected"
     RECOVERY = "recovery"
     RECONCILIATION = "reconciliation"
+    WARM_START = "warm_start"
     CYCLE_ERROR = "cycle_error"
 
 

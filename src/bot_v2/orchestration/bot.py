@@ -1,6 +1,7 @@
 """``run_bot``: the bot's lifecycle around the trading loop.
 
-start: load state -> restore guard state and safety mode -> reconcile with the exchange -> running marker.
+start: load state -> restore guard state and safety mode -> reconcile with the exchange -> running marker ->
+       warm the strategy's price history (stored history, candles) -> load acknowledged clear requests.
 run:   ``Cadence`` calls ``TradingCycle.run`` every ``interval_seconds`` (start to start); ``once`` runs one.
 stop:  SIGINT/SIGTERM (or ``stop_event``) stop intake -> the cycle in flight finishes (drain) -> open orders
        cancelled or kept per ``shutdown_order_policy`` -> final sync and ONE state flush -> running marker
@@ -42,6 +43,7 @@ from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapsh
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
 from bot_v2.orchestration.tracking import OrderTracker
+from bot_v2.orchestration.warmup import persist_history, warm_start
 from bot_v2.orchestration.wiring import Runtime
 from bot_v2.risk import GuardResult, RiskEngine
 from bot_v2.strategies import PriceHistory, Strategy, create_strategy
@@ -67,6 +69,7 @@ class BotRunSummary:
     halted: bool = False
     stopped_by: str = ""
     reconciliation: dict[str, Any] | None = None
+    warm_start: dict[str, Any] | None = None
 
     def record(self, report: CycleReport) -> None:
         by_symbol = {row.symbol: row for row in self.rows}
@@ -139,11 +142,12 @@ async def run_bot(
         client_id_prefix=settings.client_id_prefix,
         cancel_open_orders_after_crash=settings.shutdown_order_policy.value == "cancel",
         derivative_symbols=[s for s, p in products.items() if p.is_derivative],
+        mismatch_state=settings.reconcile_mismatch_action.trading_state,
     )
     report = await reconciler.run(risk, guard_error, now)
     summary.reconciliation = report.to_dict()
 
-    history = PriceHistory(max(strategy.required_history + 5, _MIN_HISTORY))
+    history = await _warm_history(runtime, state, strategy, events, summary, now)
     executor = OrderExecutor(
         broker=runtime.broker,
         state=state,
@@ -163,7 +167,7 @@ async def run_bot(
         strategy=strategy,
         tracker=tracker,
         executor=executor,
-        controls=ControlWatcher(),
+        controls=await _control_watcher(state, events, now),
         history=history,
         events=events,
         metrics=metrics,
@@ -185,6 +189,44 @@ async def run_bot(
     summary.cycles = cadence.stats.cycles
     summary.trading_state = "HALTED" if summary.halted else risk.state.value
     return summary
+
+
+async def _warm_history(
+    runtime: Runtime,
+    state: StateStore,
+    strategy: Strategy,
+    events: EventStore,
+    summary: BotRunSummary,
+    now: datetime,
+) -> PriceHistory:
+    """The strategy's price history, warmed from the last clean stop and candles (``warmup.py``)."""
+    symbols = runtime.settings.symbols
+    history = PriceHistory(max(strategy.required_history + 5, _MIN_HISTORY))
+    warm = await warm_start(runtime.broker, state, history, symbols, now)
+    summary.warm_start = warm.to_dict()
+    await events.emit(
+        EventType.WARM_START,
+        now,
+        samples={s: len(history.mids(s)) for s in symbols},
+        required=strategy.required_history,
+        **warm.to_dict(),
+    )
+    return history
+
+
+async def _control_watcher(state: StateStore, events: EventStore, now: datetime) -> ControlWatcher:
+    """A watcher that knows which clear requests earlier runs applied (an unreadable record is reported)."""
+    controls = ControlWatcher()
+    error = await controls.load_acknowledged(state)
+    if error is not None:
+        await events.emit(
+            EventType.CONTROL_REJECTED,
+            now,
+            key=keys.CLEAR_ACK_KEY,
+            error=error,
+            kept="pending clear requests taken as applied",
+        )
+    return controls
 
 
 class _Lifecycle:
@@ -279,6 +321,7 @@ class _Lifecycle:
                 if tracker.open_orders:
                     await self.cycle.book_sync(await tracker.sync(broker, now), CycleReport(0, now), now)
                 tracker.batch.put(keys.SAFETY_KEY, safety_value(self.cycle.risk, now), StateCategory.SAFETY)
+                persist_history(tracker.batch, self.cycle.history, self.cycle.symbols)
                 await self.cycle.flush(None, now)
         except (RetryableError, TimeoutError) as exc:
             clean = False

@@ -15,6 +15,7 @@ from bot_v2.config import BotSettings
 from bot_v2.domain import OrderId, OrderRequest, OrderStatus, utc_now
 from bot_v2.errors import GuardDeniedError, InputError, OrderRejectedError, StateIntegrityError
 from bot_v2.orchestration.wiring import Runtime, open_runtime, open_state
+from bot_v2.risk import ReasonCode
 from bot_v2.state import StateCategory
 
 logger = logging.getLogger(__name__)
@@ -151,4 +152,20 @@ async def set_controls(settings: BotSettings, *, kill_switch: bool | None, reduc
             state, kill_switch=kill_switch, reduce_only=reduce_only, source="cli"
         )
     render.print_controls(control)
+    return 0
+
+
+async def clear_reason(settings: BotSettings, reason: ReasonCode) -> int:
+    """Queue a request that running bots of this profile clear the latched ``reason`` at their next cycle."""
+    from bot_v2.orchestration.controls import request_reason_clear
+    from bot_v2.orchestration.keys import SAFETY_KEY
+
+    async with open_state(settings) as state:
+        request, control = await request_reason_clear(state, reason, source="cli")
+        safety = await state.get_state(SAFETY_KEY)
+    render.print_clear_request(
+        request.to_dict(),
+        [r.to_dict() for r in control.clear_requests],
+        safety if isinstance(safety, dict) else None,
+    )
     return 0

@@ -1,37 +1,95 @@
-"""Operator controls that reach a running bot: the kill switch and reduce-only mode.
+"""Operator controls that reach a running bot: kill switch, reduce-only mode, clearing latched reasons.
 
 ``RISK_KILL_SWITCH_ENABLED`` / ``RISK_REDUCE_ONLY_MODE`` are read from the environment ONCE, at start (they
 are part of ``RiskConfig``). The runtime path is the CONTROL key ``control:operator``::
 
-    {"kill_switch": bool, "reduce_only": bool, "updated_at": aware datetime, "source": str}
+    {"kill_switch": bool, "reduce_only": bool, "updated_at": aware datetime, "source": str,
+     "clear_requests": [{"request_id": int, "reason": str, "requested_at": aware datetime, "source": str}]}
 
 written by ``set_operator_control`` (the CLI's ``--kill-switch on|off`` / ``--reduce-only-mode on|off``) and
-read by the loop at the start of every cycle. The effective control is the start-up config OR the key: the
-key can add a restriction to a running bot and lift one it added, but a restriction set in the environment
-stays until the bot is restarted without it. A key that does not have exactly this shape is rejected with a
+``request_reason_clear`` (``--clear-reason CODE``), and read by the loop at the start of every cycle. The
+effective control is the start-up config OR the key: the key can add a restriction to a running bot and lift
+one it added, but a restriction set in the environment stays until the bot is restarted without it. A key
+that does not have exactly this shape (``clear_requests`` may be absent) is rejected with a
 ``control_rejected`` event and the last good value is kept.
+
+Clear requests carry increasing ids. The bot applies each one with an id above the last it applied
+(``RiskEngine.clear_reason``; a reason raised AFTER the request was made is left alone, so a stale request
+never lifts a new trip), records a ``control_applied`` event, and acknowledges by writing the last applied id
+to ``control:applied`` in the same batch as the guard state it changed. The CLI drops acknowledged requests
+when it adds one. Only operator-recovered reasons (``OPERATOR_CLEARABLE``) can be requested.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bot_v2.errors import StateIntegrityError
-from bot_v2.orchestration.keys import CONTROL_KEY
+from bot_v2.orchestration.keys import CLEAR_ACK_KEY, CONTROL_KEY
 from bot_v2.orchestration.ports import StateCategory, StateStore
-from bot_v2.risk import serde
+from bot_v2.risk import ReasonCode, Recovery, RiskEngine, Transition, serde
 
 __all__ = [
+    "OPERATOR_CLEARABLE",
+    "ClearRequest",
     "ControlPoll",
     "ControlWatcher",
     "OperatorControl",
+    "apply_clear_request",
+    "parse_clear_ack",
     "parse_operator_control",
+    "request_reason_clear",
     "set_operator_control",
 ]
 
+#: Reasons an operator may clear (``RiskEngine.clear_reason``): DRAWDOWN, RECONCILE_MISMATCH, MANUAL, STARTUP.
+OPERATOR_CLEARABLE: tuple[ReasonCode, ...] = tuple(c for c in ReasonCode if c.recovery is Recovery.OPERATOR)
+
 _FIELDS = frozenset({"kill_switch", "reduce_only", "updated_at", "source"})
+_OPTIONAL_FIELDS = frozenset({"clear_requests"})
+_REQUEST_FIELDS = frozenset({"request_id", "reason", "requested_at", "source"})
+_ACK_FIELDS = frozenset({"last_request_id", "updated_at"})
+#: Pending clear requests kept in the key at most (the oldest are dropped).
+_MAX_PENDING = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRequest:
+    """An operator's request to clear one latched reason."""
+
+    request_id: int
+    reason: ReasonCode
+    requested_at: datetime
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "reason": self.reason.value,
+            "requested_at": self.requested_at,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> ClearRequest:
+        """Read one stored request strictly (``StateIntegrityError`` naming the field)."""
+        data = serde.expect_mapping(value, where)
+        serde.expect_keys(data, _REQUEST_FIELDS, where)
+        request_id = serde.read_int(data["request_id"], f"{where}.request_id")
+        if request_id < 1:
+            raise StateIntegrityError(f"{where}.request_id: must be >= 1, got {request_id}")
+        reason = serde.read_enum(ReasonCode, data["reason"], f"{where}.reason")
+        if reason not in OPERATOR_CLEARABLE:
+            raise StateIntegrityError(f"{where}.reason: {reason.value} cannot be cleared by an operator")
+        return cls(
+            request_id=request_id,
+            reason=reason,
+            requested_at=serde.read_datetime(data["requested_at"], f"{where}.requested_at"),
+            source=serde.read_str(data["source"], f"{where}.source"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +100,7 @@ class OperatorControl:
     reduce_only: bool
     updated_at: datetime
     source: str
+    clear_requests: tuple[ClearRequest, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +108,7 @@ class OperatorControl:
             "reduce_only": self.reduce_only,
             "updated_at": self.updated_at,
             "source": self.source,
+            "clear_requests": [r.to_dict() for r in self.clear_requests],
         }
 
 
@@ -56,13 +116,36 @@ def parse_operator_control(value: object) -> OperatorControl:
     """Read a stored control value strictly; raise ``StateIntegrityError`` naming what is wrong."""
     where = CONTROL_KEY
     data = serde.expect_mapping(value, where)
-    serde.expect_keys(data, _FIELDS, where)
+    serde.expect_keys(data, _FIELDS, where, optional=_OPTIONAL_FIELDS)
     return OperatorControl(
         kill_switch=serde.read_bool(data["kill_switch"], f"{where}.kill_switch"),
         reduce_only=serde.read_bool(data["reduce_only"], f"{where}.reduce_only"),
         updated_at=serde.read_datetime(data["updated_at"], f"{where}.updated_at"),
         source=serde.read_str(data["source"], f"{where}.source"),
+        clear_requests=_read_requests(data.get("clear_requests", []), f"{where}.clear_requests"),
     )
+
+
+def _read_requests(value: object, where: str) -> tuple[ClearRequest, ...]:
+    requests = tuple(
+        ClearRequest.from_dict(item, f"{where}[{i}]") for i, item in enumerate(serde.read_list(value, where))
+    )
+    ids = [r.request_id for r in requests]
+    if ids != sorted(set(ids)):
+        raise StateIntegrityError(f"{where}: request ids must be unique and increasing, got {ids}")
+    return requests
+
+
+def parse_clear_ack(value: object) -> int:
+    """Read ``control:applied`` strictly; return the last applied clear request id."""
+    where = CLEAR_ACK_KEY
+    data = serde.expect_mapping(value, where)
+    serde.expect_keys(data, _ACK_FIELDS, where)
+    serde.read_datetime(data["updated_at"], f"{where}.updated_at")
+    last = serde.read_int(data["last_request_id"], f"{where}.last_request_id")
+    if last < 0:
+        raise StateIntegrityError(f"{where}.last_request_id: must be >= 0, got {last}")
+    return last
 
 
 async def set_operator_control(
@@ -83,10 +166,63 @@ async def set_operator_control(
         reduce_only=reduce_only if reduce_only is not None else (current.reduce_only if current else False),
         updated_at=datetime.now(UTC),
         source=source,
+        clear_requests=current.clear_requests if current else (),
     )
     value = control.to_dict()
     await state.set_state(CONTROL_KEY, value, StateCategory.CONTROL)
     return value
+
+
+async def request_reason_clear(
+    state: StateStore, reason: ReasonCode, source: str
+) -> tuple[ClearRequest, OperatorControl]:
+    """Queue a request to clear ``reason`` for a running (or the next) bot; return it and the new control.
+
+    Requests the bot already acknowledged are dropped. A corrupted control key is NOT overwritten (that would
+    silently reset its kill switch and reduce-only values): ``StateIntegrityError`` tells the operator to set
+    them explicitly first.
+    """
+    if reason not in OPERATOR_CLEARABLE:
+        names = ", ".join(c.value for c in OPERATOR_CLEARABLE)
+        raise ValueError(f"{reason.value} cannot be cleared by an operator (only {names})")
+    raw = await state.get_state(CONTROL_KEY)
+    try:
+        current = None if raw is None else parse_operator_control(raw)
+    except StateIntegrityError as exc:
+        raise StateIntegrityError(
+            f"{exc}; set the controls explicitly first (--kill-switch on|off --reduce-only-mode on|off)"
+        ) from None
+    acknowledged = await _acknowledged(state)
+    pending = [r for r in (current.clear_requests if current else ()) if r.request_id > acknowledged]
+    next_id = max([acknowledged, *(r.request_id for r in pending)]) + 1
+    now = datetime.now(UTC)
+    request = ClearRequest(next_id, reason, now, source)
+    base = current or OperatorControl(kill_switch=False, reduce_only=False, updated_at=now, source=source)
+    control = replace(base, updated_at=now, source=source, clear_requests=(*pending, request)[-_MAX_PENDING:])
+    await state.set_state(CONTROL_KEY, control.to_dict(), StateCategory.CONTROL)
+    return request, control
+
+
+async def _acknowledged(state: StateStore) -> int:
+    """The last clear request id the bot applied (0 when none or unreadable: then nothing is dropped)."""
+    raw = await state.get_state(CLEAR_ACK_KEY)
+    try:
+        return 0 if raw is None else parse_clear_ack(raw)
+    except StateIntegrityError:
+        return 0
+
+
+def apply_clear_request(
+    risk: RiskEngine, request: ClearRequest, now: datetime
+) -> tuple[str, list[Transition]]:
+    """Apply one clear request: ``cleared``, ``not_active``, or ``raised_after_request`` (left alone)."""
+    active = risk.reasons.get(request.reason)
+    if active is None:
+        return "not_active", []
+    if active.since > request.requested_at:
+        return "raised_after_request", []
+    detail = f"cleared by operator ({request.source}, request {request.request_id})"
+    return "cleared", risk.clear_reason(request.reason, now, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +239,38 @@ class ControlWatcher:
 
     def __init__(self) -> None:
         self.last_good: OperatorControl | None = None
+        self.applied_clear_id = 0
         self._last_error: str | None = None
+
+    async def load_acknowledged(self, state: StateStore) -> str | None:
+        """Read the last applied clear request id (at start); return an error text when it is unreadable.
+
+        Unreadable means it is unknown which requests were applied: every request in the control key is then
+        taken as applied -- a latch is never cleared on doubt.
+        """
+        raw = await state.get_state(CLEAR_ACK_KEY)
+        try:
+            self.applied_clear_id = 0 if raw is None else parse_clear_ack(raw)
+            return None
+        except StateIntegrityError as exc:
+            error = str(exc)
+        try:
+            control = parse_operator_control(await state.get_state(CONTROL_KEY))
+            self.applied_clear_id = max((r.request_id for r in control.clear_requests), default=0)
+        except StateIntegrityError:
+            self.applied_clear_id = 0
+        return error
+
+    def pending_clears(self, control: OperatorControl | None) -> list[ClearRequest]:
+        """Clear requests of ``control`` not applied yet, oldest first."""
+        if control is None:
+            return []
+        return [r for r in control.clear_requests if r.request_id > self.applied_clear_id]
+
+    def acknowledge(self, requests: Sequence[ClearRequest], now: datetime) -> dict[str, Any]:
+        """Mark ``requests`` applied; return the ``control:applied`` value to store with the guard state."""
+        self.applied_clear_id = max([self.applied_clear_id, *(r.request_id for r in requests)])
+        return {"last_request_id": self.applied_clear_id, "updated_at": now}
 
     async def poll(self, state: StateStore) -> ControlPoll:
         """Read the key. A rejected value is reported once per distinct error (not every cycle)."""

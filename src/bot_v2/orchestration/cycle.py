@@ -2,11 +2,14 @@
 
 Order of a cycle:
 
-1. read the operator control key and apply it to the risk engine;
+1. read the operator control key and apply it to the risk engine (kill switch, reduce-only, pending requests
+   to clear latched reasons);
 2. fetch quotes (REST best bid/ask) and balances; append this cycle's mids to the price history;
 3. sync open orders and their fills (fills booked exactly once) and resolve intents left unknown;
 4. build the ``RiskSnapshot`` and run the state-level guards (``evaluate_cycle``);
-5. ask the strategy per symbol; every order goes through ``OrderExecutor`` (guards, intent, exchange);
+5. ask the strategy for every symbol first; then ``OrderExecutor.submit_all`` judges all the cycle's orders
+   (each against a snapshot that counts the ones before it), writes ALL approved intents in ONE
+   ``batch_write``, and only then places them at the exchange, concurrently;
 6. sync the orders placed this cycle, then flush every change -- fills, positions, orders, intents, marks,
    guard state, safety mode, PnL -- in ONE ``batch_write``;
 7. record events and metrics.
@@ -21,12 +24,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot_v2.brokerages.base import Broker
-from bot_v2.domain import Fill, OrderType, Product, Symbol
+from bot_v2.domain import Fill, OrderRequest, OrderType, Product, Symbol
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
-from bot_v2.orchestration.controls import ControlPoll, ControlWatcher
-from bot_v2.orchestration.execution import ExecutionAction, OrderExecutor
+from bot_v2.orchestration.controls import ControlPoll, ControlWatcher, OperatorControl, apply_clear_request
+from bot_v2.orchestration.execution import ExecutionAction, ExecutionResult, OrderExecutor
 from bot_v2.orchestration.market import (
     CycleOutcomes,
     MarketData,
@@ -56,6 +59,14 @@ class SymbolRow:
     action: str
     order_id: str | None
     position: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class _SymbolDecision:
+    """The strategy's answer for one symbol: the row so far and the order to send, if any."""
+
+    row: SymbolRow
+    request: OrderRequest | None = None
 
 
 @dataclass(slots=True)
@@ -140,8 +151,8 @@ class TradingCycle:
         snapshot = self._snapshot(market)
         report.transitions += self.risk.evaluate_cycle(snapshot, now)
 
-        for symbol in self.symbols:
-            report.rows.append(await self._trade_symbol(symbol, market, snapshot, now, report))
+        decisions = [await self._decide(symbol, market, snapshot, now) for symbol in self.symbols]
+        report.rows = await self._execute(decisions, snapshot, now, report)
 
         if report.orders_placed:
             await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
@@ -167,6 +178,27 @@ class TradingCycle:
         transitions = self.risk.apply_controls(kill_switch=kill, reduce_only=reduce, now=now)
         if poll.changed:
             await self.events.emit(EventType.CONTROL_APPLIED, now, control=_control(poll))
+        return transitions + await self._apply_clear_requests(control, now)
+
+    async def _apply_clear_requests(self, control: OperatorControl | None, now: datetime) -> list[Transition]:
+        """Apply the operator's pending clear requests; the acknowledgement joins the cycle's batch, with the
+        guard state it changed."""
+        pending = self.controls.pending_clears(control)
+        if not pending:
+            return []
+        transitions: list[Transition] = []
+        for request in pending:
+            outcome, cleared = apply_clear_request(self.risk, request, now)
+            transitions += cleared
+            await self.events.emit(
+                EventType.CONTROL_APPLIED,
+                now,
+                clear_request=request.to_dict(),
+                outcome=outcome,
+                trading_state=self.risk.state,
+            )
+        ack = self.controls.acknowledge(pending, now)
+        self.tracker.batch.put(keys.CLEAR_ACK_KEY, ack, StateCategory.CONTROL)
         return transitions
 
     async def book_sync(self, sync: SyncResult, report: CycleReport, now: datetime) -> None:
@@ -209,13 +241,14 @@ class TradingCycle:
             open_orders=len(self.tracker.open_orders),
         )
 
-    async def _trade_symbol(
-        self, symbol: Symbol, market: MarketData, snapshot: RiskSnapshot, now: datetime, report: CycleReport
-    ) -> SymbolRow:
+    async def _decide(
+        self, symbol: Symbol, market: MarketData, snapshot: RiskSnapshot, now: datetime
+    ) -> _SymbolDecision:
+        """Ask the strategy about ``symbol``; a trade becomes an order request (not yet judged or sent)."""
         quote = market.quotes.get(symbol)
         record = self.tracker.book.get(symbol)
         if quote is None:
-            return SymbolRow(symbol, None, "none", "-", "no quote", None, record.quantity)
+            return _SymbolDecision(SymbolRow(symbol, None, "none", "-", "no quote", None, record.quantity))
         product = self.products[symbol]
         view = MarketView(
             symbol=symbol,
@@ -231,8 +264,9 @@ class TradingCycle:
         text = f"{decision.action.value} {decision.quantity}" if decision.is_trade else decision.action.value
         reduce_only = decision.action is Action.CLOSE and product.is_derivative
         request = decision.to_order_request(OrderType.MARKET, reduce_only=reduce_only)
+        row = SymbolRow(symbol, quote.mid, text, "-", "skipped", None, record.quantity)
         if request is None:
-            return SymbolRow(symbol, quote.mid, text, "-", "skipped", None, record.quantity)
+            return _SymbolDecision(row)
         await self.events.emit(
             EventType.DECISION,
             now,
@@ -242,13 +276,24 @@ class TradingCycle:
             reason=decision.reason,
             mark=quote.mid,
         )
-        result = await self.executor.submit(request, snapshot, now)
-        if result.action is ExecutionAction.PLACED:
-            report.orders_placed += 1
-        order_id = result.order.order_id if result.order is not None else None
-        return SymbolRow(
-            symbol, quote.mid, text, result.verdict_text, result.action.value, order_id, record.quantity
-        )
+        return _SymbolDecision(row, request)
+
+    async def _execute(
+        self, decisions: Sequence[_SymbolDecision], snapshot: RiskSnapshot, now: datetime, report: CycleReport
+    ) -> list[SymbolRow]:
+        """Send the cycle's orders as one batch (guards -> intents -> exchange); return the symbol rows."""
+        requests = [d.request for d in decisions if d.request is not None]
+        results = iter(await self.executor.submit_all(requests, snapshot, now) if requests else [])
+        rows: list[SymbolRow] = []
+        for decision in decisions:
+            if decision.request is None:
+                rows.append(decision.row)
+                continue
+            result = next(results)
+            if result.action is ExecutionAction.PLACED:
+                report.orders_placed += 1
+            rows.append(_result_row(decision.row, result))
+        return rows
 
     def _refresh_position(self, row: SymbolRow) -> SymbolRow:
         quantity = self.tracker.book.quantity(row.symbol)
@@ -307,6 +352,13 @@ class TradingCycle:
             m.unrealized_pnl.labels(symbol=symbol).set(float(position.unrealized(marks.get(symbol))))
         m.realized_pnl.set(float(self.tracker.book.realized_pnl))
         m.fees.set(float(self.tracker.book.fees))
+
+
+def _result_row(row: SymbolRow, result: ExecutionResult) -> SymbolRow:
+    order_id = result.order.order_id if result.order is not None else None
+    return SymbolRow(
+        row.symbol, row.mark, row.decision, result.verdict_text, result.action.value, order_id, row.position
+    )
 
 
 def _control(poll: ControlPoll) -> dict[str, object] | None:

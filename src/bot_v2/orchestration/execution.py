@@ -1,22 +1,29 @@
-"""``OrderExecutor``: guard -> durable intent -> exchange -> acknowledgement, for one order.
+"""``OrderExecutor``: guard -> durable intents -> exchange -> acknowledgements, for one cycle's orders.
 
-The order path, in the only order it may happen:
+The order path, in the only order it may happen (``submit_all``; ``submit`` is the one-order case):
 
-1. ``RiskEngine.check_order`` judges the request; a denial stops here (nothing is written or sent).
-2. The intent (client order id = ``client_id_prefix`` + random hex, product, side, size, price, type) is
-   written to state on its own and awaited: it is durable BEFORE the exchange is called.
-3. ``broker.place_order``. A business rejection marks the intent FAILED; a transient failure (timeout, 5xx)
-   leaves it PENDING: it may have reached the exchange, so the tracker looks it up by client order id later.
-   Anything else propagates: the loop's error policy halts trading.
-4. The acknowledged order is tracked; its intent becomes SUBMITTED in the cycle's batch.
+1. ``RiskEngine.check_order`` judges every request of the cycle, in turn, against a snapshot that already
+   counts the orders approved before it (``with_intended_order``: their exposure and open-order count; the
+   engine's order-rate window via ``record_order``). A denial stops that order here (nothing written or sent).
+2. The intents of ALL approved orders (client order id = ``client_id_prefix`` + random hex, product, side,
+   size, price, type) are written in ONE awaited ``batch_write``: every intent is durable BEFORE any
+   exchange call of the cycle.
+3. ``broker.place_order`` for each, concurrently (at most ``max_concurrent_orders`` in flight). Every order
+   gets its answer before any is judged: a business rejection marks the intent FAILED; a transient failure
+   (timeout, 5xx) leaves it PENDING: it may have reached the exchange, so the tracker looks it up by client
+   order id later. Anything else propagates once the others are booked: the loop's policy halts trading.
+4. Acknowledged orders are tracked; their intents become SUBMITTED in the cycle's batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
-import uuid
+import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,14 +34,18 @@ from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.crashpoints import CrashPoint, maybe_crash
-from bot_v2.orchestration.ports import StateCategory, StateStore
+from bot_v2.orchestration.market import with_intended_order
+from bot_v2.orchestration.ports import StateCategory, StateStore, StateWrite
 from bot_v2.orchestration.records import IntentRecord
 from bot_v2.orchestration.tracking import OrderTracker
 from bot_v2.risk import RiskEngine, RiskSnapshot, RiskVerdict
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExecutionAction", "ExecutionResult", "OrderExecutor", "new_client_order_id"]
+__all__ = ["ExecutionAction", "ExecutionResult", "OrderExecutor", "PlannedOrder", "new_client_order_id"]
+
+#: Orders of one cycle in flight at the exchange at once.
+MAX_CONCURRENT_ORDERS = 8
 
 
 class ExecutionAction(enum.StrEnum):
@@ -63,9 +74,24 @@ class ExecutionResult:
         return f"{denials[0].guard}: {denials[0].reason}"
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedOrder:
+    """An approved order with its client order id and intent, not yet durable or sent."""
+
+    request: OrderRequest
+    verdict: RiskVerdict
+    intent: IntentRecord
+
+
 def new_client_order_id(prefix: str) -> ClientOrderId:
-    """A fresh client order id carrying the bot's prefix (the adoption filter after a crash)."""
-    return ClientOrderId(f"{prefix}{uuid.uuid4().hex}")
+    """A fresh client order id carrying the bot's prefix (the adoption filter after a crash).
+
+    32 hex chars, time-ordered like a UUIDv7: 12 of milliseconds since the epoch, then 20 random. New
+    ``intents:`` / ``orders:`` keys therefore land next to each other in the state store's B-tree index
+    instead of at random pages, which keeps each cycle's commit (and the WAL checkpoints it causes) small.
+    """
+    millis = time.time_ns() // 1_000_000
+    return ClientOrderId(f"{prefix}{millis:012x}{secrets.token_hex(10)}")
 
 
 class OrderExecutor:
@@ -94,74 +120,147 @@ class OrderExecutor:
 
     async def submit(self, request: OrderRequest, snapshot: RiskSnapshot, now: datetime) -> ExecutionResult:
         """Run one order through guard -> intent -> exchange -> ack."""
-        verdict = self.risk.check_order(request, snapshot, now)
-        labels = {"symbol": request.symbol, "side": request.side.value}
-        if not verdict.allowed:
-            for denial in verdict.denials:
-                self.metrics.guard_denials.labels(guard=denial.guard).inc()
-            self.metrics.orders.labels(outcome="denied", **labels).inc()
-            result = ExecutionResult(ExecutionAction.DENIED, request, verdict)
-            await self.events.emit(
-                EventType.ORDER_DENIED,
-                now,
-                symbol=request.symbol,
-                side=request.side,
-                quantity=request.quantity,
-                verdict=result.verdict_text,
-                denials=[d.to_dict() for d in verdict.denials],
-                trading_state=verdict.state,
-            )
-            return result
+        (result,) = await self.submit_all([request], snapshot, now)
+        return result
 
+    async def submit_all(
+        self, requests: Sequence[OrderRequest], snapshot: RiskSnapshot, now: datetime
+    ) -> list[ExecutionResult]:
+        """Guard every request, write the approved intents in one batch, then place them concurrently.
+
+        Returns one result per request, in order. An unexpected exchange error is raised after every other
+        order of the batch has been booked.
+        """
+        results: list[ExecutionResult | None] = []
+        planned: list[tuple[int, PlannedOrder]] = []
+        for request in requests:
+            outcome = self._plan(request, snapshot, now)
+            if isinstance(outcome, ExecutionResult):
+                await self._report_denied(outcome, now)
+                results.append(outcome)
+                continue
+            planned.append((len(results), outcome))
+            results.append(None)
+            snapshot = with_intended_order(snapshot, outcome.request)
+        if planned:
+            orders = [order for _, order in planned]
+            await self._write_intents(orders, now)
+            for (index, _), result in zip(planned, await self._place_all(orders, now), strict=True):
+                results[index] = result
+        done = [r for r in results if r is not None]
+        assert len(done) == len(results)
+        return done
+
+    # --- steps ------------------------------------------------------------------------------------------
+
+    def _plan(
+        self, request: OrderRequest, snapshot: RiskSnapshot, now: datetime
+    ) -> PlannedOrder | ExecutionResult:
+        """Judge ``request``; an approved one gets its client id and intent and counts for the order rate."""
+        verdict = self.risk.check_order(request, snapshot, now)
+        if not verdict.allowed:
+            return ExecutionResult(ExecutionAction.DENIED, request, verdict)
         if request.client_order_id is None:
             request = dataclasses.replace(request, client_order_id=new_client_order_id(self.client_id_prefix))
-        assert request.client_order_id is not None
-        intent = IntentRecord.from_request(request, now)
-        # Rule 2: the intent is durable before the exchange hears of the order.
-        await self.state.set_state(
-            keys.intent_key(intent.client_order_id), intent.to_dict(), StateCategory.INTENTS
-        )
-        self.tracker.intents[intent.client_order_id] = intent
-        self.tracker.known_client_ids.add(intent.client_order_id)
+        # Counted now, so the next order of this cycle is judged with it (a failed write only over-counts).
         self.risk.record_order(now)
-        await self.events.emit(EventType.ORDER_INTENT, now, **_intent_fields(intent))
+        return PlannedOrder(request, verdict, IntentRecord.from_request(request, now))
+
+    async def _report_denied(self, result: ExecutionResult, now: datetime) -> None:
+        request, verdict = result.request, result.verdict
+        for denial in verdict.denials:
+            self.metrics.guard_denials.labels(guard=denial.guard).inc()
+        self.metrics.orders.labels(outcome="denied", symbol=request.symbol, side=request.side.value).inc()
+        await self.events.emit(
+            EventType.ORDER_DENIED,
+            now,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=request.quantity,
+            verdict=result.verdict_text,
+            denials=[d.to_dict() for d in verdict.denials],
+            trading_state=verdict.state,
+        )
+
+    async def _write_intents(self, orders: Sequence[PlannedOrder], now: datetime) -> None:
+        """Rule 2: every intent is durable (one batch, awaited) before the exchange hears of any order."""
+        writes = [
+            StateWrite(keys.intent_key(o.intent.client_order_id), o.intent.to_dict(), StateCategory.INTENTS)
+            for o in orders
+        ]
+        await self.state.batch_write(writes)
+        for order in orders:
+            self.tracker.intents[order.intent.client_order_id] = order.intent
+            self.tracker.known_client_ids.add(order.intent.client_order_id)
+            await self.events.emit(EventType.ORDER_INTENT, now, **_intent_fields(order.intent))
         maybe_crash(self.crash_point, CrashPoint.AFTER_INTENT)
 
-        try:
-            order = await self.broker.place_order(request)
-        except OrderDeniedError as exc:
-            self.tracker.fail_intent(intent.client_order_id, exc.one_line(), now)
+    async def _place_all(self, orders: Sequence[PlannedOrder], now: datetime) -> list[ExecutionResult]:
+        """Send every order (bounded concurrency), then book each answer; raise an unexpected error last."""
+        gate = asyncio.Semaphore(MAX_CONCURRENT_ORDERS)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._send(order, gate)) for order in orders]
+        results: list[ExecutionResult] = []
+        unexpected: Exception | None = None
+        for order, task in zip(orders, tasks, strict=True):
+            answer = task.result()
+            try:
+                results.append(await self._settle(order, answer, now))
+            except Exception as exc:  # booked the others first; the policy halts on the first one
+                unexpected = unexpected or exc
+        if unexpected is not None:
+            raise unexpected
+        return results
+
+    async def _send(self, order: PlannedOrder, gate: asyncio.Semaphore) -> Order | Exception:
+        """Place one order; its error is returned, not raised, so one failure cannot cancel the others."""
+        async with gate:
+            try:
+                placed = await self.broker.place_order(order.request)
+            except Exception as exc:  # classified by ``_settle``
+                return exc
+        maybe_crash(self.crash_point, CrashPoint.AFTER_ACK)
+        return placed
+
+    async def _settle(
+        self, planned: PlannedOrder, answer: Order | Exception, now: datetime
+    ) -> ExecutionResult:
+        """Book one exchange answer: tracked, rejected (FAILED), unknown (PENDING), or re-raised."""
+        request, verdict, intent = planned.request, planned.verdict, planned.intent
+        labels = {"symbol": request.symbol, "side": request.side.value}
+        if isinstance(answer, OrderDeniedError):
+            self.tracker.fail_intent(intent.client_order_id, answer.one_line(), now)
             self.metrics.orders.labels(outcome="rejected", **labels).inc()
             await self.events.emit(
-                EventType.ORDER_FAILED, now, client_order_id=intent.client_order_id, error=exc.one_line()
+                EventType.ORDER_FAILED, now, client_order_id=intent.client_order_id, error=answer.one_line()
             )
-            return ExecutionResult(ExecutionAction.REJECTED, request, verdict, error=exc.one_line())
-        except RetryableError as exc:
+            return ExecutionResult(ExecutionAction.REJECTED, request, verdict, error=answer.one_line())
+        if isinstance(answer, RetryableError):
             # The request may have reached the exchange: leave the intent PENDING for lookup by client id.
             self.metrics.orders.labels(outcome="unknown", **labels).inc()
             await self.events.emit(
                 EventType.ORDER_FAILED,
                 now,
                 client_order_id=intent.client_order_id,
-                error=exc.one_line(),
+                error=answer.one_line(),
                 pending_lookup=True,
             )
-            return ExecutionResult(ExecutionAction.UNKNOWN, request, verdict, error=exc.one_line())
-        maybe_crash(self.crash_point, CrashPoint.AFTER_ACK)
-
-        self.tracker.track(order, now)
+            return ExecutionResult(ExecutionAction.UNKNOWN, request, verdict, error=answer.one_line())
+        if isinstance(answer, Exception):
+            raise answer
+        self.tracker.track(answer, now)
         self.metrics.orders.labels(outcome="placed", **labels).inc()
         await self.events.emit(
             EventType.ORDER_PLACED,
             now,
-            client_order_id=order.client_order_id,
-            order_id=order.order_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=order.quantity,
-            status=order.status,
+            client_order_id=answer.client_order_id,
+            order_id=answer.order_id,
+            symbol=answer.symbol,
+            side=answer.side,
+            quantity=answer.quantity,
+            status=answer.status,
         )
-        return ExecutionResult(ExecutionAction.PLACED, request, verdict, order=order)
+        return ExecutionResult(ExecutionAction.PLACED, request, verdict, order=answer)
 
 
 def _intent_fields(intent: IntentRecord) -> dict[str, object]:

@@ -9,9 +9,11 @@ key                     category        value
 ``fills:<trade_id>``    FILLS           one exchange fill, stored exactly once
 ``positions:<symbol>``  POSITIONS       fill-derived net position, average entry, realized PnL, fees
 ``marks:<symbol>``      MARKS           last best bid/ask
+``history:<symbol>``    MARKS           the symbol's strategy ``PriceHistory`` (written at a clean stop)
 ``guards:risk``         GUARDS          ``RiskEngine.export_state()``
 ``safety:mode``         SAFETY          trading state + reasons (human-readable copy of the engine state)
-``control:operator``    CONTROL         operator kill switch / reduce-only (``set_operator_control``)
+``control:operator``    CONTROL         operator kill switch / reduce-only / clear requests
+``control:applied``     CONTROL         the last clear request the bot applied (its acknowledgement)
 ``metadata:running``    METADATA        the running marker: present while a bot runs, removed on clean exit
 ``metadata:last_run``   METADATA        summary of the last clean exit / last recovery
 ``portfolio:pnl``       PORTFOLIO       realized / unrealized PnL and fees totals
@@ -27,10 +29,12 @@ ORDER_PREFIX = "orders:"
 FILL_PREFIX = "fills:"
 POSITION_PREFIX = "positions:"
 MARK_PREFIX = "marks:"
+HISTORY_PREFIX = "history:"
 
 GUARDS_KEY = "guards:risk"
 SAFETY_KEY = "safety:mode"
 CONTROL_KEY = "control:operator"
+CLEAR_ACK_KEY = "control:applied"
 RUNNING_KEY = "metadata:running"
 LAST_RUN_KEY = "metadata:last_run"
 PNL_KEY = "portfolio:pnl"
@@ -54,6 +58,10 @@ def position_key(symbol: Symbol | str) -> str:
 
 def mark_key(symbol: Symbol | str) -> str:
     return MARK_PREFIX + symbol
+
+
+def history_key(symbol: Symbol | str) -> str:
+    return HISTORY_PREFIX + symbol
 
 
 def suffix(key: str, prefix: str) -> str:

@@ -5,6 +5,7 @@ Everything here is read-only toward the exchange; the cycle decides what to do w
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,13 +13,21 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot_v2.brokerages.base import Broker
-from bot_v2.domain import Balance, FuturesBalanceSummary, Product, Quote, Symbol
+from bot_v2.domain import Balance, FuturesBalanceSummary, OrderRequest, Position, Product, Quote, Side, Symbol
 from bot_v2.orchestration.concurrency import task_group
 from bot_v2.orchestration.ledger import PositionRecord
 from bot_v2.risk import RiskSnapshot, price_move_pct
 from bot_v2.strategies.base import PriceHistory
 
-__all__ = ["CycleOutcomes", "MarketData", "equity_usd", "fetch_market", "record_marks", "risk_snapshot"]
+__all__ = [
+    "CycleOutcomes",
+    "MarketData",
+    "equity_usd",
+    "fetch_market",
+    "record_marks",
+    "risk_snapshot",
+    "with_intended_order",
+]
 
 ZERO = Decimal(0)
 _USD_LIKE = frozenset({"USD", "USDC", "USDT"})
@@ -103,6 +112,33 @@ def risk_snapshot(
         cycle_count=outcomes.cycles,
         liquidation_buffer_pct=market.futures.liquidation_buffer_percentage if market.futures else None,
         open_orders_count=open_orders,
+    )
+
+
+def with_intended_order(snapshot: RiskSnapshot, request: OrderRequest) -> RiskSnapshot:
+    """The snapshot as the guards must see it once ``request`` is sent, for the next order of the cycle.
+
+    The order counts as open, and as filled where that grows its symbol's position (exposure, leverage,
+    position size, open positions). A shrinking order is not credited until it fills: the next order is
+    judged as if it had not happened, which is the conservative side.
+    """
+    symbol = request.symbol
+    current = snapshot.positions.get(symbol)
+    before = current.quantity if current is not None else ZERO
+    after = before + (request.quantity if request.side is Side.BUY else -request.quantity)
+    positions = dict(snapshot.positions)
+    if abs(after) > abs(before):
+        mark = snapshot.mark(symbol)
+        positions[symbol] = Position(
+            symbol=symbol,
+            quantity=after,
+            entry_price=current.entry_price if current is not None else (mark or ZERO),
+            mark_price=mark,
+            unrealized_pnl=current.unrealized_pnl if current is not None else ZERO,
+            realized_pnl=current.realized_pnl if current is not None else ZERO,
+        )
+    return dataclasses.replace(
+        snapshot, positions=positions, open_orders_count=snapshot.open_orders_count + 1
     )
 
 

@@ -308,6 +308,10 @@ class PriceHistory:
     def mids(self, symbol: Symbol) -> tuple[Decimal, ...]:
         return tuple(mid for _, mid in self._samples.get(symbol, ()))
 
+    def samples(self, symbol: Symbol) -> tuple[tuple[datetime, Decimal], ...]:
+        """The (time, mid) samples of ``symbol``, oldest first."""
+        return tuple(self._samples.get(symbol, ()))
+
     def last_time(self, symbol: Symbol) -> datetime | None:
         series = self._samples.get(symbol)
         return series[-1][0] if series else None

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bot_v2.config import BrokerKind, CliOverrides, Profile, load_settings, merged_environment, read_env_file
+from bot_v2.config import (
+    BrokerKind,
+    CliOverrides,
+    Profile,
+    ReconcileMismatchAction,
+    load_settings,
+    merged_environment,
+    read_env_file,
+)
 from bot_v2.errors import ConfigError, MissingCredentialsError
 from bot_v2.state.settings import ColdBackend, HotBackend, WarmBackend
 
@@ -63,6 +71,7 @@ def test_flag_left_out_keeps_profile_value(tmp_path: Path) -> None:
         ({"PERPS_BOT_ID": "Bad Id!"}, "PERPS_BOT_ID"),
         ({"PERPS_LOG_LEVEL": "LOUD"}, "PERPS_LOG_LEVEL"),
         ({"PERPS_SHUTDOWN_ORDER_POLICY": "sell"}, "PERPS_SHUTDOWN_ORDER_POLICY"),
+        ({"PERPS_RECONCILE_MISMATCH_ACTION": "panic"}, "PERPS_RECONCILE_MISMATCH_ACTION"),
         ({"COINBASE_BASE_URL": "https://api.coinbase.com"}, "COINBASE_BASE_URL"),
         ({"COINBASE_TIMEOUT_SECONDS": "0"}, "COINBASE_TIMEOUT_SECONDS"),
         ({"COINBASE_KEY_FILE": "/nonexistent/key.json"}, "COINBASE_KEY_FILE"),
@@ -78,6 +87,25 @@ def test_invalid_values_name_the_field(tmp_path: Path, env: dict[str, str], fiel
     assert field in str(info.value)
     assert "\n" not in info.value.one_line()
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, ReconcileMismatchAction.REDUCE_ONLY),
+        ("", ReconcileMismatchAction.REDUCE_ONLY),
+        ("reduce_only", ReconcileMismatchAction.REDUCE_ONLY),
+        ("HALT", ReconcileMismatchAction.HALT),
+    ],
+)
+def test_reconcile_mismatch_action(
+    tmp_path: Path, raw: str | None, expected: ReconcileMismatchAction
+) -> None:
+    env = {} if raw is None else {"PERPS_RECONCILE_MISMATCH_ACTION": raw}
+    settings = load_settings("dev", env, root=tmp_path)
+    assert settings.reconcile_mismatch_action is expected
+    halted = expected is ReconcileMismatchAction.HALT
+    assert settings.reconcile_mismatch_action.trading_state.value == ("HALTED" if halted else "REDUCE_ONLY")
 
 
 def test_unknown_profile(tmp_path: Path) -> None:

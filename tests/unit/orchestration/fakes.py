@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +71,8 @@ class FakeBroker:
         self.place_error: Exception | None = None
         self.rest_orders = False  # True: orders go OPEN and fill only on fill_open()
         self.on_place: Any = None  # callable(request) run before the order is created
+        self.candles: dict[Symbol, list[Candle]] = {}
+        self.candles_error: Exception | None = None
         self._ids = itertools.count(1)
         self.now = datetime.now(UTC)
 
@@ -97,7 +99,19 @@ class FakeBroker:
     async def get_candles(
         self, symbol: Symbol, start: datetime, end: datetime, granularity: str = "ONE_MINUTE"
     ) -> list[Candle]:
-        return []
+        self.calls.append("get_candles")
+        if self.candles_error is not None:
+            raise self.candles_error
+        return [c for c in self.candles.get(symbol, []) if start <= c.start <= end]
+
+    def seed_candles(self, minutes: int, end: datetime) -> None:
+        """One-minute candles (newest first, as Coinbase answers) ending at ``end`` for every symbol."""
+        floor = end.replace(second=0, microsecond=0)
+        for symbol, price in self.prices.items():
+            self.candles[symbol] = [
+                Candle(floor - timedelta(minutes=i), price, price, price, price + i, Decimal(1))
+                for i in range(minutes)
+            ]
 
     async def list_balances(self) -> list[Balance]:
         return [Balance("USD", self.usd)]
@@ -267,6 +281,24 @@ class ScriptedStrategy:
         if n in self.sell_on:
             return Decision.sell(view.symbol, self.quantity, f"scripted sell #{n}")
         return Decision.hold(view.symbol, "scripted hold")
+
+
+class RecordingStrategy:
+    """Holds; records how many mids it saw on each call (per symbol)."""
+
+    name = "recording"
+
+    def __init__(self, required: int = 21) -> None:
+        self.required = required
+        self.seen: dict[Symbol, list[int]] = {}
+
+    @property
+    def required_history(self) -> int:
+        return self.required
+
+    def decide(self, view: MarketView, position: Position | None) -> Decision:
+        self.seen.setdefault(view.symbol, []).append(len(view.mids))
+        return Decision.hold(view.symbol, "recording")
 
 
 class CountingState:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from bot_v2.config import BotSettings
@@ -64,13 +64,14 @@ async def test_each_cycle_flushes_state_in_one_batch(
         runtime_for(settings, broker, counting), max_cycles=3, strategy=ScriptedStrategy(buy_on=[2])
     )
     assert summary.cycles == 3
-    # one batch for reconciliation, one per cycle, one at shutdown; single writes: intents + metadata
-    assert len(counting.batch_writes) == 1 + 3 + 1
-    cycle_two = counting.batch_writes[2]
+    # one batch for reconciliation, one per cycle, one at shutdown -- plus, in the cycle that trades, ONE
+    # batch holding every intent of that cycle, written before the exchange is called
+    assert len(counting.batch_writes) == 1 + 3 + 1 + 1
+    intents, cycle_two = counting.batch_writes[2], counting.batch_writes[3]
+    assert len(intents) == 2 and all(k.startswith("intents:") for k in intents)
     assert any(k.startswith("fills:") for k in cycle_two) and "positions:BTC-USD" in cycle_two
     assert "guards:risk" in cycle_two and "safety:mode" in cycle_two
-    singles = [k for k in counting.set_calls if not k.startswith("intents:")]
-    assert singles == [keys.LAST_RUN_KEY]
+    assert counting.set_calls == [keys.LAST_RUN_KEY]
 
 
 async def test_kill_switch_reaches_a_running_bot(
@@ -208,3 +209,71 @@ async def _async_true(value: bool) -> bool:
 
 
 _ = ETH
+
+
+async def _trip_reconcile_mismatch(runtime: Runtime, state: StateManager) -> None:
+    """Leave state with a position the exchange never filled: the next start raises RECONCILE_MISMATCH."""
+    from bot_v2.orchestration.ledger import PositionRecord
+    from bot_v2.state import StateCategory
+
+    record = PositionRecord(BTC, quantity=Decimal("0.02"), entry_price=Decimal(50_000))
+    await state.set_state(keys.position_key(BTC), record.to_dict(), StateCategory.POSITIONS)
+
+
+async def test_clear_reason_reaches_a_running_bot(
+    runtime: Runtime, broker: FakeBroker, state: StateManager
+) -> None:
+    from bot_v2.orchestration.controls import request_reason_clear
+    from bot_v2.risk import ReasonCode
+
+    await _trip_reconcile_mismatch(runtime, state)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_bot(runtime, stop_event=stop, strategy=ScriptedStrategy(buy_on=[]), metrics=BotMetrics())
+    )
+    try:
+        await eventually_async(_trading_state_is(state, "REDUCE_ONLY"), timeout=10)
+        request, _ = await request_reason_clear(state, ReasonCode.RECONCILE_MISMATCH, source="test")
+        await eventually_async(_trading_state_is(state, "ACTIVE"), timeout=10)
+    finally:
+        stop.set()
+        summary = await task
+    assert summary.trading_state == "ACTIVE"
+    applied = [
+        e
+        for e in read_events(runtime.settings.events_path, EventType.CONTROL_APPLIED)
+        if "clear_request" in e
+    ]
+    assert [(e["clear_request"]["request_id"], e["outcome"]) for e in applied] == [
+        (request.request_id, "cleared")
+    ]
+    transitions = read_events(runtime.settings.events_path, EventType.STATE_TRANSITION)
+    assert any(t["reason"] == "RECONCILE_MISMATCH" and t["cleared"] for t in transitions)
+    assert (await state.get_state(keys.CLEAR_ACK_KEY))["last_request_id"] == request.request_id
+
+
+async def test_clear_requested_while_stopped_applies_before_the_first_order_and_only_once(
+    runtime: Runtime, broker: FakeBroker, state: StateManager
+) -> None:
+    from bot_v2.orchestration.controls import request_reason_clear
+    from bot_v2.risk import ReasonCode
+
+    await _trip_reconcile_mismatch(runtime, state)
+    first = await run_bot(runtime, once=True, strategy=ScriptedStrategy(buy_on=[1]), metrics=BotMetrics())
+    assert first.trading_state == "REDUCE_ONLY" and first.orders_placed == 0
+    await request_reason_clear(state, ReasonCode.RECONCILE_MISMATCH, source="test")
+    # the mismatch is still there at the next start (same trip), the request clears it before cycle 1 trades
+    second = await run_bot(runtime, once=True, strategy=ScriptedStrategy(buy_on=[1]), metrics=BotMetrics())
+    assert second.orders_placed == 2 and second.trading_state == "ACTIVE"
+    # the BTC book now disagrees again: a NEW trip at the next start is not lifted by the old request
+    await _trip_reconcile_mismatch(runtime, state)
+    third = await run_bot(runtime, once=True, strategy=ScriptedStrategy(buy_on=[1]), metrics=BotMetrics())
+    assert third.trading_state == "REDUCE_ONLY"
+
+
+def _trading_state_is(state: StateManager, expected: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        safety = await state.get_state(keys.SAFETY_KEY)
+        return safety is not None and safety["trading_state"] == expected
+
+    return check

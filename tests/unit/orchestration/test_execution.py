@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from bot_v2.config import BotSettings
-from bot_v2.domain import OrderRequest, OrderType, Side
+from bot_v2.domain import OrderRequest, OrderType, Side, Symbol
 from bot_v2.errors import AuthenticationError, ExchangeUnavailableError, InsufficientFundsError
 from bot_v2.monitoring.events import EventStore
 from bot_v2.monitoring.metrics import BotMetrics
@@ -18,7 +18,7 @@ from bot_v2.orchestration.execution import ExecutionAction, OrderExecutor
 from bot_v2.orchestration.tracking import OrderTracker
 from bot_v2.risk import RiskConfig, RiskEngine, RiskSnapshot
 from bot_v2.state import StateManager
-from tests.unit.orchestration.fakes import BTC, FakeBroker, product
+from tests.unit.orchestration.fakes import BTC, ETH, FakeBroker, product
 
 NOW = datetime.now(UTC)
 REQUEST = OrderRequest(BTC, Side.BUY, OrderType.MARKET, Decimal("0.01"))
@@ -146,3 +146,100 @@ def test_new_client_order_ids_are_unique_and_prefixed(make_settings: Callable[..
 
     ids = {new_client_order_id("pb-") for _ in range(1000)}
     assert len(ids) == 1000 and all(i.startswith("pb-") for i in ids)
+
+
+# --- one cycle, several orders ------------------------------------------------------------------------------
+
+
+def _two_symbol_snapshot() -> RiskSnapshot:
+    from bot_v2.domain import Quote
+
+    quotes = {
+        BTC: Quote(BTC, Decimal(49_999), Decimal(50_001), NOW),
+        ETH: Quote(ETH, Decimal(2_999), Decimal(3_001), NOW),
+    }
+    return RiskSnapshot(
+        equity_usd=Decimal(100_000),
+        quotes=quotes,
+        products={BTC: product(BTC), ETH: product(ETH)},
+        symbols=(BTC, ETH),
+    )
+
+
+def _buy(symbol: Symbol, quantity: str) -> OrderRequest:
+    return OrderRequest(symbol, Side.BUY, OrderType.MARKET, Decimal(quantity))
+
+
+async def test_every_intent_of_the_batch_is_durable_before_the_first_exchange_call(
+    broker: FakeBroker, state: StateManager, settings: BotSettings, events: EventStore
+) -> None:
+    durable_at_first_call: list[list[str]] = []
+
+    async def check_intents(request: OrderRequest) -> None:
+        if not durable_at_first_call:
+            found = await state.get_keys_by_pattern("intents:*")
+            durable_at_first_call.append(sorted(found))
+
+    broker.on_place = check_intents
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    results = await executor.submit_all([_buy(BTC, "0.01"), _buy(ETH, "0.1")], _two_symbol_snapshot(), NOW)
+    assert [r.action for r in results] == [ExecutionAction.PLACED, ExecutionAction.PLACED]
+    assert len(durable_at_first_call[0]) == 2
+    assert {r.request.symbol for r in results} == {BTC, ETH}  # results keep the request order
+    assert results[0].request.symbol == BTC
+
+
+async def test_the_second_order_is_judged_with_the_first_orders_exposure(
+    make_settings: Callable[..., BotSettings], broker: FakeBroker, state: StateManager, events: EventStore
+) -> None:
+    # 0.1 BTC ~ 5000 USD fits under 5200; 0.1 ETH ~ 300 USD on top of it does not
+    settings = make_settings(RISK_MAX_TOTAL_EXPOSURE_USD="5200", RISK_MAX_NOTIONAL_PER_SYMBOL_USD="none")
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    results = await executor.submit_all([_buy(BTC, "0.1"), _buy(ETH, "0.1")], _two_symbol_snapshot(), NOW)
+    assert [r.action for r in results] == [ExecutionAction.PLACED, ExecutionAction.DENIED]
+    assert results[1].verdict_text.startswith("max_total_exposure")
+    assert len(broker.placed) == 1
+
+
+async def test_the_order_rate_counts_orders_of_the_same_cycle(
+    make_settings: Callable[..., BotSettings], broker: FakeBroker, state: StateManager, events: EventStore
+) -> None:
+    settings = make_settings(RISK_MAX_ORDERS_PER_MINUTE="1")
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    results = await executor.submit_all([_buy(BTC, "0.01"), _buy(ETH, "0.01")], _two_symbol_snapshot(), NOW)
+    assert [r.action for r in results] == [ExecutionAction.PLACED, ExecutionAction.DENIED]
+    assert results[1].verdict_text.startswith("order_rate")
+
+
+async def test_an_unexpected_error_is_raised_after_the_other_orders_are_booked(
+    broker: FakeBroker, state: StateManager, settings: BotSettings, events: EventStore
+) -> None:
+    async def fail_eth(request: OrderRequest) -> None:
+        broker.place_error = AuthenticationError("401") if request.symbol == ETH else None
+
+    broker.on_place = fail_eth
+    executor = _executor(broker, state, events, RiskEngine(settings.risk))
+    with pytest.raises(AuthenticationError):
+        await executor.submit_all([_buy(ETH, "0.01"), _buy(BTC, "0.01")], _two_symbol_snapshot(), NOW)
+    tracked = {o.symbol for o in executor.tracker.open_orders}
+    assert tracked == {BTC}  # the acknowledged order is followed; the other intent stays PENDING
+    assert [i.symbol for i in executor.tracker.pending_intents] == [ETH]
+
+
+def test_with_intended_order_counts_growth_but_not_reduction() -> None:
+    from bot_v2.domain import Position
+    from bot_v2.orchestration.market import with_intended_order
+
+    base = _two_symbol_snapshot()
+    grown = with_intended_order(base, _buy(BTC, "0.1"))
+    assert grown.position_quantity(BTC) == Decimal("0.1") and grown.open_orders_count == 1
+    assert grown.total_exposure_usd() == Decimal("0.1") * Decimal(50_000)
+    long = RiskSnapshot(
+        equity_usd=base.equity_usd,
+        positions={BTC: Position(BTC, Decimal(1), Decimal(40_000))},
+        quotes=base.quotes,
+        products=base.products,
+        symbols=base.symbols,
+    )
+    sell = OrderRequest(BTC, Side.SELL, OrderType.MARKET, Decimal("0.5"))
+    assert with_intended_order(long, sell).position_quantity(BTC) == Decimal(1)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from bot_v2.config import BotSettings, ShutdownOrderPolicy
 from bot_v2.domain import ClientOrderId, OrderRequest, OrderType, Side
 from bot_v2.monitoring.events import EventType, read_events
@@ -109,9 +111,15 @@ async def test_fills_missed_while_down_are_ingested_once(
     assert len(await state.get_keys_by_pattern("fills:*")) == 2
 
 
-async def test_position_mismatch_goes_reduce_only_and_survives_restart(
-    settings: BotSettings, broker: FakeBroker, state: StateManager
+@pytest.mark.parametrize(("action", "expected"), [("REDUCE_ONLY", "REDUCE_ONLY"), ("HALT", "HALTED")])
+async def test_position_mismatch_imposes_the_configured_action_and_survives_restart(
+    make_settings: Callable[..., BotSettings],
+    broker: FakeBroker,
+    state: StateManager,
+    action: str,
+    expected: str,
 ) -> None:
+    settings = make_settings(PERPS_RECONCILE_MISMATCH_ACTION=action)
     await run_bot(runtime_for(settings, broker, state), once=True, strategy=ScriptedStrategy(buy_on=[1]))
     # lose a fill from state (as if a write had been lost): the book now disagrees with the exchange
     fill_keys = await state.get_keys_by_pattern("fills:*")
@@ -120,12 +128,18 @@ async def test_position_mismatch_goes_reduce_only_and_survives_restart(
     position["quantity"] = Decimal("0.02")
     await state.set_state(keys.position_key(BTC), position, StateCategory.POSITIONS)
 
-    report = await _run_once(settings, broker, state)
-    assert report["coherent"] is False and report["trading_state"] == "REDUCE_ONLY"
+    placed = len(broker.placed)
+    summary = await run_bot(
+        runtime_for(settings, broker, state), once=True, strategy=ScriptedStrategy(buy_on=[1])
+    )
+    report = summary.reconciliation
+    assert report is not None
+    assert report["coherent"] is False and report["trading_state"] == expected
     assert any(m["symbol"] == BTC for m in report["mismatches"])  # type: ignore[index, union-attr]
+    assert len(broker.placed) == placed  # no new position while the mismatch stands
     guards = await state.get_state(keys.GUARDS_KEY)
     engine = RiskEngine.restore(settings.risk, guards)
-    assert engine.state is TradingState.REDUCE_ONLY and ReasonCode.RECONCILE_MISMATCH in engine.reasons
+    assert engine.state is TradingState(expected) and ReasonCode.RECONCILE_MISMATCH in engine.reasons
 
 
 async def test_corrupted_guard_state_starts_halted(

@@ -119,6 +119,10 @@ class HaltError(PerpsBotError):
     """Continuing could lose money or state: stop placing orders."""
 
 
+class TradingHaltedError(HaltError):
+    """The trading loop stopped itself after a halting error (it shut down in order first)."""
+
+
 class AuthenticationError(HaltError):
     """The exchange refused the credentials (401)."""
 

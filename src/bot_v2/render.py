@@ -309,7 +309,7 @@ def print_clear_request(
 
 def print_run_summary(summary: Any) -> None:
     rows = getattr(summary, "rows", [])
-    columns = ["Symbol", "Mark", "Decision", "Verdict", "Action", "Order id", "Position"]
+    columns = ["Symbol", "Mark", "Decision", "Why", "Verdict", "Action", "Order id", "Position"]
     console.print(
         table(
             f"Run summary: {getattr(summary, 'cycles', '?')} cycle(s), trading state "
@@ -320,6 +320,7 @@ def print_run_summary(summary: Any) -> None:
                     getattr(r, "symbol", None),
                     getattr(r, "mark", None),
                     getattr(r, "decision", None),
+                    getattr(r, "reason", None),
                     getattr(r, "verdict", None),
                     getattr(r, "action", None),
                     getattr(r, "order_id", None),

@@ -344,3 +344,59 @@ def test_malformed_env_file_is_rejected(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("THIS IS NOT VALID\n")
     result = run_cli(tmp_path, "--dev-fast")
     assert_one_line_error(result, 2, ".env:1")
+
+
+def test_running_bot_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import urllib.request
+
+    from tests.helpers import eventually
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPS_", "COINBASE_", "RISK_"))}
+    env.update(
+        {
+            "PERPS_DATA_DIR": str(tmp_path / "data"),
+            "PERPS_LOG_DIR": str(tmp_path / "logs"),
+            "METRICS_PORT": str(port),
+            "SIM_TICK_SECONDS": "0.05",
+        }
+    )
+    proc = subprocess.Popen(
+        [*BOT, "--interval", "0.2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def scraped() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    body = response.read().decode()
+            except OSError as exc:
+                raise AssertionError(str(exc)) from exc
+            assert 'perps_bot_cycles_total{outcome="ok"}' in body
+            return body
+
+        body = eventually(scraped, timeout=30)
+        assert 'perps_bot_mark_price{symbol="BTC-USD"}' in body
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Run summary" in out
+    health = json.loads((tmp_path / "data" / "health.json").read_text())
+    assert health["message"] == "stopped" and health["trading_state"] == "ACTIVE"  # stopped, not failed
+    events = [
+        json.loads(line)["type"] for line in (tmp_path / "data" / "events.jsonl").read_text().splitlines()
+    ]
+    assert events[0] == "bot_started" and events[-1] == "bot_stopped"

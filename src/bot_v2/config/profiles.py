@@ -30,6 +30,7 @@ _DEV: dict[str, Any] = {
     "interval_seconds": 5.0,
     "enable_derivatives": False,
     "strategy": "ma_crossover",
+    "strategy_params": {"position_fraction": "0.02"},
     "state_backends": ("memory", "sqlite", "directory"),
     "risk": {
         "max_leverage": "1",
@@ -47,6 +48,7 @@ _CANARY: dict[str, Any] = {
     "interval_seconds": 30.0,
     "enable_derivatives": False,
     "strategy": "ma_crossover",
+    "strategy_params": {"position_fraction": "0.0005"},
     "state_backends": ("redis", "postgres", "s3"),
     "risk": {
         "max_leverage": "1",
@@ -64,6 +66,7 @@ _SPOT: dict[str, Any] = {
     "interval_seconds": 15.0,
     "enable_derivatives": False,
     "strategy": "ma_crossover",
+    "strategy_params": {"position_fraction": "0.01"},
     "state_backends": ("redis", "postgres", "s3"),
     "risk": {
         "max_leverage": "1",
@@ -81,6 +84,7 @@ _PROD: dict[str, Any] = {
     "interval_seconds": 10.0,
     "enable_derivatives": False,
     "strategy": "ma_crossover",
+    "strategy_params": {"position_fraction": "0.02"},
     "state_backends": ("redis", "postgres", "s3"),
     "risk": {
         "max_leverage": "3",

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from bot_v2.brokerages.coinbase import CoinbaseConnection
@@ -36,6 +37,7 @@ ENV_VARS: tuple[str, ...] = (
     "PERPS_DRY_RUN",
     "PERPS_INTERVAL_SECONDS",
     "PERPS_STRATEGY",
+    "PERPS_STRATEGY_PARAMS",
     "PERPS_DATA_DIR",
     "PERPS_LOG_DIR",
     "PERPS_LOG_LEVEL",
@@ -117,6 +119,7 @@ class BotSettings:
     interval_seconds: float
     enable_derivatives: bool
     strategy: str
+    strategy_params: Mapping[str, str]
     risk: RiskConfig
     state: StateSettings
     coinbase: CoinbaseConnection
@@ -127,7 +130,7 @@ class BotSettings:
     client_id_prefix: str = "pb-"
     shutdown_order_policy: ShutdownOrderPolicy = ShutdownOrderPolicy.CANCEL
     reconcile_mismatch_action: ReconcileMismatchAction = ReconcileMismatchAction.REDUCE_ONLY
-    metrics_port: int = 9102
+    metrics_port: int | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -261,7 +264,8 @@ def load_settings(
     enable_derivatives = parse_bool(
         "COINBASE_ENABLE_DERIVATIVES", pick("COINBASE_ENABLE_DERIVATIVES", base["enable_derivatives"])
     )
-    strategy = str(overrides.strategy or pick("PERPS_STRATEGY", base["strategy"]))
+    strategy = str(overrides.strategy or pick("PERPS_STRATEGY", base["strategy"])).strip().lower()
+    strategy_params = _strategy_params(strategy, base, env)
     log_level = str(overrides.log_level or pick("PERPS_LOG_LEVEL", "INFO")).upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"PERPS_LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {log_level!r}")
@@ -303,6 +307,7 @@ def load_settings(
         interval_seconds=interval,
         enable_derivatives=enable_derivatives,
         strategy=strategy,
+        strategy_params=strategy_params,
         risk=risk,
         state=state,
         coinbase=coinbase,
@@ -313,9 +318,44 @@ def load_settings(
         client_id_prefix=prefix,
         shutdown_order_policy=policy,
         reconcile_mismatch_action=mismatch_action,
-        metrics_port=parse_int("METRICS_PORT", pick("METRICS_PORT", 9102), minimum=1),
+        metrics_port=(
+            parse_int("METRICS_PORT", env["METRICS_PORT"], minimum=1) if env.get("METRICS_PORT") else None
+        ),
         secrets=secrets,
     )
+
+
+def parse_key_values(name: str, raw: str) -> dict[str, str]:
+    """Parse ``key=value,key=value`` (whitespace allowed) into a dict; a malformed pair names the variable."""
+    result: dict[str, str] = {}
+    for pair in raw.split(","):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"{name}: expected key=value pairs separated by commas, got {pair.strip()!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _strategy_params(strategy: str, base: Mapping[str, Any], env: Mapping[str, str]) -> Mapping[str, str]:
+    """Profile defaults apply to the profile's own strategy; PERPS_STRATEGY_PARAMS overrides key by key.
+
+    The strategy is built once here so an unknown name or a bad parameter fails at start-up (exit 2).
+    """
+    from bot_v2.strategies import create_strategy
+
+    params: dict[str, str] = {}
+    if strategy == base["strategy"]:
+        params.update({k: str(v) for k, v in base.get("strategy_params", {}).items()})
+    raw = env.get("PERPS_STRATEGY_PARAMS")
+    if raw:
+        params.update(parse_key_values("PERPS_STRATEGY_PARAMS", raw))
+    try:
+        create_strategy(strategy, params)
+    except ConfigError as exc:
+        raise ConfigError(f"PERPS_STRATEGY/PERPS_STRATEGY_PARAMS: {exc}") from None
+    return MappingProxyType(params)
 
 
 def _url_password(url: str | None) -> str | None:

@@ -28,7 +28,7 @@ class ThrottleFilter(logging.Filter):
         self._suppressed: dict[tuple[str, int, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
+        if record.levelno != logging.WARNING:  # errors always pass; info/debug are not the flapping kind
             return True
         template = getattr(record, "_throttle_template", None)
         if template is None:
@@ -47,6 +47,18 @@ class ThrottleFilter(logging.Filter):
         if skipped:
             record.msg = f"{record.msg} (repeated {skipped} more times)"
         return True
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One line per record on the console: tracebacks go to the log file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
 
 
 def reset_logging() -> None:
@@ -74,12 +86,15 @@ def configure_logging(
     )
     file_handler.setLevel(logging.DEBUG if level == "DEBUG" else logging.INFO)
     handlers.append(file_handler)
+    file_handler.setFormatter(formatter)
     if console:
         stream = logging.StreamHandler()
         stream.setLevel(getattr(logging, level, logging.INFO))
+        console_formatter = ConsoleFormatter(_FORMAT)
+        console_formatter.converter = time.gmtime
+        stream.setFormatter(console_formatter)
         handlers.append(stream)
     for handler in handlers:
-        handler.setFormatter(formatter)
         handler.addFilter(MaskingFilter(masker))
         handler.addFilter(ThrottleFilter())
         root.addHandler(handler)

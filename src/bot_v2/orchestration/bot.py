@@ -19,6 +19,7 @@ The error policy is the ``except`` clauses of ``_run_cycle``, in one place:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -78,15 +79,7 @@ class BotRunSummary:
             if previous is None or row.action != "skipped" or previous.action == "skipped":
                 by_symbol[row.symbol] = row
             else:
-                by_symbol[row.symbol] = SymbolRow(
-                    previous.symbol,
-                    row.mark,
-                    previous.decision,
-                    previous.verdict,
-                    previous.action,
-                    previous.order_id,
-                    row.position,
-                )
+                by_symbol[row.symbol] = dataclasses.replace(previous, mark=row.mark, position=row.position)
         self.rows = list(by_symbol.values())
         self.orders_placed += report.orders_placed
         self.fills += report.new_fills
@@ -111,7 +104,7 @@ async def run_bot(
     stop = stop_event or asyncio.Event()
     events = EventStore(settings.events_path)
     crash_point = crash_point_from_env()  # read once, at start (test-only hook)
-    strategy = strategy or create_strategy(settings.strategy)
+    strategy = strategy or create_strategy(settings.strategy, settings.strategy_params)
     summary = BotRunSummary()
     now = utc_now()
 
@@ -229,6 +222,12 @@ async def _control_watcher(state: StateStore, events: EventStore, now: datetime)
     return controls
 
 
+def _row_text(row: SymbolRow) -> str:
+    mark = "-" if row.mark is None else f"{row.mark.normalize():f}"
+    text = f"{row.symbol} {mark} {row.decision} {row.action}"
+    return f"{text} ({row.verdict})" if row.action == "denied" else text
+
+
 class _Lifecycle:
     """The loop's error policy and the ordered shutdown."""
 
@@ -251,6 +250,7 @@ class _Lifecycle:
     async def run_cycle(self, number: int) -> bool:
         """One cycle under the error policy; False stops the loop (halt)."""
         now = utc_now()
+        self.summary.cycles = number
         try:
             report = await self.cycle.run(number, now)
         except RetryableError as exc:
@@ -273,6 +273,15 @@ class _Lifecycle:
         self.last_report = report
         self.summary.record(report)
         state = self.cycle.risk.state.value
+        logger.info(
+            "cycle %d: %s | %s | orders %d, fills %d | %.1f ms",
+            number,
+            "; ".join(_row_text(row) for row in report.rows) or "no symbols",
+            state,
+            report.orders_placed,
+            report.new_fills,
+            report.duration_ms,
+        )
         await self._health(True, f"cycle {number} ok ({state})", number, now, report.duration_ms)
         return True
 

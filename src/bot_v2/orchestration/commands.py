@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal
@@ -13,7 +15,14 @@ from typing import Any
 from bot_v2 import render
 from bot_v2.config import BotSettings
 from bot_v2.domain import OrderId, OrderRequest, OrderStatus, utc_now
-from bot_v2.errors import GuardDeniedError, InputError, OrderRejectedError, StateIntegrityError
+from bot_v2.errors import (
+    ConfigError,
+    GuardDeniedError,
+    InputError,
+    OrderRejectedError,
+    StateIntegrityError,
+    TradingHaltedError,
+)
 from bot_v2.orchestration.wiring import Runtime, open_runtime, open_state
 from bot_v2.risk import ReasonCode
 from bot_v2.state import StateCategory
@@ -23,13 +32,39 @@ logger = logging.getLogger(__name__)
 EDIT_PREVIEW_TTL_SECONDS = 600
 
 
+@contextmanager
+def serve_metrics(port: int, host: str = "127.0.0.1") -> Iterator[None]:
+    """Serve the bot's Prometheus registry on ``host:port`` for the life of the run."""
+    from prometheus_client import start_http_server
+
+    from bot_v2.monitoring.metrics import REGISTRY
+
+    try:
+        server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:
+        raise ConfigError(f"METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror})") from None
+    logger.info("serving Prometheus metrics on http://%s:%d/metrics", host, port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 async def run(settings: BotSettings, *, once: bool) -> int:
     """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM."""
     from bot_v2.orchestration.bot import run_bot
 
-    async with open_runtime(settings) as runtime:
+    async with AsyncExitStack() as stack:
+        if settings.metrics_port is not None:
+            stack.enter_context(serve_metrics(settings.metrics_port))
+        runtime = await stack.enter_async_context(open_runtime(settings))
         summary = await run_bot(runtime, once=once)
     render.print_run_summary(summary)
+    if summary.halted:
+        # The loop already shut down in order; a halted run is a runtime failure for the caller (exit 1).
+        raise TradingHaltedError(f"trading halted: {summary.errors[-1] if summary.errors else 'see the log'}")
     return 0
 
 

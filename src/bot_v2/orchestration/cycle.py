@@ -17,6 +17,7 @@ Order of a cycle:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class SymbolRow:
     action: str
     order_id: str | None
     position: Decimal
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +266,7 @@ class TradingCycle:
         text = f"{decision.action.value} {decision.quantity}" if decision.is_trade else decision.action.value
         reduce_only = decision.action is Action.CLOSE and product.is_derivative
         request = decision.to_order_request(OrderType.MARKET, reduce_only=reduce_only)
-        row = SymbolRow(symbol, quote.mid, text, "-", "skipped", None, record.quantity)
+        row = SymbolRow(symbol, quote.mid, text, "-", "skipped", None, record.quantity, decision.reason)
         if request is None:
             return _SymbolDecision(row)
         await self.events.emit(
@@ -299,7 +301,7 @@ class TradingCycle:
         quantity = self.tracker.book.quantity(row.symbol)
         if quantity == row.position:
             return row
-        return SymbolRow(row.symbol, row.mark, row.decision, row.verdict, row.action, row.order_id, quantity)
+        return dataclasses.replace(row, position=quantity)
 
     async def flush(self, market: MarketData | None, now: datetime) -> tuple[float, int]:
         """Queue guard state, safety mode and PnL, then write the whole batch at once; return (ms, keys)."""
@@ -356,8 +358,8 @@ class TradingCycle:
 
 def _result_row(row: SymbolRow, result: ExecutionResult) -> SymbolRow:
     order_id = result.order.order_id if result.order is not None else None
-    return SymbolRow(
-        row.symbol, row.mark, row.decision, result.verdict_text, result.action.value, order_id, row.position
+    return dataclasses.replace(
+        row, verdict=result.verdict_text, action=result.action.value, order_id=order_id
     )
 
 

@@ -169,3 +169,27 @@ def test_malformed_env_file_is_a_clear_error(tmp_path: Path, line: str) -> None:
     env_file.write_text(f"OK=1\n{line}\n")
     with pytest.raises(ConfigError, match=r"\.env:2"):
         read_env_file(env_file)
+
+
+def test_strategy_params_come_from_profile_and_env(tmp_path: Path) -> None:
+    settings = load_settings("dev", {}, root=tmp_path)
+    assert settings.strategy == "ma_crossover"
+    assert settings.strategy_params == {"position_fraction": "0.02"}
+    tuned = load_settings("dev", {"PERPS_STRATEGY_PARAMS": "fast_window=3, slow_window=9"}, root=tmp_path)
+    assert tuned.strategy_params == {"position_fraction": "0.02", "fast_window": "3", "slow_window": "9"}
+    other = load_settings("dev", {"PERPS_STRATEGY": "hold"}, root=tmp_path)
+    assert other.strategy_params == {}  # the profile's params belong to the profile's strategy
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PERPS_STRATEGY": "martingale"},
+        {"PERPS_STRATEGY_PARAMS": "fast_window"},
+        {"PERPS_STRATEGY_PARAMS": "bogus=1"},
+        {"PERPS_STRATEGY_PARAMS": "fast_window=30,slow_window=10"},
+    ],
+)
+def test_bad_strategy_settings_fail_at_start(tmp_path: Path, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="PERPS_STRATEGY"):
+        load_settings("dev", env, root=tmp_path)

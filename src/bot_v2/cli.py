@@ -114,7 +114,7 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
 
 
 @click.command(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120},
     epilog=EPILOG,
 )
 @click.option(
@@ -128,21 +128,25 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path(".env"),
     show_default=True,
-    help="Read KEY=VALUE settings from this file (the environment wins).",
+    help="Read KEY=VALUE settings from this file (the environment wins). Example: --env-file prod.env",
 )
-@click.option("--dev-fast", is_flag=True, help="Run exactly one trading cycle and exit.")
+@click.option(
+    "--dev-fast",
+    is_flag=True,
+    help="Run exactly one trading cycle and exit. Example: perps-bot --profile dev --dev-fast",
+)
 @click.option(
     "--dry-run/--live",
     "dry_run",
     default=None,
-    help="--dry-run: trade through the in-process paper broker. --live: send orders.",
+    help="--dry-run: trade through the in-process paper broker. --live: send orders. Example: --dry-run",
 )
 @click.option(
     "--reduce-only",
     "reduce_only",
     is_flag=True,
     default=None,
-    help="Start in reduce-only mode (only orders that shrink a position).",
+    help="Start in reduce-only mode (only orders that shrink a position). Example: --reduce-only",
 )
 @click.option("--symbols", default=None, help="Comma-separated products. Example: --symbols BTC-USD,ETH-USD")
 @click.option(
@@ -158,16 +162,23 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default=None,
-    help="Console log level (file log is INFO or DEBUG).",
+    help="Console log level (file log is INFO or DEBUG). Example: --log-level debug",
 )
 @click.option(
-    "--account-snapshot", is_flag=True, help="Print balances, positions, orders, permissions, fees."
+    "--account-snapshot",
+    is_flag=True,
+    help="Print balances, positions, orders, permissions, fees. Example: --account-snapshot",
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help="With --account-snapshot: print JSON instead of tables."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="With --account-snapshot: print JSON. Example: --account-snapshot --json",
 )
 @click.option(
-    "--preview-order", is_flag=True, help="Preview an order at the exchange plus the bot's risk verdict."
+    "--preview-order",
+    is_flag=True,
+    help="Preview an order at the exchange plus the bot's risk verdict. Example: see below",
 )
 @click.option("--order-symbol", default=None, help="Example: --order-symbol BTC-USD")
 @click.option(
@@ -199,7 +210,11 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     help="GTD expiry with offset. Example: --order-end-time 2026-12-01T00:00:00+0000",
 )
 @click.option("--order-client-id", default=None, help="Client order id. Example: --order-client-id my-001")
-@click.option("--order-reduce-only", is_flag=True, help="Derivatives: the order may only reduce a position.")
+@click.option(
+    "--order-reduce-only",
+    is_flag=True,
+    help="Derivatives: the order may only reduce a position. Example: --order-reduce-only",
+)
 @click.option("--order-leverage", default=None, help="Derivatives leverage. Example: --order-leverage 2")
 @click.option(
     "--order-margin-type",
@@ -207,12 +222,17 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     default=None,
     help="Derivatives margin type. Example: --order-margin-type cross",
 )
-@click.option("--order-post-only", is_flag=True, help="Limit orders: maker only.")
+@click.option(
+    "--order-post-only",
+    is_flag=True,
+    help="Limit orders: maker only. Example: --order-type limit --order-post-only",
+)
 @click.option(
     "--edit-order-preview",
     metavar="ORDER_ID",
     default=None,
-    help="Preview editing an open order to --order-quantity/--order-price; prints a PREVIEW_ID.",
+    help="Preview editing an open order to --order-quantity/--order-price; prints a PREVIEW_ID. "
+    "Example: --edit-order-preview 1f2e --order-price 64000",
 )
 @click.option(
     "--apply-order-edit",

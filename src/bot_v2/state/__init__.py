@@ -1,11 +1,14 @@
 """Tiered, versioned, checksummed state: ``StateManager`` and its value types."""
 
+from bot_v2.state.checkpoint import CheckpointStore, checkpoint_due
 from bot_v2.state.manager import StateManager
 from bot_v2.state.models import (
+    CheckpointInfo,
     CoherenceMismatch,
     CoherenceReport,
     HotRecovery,
     HotState,
+    RestoreReport,
     StateCategory,
     StateHealth,
     StateWrite,
@@ -15,12 +18,15 @@ from bot_v2.state.models import (
 from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend
 
 __all__ = [
+    "CheckpointInfo",
+    "CheckpointStore",
     "CoherenceMismatch",
     "CoherenceReport",
     "ColdBackend",
     "HotBackend",
     "HotRecovery",
     "HotState",
+    "RestoreReport",
     "StateCategory",
     "StateHealth",
     "StateManager",
@@ -29,4 +35,5 @@ __all__ = [
     "StorageStats",
     "Tier",
     "WarmBackend",
+    "checkpoint_due",
 ]

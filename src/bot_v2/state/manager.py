@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Self
 
 from bot_v2.errors import StateEncodingError, StateError, StateIntegrityError, StateUnavailableError
 from bot_v2.state import codec
+from bot_v2.state.checkpoint import CheckpointStore
 from bot_v2.state.keys import KeySpace, glob_to_regex
 from bot_v2.state.models import (
     CoherenceMismatch,
@@ -108,6 +109,8 @@ class StateManager:
         self._repaired_at_start = 0
         self._recoveries = 0
         self._last_recovery: HotRecovery | None = None
+        self.checkpoints = CheckpointStore(settings, warm, cold, self._lock, self._read_cold, self._cache)
+        """Checkpoints of this bot: ``create_checkpoint``, ``list_checkpoints``, ``restore_checkpoint``."""
 
     def __repr__(self) -> str:
         tiers = f"hot={self._hot!r}, warm={self._warm!r}, cold={self._cold!r}"

@@ -221,3 +221,49 @@ class StorageStats:
     hot_repaired_at_start: int = 0
     hot_recoveries: int = 0
     last_hot_recovery: HotRecovery | None = None
+
+
+class WarmRestore(NamedTuple):
+    """One row of a checkpoint restore: written with version ``max(current, version) + 1``."""
+
+    key: str
+    category: str
+    tier: Tier
+    version: int  # the version in the checkpoint
+    checksum: str
+    value: bytes | None
+    cold_ref: str | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointInfo:
+    """One stored checkpoint: what it holds, its size before / after compression and its SHA-256.
+
+    ``duration_seconds`` covers the snapshot read, encoding, compression and the COLD upload.
+    """
+
+    checkpoint_id: str
+    created_at: datetime
+    reason: str
+    key_count: int
+    raw_bytes: int
+    compressed_bytes: int
+    sha256: str
+    duration_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """Result of ``CheckpointStore.restore_checkpoint``: every record was verified before anything was
+    written; with ``verify_only`` nothing was written."""
+
+    checkpoint_id: str
+    created_at: datetime
+    verify_only: bool
+    keys_in_checkpoint: int
+    keys_restored: int  # records written back (version = max(current, checkpoint) + 1)
+    keys_deleted: int  # live records not in the checkpoint, deleted in the same transaction
+    keys_expired: int  # records whose TTL ran out since the checkpoint: not restored
+    source: str  # "warm" or "cold": where the checkpoint blob was read from
+    duration_seconds: float

@@ -116,7 +116,7 @@ async def test_storage_stats(sm: StateManager) -> None:
     stats = await sm.get_storage_stats()
     assert (stats.hot_keys, stats.warm_records, stats.warm_value_bytes) == (1, 2, 3 + 4)
     assert stats.warm_records_by_tier == {"hot": 1, "warm": 1}
-    assert stats.schema_version == 1
+    assert stats.schema_version == 2
 
 
 @pytest.mark.parametrize(

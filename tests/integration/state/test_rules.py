@@ -285,7 +285,7 @@ async def test_schema_newer_than_code_is_refused(
         url = postgres_server.url.rsplit("/", 1)[0] + f"/{dbname}"
         pg_settings = replace(embedded_state_settings, warm_backend=WarmBackend.POSTGRES, database_url=url)
         async with await StateManager.create(pg_settings) as sm:
-            assert (await sm.get_storage_stats()).schema_version == 1
+            assert (await sm.get_storage_stats()).schema_version == 2
         conn = await asyncpg.connect(url)
         await conn.execute("INSERT INTO state_schema_version (version, description) VALUES (99, 'future')")
         await conn.close()

@@ -36,4 +36,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX state_records_bot_tier ON state_records (bot_id, tier)",
         ),
     ),
+    Migration(
+        2,
+        "state_checkpoints: compressed, checksummed snapshots of a bot's records",
+        (
+            """
+            CREATE TABLE state_checkpoints (
+                bot_id           text COLLATE "C" NOT NULL,
+                checkpoint_id    text COLLATE "C" NOT NULL,
+                created_at       timestamptz NOT NULL,
+                reason           text NOT NULL,
+                key_count        integer NOT NULL,
+                raw_bytes        bigint NOT NULL,
+                compressed_bytes bigint NOT NULL,
+                sha256           text NOT NULL,
+                duration_seconds double precision NOT NULL,
+                blob             bytea NOT NULL,
+                PRIMARY KEY (bot_id, checkpoint_id)
+            )
+            """,
+            "CREATE INDEX state_checkpoints_bot_created ON state_checkpoints (bot_id, created_at)",
+        ),
+    ),
 )

@@ -36,4 +36,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX state_records_bot_tier ON state_records (bot_id, tier)",
         ),
     ),
+    Migration(
+        2,
+        "state_checkpoints: compressed, checksummed snapshots of a bot's records",
+        (
+            """
+            CREATE TABLE state_checkpoints (
+                bot_id           TEXT NOT NULL,
+                checkpoint_id    TEXT NOT NULL,
+                created_at_us    INTEGER NOT NULL,
+                reason           TEXT NOT NULL,
+                key_count        INTEGER NOT NULL,
+                raw_bytes        INTEGER NOT NULL,
+                compressed_bytes INTEGER NOT NULL,
+                sha256           TEXT NOT NULL,
+                duration_seconds REAL NOT NULL,
+                blob             BLOB NOT NULL,
+                PRIMARY KEY (bot_id, checkpoint_id)
+            )
+            """,
+            "CREATE INDEX state_checkpoints_bot_created ON state_checkpoints (bot_id, created_at_us)",
+        ),
+    ),
 )

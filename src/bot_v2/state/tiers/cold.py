@@ -33,7 +33,19 @@ class ColdTier(Protocol):
         """Delete a segment (missing is fine)."""
 
     async def stats(self) -> tuple[int, int]:
-        """Return (object count, total bytes) under this bot's prefix."""
+        """Return (segment count, total bytes) under this bot's prefix."""
+
+    async def put_checkpoint(self, name: str, data: bytes) -> None:
+        """Write one checkpoint object atomically (beside the segments, under ``checkpoints/``)."""
+
+    async def get_checkpoint(self, name: str) -> bytes:
+        """Read a checkpoint object; raise ``StateIntegrityError`` if it does not exist."""
+
+    async def delete_checkpoint(self, name: str) -> None:
+        """Delete a checkpoint object (missing is fine)."""
+
+    async def list_checkpoints(self) -> list[str]:
+        """Names of this bot's checkpoint objects, sorted."""
 
     async def close(self) -> None:
         """Release clients and worker threads."""

@@ -11,12 +11,14 @@ from bot_v2.state.keys import KeySpace
 
 
 class DirectoryColdTier:
-    """Segments under ``<root>/<bot_id>/segments/``, written to a temp file, fsync'd, then renamed."""
+    """Segments under ``<root>/<bot_id>/segments/`` and checkpoints under ``<root>/<bot_id>/checkpoints/``,
+    written to a temp file, fsync'd, then renamed."""
 
     name = "directory"
 
     def __init__(self, root: Path, keyspace: KeySpace) -> None:
         self._dir = root / keyspace.bot_id / "segments"
+        self._checkpoints = root / keyspace.bot_id / "checkpoints"
 
     def __repr__(self) -> str:
         return f"DirectoryColdTier(dir={str(self._dir)!r})"
@@ -24,12 +26,13 @@ class DirectoryColdTier:
     async def connect(self) -> None:
         try:
             await asyncio.to_thread(self._dir.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(self._checkpoints.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: {exc}") from None
 
-    def _write(self, name: str, data: bytes) -> None:
-        target = self._dir / name
-        tmp = target.with_name(f".{name}.tmp")
+    @staticmethod
+    def _write_file(target: Path, data: bytes) -> None:
+        tmp = target.with_name(f".{target.name}.tmp")
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -38,7 +41,7 @@ class DirectoryColdTier:
 
     async def put_segment(self, name: str, data: bytes) -> None:
         try:
-            await asyncio.to_thread(self._write, name, data)
+            await asyncio.to_thread(self._write_file, self._dir / name, data)
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: write {name} failed: {exc}") from None
 
@@ -65,6 +68,45 @@ class DirectoryColdTier:
             return await asyncio.to_thread(self._stats)
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: {exc}") from None
+
+    async def put_checkpoint(self, name: str, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(self._write_file, self._checkpoints / name, data)
+        except OSError as exc:
+            raise StateUnavailableError(
+                f"cold directory {self._checkpoints}: write {name} failed: {exc}"
+            ) from None
+
+    async def get_checkpoint(self, name: str) -> bytes:
+        try:
+            return await asyncio.to_thread((self._checkpoints / name).read_bytes)
+        except FileNotFoundError:
+            raise StateIntegrityError(
+                f"checkpoint object {name!r} is missing from {self._checkpoints}"
+            ) from None
+        except OSError as exc:
+            raise StateUnavailableError(
+                f"cold directory {self._checkpoints}: read {name} failed: {exc}"
+            ) from None
+
+    async def delete_checkpoint(self, name: str) -> None:
+        try:
+            await asyncio.to_thread((self._checkpoints / name).unlink, missing_ok=True)
+        except OSError as exc:
+            raise StateUnavailableError(
+                f"cold directory {self._checkpoints}: delete {name} failed: {exc}"
+            ) from None
+
+    def _list_checkpoints(self) -> list[str]:
+        return sorted(
+            p.name for p in self._checkpoints.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
+
+    async def list_checkpoints(self) -> list[str]:
+        try:
+            return await asyncio.to_thread(self._list_checkpoints)
+        except OSError as exc:
+            raise StateUnavailableError(f"cold directory {self._checkpoints}: {exc}") from None
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -15,7 +15,7 @@ from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace, glob_to_regex, literal_prefix
 from bot_v2.state.migrations import latest_version, pending
 from bot_v2.state.migrations.postgres import MIGRATIONS, VERSION_TABLE
-from bot_v2.state.models import Tier, TierMove, WarmRow, WarmWrite
+from bot_v2.state.models import CheckpointInfo, Tier, TierMove, WarmRestore, WarmRow, WarmWrite
 
 _GET_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
@@ -70,6 +70,70 @@ FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
 WHERE s.bot_id = $1 AND s.key = u.key AND s.version = u.version
 RETURNING s.key
 """
+
+_SNAPSHOT_SQL = """
+SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
+state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND category <> ALL($3::text[])
+ORDER BY key
+"""
+# EXCLUDED.version is the checkpoint's version + 1: the result is max(current, checkpoint) + 1
+_RESTORE_SQL = """
+INSERT INTO state_records AS s
+    (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at)
+SELECT $1, u.key, u.category, u.tier, u.version + 1, u.checksum, u.value, u.cold_ref, $2, u.expires_at
+FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::text[],
+            $10::timestamptz[])
+    AS u(key, category, tier, version, checksum, value, cold_ref, expires_at)
+ON CONFLICT (bot_id, key) DO UPDATE SET
+    category = EXCLUDED.category,
+    tier = EXCLUDED.tier,
+    version = greatest(s.version + 1, EXCLUDED.version),
+    checksum = EXCLUDED.checksum,
+    value = EXCLUDED.value,
+    cold_ref = EXCLUDED.cold_ref,
+    updated_at = EXCLUDED.updated_at,
+    expires_at = EXCLUDED.expires_at
+RETURNING key, version, tier
+"""
+_RESTORE_DELETE_SQL = """
+DELETE FROM state_records AS s WHERE s.bot_id = $1 AND s.category <> ALL($2::text[])
+AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS k(key) WHERE k.key = s.key)
+RETURNING s.key
+"""
+_PUT_CHECKPOINT_SQL = """
+INSERT INTO state_checkpoints (bot_id, checkpoint_id, created_at, reason, key_count,
+raw_bytes, compressed_bytes, sha256, duration_seconds, blob)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+_LIST_CHECKPOINTS_SQL = """
+SELECT checkpoint_id, created_at, reason, key_count,
+raw_bytes, compressed_bytes, sha256, duration_seconds FROM state_checkpoints WHERE bot_id = $1
+ORDER BY created_at DESC, checkpoint_id DESC
+"""
+_GET_CHECKPOINT_SQL = """
+SELECT checkpoint_id, created_at, reason, key_count,
+raw_bytes, compressed_bytes, sha256, duration_seconds, blob FROM state_checkpoints
+WHERE bot_id = $1 AND checkpoint_id = $2
+"""
+_PRUNE_CHECKPOINTS_SQL = """
+DELETE FROM state_checkpoints WHERE bot_id = $1 AND checkpoint_id NOT IN (
+    SELECT checkpoint_id FROM state_checkpoints WHERE bot_id = $1
+    ORDER BY created_at DESC, checkpoint_id DESC LIMIT $2
+) RETURNING checkpoint_id
+"""
+
+
+def _info(rec: Any) -> CheckpointInfo:
+    return CheckpointInfo(
+        rec["checkpoint_id"],
+        rec["created_at"],
+        rec["reason"],
+        rec["key_count"],
+        rec["raw_bytes"],
+        rec["compressed_bytes"],
+        rec["sha256"],
+        rec["duration_seconds"],
+    )
 
 
 def _row(rec: Any) -> WarmRow:
@@ -233,6 +297,74 @@ class PostgresWarmTier:
         async with self._conn("stats") as conn:
             records = await conn.fetch(_STATS_SQL, self._bot, now)
         return {rec[0]: rec[1] for rec in records}, sum(int(rec[2]) for rec in records)
+
+    async def snapshot_rows(
+        self, now: datetime, exclude_categories: Sequence[str], page_size: int = 1000
+    ) -> list[WarmRow]:
+        rows: list[WarmRow] = []
+        async with (
+            self._conn("snapshot") as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            cursor = await conn.cursor(_SNAPSHOT_SQL, self._bot, now, list(exclude_categories))
+            while True:
+                page = await cursor.fetch(page_size)
+                rows.extend(_row(rec) for rec in page)
+                if len(page) < page_size:
+                    return rows
+
+    async def replace_rows(
+        self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
+    ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
+        keys = [r.key for r in rows]
+        async with self._conn("restore") as conn, conn.transaction():
+            records = await conn.fetch(
+                _RESTORE_SQL,
+                self._bot,
+                now,
+                keys,
+                [r.category for r in rows],
+                [r.tier.value for r in rows],
+                [r.version for r in rows],
+                [r.checksum for r in rows],
+                [r.value for r in rows],
+                [r.cold_ref for r in rows],
+                [r.expires_at for r in rows],
+            )
+            deleted = await conn.fetch(_RESTORE_DELETE_SQL, self._bot, list(keep_categories), keys)
+        tiers = _TIERS
+        return {rec[0]: (rec[1], tiers[rec[2]]) for rec in records}, [rec[0] for rec in deleted]
+
+    async def put_checkpoint(self, info: CheckpointInfo, blob: bytes) -> None:
+        async with self._conn("store checkpoint") as conn:
+            await conn.execute(
+                _PUT_CHECKPOINT_SQL,
+                self._bot,
+                info.checkpoint_id,
+                info.created_at,
+                info.reason,
+                info.key_count,
+                info.raw_bytes,
+                info.compressed_bytes,
+                info.sha256,
+                info.duration_seconds,
+                blob,
+            )
+
+    async def list_checkpoints(self) -> list[CheckpointInfo]:
+        async with self._conn("list checkpoints") as conn:
+            records = await conn.fetch(_LIST_CHECKPOINTS_SQL, self._bot)
+        return [_info(rec) for rec in records]
+
+    async def get_checkpoint(self, checkpoint_id: str) -> tuple[CheckpointInfo, bytes] | None:
+        async with self._conn("read checkpoint") as conn:
+            rec = await conn.fetchrow(_GET_CHECKPOINT_SQL, self._bot, checkpoint_id)
+        return None if rec is None else (_info(rec), bytes(rec["blob"]))
+
+    async def prune_checkpoints(self, keep: int) -> list[str]:
+        async with self._conn("prune checkpoints") as conn:
+            records = await conn.fetch(_PRUNE_CHECKPOINTS_SQL, self._bot, keep)
+        return [rec[0] for rec in records]
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 
 class S3ColdTier:
-    """Segments under ``s3://<bucket>/state/<bot_id>/segments/``."""
+    """Segments under ``s3://<bucket>/state/<bot_id>/segments/``, checkpoints under ``.../checkpoints/``."""
 
     name = "s3"
 
@@ -38,6 +38,7 @@ class S3ColdTier:
     ) -> None:
         self._bucket = bucket
         self._prefix = f"state/{keyspace.bot_id}/segments/"
+        self._checkpoints = f"state/{keyspace.bot_id}/checkpoints/"
         self._endpoint = endpoint_url
         self._timeout = connect_timeout_seconds
         config = botocore.config.Config(
@@ -92,6 +93,36 @@ class S3ColdTier:
         await self._call(
             f"delete {name}", self._client.delete_object, Bucket=self._bucket, Key=self._prefix + name
         )
+
+    async def put_checkpoint(self, name: str, data: bytes) -> None:
+        await self._call(
+            f"put {name}",
+            self._client.put_object,
+            Bucket=self._bucket,
+            Key=self._checkpoints + name,
+            Body=data,
+        )
+
+    async def get_checkpoint(self, name: str) -> bytes:
+        def read() -> bytes:
+            return self._client.get_object(Bucket=self._bucket, Key=self._checkpoints + name)["Body"].read()
+
+        return await self._call(f"get {name}", read)
+
+    async def delete_checkpoint(self, name: str) -> None:
+        await self._call(
+            f"delete {name}", self._client.delete_object, Bucket=self._bucket, Key=self._checkpoints + name
+        )
+
+    async def list_checkpoints(self) -> list[str]:
+        def names() -> list[str]:
+            out: list[str] = []
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._checkpoints):
+                out.extend(item["Key"][len(self._checkpoints) :] for item in page.get("Contents", []))
+            return sorted(out)
+
+        return await self._call("list checkpoints", names)
 
     async def stats(self) -> tuple[int, int]:
         def count() -> tuple[int, int]:

@@ -2,16 +2,31 @@
 
 The event loop never touches the database file: every call is shipped to a single-thread executor that owns
 the connection, and each batch runs in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
+
+WAL checkpoints are kept off the commit path. SQLite's automatic checkpoint runs inside the commit that
+crosses ``wal_autocheckpoint`` pages (~4.5 ms with its fsyncs: the latency tail of the trading loop), so it
+is switched off; instead, after a write whose WAL has grown past ``wal_checkpoint_pages``, a ``PASSIVE``
+checkpoint is started on a second connection with its own thread, once the write's result is already handed
+back. A WAL reader never blocks a writer, so commits keep running while it copies pages. If the WAL still
+passes ``wal_hard_limit_pages`` (the background checkpoint cannot keep up, or a long reader pins the WAL),
+the writing thread runs a blocking ``TRUNCATE`` checkpoint before it returns: the WAL cannot grow without
+bound. ``close()`` waits for (or interrupts) a running checkpoint, then checkpoints with ``TRUNCATE``, so no
+WAL is left. ``journal_size_limit`` makes SQLite truncate the WAL file when it starts over, so its size
+tracks the pages not yet checkpointed (that size is the trigger). Durability is unchanged: WAL +
+``synchronous=NORMAL`` (a committed transaction survives a process crash).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,9 +35,15 @@ from bot_v2.errors import StateError, StateUnavailableError
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.migrations import latest_version, pending
 from bot_v2.state.migrations.sqlite import MIGRATIONS, VERSION_TABLE
-from bot_v2.state.models import Tier, TierMove, WarmRow, WarmWrite
+from bot_v2.state.models import CheckpointInfo, Tier, TierMove, WarmRestore, WarmRow, WarmWrite
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+WAL_CHECKPOINT_PAGES = 1000  # background PASSIVE checkpoint past this (SQLite's own autocheckpoint default)
+WAL_HARD_LIMIT_PAGES = 4000  # blocking checkpoint inside the write past this (~16 MB)
+_WAL_HEADER_BYTES = 32
+_WAL_FRAME_HEADER_BYTES = 24
 
 _GET_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us FROM
@@ -71,6 +92,58 @@ ON CONFLICT (bot_id, key) DO UPDATE SET
 RETURNING version, tier
 """
 
+_SNAPSHOT_SQL = """
+SELECT key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us FROM
+state_records WHERE bot_id = ? AND (expires_at_us IS NULL OR expires_at_us > ?) AND category NOT IN
+(SELECT value FROM json_each(?)) ORDER BY key
+"""
+# excluded.version is the checkpoint's version + 1: the result is max(current, checkpoint) + 1
+_RESTORE_SQL = """
+INSERT INTO state_records
+    (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us)
+VALUES (?, ?, ?, ?, ? + 1, ?, ?, ?, ?, ?)
+ON CONFLICT (bot_id, key) DO UPDATE SET
+    category = excluded.category,
+    tier = excluded.tier,
+    version = max(state_records.version + 1, excluded.version),
+    checksum = excluded.checksum,
+    value = excluded.value,
+    cold_ref = excluded.cold_ref,
+    updated_at_us = excluded.updated_at_us,
+    expires_at_us = excluded.expires_at_us
+RETURNING version, tier
+"""
+_RESTORE_DELETE_SQL = """
+DELETE FROM state_records WHERE bot_id = ? AND category NOT IN (SELECT value FROM json_each(?)) AND key
+NOT IN (SELECT value FROM json_each(?)) RETURNING key
+"""
+_PUT_CHECKPOINT_SQL = """
+INSERT INTO state_checkpoints (bot_id, checkpoint_id, created_at_us, reason, key_count,
+raw_bytes, compressed_bytes, sha256, duration_seconds, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_LIST_CHECKPOINTS_SQL = """
+SELECT checkpoint_id, created_at_us, reason, key_count,
+raw_bytes, compressed_bytes, sha256, duration_seconds FROM state_checkpoints WHERE bot_id = ?
+ORDER BY created_at_us DESC, checkpoint_id DESC
+"""
+_GET_CHECKPOINT_SQL = """
+SELECT checkpoint_id, created_at_us, reason, key_count,
+raw_bytes, compressed_bytes, sha256, duration_seconds, blob FROM state_checkpoints
+WHERE bot_id = ? AND checkpoint_id = ?
+"""
+_PRUNE_CHECKPOINTS_SQL = """
+DELETE FROM state_checkpoints WHERE bot_id = ?1 AND checkpoint_id NOT IN (
+    SELECT checkpoint_id FROM state_checkpoints WHERE bot_id = ?1
+    ORDER BY created_at_us DESC, checkpoint_id DESC LIMIT ?2
+) RETURNING checkpoint_id
+"""
+
+
+def _info(rec: tuple[Any, ...]) -> CheckpointInfo:
+    created = _dt(rec[1])
+    assert created is not None
+    return CheckpointInfo(rec[0], created, rec[2], rec[3], rec[4], rec[5], rec[6], rec[7])
+
 
 def _us(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1_000_000)
@@ -97,13 +170,33 @@ class SqliteWarmTier:
 
     name = "sqlite"
 
-    def __init__(self, path: Path, keyspace: KeySpace, connect_timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        keyspace: KeySpace,
+        connect_timeout_seconds: float = 5.0,
+        *,
+        wal_checkpoint_pages: int = WAL_CHECKPOINT_PAGES,
+        wal_hard_limit_pages: int = WAL_HARD_LIMIT_PAGES,
+    ) -> None:
+        if not 0 < wal_checkpoint_pages <= wal_hard_limit_pages:
+            raise ValueError("need 0 < wal_checkpoint_pages <= wal_hard_limit_pages")
         self._path = path
+        self._wal_path = path.with_name(path.name + "-wal")
         self._bot = keyspace.bot_id
         self._timeout = connect_timeout_seconds
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        # the checkpointer: its own connection on its own thread, so commits never wait for it
+        self._aux_executor: ThreadPoolExecutor | None = None
+        self._aux_db: sqlite3.Connection | None = None
+        self._checkpoint: Future[tuple[int, int, int]] | None = None
+        self._wal_soft_pages = wal_checkpoint_pages
+        self._wal_hard_pages = wal_hard_limit_pages
+        self._frame_bytes = 4096 + _WAL_FRAME_HEADER_BYTES
         self._schema_version = 0
+        self.wal_checkpoints = 0  # background checkpoints completed
+        self.wal_blocking_checkpoints = 0  # hard-limit checkpoints run inside a write
 
     def __repr__(self) -> str:
         return f"SqliteWarmTier(path={str(self._path)!r}, bot_id={self._bot!r})"
@@ -112,13 +205,14 @@ class SqliteWarmTier:
     def schema_version(self) -> int:
         return self._schema_version
 
-    async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the worker thread; the one place sqlite3 errors are translated."""
-        if self._executor is None or self._db is None:
+    async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T], *, aux: bool = False) -> T:
+        """Run ``fn(connection)`` on the worker thread (``aux``: on the checkpointer's connection and thread,
+        which never delays the writer); the one place sqlite3 errors are translated."""
+        executor, db = (self._aux_executor, self._aux_db) if aux else (self._executor, self._db)
+        if executor is None or db is None:
             raise StateUnavailableError(f"sqlite at {self._path}: not connected")
-        db = self._db
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, db)
         except StateError:
             raise
         except sqlite3.OperationalError as exc:
@@ -139,6 +233,75 @@ class SqliteWarmTier:
         db.execute("COMMIT")
         return result
 
+    def wal_pages(self) -> int:
+        """Frames in the WAL file not yet reused (blocking ``stat``: call it from the worker threads)."""
+        try:
+            size = os.stat(self._wal_path).st_size
+        except FileNotFoundError:
+            return 0
+        return max(0, size - _WAL_HEADER_BYTES) // self._frame_bytes
+
+    async def _write(self, action: str, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in one write transaction; then keep the WAL bounded (see the module docstring)."""
+
+        def job(db: sqlite3.Connection) -> tuple[T, int]:
+            result = self._transaction(db, body)
+            pages = self.wal_pages()
+            if pages >= self._wal_hard_pages:
+                # the background checkpoint could not keep up (or a reader pins the WAL): block this write
+                busy, log, done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                self.wal_blocking_checkpoints += 1
+                # routine under sustained back-to-back writes (no gap to start the WAL over); a busy one is not
+                (logger.warning if busy else logger.info)(
+                    "sqlite WAL at %d pages (limit %d): blocking checkpoint, %d/%d frames copied%s",
+                    pages,
+                    self._wal_hard_pages,
+                    done,
+                    log,
+                    " (busy: another checkpoint or a reader holds the WAL; retried on the next write)"
+                    if busy
+                    else "",
+                )
+                pages = self.wal_pages()
+            return result, pages
+
+        result, pages = await self._run(action, job)
+        if pages >= self._wal_soft_pages:
+            self._start_checkpoint()
+        return result
+
+    def _start_checkpoint(self) -> None:
+        """Start one PASSIVE checkpoint on the checkpointer thread unless one is already running."""
+        if self._aux_executor is None or self._aux_db is None:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        aux = self._aux_db
+
+        def checkpoint() -> tuple[int, int, int]:
+            busy, log, done = aux.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(busy), int(log), int(done)
+
+        future = self._aux_executor.submit(checkpoint)
+        future.add_done_callback(self._checkpoint_done)  # runs on the checkpointer thread
+        self._checkpoint = future
+
+    def _checkpoint_done(self, future: Future[tuple[int, int, int]]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            self.wal_checkpoints += 1
+        elif not (isinstance(exc, sqlite3.OperationalError) and "interrupt" in str(exc)):
+            logger.warning("sqlite at %s: background WAL checkpoint failed: %s", self._path, exc)
+
+    async def checkpoint_wal(self) -> None:
+        """Wait for a running background checkpoint (tests and benchmarks; writes never need this)."""
+        future = self._checkpoint
+        if future is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.wrap_future(future)
+
     async def connect(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-sqlite")
         loop = asyncio.get_running_loop()
@@ -150,7 +313,20 @@ class SqliteWarmTier:
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # never inside a commit: see the module docstring
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            self._frame_bytes = page_size + _WAL_FRAME_HEADER_BYTES
+            # when the WAL starts over, truncate the file, so its size tracks the pages to checkpoint
+            limit = self._wal_soft_pages * self._frame_bytes // 2
+            db.execute(f"PRAGMA journal_size_limit={int(limit)}")
             return db
+
+        def open_aux() -> sqlite3.Connection:
+            aux = sqlite3.connect(
+                self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            aux.execute("PRAGMA wal_autocheckpoint=0")
+            return aux
 
         try:
             self._db = await loop.run_in_executor(self._executor, open_db)
@@ -159,6 +335,11 @@ class SqliteWarmTier:
             raise StateUnavailableError(f"sqlite at {self._path}: open failed: {exc}") from None
         try:
             self._schema_version = await self._run("migrate", self._migrate)
+            self._aux_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-sqlite-aux")
+            self._aux_db = await loop.run_in_executor(self._aux_executor, open_aux)
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise StateUnavailableError(f"sqlite at {self._path}: open failed: {exc}") from None
         except BaseException:
             await self.close()
             raise
@@ -192,7 +373,7 @@ class SqliteWarmTier:
                 out[r.key] = (version, Tier(tier))
             return out
 
-        return await self._run("upsert", lambda db: self._transaction(db, body))
+        return await self._write("upsert", body)
 
     async def get_many(self, keys: Sequence[str], now: datetime) -> dict[str, WarmRow]:
         if not keys:
@@ -220,7 +401,7 @@ class SqliteWarmTier:
             rows = db.execute(_DELETE_SQL, params).fetchall()
             return [rec[0] for rec in rows if rec[1] is None or rec[1] > now_us]
 
-        return await self._run("delete", lambda db: self._transaction(db, body))
+        return await self._write("delete", body)
 
     async def move_many(self, moves: Sequence[TierMove]) -> list[str]:
         if not moves:
@@ -236,7 +417,7 @@ class SqliteWarmTier:
                     moved.append(row[0])
             return moved
 
-        return await self._run("move", lambda db: self._transaction(db, body))
+        return await self._write("move", body)
 
     async def keys_matching(self, pattern: str, now: datetime) -> list[str]:
         params = (self._bot, _us(now), _glob(pattern))
@@ -255,11 +436,108 @@ class SqliteWarmTier:
         rows = await self._run("stats", lambda db: db.execute(_STATS_SQL, params).fetchall())
         return {rec[0]: rec[1] for rec in rows}, sum(int(rec[2]) for rec in rows)
 
+    async def snapshot_rows(
+        self, now: datetime, exclude_categories: Sequence[str], page_size: int = 1000
+    ) -> list[WarmRow]:
+        params = (self._bot, _us(now), json.dumps(list(exclude_categories)))
+
+        def read(db: sqlite3.Connection) -> list[WarmRow]:
+            # the checkpointer's connection: a WAL read transaction, so the writer thread keeps committing
+            db.execute("BEGIN")
+            try:
+                cursor = db.execute(_SNAPSHOT_SQL, params)
+                rows: list[WarmRow] = []
+                while page := cursor.fetchmany(page_size):
+                    rows.extend(_row(rec) for rec in page)
+                return rows
+            finally:
+                db.execute("COMMIT")
+
+        return await self._run("snapshot", read, aux=True)
+
+    async def replace_rows(
+        self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
+    ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
+        now_us = _us(now)
+        keep = json.dumps(list(keep_categories))
+        keys = json.dumps([r.key for r in rows])
+
+        def body(db: sqlite3.Connection) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
+            out: dict[str, tuple[int, Tier]] = {}
+            for r in rows:
+                params = (self._bot, r.key, r.category, r.tier.value, r.version, r.checksum, r.value)
+                version, tier = db.execute(
+                    _RESTORE_SQL, (*params, r.cold_ref, now_us, _us(r.expires_at))
+                ).fetchone()
+                out[r.key] = (version, Tier(tier))
+            deleted = [rec[0] for rec in db.execute(_RESTORE_DELETE_SQL, (self._bot, keep, keys)).fetchall()]
+            return out, deleted
+
+        return await self._write("restore", body)
+
+    async def put_checkpoint(self, info: CheckpointInfo, blob: bytes) -> None:
+        params = (
+            self._bot,
+            info.checkpoint_id,
+            _us(info.created_at),
+            info.reason,
+            info.key_count,
+            info.raw_bytes,
+            info.compressed_bytes,
+            info.sha256,
+            info.duration_seconds,
+            blob,
+        )
+        await self._write("store checkpoint", lambda db: db.execute(_PUT_CHECKPOINT_SQL, params).rowcount)
+
+    async def list_checkpoints(self) -> list[CheckpointInfo]:
+        rows = await self._run(
+            "list checkpoints", lambda db: db.execute(_LIST_CHECKPOINTS_SQL, (self._bot,)).fetchall()
+        )
+        return [_info(rec) for rec in rows]
+
+    async def get_checkpoint(self, checkpoint_id: str) -> tuple[CheckpointInfo, bytes] | None:
+        params = (self._bot, checkpoint_id)
+        rec = await self._run(
+            "read checkpoint", lambda db: db.execute(_GET_CHECKPOINT_SQL, params).fetchone()
+        )
+        return None if rec is None else (_info(rec), bytes(rec[8]))
+
+    async def prune_checkpoints(self, keep: int) -> list[str]:
+        params = (self._bot, keep)
+        rows = await self._write(
+            "prune checkpoints", lambda db: db.execute(_PRUNE_CHECKPOINTS_SQL, params).fetchall()
+        )
+        return [rec[0] for rec in rows]
+
     async def close(self) -> None:
+        """Stop the background checkpoint, checkpoint with TRUNCATE (no WAL left behind), close."""
         executor, db = self._executor, self._db
+        aux_executor, aux = self._aux_executor, self._aux_db
+        future, self._checkpoint = self._checkpoint, None
         self._executor, self._db = None, None
+        self._aux_executor, self._aux_db = None, None
+        loop = asyncio.get_running_loop()
+        if future is not None and not future.cancel():  # already running: stop it at its next page
+            if aux is not None:
+                aux.interrupt()
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.wrap_future(future)
+        if aux_executor is not None:
+            if aux is not None:
+                await loop.run_in_executor(aux_executor, aux.close)
+            aux_executor.shutdown(wait=False)
         if executor is None:
             return
         if db is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, db.close)
+
+            def finish() -> None:
+                try:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:  # e.g. another process reads: it checkpoints later
+                    logger.warning("sqlite at %s: final WAL checkpoint failed: %s", self._path, exc)
+                finally:
+                    db.close()
+
+            await loop.run_in_executor(executor, finish)
         executor.shutdown(wait=False)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bot_v2.state.models import Tier, TierMove, WarmRow, WarmWrite
+from bot_v2.state.models import CheckpointInfo, Tier, TierMove, WarmRestore, WarmRow, WarmWrite
 
 
 class WarmTier(Protocol):
@@ -53,6 +53,32 @@ class WarmTier(Protocol):
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         """Return (live row count per tier, total value bytes)."""
+
+    async def snapshot_rows(
+        self, now: datetime, exclude_categories: Sequence[str], page_size: int = 1000
+    ) -> list[WarmRow]:
+        """Every live row of this bot outside ``exclude_categories``, in key order, from ONE consistent
+        snapshot (PostgreSQL: one REPEATABLE READ read-only transaction, fetched ``page_size`` rows at a time
+        through a cursor; SQLite: one read transaction). Concurrent writers are not blocked."""
+
+    async def replace_rows(
+        self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
+    ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
+        """In ONE transaction: upsert ``rows`` (version = max(current, row.version) + 1, tier as given) and
+        delete every other row of this bot outside ``keep_categories``. Returns (key -> (version, tier),
+        deleted keys). Readers see the old set or the new one, never a mix or an empty namespace."""
+
+    async def put_checkpoint(self, info: CheckpointInfo, blob: bytes) -> None:
+        """Store a checkpoint (metadata + blob) in ``state_checkpoints``."""
+
+    async def list_checkpoints(self) -> list[CheckpointInfo]:
+        """This bot's checkpoints, newest first (metadata only)."""
+
+    async def get_checkpoint(self, checkpoint_id: str) -> tuple[CheckpointInfo, bytes] | None:
+        """A checkpoint's metadata and blob, or None if there is no such checkpoint."""
+
+    async def prune_checkpoints(self, keep: int) -> list[str]:
+        """Delete all but the ``keep`` newest checkpoints; return the ids deleted."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Benchmark checkpoint create / restore against the raw floor, on Redis + PostgreSQL and on SQLite.
+
+    .venv/bin/python scripts/benchmarks/checkpoint_bench.py --keys 1000,10000
+
+Per backend and key count (``orders:*`` keys, ~200-byte order-like values), median / p95 over ``--repeat``:
+
+* ``create``        -- ``CheckpointStore.create_checkpoint``: one consistent WARM snapshot (REPEATABLE READ
+  cursor / SQLite read transaction), checksum check of every record, canonical JSON, zlib, SHA-256, COLD
+  object (local directory) + WARM row, retention pruning
+* ``restore``       -- ``restore_checkpoint("latest")`` after every key was changed: verify blob + records,
+  one WARM transaction (upsert all + delete others) + one HOT pipeline
+* ``floor_create``  -- raw driver: one SELECT of the same rows + zlib of the same bytes (no checksums, no
+  encoding, nothing stored)
+* ``floor_restore`` -- raw driver: the same rows written back by one unnest upsert (SQLite: executemany in one
+  transaction) + one MSET, values pre-encoded
+
+A throwaway redis-server and PostgreSQL cluster are started like the test fixtures (fsync off) unless
+REDIS_URL / DATABASE_URL are set; COLD is a local directory (S3 upload time is the endpoint's). Writes
+var/benchmarks/checkpoint.json and ends with one RESULT line (PostgreSQL, 10000 keys or the largest count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+import asyncpg  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+from tests.fixtures.services import PostgresServer, RedisServer  # noqa: E402
+
+from bot_v2.state import StateCategory, StateManager  # noqa: E402
+from bot_v2.state.codec import checksum, encode_value  # noqa: E402
+from bot_v2.state.models import HotRecord  # noqa: E402
+from bot_v2.state.settings import HotBackend, StateSettings, WarmBackend  # noqa: E402
+from bot_v2.state.tiers.hot import pack_record  # noqa: E402
+from bot_v2.state.tiers.postgres_warm import UPSERT_SQL  # noqa: E402
+
+_SELECT_PG = """
+SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM state_records
+WHERE bot_id = $1 ORDER BY key
+"""
+_SELECT_SQLITE = """
+SELECT key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us FROM state_records
+WHERE bot_id = ? ORDER BY key
+"""
+_UPSERT_SQLITE = """
+INSERT OR REPLACE INTO state_records
+    (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us)
+VALUES (?, ?, 'orders', 'hot', 1, ?, ?, NULL, ?, NULL)
+"""
+
+
+def make_value(i: int) -> dict[str, Any]:
+    return {
+        "client_order_id": f"pb-{i:08d}",
+        "product_id": "BTC-USD",
+        "side": "BUY" if i % 2 else "SELL",
+        "size": Decimal("0.00100000"),
+        "price": Decimal(f"{60000 + i}.25"),
+        "status": "OPEN",
+        "filled": Decimal("0"),
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def timed(
+    fn: Callable[[], Awaitable[Any]], repeat: int, before: Callable[[], Awaitable[Any]] | None = None
+) -> dict[str, float]:
+    samples = []
+    for n in range(repeat + 1):  # the first run warms up connections and statements
+        if before is not None:
+            await before()
+        started = time.perf_counter()
+        await fn()
+        if n:
+            samples.append((time.perf_counter() - started) * 1000)
+    return {"median_ms": statistics.median(samples), "p95_ms": pct(samples, 0.95), "runs": len(samples)}
+
+
+async def bench_one(
+    backend: str, redis_url: str, database_url: str, n: int, repeat: int, data_dir: Path
+) -> dict[str, Any]:
+    bot_id = f"bench-{uuid.uuid4().hex[:8]}"
+    settings = StateSettings(
+        bot_id=bot_id,
+        data_dir=data_dir / bot_id,
+        hot_backend=HotBackend.REDIS,
+        warm_backend=WarmBackend.POSTGRES if backend == "postgres" else WarmBackend.SQLITE,
+        redis_url=redis_url,
+        database_url=database_url,
+        checkpoint_retention=3,
+    )
+    items = {f"orders:pb-{i:08d}": make_value(i) for i in range(n)}
+    changed = {key: {**value, "status": "FILLED"} for key, value in items.items()}
+    result: dict[str, Any] = {"backend": backend, "keys": n}
+    async with await StateManager.create(settings) as sm:
+        await sm.batch_set_state(items, StateCategory.ORDERS)
+        infos = []
+
+        async def create() -> None:
+            infos.append(await sm.checkpoints.create_checkpoint("bench"))
+
+        result["create"] = await timed(create, repeat)
+        result["raw_bytes"] = infos[-1].raw_bytes
+        result["compressed_bytes"] = infos[-1].compressed_bytes
+
+        async def mutate() -> None:
+            await sm.batch_set_state(changed, StateCategory.ORDERS)
+
+        async def restore() -> None:
+            await sm.checkpoints.restore_checkpoint("latest")
+
+        result["restore"] = await timed(restore, repeat, before=mutate)
+        await sm.checkpoints.prune(0)
+
+        # the floor, on the same rows of the same table
+        encoded = [encode_value(v) for v in items.values()]
+        keys = list(items)
+        sums = [checksum(d) for d in encoded]
+        now = datetime.now(UTC)
+        packed = {
+            f"state:{bot_id}:{k}": pack_record(HotRecord(k, 1, s, d, now))
+            for k, s, d in zip(keys, sums, encoded, strict=True)
+        }
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            if backend == "postgres":
+                conn = await asyncpg.connect(database_url)
+                nulls: list[Any] = [None] * n
+
+                async def floor_create() -> None:
+                    rows = await conn.fetch(_SELECT_PG, bot_id)
+                    zlib.compress(b"".join(r["key"].encode() + r["value"] for r in rows), 6)
+
+                async def floor_restore() -> None:
+                    async with conn.transaction():
+                        await conn.fetch(
+                            UPSERT_SQL,
+                            bot_id,
+                            now,
+                            keys,
+                            ["orders"] * n,
+                            ["hot"] * n,
+                            sums,
+                            encoded,
+                            nulls,
+                            nulls,
+                        )
+                    await client.mset(packed)
+
+                try:
+                    result["floor_create"] = await timed(floor_create, repeat)
+                    result["floor_restore"] = await timed(floor_restore, repeat)
+                finally:
+                    await conn.close()
+            else:
+                db = sqlite3.connect(settings.sqlite_path, isolation_level=None, check_same_thread=False)
+                now_us = int(now.timestamp() * 1_000_000)
+                params = [(bot_id, k, s, d, now_us) for k, s, d in zip(keys, sums, encoded, strict=True)]
+
+                def sqlite_create() -> None:
+                    rows = db.execute(_SELECT_SQLITE, (bot_id,)).fetchall()
+                    zlib.compress(b"".join(r[0].encode() + r[5] for r in rows), 6)
+
+                def sqlite_restore() -> None:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany(_UPSERT_SQLITE, params)
+                    db.execute("COMMIT")
+
+                async def floor_create_sqlite() -> None:
+                    await asyncio.to_thread(sqlite_create)
+
+                async def floor_restore_sqlite() -> None:
+                    await asyncio.to_thread(sqlite_restore)
+                    await client.mset(packed)
+
+                try:
+                    result["floor_create"] = await timed(floor_create_sqlite, repeat)
+                    result["floor_restore"] = await timed(floor_restore_sqlite, repeat)
+                finally:
+                    db.close()
+        finally:
+            async for name in client.scan_iter(match=f"state:{bot_id}:*", count=5000):
+                await client.delete(name)
+            await client.aclose()
+        if backend == "postgres":
+            conn = await asyncpg.connect(database_url)
+            try:
+                await conn.execute("DELETE FROM state_records WHERE bot_id = $1", bot_id)
+            finally:
+                await conn.close()
+    return result
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Checkpoint create / restore vs raw floor (ms: median / p95)")
+    for col in ("backend", "keys", "raw KB", "zlib KB", "create", "floor_create", "restore", "floor_restore"):
+        table.add_column(col, justify="right")
+
+    def cell(r: dict[str, Any], name: str) -> str:
+        return f"{r[name]['median_ms']:.1f} / {r[name]['p95_ms']:.1f}"
+
+    for r in results:
+        table.add_row(
+            r["backend"],
+            str(r["keys"]),
+            f"{r['raw_bytes'] / 1024:.0f}",
+            f"{r['compressed_bytes'] / 1024:.0f}",
+            *(cell(r, c) for c in ("create", "floor_create", "restore", "floor_restore")),
+        )
+    Console().print(table)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", default="1000,10000")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--backends", default="postgres,sqlite")
+    parser.add_argument("--output", type=Path, default=ROOT / "var" / "benchmarks" / "checkpoint.json")
+    args = parser.parse_args()
+    key_counts = [int(x) for x in args.keys.split(",")]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+
+    servers: list[Any] = []
+    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
+    try:
+        if not redis_url:
+            redis = RedisServer()
+            redis.start()
+            servers.append(redis)
+            redis_url = redis.url
+        if not database_url:
+            postgres = PostgresServer()
+            postgres.start()
+            servers.append(postgres)
+            database_url = postgres.url
+        results = []
+        with tempfile.TemporaryDirectory() as data_dir:
+            for backend in backends:
+                for n in key_counts:
+                    results.append(
+                        await bench_one(backend, redis_url, database_url, n, args.repeat, Path(data_dir))
+                    )
+    finally:
+        for server in reversed(servers):
+            server.cleanup() if isinstance(server, PostgresServer) else server.stop()
+
+    print_table(results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "postgres": "throwaway cluster, fsync=off" if servers else "DATABASE_URL",
+        "when": datetime.now(UTC).isoformat(),
+    }
+    args.output.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"wrote {args.output}")
+    for r in results:
+        create = r["create"]["median_ms"] / r["floor_create"]["median_ms"]
+        restore = r["restore"]["median_ms"] / r["floor_restore"]["median_ms"]
+        print(f"{r['backend']} keys={r['keys']} create/floor={create:.2f} restore/floor={restore:.2f}")
+    pg = [r for r in results if r["backend"] == "postgres"] or results
+    pick = next((r for r in pg if r["keys"] == 10000), pg[-1])
+    print(
+        f"RESULT keys={pick['keys']} create_ms={pick['create']['median_ms']:.2f} "
+        f"restore_ms={pick['restore']['median_ms']:.2f} floor_create_ms={pick['floor_create']['median_ms']:.2f} "
+        f"floor_restore_ms={pick['floor_restore']['median_ms']:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

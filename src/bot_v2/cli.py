@@ -41,6 +41,12 @@ Examples:
   perps-bot --profile prod --reduce-only-mode on
   perps-bot --profile prod --clear-reason RECONCILE_MISMATCH
                                                 lift a latched reason (at the running bot's next cycle)
+  perps-bot --profile prod --checkpoint         take a state checkpoint now (safe while the bot runs)
+  perps-bot --profile prod --list-checkpoints [--json]
+  perps-bot --profile prod --restore-checkpoint latest --verify-only
+                                                check a checkpoint, write nothing
+  perps-bot --profile prod --restore-checkpoint latest
+                                                restore state (refused while a bot runs on it)
 
 \b
 Environment: see .env.example (COINBASE_*, REDIS_URL, DATABASE_URL, S3_*, RISK_*, PERPS_*).
@@ -173,7 +179,8 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     "--json",
     "as_json",
     is_flag=True,
-    help="With --account-snapshot: print JSON. Example: --account-snapshot --json",
+    help="Print JSON (with --account-snapshot, --list-checkpoints, --checkpoint, --restore-checkpoint). "
+    "Example: --list-checkpoints --json",
 )
 @click.option(
     "--preview-order",
@@ -261,6 +268,32 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     help="Clear a latched reason (" + ", ".join(c.value for c in OPERATOR_CLEARABLE) + ") on the running bot "
     "at its next cycle, or on the next start before its first order. Example: --clear-reason DRAWDOWN",
 )
+@click.option(
+    "--checkpoint",
+    "take_checkpoint",
+    is_flag=True,
+    help="Take a state checkpoint now (one consistent read: safe whether or not a bot runs). "
+    "Example: perps-bot --profile prod --checkpoint",
+)
+@click.option(
+    "--list-checkpoints",
+    is_flag=True,
+    help="List stored checkpoints, newest first: id, time, reason, keys, sizes, SHA-256. "
+    "Example: --list-checkpoints --json",
+)
+@click.option(
+    "--restore-checkpoint",
+    metavar="ID|latest",
+    default=None,
+    help="Verify a checkpoint, then make the bot's state exactly its contents; refused while a bot runs on "
+    "this state. Example: --restore-checkpoint latest",
+)
+@click.option(
+    "--verify-only",
+    is_flag=True,
+    help="With --restore-checkpoint: verify the blob and every record's checksum, write nothing. "
+    "Example: --restore-checkpoint latest --verify-only",
+)
 def cli(**opts: Any) -> None:
     """Run the perps-bot trading loop, or one operator command, against Coinbase Advanced Trade.
 
@@ -269,7 +302,15 @@ def cli(**opts: Any) -> None:
     """
     modes = [
         m
-        for m in ("account_snapshot", "preview_order", "edit_order_preview", "apply_order_edit")
+        for m in (
+            "account_snapshot",
+            "preview_order",
+            "edit_order_preview",
+            "apply_order_edit",
+            "take_checkpoint",
+            "list_checkpoints",
+            "restore_checkpoint",
+        )
         if opts.get(m)
     ]
     if opts.get("kill_switch") is not None or opts.get("reduce_only_mode") is not None:
@@ -279,9 +320,12 @@ def cli(**opts: Any) -> None:
     if len(modes) > 1:
         _fail(
             "choose one of --account-snapshot, --preview-order, --edit-order-preview, --apply-order-edit, "
-            "--kill-switch/--reduce-only-mode, --clear-reason",
+            "--kill-switch/--reduce-only-mode, --clear-reason, --checkpoint, --list-checkpoints, "
+            "--restore-checkpoint",
             2,
         )
+    if opts.get("verify_only") and not opts.get("restore_checkpoint"):
+        _fail("--verify-only: only with --restore-checkpoint ID|latest", 2)
     try:
         env = merged_environment(opts["env_file"])
         profile = opts["profile"] or env.get("PERPS_PROFILE") or "dev"
@@ -330,6 +374,17 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
         return await commands.apply_order_edit(settings, OrderId(order_id), preview_id)
     if mode == "clear_reason":
         return await commands.clear_reason(settings, ReasonCode(str(opts["clear_reason"]).upper()))
+    if mode == "take_checkpoint":
+        return await commands.take_checkpoint(settings, as_json=bool(opts["as_json"]))
+    if mode == "list_checkpoints":
+        return await commands.list_checkpoints(settings, as_json=bool(opts["as_json"]))
+    if mode == "restore_checkpoint":
+        return await commands.restore_checkpoint(
+            settings,
+            str(opts["restore_checkpoint"]),
+            verify_only=bool(opts["verify_only"]),
+            as_json=bool(opts["as_json"]),
+        )
     return await commands.set_controls(
         settings,
         kill_switch=_on_off("--kill-switch", opts.get("kill_switch")),

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from bot_v2.domain import EditPreview, Order, OrderPreview, OrderRequest
 
 # Piped output (logs, tests, `| grep`) must not wrap ids mid-token: use a wide virtual terminal there.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+# Progress goes to stderr (and only to a terminal), so piped stdout -- JSON in particular -- stays clean.
+_progress_console = Console(stderr=True, highlight=False)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -333,3 +336,65 @@ def print_run_summary(summary: Any) -> None:
     errors = getattr(summary, "errors", None)
     if errors:
         console.print(f"[red]errors:[/red] {errors}")
+
+
+def progress(message: str) -> Status:
+    """A spinner with ``message`` on stderr for a long operation (``with render.progress(...):``)."""
+    return _progress_console.status(message)
+
+
+def _size(raw: int, compressed: int) -> str:
+    return f"{raw:,} / {compressed:,}"
+
+
+def print_checkpoints(infos: Sequence[Any], title: str) -> None:
+    """A table of ``CheckpointInfo``: id, created, reason, keys, raw / compressed bytes, SHA-256 prefix."""
+    console.print(
+        table(
+            title,
+            ["Id", "Created (UTC)", "Reason", "Keys", "Raw / compressed bytes", "SHA-256"],
+            (
+                [
+                    i.checkpoint_id,
+                    i.created_at,
+                    i.reason,
+                    i.key_count,
+                    _size(i.raw_bytes, i.compressed_bytes),
+                    i.sha256[:12],
+                ]
+                for i in infos
+            ),
+            empty="no checkpoints yet (the loop takes one every CHECKPOINT_INTERVAL_SECONDS; --checkpoint now)",
+        )
+    )
+
+
+def print_restore_report(report: Any, *, marker_restored: bool) -> None:
+    """What a ``--restore-checkpoint`` verified or changed, and what happens at the next start."""
+    rows: list[Sequence[Any]] = [
+        ("checkpoint", report.checkpoint_id),
+        ("created (UTC)", report.created_at),
+        ("read from", report.source.upper()),
+        ("keys in checkpoint", report.keys_in_checkpoint),
+    ]
+    if report.verify_only:
+        rows.append(("verified", "blob SHA-256 and every record's checksum"))
+        rows.append(("duration", f"{report.duration_seconds:.3f}s"))
+        console.print(table("Checkpoint verified (nothing written)", ["Field", "Value"], rows))
+        return
+    rows += [
+        ("keys restored", report.keys_restored),
+        ("keys deleted (not in checkpoint)", report.keys_deleted),
+        ("keys expired (TTL ran out, not restored)", report.keys_expired),
+        ("duration", f"{report.duration_seconds:.3f}s"),
+    ]
+    console.print(table("Checkpoint restored", ["Field", "Value"], rows))
+    console.print(
+        "The next start reconciles with the exchange before its first order: open orders by client id, "
+        "fills since the checkpoint, positions compared (a mismatch means REDUCE_ONLY until cleared)."
+    )
+    if marker_restored:
+        console.print(
+            "The checkpoint was taken while a bot ran: the next start treats it as an unclean stop "
+            "(crash recovery; open orders cancelled with PERPS_SHUTDOWN_ORDER_POLICY=cancel)."
+        )

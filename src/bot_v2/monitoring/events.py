@@ -1,6 +1,6 @@
 """The event store: one JSON object per line in ``events.jsonl`` (``settings.events_path``).
 
-Every decision, order, fill, guard trip, trading-state transition and recovery is appended with a UTC-aware
+Every decision, order, fill, guard trip, trading-state transition, recovery and checkpoint is appended with a UTC-aware
 ISO timestamp. Appends are small and flushed at once; events that matter after a crash (transitions,
 recoveries, halts) are also fsync'd, in a worker thread so the event loop never waits on the disk.
 """
@@ -46,6 +46,9 @@ class EventType(enum.StrEnum):
     RECONCILIATION = "reconciliation"
     WARM_START = "warm_start"
     CYCLE_ERROR = "cycle_error"
+    CHECKPOINT = "checkpoint"
+    CHECKPOINT_FAILED = "checkpoint_failed"
+    CHECKPOINT_RESTORED = "checkpoint_restored"
 
 
 #: Event types fsync'd on write: the ones an operator needs after a crash.
@@ -57,6 +60,8 @@ IMPORTANT_EVENTS: frozenset[EventType] = frozenset(
         EventType.CONTROL_APPLIED,
         EventType.CONTROL_REJECTED,
         EventType.BOT_STOPPED,
+        EventType.CHECKPOINT_FAILED,
+        EventType.CHECKPOINT_RESTORED,
     }
 )
 

@@ -14,6 +14,7 @@ __all__ = ["METRICS", "REGISTRY", "TRADING_STATE_VALUES", "BotMetrics"]
 TRADING_STATE_VALUES: dict[str, int] = {"ACTIVE": 0, "REDUCE_ONLY": 1, "HALTED": 2}
 
 _CYCLE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_CHECKPOINT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class BotMetrics:
@@ -60,6 +61,20 @@ class BotMetrics:
             "perps_bot_recovery_seconds",
             "Time of start-up reconciliation",
             buckets=_CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.checkpoints = Counter(
+            "perps_bot_checkpoints", "State checkpoints the loop attempted", ["outcome"], registry=r
+        )
+        self.checkpoint_seconds = Histogram(
+            "perps_bot_checkpoint_seconds",
+            "Wall time of one successful checkpoint (snapshot, encode, store, prune)",
+            buckets=_CHECKPOINT_BUCKETS,
+            registry=r,
+        )
+        self.last_checkpoint_timestamp = Gauge(
+            "perps_bot_last_checkpoint_timestamp_seconds",
+            "Unix time of the newest checkpoint the loop took",
             registry=r,
         )
 

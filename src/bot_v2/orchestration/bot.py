@@ -3,9 +3,12 @@
 start: load state -> restore guard state and safety mode -> reconcile with the exchange -> running marker ->
        warm the strategy's price history (stored history, candles) -> load acknowledged clear requests.
 run:   ``Cadence`` calls ``TradingCycle.run`` every ``interval_seconds`` (start to start); ``once`` runs one.
+       After a cycle (its state batch flushed, its latency measured) a checkpoint is taken when
+       ``checkpoint_interval_seconds`` have passed since the newest stored one (``checkpointing.py``).
 stop:  SIGINT/SIGTERM (or ``stop_event``) stop intake -> the cycle in flight finishes (drain) -> open orders
        cancelled or kept per ``shutdown_order_policy`` -> final sync and ONE state flush -> running marker
-       removed -> health/events closed. Connections are closed by ``open_runtime``'s exit stack.
+       removed -> "shutdown" checkpoint -> health/events closed. Connections are closed by ``open_runtime``'s
+       exit stack.
 
 The error policy is the ``except`` clauses of ``_run_cycle``, in one place:
 
@@ -14,6 +17,7 @@ The error policy is the ``except`` clauses of ``_run_cycle``, in one place:
 * ``HaltError`` and any unexpected exception: trading halts -- the loop stops, shuts down in order, and the
   summary reports the error (the CLI maps it to an exit code). Never logged-and-ignored.
 * ``CancelledError`` is never caught.
+* A failed checkpoint is a WARNING + ``checkpoint_failed`` event; trading continues (WARM is the durable copy).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bot_v2.monitoring.health import HealthStatus, write_health_async
 from bot_v2.monitoring.metrics import METRICS, BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.cadence import Cadence
+from bot_v2.orchestration.checkpointing import CheckpointScheduler, CheckpointSource
 from bot_v2.orchestration.controls import ControlWatcher
 from bot_v2.orchestration.crashpoints import crash_point_from_env
 from bot_v2.orchestration.cycle import CycleReport, SymbolRow, TradingCycle, safety_value
@@ -47,6 +52,7 @@ from bot_v2.orchestration.tracking import OrderTracker
 from bot_v2.orchestration.warmup import persist_history, warm_start
 from bot_v2.orchestration.wiring import Runtime
 from bot_v2.risk import GuardResult, RiskEngine
+from bot_v2.state import StateManager
 from bot_v2.strategies import PriceHistory, Strategy, create_strategy
 
 logger = logging.getLogger(__name__)
@@ -93,9 +99,12 @@ async def run_bot(
     stop_event: asyncio.Event | None = None,
     strategy: Strategy | None = None,
     metrics: BotMetrics | None = None,
+    checkpoints: CheckpointSource | None = None,
 ) -> BotRunSummary:
     """Run the trading loop until stopped; ``once`` runs one cycle. Installs SIGINT/SIGTERM handlers when
-    called from the main thread. ``strategy`` overrides the one named in the settings (tests, tools)."""
+    called from the main thread. ``strategy`` overrides the one named in the settings (tests, tools);
+    ``checkpoints`` the state's checkpoint store (default ``runtime.state.checkpoints`` when the state is a
+    ``StateManager``; a state without one runs without checkpoints)."""
     settings = runtime.settings
     if runtime.state is None:
         raise ConfigError("run_bot: the trading loop needs the state layer (open_runtime(with_state=True))")
@@ -166,11 +175,12 @@ async def run_bot(
         metrics=metrics,
         derivatives=settings.enable_derivatives,
     )
-    lifecycle = _Lifecycle(runtime, cycle, events, summary, metrics)
+    scheduler = await _checkpoint_scheduler(runtime, checkpoints, events, metrics)
+    limit = 1 if once else max_cycles
+    lifecycle = _Lifecycle(runtime, cycle, events, summary, metrics, scheduler, last_cycle=limit)
     removers = _install_signal_handlers(stop)
     try:
         cadence = Cadence(settings.interval_seconds)
-        limit = 1 if once else max_cycles
         await cadence.run(lifecycle.run_cycle, stop, limit)
         summary.stopped_by = (
             "halt" if summary.halted else "signal" if stop.is_set() else "once" if once else "max_cycles"
@@ -182,6 +192,25 @@ async def run_bot(
     summary.cycles = cadence.stats.cycles
     summary.trading_state = "HALTED" if summary.halted else risk.state.value
     return summary
+
+
+async def _checkpoint_scheduler(
+    runtime: Runtime, checkpoints: CheckpointSource | None, events: EventStore, metrics: BotMetrics
+) -> CheckpointScheduler | None:
+    """The loop's checkpoint scheduler, primed with the newest stored checkpoint (None: no store)."""
+    if checkpoints is None and isinstance(runtime.state, StateManager):
+        checkpoints = runtime.state.checkpoints
+    if checkpoints is None:
+        logger.info("checkpoints: the state store has none; running without periodic checkpoints")
+        return None
+    scheduler = CheckpointScheduler(
+        checkpoints,
+        interval_seconds=runtime.settings.state.checkpoint_interval_seconds,
+        events=events,
+        metrics=metrics,
+    )
+    await scheduler.load()
+    return scheduler
 
 
 async def _warm_history(
@@ -229,7 +258,7 @@ def _row_text(row: SymbolRow) -> str:
 
 
 class _Lifecycle:
-    """The loop's error policy and the ordered shutdown."""
+    """The loop's error policy, its checkpoints and the ordered shutdown."""
 
     def __init__(
         self,
@@ -238,6 +267,8 @@ class _Lifecycle:
         events: EventStore,
         summary: BotRunSummary,
         metrics: BotMetrics,
+        checkpoints: CheckpointScheduler | None = None,
+        last_cycle: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -245,6 +276,8 @@ class _Lifecycle:
         self.events = events
         self.summary = summary
         self.metrics = metrics
+        self.checkpoints = checkpoints
+        self.last_cycle = last_cycle  # the shutdown checkpoint covers the last cycle of a bounded run
         self.last_report: CycleReport | None = None
 
     async def run_cycle(self, number: int) -> bool:
@@ -261,6 +294,7 @@ class _Lifecycle:
             )
             logger.warning("cycle %d: %s (retrying next cycle)", number, exc.one_line())
             await self._health(False, f"cycle {number} failed: {exc.one_line()}", number, now)
+            await self._periodic_checkpoint(number)
             return True
         except Exception as exc:  # HaltError and anything unexpected: stop trading, never ignore
             text = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
@@ -283,7 +317,13 @@ class _Lifecycle:
             report.duration_ms,
         )
         await self._health(True, f"cycle {number} ok ({state})", number, now, report.duration_ms)
+        await self._periodic_checkpoint(number)
         return True
+
+    async def _periodic_checkpoint(self, number: int) -> None:
+        """After the cycle (state batch flushed, latency measured, health written): checkpoint if due."""
+        if self.checkpoints is not None and number != self.last_cycle:
+            await self.checkpoints.maybe_take(utc_now())
 
     def _count_error(self, kind: str, exc: BaseException) -> None:
         self.metrics.errors.labels(kind=kind).inc()
@@ -310,7 +350,8 @@ class _Lifecycle:
             logger.error("health file %s: %s", self.settings.health_path, exc)
 
     async def shutdown(self) -> None:
-        """Cancel or keep open orders, final sync, one flush, clear the running marker, close events."""
+        """Cancel or keep open orders, final sync, one flush, clear the running marker, take the shutdown
+        checkpoint (only after a clean stop: it is then a consistent image without the marker), close events."""
         now = utc_now()
         tracker, broker, state = self.cycle.tracker, self.runtime.broker, self.cycle.state
         clean = True
@@ -336,6 +377,7 @@ class _Lifecycle:
             clean = False
             logger.error("shutdown: could not finish bookkeeping (%s); the next start reconciles", exc)
             self.summary.errors.append(f"shutdown: {type(exc).__name__}: {exc}")
+        marker_cleared = False
         try:
             if clean:
                 await state.set_state(
@@ -344,8 +386,11 @@ class _Lifecycle:
                     StateCategory.METADATA,
                 )
                 await state.delete_state(keys.RUNNING_KEY)
+                marker_cleared = True
         except RetryableError as exc:
             logger.error("shutdown: running marker not cleared (%s)", exc)
+        if marker_cleared and self.checkpoints is not None:
+            await self.checkpoints.take("shutdown", utc_now())
         await self.events.emit(
             EventType.BOT_STOPPED,
             now,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict
@@ -20,6 +22,7 @@ from bot_v2.errors import (
     GuardDeniedError,
     InputError,
     OrderRejectedError,
+    StateError,
     StateIntegrityError,
     TradingHaltedError,
 )
@@ -203,4 +206,88 @@ async def clear_reason(settings: BotSettings, reason: ReasonCode) -> int:
         [r.to_dict() for r in control.clear_requests],
         safety if isinstance(safety, dict) else None,
     )
+    return 0
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------
+
+
+def _read_only_state(settings: BotSettings) -> BotSettings:
+    """Settings whose state opens without the start-up HOT repair: a command that only reads must not
+    rewrite the cache of a bot that may be running (the dashboard does the same)."""
+    return dataclasses.replace(settings, state=dataclasses.replace(settings.state, repair_hot_at_start=False))
+
+
+async def take_checkpoint(settings: BotSettings, *, as_json: bool) -> int:
+    """Take a checkpoint now. Safe while a bot runs: it is one consistent read of WARM."""
+    from bot_v2.monitoring.events import EventStore, EventType
+    from bot_v2.orchestration.checkpointing import checkpoint_event_fields
+
+    async with open_state(_read_only_state(settings)) as state:
+        started = time.perf_counter()
+        with render.progress(f"Taking a checkpoint of bot {settings.bot_id!r}..."):
+            info = await state.checkpoints.create_checkpoint("manual")
+        elapsed = time.perf_counter() - started
+    events = EventStore(settings.events_path)
+    await events.emit(EventType.CHECKPOINT, by="cli", **checkpoint_event_fields(info, elapsed))
+    events.close()
+    if as_json:
+        render.print_json(info)
+    else:
+        render.print_checkpoints([info], title="Checkpoint taken")
+    return 0
+
+
+async def list_checkpoints(settings: BotSettings, *, as_json: bool) -> int:
+    """Print the stored checkpoints, newest first."""
+    async with open_state(_read_only_state(settings)) as state:
+        infos = await state.checkpoints.list_checkpoints()
+    if as_json:
+        render.print_json(infos)
+    else:
+        render.print_checkpoints(infos, title=f"Checkpoints of bot {settings.bot_id!r} (newest first)")
+    return 0
+
+
+async def restore_checkpoint(
+    settings: BotSettings, checkpoint_id: str, *, verify_only: bool, as_json: bool
+) -> int:
+    """Verify a checkpoint and, unless ``verify_only``, restore it; refused while a bot runs on this state."""
+    from bot_v2.monitoring.events import EventStore, EventType
+    from bot_v2.orchestration.checkpointing import find_running_bot
+    from bot_v2.orchestration.keys import RUNNING_KEY
+
+    async with open_state(_read_only_state(settings) if verify_only else settings) as state:
+        if not verify_only:
+            running = await find_running_bot(
+                state,
+                bot_id=settings.bot_id,
+                health_path=settings.health_path,
+                interval_seconds=settings.interval_seconds,
+                now=utc_now(),
+            )
+            if running is not None:
+                raise InputError(
+                    f"--restore-checkpoint refused: a bot is running on state {settings.bot_id!r} "
+                    f"({running.describe()}); stop it first (or use --verify-only, which writes nothing)"
+                )
+        action = "Verifying" if verify_only else "Verifying and restoring"
+        try:
+            with render.progress(f"{action} checkpoint {checkpoint_id} of bot {settings.bot_id!r}..."):
+                report = await state.checkpoints.restore_checkpoint(checkpoint_id, verify_only=verify_only)
+        except StateError as exc:
+            if type(exc) is StateError:  # an unknown or malformed id, or no checkpoint at all: bad input
+                raise InputError(f"--restore-checkpoint: {exc}") from None
+            raise  # integrity (corruption) and tier errors keep their own exit codes
+        marker_restored = False
+        if not verify_only:
+            marker_restored = await state.get_state(RUNNING_KEY) is not None
+    if not verify_only:
+        events = EventStore(settings.events_path)
+        await events.emit(EventType.CHECKPOINT_RESTORED, by="cli", **asdict(report))
+        events.close()
+    if as_json:
+        render.print_json(asdict(report) | {"running_marker_restored": marker_restored})
+    else:
+        render.print_restore_report(report, marker_restored=marker_restored)
     return 0

@@ -14,7 +14,8 @@ key                     category        value
 ``safety:mode``         SAFETY          trading state + reasons (human-readable copy of the engine state)
 ``control:operator``    CONTROL         operator kill switch / reduce-only / clear requests
 ``control:applied``     CONTROL         the last clear request the bot applied (its acknowledgement)
-``metadata:running``    METADATA        the running marker: present while a bot runs, removed on clean exit
+``metadata:running``    METADATA        the running marker ``{pid, started_at, unclean_previous}``: present
+                                        while a bot runs, removed on clean exit (``checkpointing.py`` reads it)
 ``metadata:last_run``   METADATA        summary of the last clean exit / last recovery
 ``portfolio:pnl``       PORTFOLIO       realized / unrealized PnL and fees totals
 ======================  ==============  ====================================================================

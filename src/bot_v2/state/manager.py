@@ -76,6 +76,8 @@ def _ttl_ms(key: str, ttl_seconds: float | None) -> int | None:
 
 
 def _category(key: str, category: object) -> StateCategory:
+    if type(category) is StateCategory:  # the common case, without a str() + enum lookup per key
+        return category
     try:
         return StateCategory(str(category))
     except ValueError:

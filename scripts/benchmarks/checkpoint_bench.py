@@ -235,7 +235,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{r['compressed_bytes'] / 1024:.0f}",
             *(cell(r, c) for c in ("create", "floor_create", "restore", "floor_restore")),
         )
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 async def main() -> int:

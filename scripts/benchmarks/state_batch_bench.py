@@ -179,7 +179,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{r['encoded_bytes_avg']:.0f}",
             *(cell(r, c) for c in ("batch_set", "floor_set", "seq_set", "batch_get", "floor_get", "seq_get")),
         )
-    Console().print(table)
+    Console(width=140).print(table)
     for r in results:
         line = f"keys={r['keys']} value_bytes={r['value_bytes']}"
         line += f" write ratio_vs_floor={r['batch_set']['median_ms'] / r['floor_set']['median_ms']:.2f}"

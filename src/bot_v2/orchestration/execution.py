@@ -3,7 +3,7 @@
 The order path, in the only order it may happen (``submit_all``; ``submit`` is the one-order case):
 
 1. ``RiskEngine.check_order`` judges every request of the cycle, in turn, against a snapshot that already
-   counts the orders approved before it (``with_intended_order``: their exposure and open-order count; the
+   counts the orders approved before it (``snapshot_for_next``: each at its worst case, filled or not; the
    engine's order-rate window via ``record_order``). A denial stops that order here (nothing written or sent).
 2. The intents of ALL approved orders (client order id = ``client_id_prefix`` + random hex, product, side,
    size, price, type) are written in ONE awaited ``batch_write``: every intent is durable BEFORE any
@@ -34,7 +34,7 @@ from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.crashpoints import CrashPoint, maybe_crash
-from bot_v2.orchestration.market import with_intended_order
+from bot_v2.orchestration.market import snapshot_for_next
 from bot_v2.orchestration.ports import StateCategory, StateStore, StateWrite
 from bot_v2.orchestration.records import IntentRecord
 from bot_v2.orchestration.tracking import OrderTracker
@@ -134,14 +134,14 @@ class OrderExecutor:
         results: list[ExecutionResult | None] = []
         planned: list[tuple[int, PlannedOrder]] = []
         for request in requests:
-            outcome = self._plan(request, snapshot, now)
+            judged_on = snapshot_for_next(snapshot, [order.request for _, order in planned], request)
+            outcome = self._plan(request, judged_on, now)
             if isinstance(outcome, ExecutionResult):
                 await self._report_denied(outcome, now)
                 results.append(outcome)
                 continue
             planned.append((len(results), outcome))
             results.append(None)
-            snapshot = with_intended_order(snapshot, outcome.request)
         if planned:
             orders = [order for _, order in planned]
             await self._write_intents(orders, now)

@@ -26,7 +26,7 @@ __all__ = [
     "fetch_market",
     "record_marks",
     "risk_snapshot",
-    "with_intended_order",
+    "snapshot_for_next",
 ]
 
 ZERO = Decimal(0)
@@ -115,30 +115,46 @@ def risk_snapshot(
     )
 
 
-def with_intended_order(snapshot: RiskSnapshot, request: OrderRequest) -> RiskSnapshot:
-    """The snapshot as the guards must see it once ``request`` is sent, for the next order of the cycle.
+def snapshot_for_next(
+    snapshot: RiskSnapshot, approved: Sequence[OrderRequest], request: OrderRequest
+) -> RiskSnapshot:
+    """The snapshot the guards must judge ``request`` on, after ``approved`` earlier orders of this cycle.
 
-    The order counts as open, and as filled where that grows its symbol's position (exposure, leverage,
-    position size, open positions). A shrinking order is not credited until it fills: the next order is
-    judged as if it had not happened, which is the conservative side.
+    Each earlier order may or may not fill, so every symbol with earlier orders is taken at its worst case:
+    for ``request``'s own symbol the bound in ``request``'s direction (all earlier buys filled and no sells, or
+    the reverse), for the other symbols the bound with the larger |position| (exposure, leverage, open
+    positions). Every earlier order also counts as open. With one order per symbol per cycle this means: growth
+    is credited, a reduction is not credited until it fills.
     """
-    symbol = request.symbol
-    current = snapshot.positions.get(symbol)
-    before = current.quantity if current is not None else ZERO
-    after = before + (request.quantity if request.side is Side.BUY else -request.quantity)
+    if not approved:
+        return snapshot
+    buys: dict[Symbol, Decimal] = {}
+    sells: dict[Symbol, Decimal] = {}
+    for order in approved:
+        side_sums = buys if order.side is Side.BUY else sells
+        side_sums[order.symbol] = side_sums.get(order.symbol, ZERO) + order.quantity
     positions = dict(snapshot.positions)
-    if abs(after) > abs(before):
+    for symbol in buys.keys() | sells.keys():
+        current = snapshot.positions.get(symbol)
+        before = current.quantity if current is not None else ZERO
+        upper, lower = before + buys.get(symbol, ZERO), before - sells.get(symbol, ZERO)
+        if symbol == request.symbol:
+            worst = upper if request.side is Side.BUY else lower
+        else:
+            worst = upper if abs(upper) >= abs(lower) else lower
+        if worst == before:
+            continue
         mark = snapshot.mark(symbol)
         positions[symbol] = Position(
             symbol=symbol,
-            quantity=after,
+            quantity=worst,
             entry_price=current.entry_price if current is not None else (mark or ZERO),
             mark_price=mark,
             unrealized_pnl=current.unrealized_pnl if current is not None else ZERO,
             realized_pnl=current.realized_pnl if current is not None else ZERO,
         )
     return dataclasses.replace(
-        snapshot, positions=positions, open_orders_count=snapshot.open_orders_count + 1
+        snapshot, positions=positions, open_orders_count=snapshot.open_orders_count + len(approved)
     )
 
 

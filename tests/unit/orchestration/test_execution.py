@@ -226,14 +226,14 @@ async def test_an_unexpected_error_is_raised_after_the_other_orders_are_booked(
     assert [i.symbol for i in executor.tracker.pending_intents] == [ETH]
 
 
-def test_with_intended_order_counts_growth_but_not_reduction() -> None:
+def test_next_order_is_judged_on_the_worst_case_of_earlier_orders() -> None:
     from bot_v2.domain import Position
-    from bot_v2.orchestration.market import with_intended_order
+    from bot_v2.orchestration.market import snapshot_for_next
 
     base = _two_symbol_snapshot()
-    grown = with_intended_order(base, _buy(BTC, "0.1"))
+    grown = snapshot_for_next(base, [_buy(BTC, "0.1")], _buy(ETH, "1"))
     assert grown.position_quantity(BTC) == Decimal("0.1") and grown.open_orders_count == 1
-    assert grown.total_exposure_usd() == Decimal("0.1") * Decimal(50_000)
+    assert grown.total_exposure_usd(exclude=ETH) == Decimal("0.1") * Decimal(50_000)
     long = RiskSnapshot(
         equity_usd=base.equity_usd,
         positions={BTC: Position(BTC, Decimal(1), Decimal(40_000))},
@@ -242,4 +242,9 @@ def test_with_intended_order_counts_growth_but_not_reduction() -> None:
         symbols=base.symbols,
     )
     sell = OrderRequest(BTC, Side.SELL, OrderType.MARKET, Decimal("0.5"))
-    assert with_intended_order(long, sell).position_quantity(BTC) == Decimal(1)
+    # a reduction is not credited for an order on another symbol (it may not fill)...
+    assert snapshot_for_next(long, [sell], _buy(ETH, "1")).position_quantity(BTC) == Decimal(1)
+    # ...nor for a buy of the same symbol, but a further sell is judged as if it had filled
+    assert snapshot_for_next(long, [sell], _buy(BTC, "1")).position_quantity(BTC) == Decimal(1)
+    further = OrderRequest(BTC, Side.SELL, OrderType.MARKET, Decimal("2"))
+    assert snapshot_for_next(long, [sell], further).position_quantity(BTC) == Decimal("0.5")

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Redis failover drill: SIGKILL redis-server under a running bot, bring it back, measure the recovery.
+
+    .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 3
+    .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 1 --baseline-cycles 5 --down-cycles 5
+
+A dev-profile bot (in-process simulated exchange, BTC-USD, a strategy that trades every cycle) runs on a
+throwaway redis-server (HOT) + PostgreSQL (WARM) with ``--interval`` seconds between cycle starts. Each round:
+
+1. ``--baseline-cycles`` healthy cycles (the latency baseline of this round);
+2. redis-server is SIGKILLed; ``detect_ms`` = kill -> ``StateManager.health().degraded_hot``;
+3. ``--down-cycles`` cycles with Redis dead (they must keep succeeding, served by PostgreSQL);
+4. redis-server is started again (empty: no persistence); ``recover_ms`` = start() called -> HOT ``up`` with
+   a new ``HotRecovery`` (hot set restored from WARM and verified key by key); ``keys_moved``,
+   ``restore_ms`` and ``outage_ms`` come from that ``HotRecovery``;
+5. two more cycles, then ``verify_coherence()`` (every HOT key's version + checksum against WARM).
+
+Timings poll ``health()`` (no I/O) and ``health.json`` every ``--poll-ms`` (default 10 ms): that is their
+resolution. Detection also waits for the next state operation (the next cycle), i.e. up to one interval.
+REDIS_URL is refused (the drill must own the server it kills); DATABASE_URL may point at an external server.
+Writes var/benchmarks/redis_failover_drill.json and ends with a RESULT line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import _drill as d
+from _drill import mm
+from rich.progress import Progress
+
+NAME = "redis_failover_drill"
+
+
+async def one_round(bot: d.RunningBot, redis: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
+    poll = args.poll_ms / 1000
+    state = bot.state
+    baseline = await bot.poller.wait_cycles(args.baseline_cycles, ok=True)
+    recoveries_before = state.health().hot_recoveries
+
+    t_kill = time.monotonic()
+    redis.kill()
+    t_detect = await d.wait_until(lambda: state.health().degraded_hot, 30, poll, "HOT degraded")
+    down = await bot.poller.wait_cycles(args.down_cycles, after=t_detect)
+    bot.check_alive()
+
+    t_restart = time.monotonic()
+    redis.start()
+    t_answering = time.monotonic()
+    h = state.health
+
+    t_up = await d.wait_until(
+        lambda: h().hot_state.value == "up" and h().hot_recoveries > recoveries_before,
+        60,
+        poll,
+        "HOT restored",
+    )
+    first_ok = await bot.poller.wait_cycles(1, after=t_up, ok=True)
+    after = await bot.poller.wait_cycles(2, after=t_up)
+    coherence = await state.verify_coherence()
+    recovery = state.health().last_hot_recovery
+    errors = [s for s in bot.poller.since(baseline[0].seen) if not s.ok]
+    return {
+        "round": n,
+        "detect_ms": d.ms(t_detect - t_kill),
+        "cycles_while_down": len(down),
+        "ok_cycles_while_down": sum(s.ok for s in down),
+        "redis_start_ms": d.ms(t_answering - t_restart),
+        "recover_ms": d.ms(t_up - t_restart),
+        "first_ok_cycle_ms": d.ms(first_ok[0].seen - t_restart),
+        "outage_ms": d.ms(recovery.outage_seconds) if recovery else None,
+        "restore_ms": d.ms(recovery.restore_seconds) if recovery else None,
+        "keys_moved": recovery.keys_moved if recovery else None,
+        "keys_restored": recovery.keys_restored if recovery else None,
+        "keys_verified": recovery.keys_verified if recovery else None,
+        "mismatches_repaired": recovery.mismatches_repaired if recovery else None,
+        "coherent": coherence.ok,
+        "coherence_checked": coherence.checked,
+        "coherence_mismatches": coherence.mismatch_count,
+        "cycle_errors": len(errors),
+        "error_messages": sorted({s.message for s in errors})[:3],
+        "healthy": d.latency(baseline),
+        "degraded": d.latency(down),
+        "after": d.latency(after),
+    }
+
+
+async def drill(args: argparse.Namespace) -> int:
+    log = d.configure_logging(NAME)
+    services = d.start_services("redis")
+    rounds: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
+            root = Path(tmp)
+            env = d.drill_env(services, root / "data", f"drill-{uuid.uuid4().hex[:8]}", args.interval)
+            settings = d.drill_settings(env, root)
+            d.console.print(
+                f"redis failover drill: {args.rounds} round(s), interval {args.interval}s, "
+                f"poll {args.poll_ms} ms, bot log {log}"
+            )
+            async with d.running_bot(settings, args.poll_ms / 1000) as bot:
+                with Progress(console=d.console, transient=True) as progress:
+                    task = progress.add_task("rounds", total=args.rounds)
+                    for n in range(1, args.rounds + 1):
+                        progress.update(task, description=f"round {n}: kill / down / restore")
+                        rounds.append(await one_round(bot, services.redis, args, n))
+                        progress.advance(task)
+                orders = bot.orders_placed()
+    finally:
+        services.close()
+    return report(rounds, args, orders)
+
+
+def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) -> int:
+    rows = [
+        [
+            r["round"], r["detect_ms"], r["cycles_while_down"], r["ok_cycles_while_down"],
+            r["healthy"]["p50_ms"], r["degraded"]["p50_ms"], r["degraded"]["max_ms"], r["redis_start_ms"],
+            r["recover_ms"], r["restore_ms"], r["keys_moved"], r["coherent"], r["cycle_errors"],
+        ]
+        for r in rounds
+    ]  # fmt: skip
+    columns = [
+        "round", "detect ms", "cycles down", "ok down", "cycle p50 healthy", "cycle p50 degraded",
+        "cycle max degraded", "redis start ms", "recover ms", "restore ms", "keys moved", "coherent", "errors",
+    ]  # fmt: skip
+    d.console.print(d.table("Redis SIGKILL under a running bot (per round)", columns, rows))
+    healthy = [r["healthy"]["p50_ms"] for r in rounds]
+    degraded = [r["degraded"]["p50_ms"] for r in rounds]
+    summary = {
+        "detect_ms": {
+            "median": d.med(r["detect_ms"] for r in rounds),
+            "max": d.top(r["detect_ms"] for r in rounds),
+        },
+        "recover_ms": {
+            "median": d.med(r["recover_ms"] for r in rounds),
+            "max": d.top(r["recover_ms"] for r in rounds),
+        },
+        "restore_ms": {
+            "median": d.med(r["restore_ms"] for r in rounds),
+            "max": d.top(r["restore_ms"] for r in rounds),
+        },
+        "cycle_p50_healthy_ms": d.med(healthy),
+        "cycle_p50_degraded_ms": d.med(degraded),
+        "degraded_vs_healthy": (
+            round(d.med(degraded) / d.med(healthy), 2) if d.med(healthy) and d.med(degraded) else None
+        ),
+        "keys_moved": {
+            "median": d.med(r["keys_moved"] for r in rounds),
+            "max": d.top(r["keys_moved"] for r in rounds),
+        },
+        "cycles_while_down": sum(r["cycles_while_down"] for r in rounds),
+        "ok_cycles_while_down": sum(r["ok_cycles_while_down"] for r in rounds),
+        "coherent": all(r["coherent"] for r in rounds),
+        "cycle_errors": sum(r["cycle_errors"] for r in rounds),
+        "orders_placed": orders,
+    }
+    d.console.print(
+        d.table(
+            "Summary (median / max over rounds)",
+            ["what", "median", "max"],
+            [
+                ["detect ms (kill -> degraded)", *mm(summary, "detect_ms")],
+                [
+                    "recover ms (start -> HOT up)",
+                    summary["recover_ms"]["median"],
+                    summary["recover_ms"]["max"],
+                ],
+                ["restore ms (HotRecovery)", summary["restore_ms"]["median"], summary["restore_ms"]["max"]],
+                ["keys moved", summary["keys_moved"]["median"], summary["keys_moved"]["max"]],
+                ["cycle p50 ms healthy (baseline)", summary["cycle_p50_healthy_ms"], None],
+                ["cycle p50 ms degraded", summary["cycle_p50_degraded_ms"], None],
+                ["degraded / healthy", summary["degraded_vs_healthy"], None],
+            ],
+        )
+    )
+    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary})
+    d.console.print(f"wrote {path}")
+    ok = summary["coherent"] and summary["cycle_errors"] == 0
+    print(
+        d.result_line(
+            NAME,
+            len(rounds),
+            detect_ms=summary["detect_ms"]["median"],
+            recover_ms=summary["recover_ms"]["median"],
+            restore_ms=summary["restore_ms"]["median"],
+            keys_moved=summary["keys_moved"]["median"],
+            cycles_down=summary["cycles_while_down"],
+            degraded_vs_healthy=summary["degraded_vs_healthy"],
+            coherent=summary["coherent"],
+            errors=summary["cycle_errors"],
+        ),
+        flush=True,
+    )
+    return 0 if ok else 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="kill/restore rounds (default 3)")
+    parser.add_argument("--interval", type=float, default=0.1, help="cycle interval in s (default 0.1)")
+    parser.add_argument(
+        "--baseline-cycles", type=int, default=20, help="healthy cycles per round (default 20)"
+    )
+    parser.add_argument("--down-cycles", type=int, default=20, help="cycles with Redis dead (default 20)")
+    parser.add_argument("--poll-ms", type=float, default=10.0, help="health polling interval (default 10)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(drill(parse_args())))

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""S3 failover drill: stop the S3 endpoint (moto) under a running bot, write COLD data during the outage.
+
+    .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3
+    .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 1 --ops 2 --down-seconds 1
+
+A dev-profile bot (in-process simulated exchange, BTC-USD, a strategy that trades every cycle) runs on
+redis-server + PostgreSQL + a throwaway moto S3 server (COLD), with the loop's own checkpoints every
+``--checkpoint-interval`` s. Each round:
+
+1. baseline with S3 up: ``--ops`` on-demand checkpoints and ``--ops`` COLD writes (``archive:*`` records,
+   whose body lives in an S3 segment), each timed; the cycle rate and latency;
+2. moto is stopped; for ``--down-seconds`` the drill keeps taking checkpoints and COLD writes (the loop keeps
+   trying its own periodic checkpoints); ``detect_ms`` = stop -> first failed COLD operation; reported: how
+   many COLD operations failed / succeeded, the loop's ``checkpoint_failed`` events, cycles completed, cycle
+   latency, and the spool depth (files under ``<data>/state/spool``) if the state layer spools;
+3. moto is started again (objects survive: moto keeps them in this process); ``recover_ms`` = start() called
+   -> first successful checkpoint (retried every ``--poll-ms``); with a spool, ``sync_ms`` = start() -> spool
+   empty (waited for up to ``--sync-timeout`` s; 0 skips the wait);
+4. after: ``verify_coherence()``, the newest checkpoint verified (``restore_checkpoint("latest",
+   verify_only=True)``), and every COLD write that was accepted during the outage readable.
+
+S3_ENDPOINT_URL is refused (the drill must own the endpoint it stops); REDIS_URL / DATABASE_URL may be
+external. Writes var/benchmarks/s3_failover_drill.json and ends with a RESULT line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import _drill as d
+from _drill import mm
+from rich.progress import Progress
+
+from bot_v2.monitoring.events import EventType, read_events
+from bot_v2.state import StateCategory
+
+NAME = "s3_failover_drill"
+STATE_DIR = d.ROOT / "src" / "bot_v2" / "state"
+
+
+def spool_in_tree() -> bool:
+    """Whether src/bot_v2/state has S3-down spool code (DESIGN.md "Recovery", S3 down); whether it is ACTIVE
+    is what the drill observes (COLD writes accepted while S3 is down, files in the spool directory)."""
+    return any("spool" in p.read_text() for p in STATE_DIR.rglob("*.py") if p.name != "settings.py")
+
+
+def spool_depth(spool_dir: Path) -> int | None:
+    if not spool_dir.exists():
+        return None
+    return sum(1 for p in spool_dir.rglob("*") if p.is_file())
+
+
+async def timed(fn: Any) -> tuple[bool, float, str]:
+    started = time.monotonic()
+    try:
+        await fn()
+    except Exception as exc:  # the drill reports every failure, it does not judge it here
+        return False, time.monotonic() - started, f"{type(exc).__name__}: {exc}"[:160]
+    return True, time.monotonic() - started, ""
+
+
+async def cold_ops(bot: d.RunningBot, tag: str, count: int) -> list[dict[str, Any]]:
+    """``count`` checkpoints and ``count`` COLD writes, interleaved; one entry per operation."""
+    state = bot.state
+    out = []
+    for i in range(count):
+        key = f"archive:drill-{tag}-{i}"
+        value = {"tag": tag, "i": i, "pad": "x" * 256}
+        ok, seconds, error = await timed(lambda: state.checkpoints.create_checkpoint("drill"))
+        out.append(
+            {"op": "checkpoint", "ok": ok, "ms": d.ms(seconds), "error": error, "at": time.monotonic()}
+        )
+        ok, seconds, error = await timed(lambda k=key, v=value: state.set_state(k, v, StateCategory.ARCHIVE))
+        out.append(
+            {
+                "op": "cold_write",
+                "key": key,
+                "ok": ok,
+                "ms": d.ms(seconds),
+                "error": error,
+                "at": time.monotonic(),
+            }
+        )
+    return out
+
+
+def rate(samples: list[d.CycleSample]) -> float | None:
+    if len(samples) < 2:
+        return None
+    span = samples[-1].seen - samples[0].seen
+    return round((len(samples) - 1) / span, 2) if span > 0 else None
+
+
+async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
+    poll = args.poll_ms / 1000
+    state = bot.state
+    spool_dir = bot.settings.state.spool_dir
+    events_path = bot.settings.events_path
+    failed_events_before = len(read_events(events_path, EventType.CHECKPOINT_FAILED))
+    t_base = time.monotonic()
+    baseline_ops = await cold_ops(bot, f"r{n}-up", args.ops)
+    baseline = await bot.poller.wait_cycles(args.baseline_cycles, after=t_base, ok=True)
+
+    t_stop = time.monotonic()
+    s3.kill()
+    t_kill = time.monotonic()  # the endpoint is closed now (moto's shutdown itself takes ~0.5 s)
+    down_ops: list[dict[str, Any]] = []
+    max_spool = spool_depth(spool_dir)
+    batch = 0
+    while time.monotonic() - t_kill < args.down_seconds or not down_ops:
+        down_ops += await cold_ops(bot, f"r{n}-down{batch}", 1)
+        batch += 1
+        depth = spool_depth(spool_dir)
+        if depth is not None:
+            max_spool = max(max_spool or 0, depth)
+        await asyncio.sleep(poll)
+    down_cycles = bot.poller.since(t_kill)
+    bot.check_alive()
+    first_failure = next((op["at"] for op in down_ops if not op["ok"]), None)
+    failed_events = len(read_events(events_path, EventType.CHECKPOINT_FAILED)) - failed_events_before
+    spool_at_restart = spool_depth(spool_dir)
+
+    t_restart = time.monotonic()
+    s3.start()
+    t_answering = time.monotonic()
+
+    async def checkpoint_ok() -> bool:
+        ok, _, _ = await timed(lambda: state.checkpoints.create_checkpoint("drill-recovery"))
+        return ok
+
+    t_ok = await d.wait_until(checkpoint_ok, 60, poll, "a successful checkpoint")
+    t_synced = None
+    if spool_at_restart and args.sync_timeout > 0:
+        with contextlib.suppress(TimeoutError):  # not drained in time: sync_ms stays empty, depth is reported
+            t_synced = await d.wait_until(
+                lambda: not spool_depth(spool_dir), args.sync_timeout, poll, "spool drained"
+            )
+    after = await bot.poller.wait_cycles(2, after=t_ok, ok=True)
+
+    coherence = await state.verify_coherence()
+    verified = await timed(lambda: state.checkpoints.restore_checkpoint("latest", verify_only=True))
+    accepted = [op["key"] for op in down_ops if op["op"] == "cold_write" and op["ok"]]
+    readable = await state.batch_get_state(accepted) if accepted else {}
+    unreadable = [k for k in accepted if k not in readable]
+    down_failed = [op for op in down_ops if not op["ok"]]
+    return {
+        "round": n,
+        "detect_ms": d.ms(first_failure - t_kill) if first_failure is not None else None,
+        "s3_stop_ms": d.ms(t_kill - t_stop),
+        "ops_while_down": len(down_ops),
+        "checkpoints_failed_while_down": sum(op["op"] == "checkpoint" for op in down_failed),
+        "cold_writes_failed_while_down": sum(op["op"] == "cold_write" for op in down_failed),
+        "cold_writes_accepted_while_down": len(accepted),
+        "loop_checkpoint_failed_events": failed_events,
+        "failed_op_ms": d.latency(d.CycleSample(0, False, op["ms"], "", "", 0.0) for op in down_failed),
+        "error_examples": sorted({op["error"] for op in down_failed})[:2],
+        "baseline_op_ms": {
+            "checkpoint_p50": d.med(op["ms"] for op in baseline_ops if op["op"] == "checkpoint"),
+            "cold_write_p50": d.med(op["ms"] for op in baseline_ops if op["op"] == "cold_write"),
+        },
+        "cycles_while_down": len(down_cycles),
+        "ok_cycles_while_down": sum(s.ok for s in down_cycles),
+        "cycles_per_s_healthy": rate(baseline),
+        "cycles_per_s_down": rate(down_cycles),
+        "spool_depth_max": max_spool,
+        "spool_depth_at_restart": spool_at_restart,
+        "s3_start_ms": d.ms(t_answering - t_restart),
+        "recover_ms": d.ms(t_ok - t_restart),
+        "sync_ms": d.ms(t_synced - t_restart) if t_synced is not None else None,
+        "spool_depth_after": spool_depth(spool_dir),
+        "coherent": coherence.ok and verified[0] and not unreadable,
+        "coherence_checked": coherence.checked,
+        "latest_checkpoint_verifies": verified[0],
+        "accepted_but_unreadable": len(unreadable),
+        "healthy": d.latency(baseline),
+        "down": d.latency(down_cycles),
+        "after": d.latency(after),
+        "cycle_errors": sum(not s.ok for s in bot.poller.since(t_base)),
+    }
+
+
+async def drill(args: argparse.Namespace) -> int:
+    log = d.configure_logging(NAME)
+    has_spool = spool_in_tree()
+    services = d.start_services("s3", with_s3=True)
+    rounds: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
+            root = Path(tmp)
+            env = d.drill_env(
+                services,
+                root / "data",
+                f"drill-{uuid.uuid4().hex[:8]}",
+                args.interval,
+                CHECKPOINT_INTERVAL_SECONDS=str(args.checkpoint_interval),
+            )
+            settings = d.drill_settings(env, root)
+            d.console.print(
+                f"s3 failover drill: {args.rounds} round(s), interval {args.interval}s, loop checkpoints every "
+                f"{args.checkpoint_interval}s, spool code in src/bot_v2/state: {'yes' if has_spool else 'no'}, "
+                f"bot log {log}"
+            )
+            async with d.running_bot(settings, args.poll_ms / 1000) as bot:
+                with Progress(console=d.console, transient=True) as progress:
+                    task = progress.add_task("rounds", total=args.rounds)
+                    for n in range(1, args.rounds + 1):
+                        progress.update(task, description=f"round {n}: stop S3 / write COLD / restart")
+                        rounds.append(await one_round(bot, services.s3, args, n))
+                        progress.advance(task)
+    finally:
+        services.close()
+    return report(rounds, args, has_spool)
+
+
+def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bool) -> int:
+    columns = [
+        "round", "detect ms", "ckpt failed", "cold writes failed", "accepted", "loop ckpt_failed",
+        "failed op ms p50", "cycles down (ok)", "cycles/s up", "cycles/s down", "spool max", "recover ms",
+        "sync ms", "coherent",
+    ]  # fmt: skip
+    rows = [
+        [
+            r["round"], r["detect_ms"], r["checkpoints_failed_while_down"], r["cold_writes_failed_while_down"],
+            r["cold_writes_accepted_while_down"], r["loop_checkpoint_failed_events"], r["failed_op_ms"]["p50_ms"],
+            f"{r['cycles_while_down']} ({r['ok_cycles_while_down']})", r["cycles_per_s_healthy"],
+            r["cycles_per_s_down"], r["spool_depth_max"], r["recover_ms"], r["sync_ms"], r["coherent"],
+        ]
+        for r in rounds
+    ]  # fmt: skip
+    d.console.print(d.table("S3 endpoint stopped under a running bot (per round)", columns, rows))
+    active = any(r["cold_writes_accepted_while_down"] or r["spool_depth_max"] for r in rounds)
+    summary = {
+        "spool_code_in_tree": has_spool,
+        "spool_active": active,
+        "detect_ms": {
+            "median": d.med(r["detect_ms"] for r in rounds),
+            "max": d.top(r["detect_ms"] for r in rounds),
+        },
+        "recover_ms": {
+            "median": d.med(r["recover_ms"] for r in rounds),
+            "max": d.top(r["recover_ms"] for r in rounds),
+        },
+        "sync_ms": {
+            "median": d.med(r["sync_ms"] for r in rounds),
+            "max": d.top(r["sync_ms"] for r in rounds),
+        },
+        "checkpoint_ms_healthy_p50": d.med(r["baseline_op_ms"]["checkpoint_p50"] for r in rounds),
+        "cold_write_ms_healthy_p50": d.med(r["baseline_op_ms"]["cold_write_p50"] for r in rounds),
+        "failed_op_ms_p50": d.med(r["failed_op_ms"]["p50_ms"] for r in rounds),
+        "checkpoints_failed": sum(r["checkpoints_failed_while_down"] for r in rounds),
+        "cold_writes_failed": sum(r["cold_writes_failed_while_down"] for r in rounds),
+        "cold_writes_accepted": sum(r["cold_writes_accepted_while_down"] for r in rounds),
+        "loop_checkpoint_failed_events": sum(r["loop_checkpoint_failed_events"] for r in rounds),
+        "spool_depth_max": d.top(r["spool_depth_max"] for r in rounds),
+        "cycles_while_down": sum(r["cycles_while_down"] for r in rounds),
+        "ok_cycles_while_down": sum(r["ok_cycles_while_down"] for r in rounds),
+        "cycles_per_s_healthy": d.med(r["cycles_per_s_healthy"] for r in rounds),
+        "cycles_per_s_down": d.med(r["cycles_per_s_down"] for r in rounds),
+        "cycle_p50_healthy_ms": d.med(r["healthy"]["p50_ms"] for r in rounds),
+        "cycle_p50_down_ms": d.med(r["down"]["p50_ms"] for r in rounds),
+        "coherent": all(r["coherent"] for r in rounds),
+        "cycle_errors": sum(r["cycle_errors"] for r in rounds),
+    }
+    d.console.print(
+        d.table(
+            "Summary (median / max over rounds)",
+            ["what", "median", "max"],
+            [
+                ["detect ms (endpoint closed -> 1st COLD op failed)", *mm(summary, "detect_ms")],
+                ["recover ms (start -> checkpoint ok)", *mm(summary, "recover_ms")],
+                ["spool sync ms (start -> spool empty)", summary["sync_ms"]["median"], summary["sync_ms"]["max"]],
+                ["checkpoint ms, S3 up (baseline)", summary["checkpoint_ms_healthy_p50"], None],
+                ["COLD write ms, S3 up (baseline)", summary["cold_write_ms_healthy_p50"], None],
+                ["failed COLD op ms, S3 down", summary["failed_op_ms_p50"], None],
+                ["cycles/s up / down", summary["cycles_per_s_healthy"], summary["cycles_per_s_down"]],
+                ["cycle p50 ms up / down", summary["cycle_p50_healthy_ms"], summary["cycle_p50_down_ms"]],
+            ],
+        )
+    )  # fmt: skip
+    if not active:
+        d.console.print(
+            f"[yellow]no active S3-down spool[/] (spool code in src/bot_v2/state: {'yes' if has_spool else 'no'}):"
+            " COLD writes and checkpoints fail while S3 is down; trading continues (WARM is the durable copy)."
+        )
+    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary})
+    d.console.print(f"wrote {path}")
+    print(
+        d.result_line(
+            NAME,
+            len(rounds),
+            detect_ms=summary["detect_ms"]["median"],
+            recover_ms=summary["recover_ms"]["median"],
+            sync_ms=summary["sync_ms"]["median"],
+            spool=active,
+            spool_depth_max=summary["spool_depth_max"],
+            checkpoints_failed=summary["checkpoints_failed"],
+            cold_writes_failed=summary["cold_writes_failed"],
+            checkpoint_failed_events=summary["loop_checkpoint_failed_events"],
+            cycles_down=summary["ok_cycles_while_down"],
+            coherent=summary["coherent"],
+            errors=summary["cycle_errors"],
+        ),
+        flush=True,
+    )
+    return 0 if summary["coherent"] and summary["ok_cycles_while_down"] > 0 else 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="stop/start rounds (default 3)")
+    parser.add_argument("--interval", type=float, default=0.1, help="cycle interval in s (default 0.1)")
+    parser.add_argument(
+        "--baseline-cycles", type=int, default=10, help="healthy cycles per round (default 10)"
+    )
+    parser.add_argument(
+        "--ops", type=int, default=3, help="checkpoints + COLD writes in the baseline (default 3)"
+    )
+    parser.add_argument("--down-seconds", type=float, default=3.0, help="outage length in s (default 3)")
+    parser.add_argument(
+        "--checkpoint-interval", type=float, default=1.0, help="loop checkpoint interval s (>= 1)"
+    )
+    parser.add_argument(
+        "--sync-timeout",
+        type=float,
+        default=90.0,
+        help="wait this long for the spool to drain; 0: do not wait",
+    )
+    parser.add_argument("--poll-ms", type=float, default=10.0, help="health polling interval (default 10)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(drill(parse_args())))

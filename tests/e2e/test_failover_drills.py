@@ -1,0 +1,115 @@
+"""Smoke test of the failover drills (scripts/benchmarks/*_failover_drill.py, engine_crash_drill.py).
+
+Each drill runs as a subprocess with one round and tiny settings: it must exit 0, print its RESULT line and
+write its JSON. Timings are NOT asserted here (benchmarks measure, tests do not); only the verdicts are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.services import find_postgres_bin
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "scripts" / "benchmarks"
+
+DRILLS = {
+    "redis_failover_drill": ["--baseline-cycles", "5", "--down-cycles", "5"],
+    "postgres_failover_drill": ["--baseline-cycles", "5", "--down-cycles", "3"],
+    "s3_failover_drill": [
+        "--baseline-cycles",
+        "5",
+        "--ops",
+        "1",
+        "--down-seconds",
+        "0.5",
+        "--sync-timeout",
+        "0",
+    ],
+    "engine_crash_drill": ["--fast", "--cycles-after", "3", "--cycles-before", "3"],
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _services_available() -> None:
+    import shutil
+
+    if shutil.which("redis-server") is None or find_postgres_bin() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server / PostgreSQL needed by the drills", pytrace=False)
+        pytest.skip("redis-server / PostgreSQL not installed")
+
+
+def _run(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL")}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), "--rounds", "1", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    fields = dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+    return proc, fields
+
+
+@pytest.mark.parametrize("name", list(DRILLS))
+def test_drill_runs_and_reports(name: str) -> None:
+    json_path = ROOT / "var" / "benchmarks" / f"{name}.json"
+    json_path.unlink(missing_ok=True)
+    proc, result = _run(name, *DRILLS[name])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert result.get("drill") == name and result.get("rounds") == "1", proc.stdout[-2000:]
+    assert result["coherent"] == "true", result
+    assert json_path.exists()
+    payload = json.loads(json_path.read_text())
+    assert payload["drill"] == name and len(payload["rounds"]) >= 1
+    if name == "redis_failover_drill":
+        assert result["errors"] == "0" and int(result["keys_moved"]) > 0
+    if name == "postgres_failover_drill":
+        assert result["retryable"] == "true" and result["orders_while_down"] == "0"
+        assert result["records_lost"] == "0"
+    if name == "s3_failover_drill":
+        assert int(result["cycles_down"]) > 0  # trading continues while S3 is down
+    if name == "engine_crash_drill":
+        assert result["duplicates"] == "0" and result["fills_once"] == "true"
+        assert result["positions_equal"] == "true"
+
+
+def test_drill_refuses_a_tier_it_cannot_break() -> None:
+    env = dict(os.environ, REDIS_URL="redis://127.0.0.1:1/0")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "redis_failover_drill.py"), "--rounds", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "REDIS_URL is set" in proc.stdout
+
+
+def test_drills_have_help_with_examples() -> None:
+    for name in DRILLS:
+        proc = subprocess.run(
+            [sys.executable, str(BENCH / f"{name}.py"), "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0 and "--rounds" in proc.stdout and f"{name}.py --rounds" in proc.stdout

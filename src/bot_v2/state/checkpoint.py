@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from bot_v2.errors import StateError, StateIntegrityError
+from bot_v2.errors import StateError, StateIntegrityError, StateUnavailableError
 from bot_v2.state import codec
 from bot_v2.state.models import (
     CheckpointInfo,
@@ -174,6 +174,8 @@ class CheckpointStore:
         lock: asyncio.Lock,
         read_cold: Callable[[Sequence[WarmRow]], Awaitable[dict[str, bytes]]],
         cache: Callable[[Sequence[HotRecord], Sequence[str]], Awaitable[None]],
+        after_cold_write: Callable[[], Awaitable[None]] | None = None,
+        after_restore: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._bot = settings.bot_id
@@ -182,6 +184,10 @@ class CheckpointStore:
         self._lock = lock
         self._read_cold = read_cold
         self._cache = cache
+        # the manager publishes system:s3_available if it changed (a COLD write was spooled), and rewrites
+        # it after a restore (the checkpoint holds the value of its own time)
+        self._after_cold_write = after_cold_write
+        self._after_restore = after_restore
 
     async def create_checkpoint(self, reason: str) -> CheckpointInfo:
         """Snapshot all of the bot's records (one consistent WARM snapshot), store the compressed,
@@ -190,7 +196,7 @@ class CheckpointStore:
         now = datetime.now(UTC)
         rows = await self._warm.snapshot_rows(now, EXCLUDED_CATEGORIES, _SNAPSHOT_PAGE_ROWS)
         cold_rows = [row for row in rows if row.tier is Tier.COLD]
-        bodies = await self._read_cold(cold_rows) if cold_rows else {}  # segments are immutable
+        bodies = await self._cold_bodies(cold_rows) if cold_rows else {}  # segments are immutable
         records: list[_Record] = []
         for row in rows:
             value = bodies[row.key] if row.tier is Tier.COLD else row.value
@@ -226,7 +232,51 @@ class CheckpointStore:
             info.duration_seconds,
         )
         await self.prune(self._settings.checkpoint_retention)
+        if self._after_cold_write is not None:
+            await self._after_cold_write()
         return info
+
+    async def _cold_bodies(self, rows: Sequence[WarmRow]) -> dict[str, bytes]:
+        """Bodies of COLD rows from their segments. While the COLD store is down, segments still in the
+        spool are read from there, and a body only the COLD store holds is taken from the newest WARM
+        checkpoint holding the same key with the same checksum (a record's bytes never change for a
+        checksum, and every checkpoint record is verified on decode). Raise if one is found nowhere."""
+        by_segment: dict[str | None, list[WarmRow]] = {}
+        for row in rows:
+            by_segment.setdefault(row.cold_ref, []).append(row)
+        out: dict[str, bytes] = {}
+        missing: list[WarmRow] = []
+        error: StateUnavailableError | None = None
+        for members in by_segment.values():
+            try:
+                out.update(await self._read_cold(members))
+            except StateUnavailableError as exc:
+                error = exc
+                missing.extend(members)
+        if error is None:
+            return out
+        wanted = {row.key: row.checksum for row in missing}
+        for info in await self._warm.list_checkpoints():
+            found = await self._warm.get_checkpoint(info.checkpoint_id)
+            if found is None:
+                continue
+            try:
+                decoded = await asyncio.to_thread(
+                    decode_checkpoint, info.checkpoint_id, self._bot, found[1], info.sha256
+                )
+            except StateIntegrityError:
+                continue
+            for record in decoded.records:
+                if wanted.get(record.key) == record.checksum:
+                    out[record.key] = record.value
+                    del wanted[record.key]
+            if not wanted:
+                logger.info(
+                    "checkpoint: %d COLD bodies taken from earlier checkpoints (COLD unavailable)",
+                    len(missing),
+                )
+                return out
+        raise error
 
     async def list_checkpoints(self) -> list[CheckpointInfo]:
         """This bot's checkpoints in WARM, newest first."""
@@ -235,10 +285,13 @@ class CheckpointStore:
     async def prune(self, keep: int) -> list[str]:
         """Keep the ``keep`` newest checkpoints in WARM and, separately, in COLD; return the ids deleted."""
         deleted = set(await self._warm.prune_checkpoints(keep))
-        names = [n for n in await self._cold.list_checkpoints() if n.endswith(_OBJECT_SUFFIX)]
-        for name in names[: max(0, len(names) - keep)]:  # names sort by time
-            await self._cold.delete_checkpoint(name)
-            deleted.add(name.removesuffix(_OBJECT_SUFFIX))
+        try:
+            names = [n for n in await self._cold.list_checkpoints() if n.endswith(_OBJECT_SUFFIX)]
+            for name in names[: max(0, len(names) - keep)]:  # names sort by time
+                await self._cold.delete_checkpoint(name)
+                deleted.add(name.removesuffix(_OBJECT_SUFFIX))
+        except StateUnavailableError as exc:  # COLD degraded: its copies are pruned once it is back
+            logger.info("COLD checkpoint prune skipped: %s", exc)
         return sorted(deleted)
 
     async def restore_checkpoint(
@@ -256,6 +309,8 @@ class CheckpointStore:
         restored = deleted = expired = 0
         if not verify_only:
             restored, deleted, expired = await self._write_back(decoded.records)
+            if self._after_restore is not None:
+                await self._after_restore()
         report = RestoreReport(
             checkpoint_id=checkpoint_id,
             created_at=decoded.created_at,

@@ -12,6 +12,10 @@ Rules it keeps (DESIGN.md "State: tiers, batches, coherence"):
   verifies every HOT key against WARM before serving from HOT again. A HOT key that may be stale (a cache
   update failed) is *dirty* and never served. ``create()`` repairs HOT keys that disagree with WARM (stale
   after a restart), so no process ever serves a value older than WARM.
+* COLD (S3) never stops the bot either: a COLD write it cannot take goes to a local spool
+  (``tiers/spool.py``) and succeeds; the manager is *cold-degraded* (``system:s3_available`` = false), probes
+  COLD with backoff, and when it answers uploads the spool oldest first, verifying every object, before
+  COLD writes go to COLD again (``system:s3_available`` = true).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from bot_v2.state.models import (
     CoherenceMismatch,
     CoherenceReport,
     ColdRecord,
+    ColdRecovery,
+    ColdState,
     HotRecord,
     HotRecovery,
     HotState,
@@ -51,9 +57,13 @@ from bot_v2.state.settings import StateSettings
 from bot_v2.state.tiers.cold import ColdTier, decode_segment, encode_segment, new_segment_name
 from bot_v2.state.tiers.factory import build_tiers
 from bot_v2.state.tiers.hot import HotTier
+from bot_v2.state.tiers.spool import SpooledObject, SpoolingColdTier
 from bot_v2.state.tiers.warm import WarmTier
 
 logger = logging.getLogger(__name__)
+
+S3_AVAILABLE_KEY = "system:s3_available"
+"""METADATA record (WARM) holding whether the COLD store takes writes (False while they are spooled)."""
 
 
 class _Prepared(NamedTuple):
@@ -94,6 +104,9 @@ class StateManager:
         self._keys = keyspace
         self._hot = hot
         self._warm = warm
+        if not isinstance(cold, SpoolingColdTier):
+            cold = SpoolingColdTier(cold, settings.spool_dir / keyspace.bot_id)
+        cold.on_unavailable = self._cold_failed
         self._cold = cold
         self._lock = asyncio.Lock()
         # keys whose HOT copy may be stale (a cache update failed): never served from HOT
@@ -111,7 +124,30 @@ class StateManager:
         self._repaired_at_start = 0
         self._recoveries = 0
         self._last_recovery: HotRecovery | None = None
-        self.checkpoints = CheckpointStore(settings, warm, cold, self._lock, self._read_cold, self._cache)
+        # COLD availability: degraded = writes are spooled (see tiers/spool.py)
+        self._cold_state = ColdState.UP  # create() degrades it if COLD is down or a spool was left
+        self._cold_down_since: datetime | None = None
+        self._cold_last_error: str | None = None
+        self._cold_backoff = settings.cold_probe_interval_seconds
+        self._next_cold_probe = 0.0
+        self._last_cold_warning = -math.inf
+        self._cold_probe_lock = asyncio.Lock()
+        self._cold_probe_task: asyncio.Task[bool] | None = None
+        self._cold_synced = (0, 0)  # objects, bytes uploaded from the spool during the current outage
+        self._cold_recoveries = 0
+        self._last_cold_recovery: ColdRecovery | None = None
+        self._s3_flag_pending: bool | None = None  # system:s3_available value still to be written
+        self._flag_lock = asyncio.Lock()
+        self.checkpoints = CheckpointStore(
+            settings,
+            warm,
+            cold,
+            self._lock,
+            self._read_cold,
+            self._cache,
+            after_cold_write=self._publish_cold_flag,
+            after_restore=self._republish_cold_flag,
+        )
         """Checkpoints of this bot: ``create_checkpoint``, ``list_checkpoints``, ``restore_checkpoint``."""
 
     def __repr__(self) -> str:
@@ -134,11 +170,18 @@ class StateManager:
     ) -> StateManager:
         """Connect every tier and migrate WARM; raise ``StateUnavailableError`` naming a dead service."""
         keyspace = KeySpace(settings.bot_id, settings.max_key_bytes)
-        hot, warm, cold = tiers if tiers is not None else build_tiers(settings, keyspace)
+        hot, warm, inner_cold = tiers if tiers is not None else build_tiers(settings, keyspace)
+        cold = (
+            inner_cold
+            if isinstance(inner_cold, SpoolingColdTier)
+            else SpoolingColdTier(inner_cold, settings.spool_dir / keyspace.bot_id)
+        )
         opened: list[HotTier | WarmTier | ColdTier] = []
         hot_error: StateUnavailableError | None = None
+        cold_error: StateUnavailableError | None = None
+        order: tuple[HotTier | WarmTier | ColdTier, ...] = (warm, hot, cold)
         try:
-            for tier in (warm, hot, cold):
+            for tier in order:
                 try:
                     try:
                         async with asyncio.timeout(settings.connect_timeout_seconds * 2):
@@ -148,9 +191,12 @@ class StateManager:
                             f"{tier!r}: no answer within {settings.connect_timeout_seconds}s"
                         ) from None
                 except StateUnavailableError as exc:
-                    if tier is not hot or settings.hot_required_at_start:
+                    if tier is hot and not settings.hot_required_at_start:
+                        hot_error = exc  # start degraded: WARM serves, HOT is probed and restored later
+                    elif tier is cold and (cold.spooled_objects or not settings.cold_required_at_start):
+                        cold_error = exc  # start cold-degraded: writes spool, the spool is synced later
+                    else:
                         raise
-                    hot_error = exc  # start degraded: WARM serves, HOT is probed and restored later
                 opened.append(tier)
         except BaseException:
             for tier in reversed(opened):
@@ -162,11 +208,27 @@ class StateManager:
                 manager._hot_failed(hot_error)
             elif settings.repair_hot_at_start:
                 await manager._repair_at_start()
+            await manager._cold_at_start(cold_error)
         except BaseException:
             await manager.close()
             raise
-        logger.info("state manager ready: %r (hot %s)", settings, manager._hot_state.value)
+        logger.info(
+            "state manager ready: %r (hot %s, cold %s)",
+            settings,
+            manager._hot_state.value,
+            manager._cold_state.value,
+        )
         return manager
+
+    async def _cold_at_start(self, error: StateUnavailableError | None) -> None:
+        """COLD did not answer (start spooling) or a previous process left a spool (sync it now); then make
+        ``system:s3_available`` agree with the state we start in."""
+        if error is not None:
+            self._cold_failed(error)
+        elif self._cold.spooling:  # objects spooled by a previous process: COLD answers, sync them now
+            self._cold_failed(StateUnavailableError("spool left by a previous process"), log=False)
+            await self._probe_cold()
+        await self._republish_cold_flag()
 
     async def _repair_at_start(self) -> None:
         """Make HOT agree with WARM before anything is served: a previous process may have committed to WARM
@@ -193,14 +255,15 @@ class StateManager:
         if self._closed:
             return
         self._closed = True
-        task, self._probe_task = self._probe_task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise  # close() itself was cancelled
+        for task in (self._probe_task, self._cold_probe_task):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    if not task.cancelled():
+                        raise  # close() itself was cancelled
+        self._probe_task = self._cold_probe_task = None
         for tier in (self._cold, self._hot, self._warm):
             try:
                 await tier.close()
@@ -241,7 +304,10 @@ class StateManager:
             return {}
         self._maybe_probe()
         async with self._lock:
-            return await self._commit(prepared)
+            versions = await self._commit(prepared)
+        if self._s3_flag_pending is not None:
+            await self._publish_cold_flag()
+        return versions
 
     def _prepare(self, writes: Sequence[StateWrite]) -> list[_Prepared]:
         check, limit = self._keys.check, self._settings.max_value_bytes
@@ -473,6 +539,8 @@ class StateManager:
                 [TierMove(r.key, r.version, Tier.COLD, None, segment) for r in rows]
             )
             await self._cache((), moved)
+        if self._s3_flag_pending is not None:
+            await self._publish_cold_flag()
         return len(moved)
 
     # --- coherence --------------------------------------------------------------------------------
@@ -555,6 +623,9 @@ class StateManager:
         next_probe = None
         if self._hot_state is HotState.DEGRADED:
             next_probe = max(0.0, self._next_probe - time.monotonic())
+        next_cold_probe = None
+        if self._cold_state is ColdState.DEGRADED:
+            next_cold_probe = max(0.0, self._next_cold_probe - time.monotonic())
         return StateHealth(
             hot_state=self._hot_state,
             hot_down_since=self._hot_down_since,
@@ -564,6 +635,14 @@ class StateManager:
             hot_repaired_at_start=self._repaired_at_start,
             hot_recoveries=self._recoveries,
             last_hot_recovery=self._last_recovery,
+            cold_state=self._cold_state,
+            cold_down_since=self._cold_down_since,
+            last_cold_error=self._cold_last_error,
+            cold_spooled_objects=self._cold.spooled_objects,
+            cold_spooled_bytes=self._cold.spooled_bytes,
+            next_cold_probe_in_seconds=next_cold_probe,
+            cold_recoveries=self._cold_recoveries,
+            last_cold_recovery=self._last_cold_recovery,
         )
 
     async def recover_hot(self) -> bool:
@@ -611,6 +690,8 @@ class StateManager:
 
     def _maybe_probe(self) -> None:
         """While degraded, start one background probe (and restore) once the backoff interval has passed."""
+        if self._cold_state is ColdState.DEGRADED:
+            self._maybe_probe_cold()
         if self._hot_state is not HotState.DEGRADED or self._closed or time.monotonic() < self._next_probe:
             return
         if self._probe_task is not None and not self._probe_task.done():
@@ -743,7 +824,166 @@ class StateManager:
             hot_repaired_at_start=self._repaired_at_start,
             hot_recoveries=self._recoveries,
             last_hot_recovery=self._last_recovery,
+            degraded_cold=self._cold_state is not ColdState.UP,
+            cold_spooled_objects=self._cold.spooled_objects,
+            cold_spooled_bytes=self._cold.spooled_bytes,
+            cold_recoveries=self._cold_recoveries,
+            last_cold_recovery=self._last_cold_recovery,
         )
+
+    # --- COLD availability: spool, probe, sync -------------------------------------------------------
+
+    @property
+    def degraded_cold(self) -> bool:
+        """True while COLD writes go to the local spool (COLD unreachable, or the spool is being synced)."""
+        return self._cold_state is not ColdState.UP
+
+    async def recover_cold(self) -> bool:
+        """Probe COLD now (ignoring the backoff) and, if it answers, sync the spool; return whether COLD is
+        up. Operations do this on their own (in a background task) once the backoff interval passed."""
+        task = self._cold_probe_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+        return await self._probe_cold()
+
+    def _cold_failed(self, exc: BaseException, *, log: bool = True) -> None:
+        """COLD did not answer: spool COLD writes and schedule the next probe with backoff (the spooling
+        wrapper calls this on every ``StateUnavailableError`` of the COLD store)."""
+        now = time.monotonic()
+        self._cold_last_error = str(exc)
+        if self._cold_state is ColdState.UP:
+            self._cold_down_since = datetime.now(UTC)
+            self._cold_backoff = self._settings.cold_probe_interval_seconds
+            self._cold_synced = (0, 0)
+            self._s3_flag_pending = False
+            if log:
+                self._last_cold_warning = now
+                logger.warning(
+                    "COLD tier %r unavailable: degraded, COLD writes go to the spool %s until it answers: %s",
+                    self._cold,
+                    self._cold.spool_dir,
+                    exc,
+                )
+        else:  # a probe, a sync or a read of the COLD store failed: back off
+            self._cold_backoff = min(self._cold_backoff * 2, self._settings.cold_probe_max_interval_seconds)
+            if now - self._last_cold_warning >= self._settings.cold_degraded_warn_interval_seconds:
+                self._last_cold_warning = now
+                logger.warning(
+                    "COLD tier still unavailable since %s (%d objects / %d bytes spooled, next probe in %.1fs): %s",
+                    self._cold_down_since,
+                    self._cold.spooled_objects,
+                    self._cold.spooled_bytes,
+                    self._cold_backoff,
+                    exc,
+                )
+        self._cold_state = ColdState.DEGRADED
+        self._cold.spooling = True
+        self._next_cold_probe = now + self._cold_backoff
+
+    def _maybe_probe_cold(self) -> None:
+        if self._closed or time.monotonic() < self._next_cold_probe:
+            return
+        if self._cold_probe_task is not None and not self._cold_probe_task.done():
+            return
+        self._cold_probe_task = asyncio.get_running_loop().create_task(
+            self._probe_cold(), name=f"state-cold-probe-{self.bot_id}"
+        )
+
+    async def _probe_cold(self) -> bool:
+        async with self._cold_probe_lock:
+            if self._cold_state is ColdState.UP:
+                return True
+            if self._closed:
+                return False
+            timeout = self._settings.cold_probe_timeout_seconds
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._cold.probe()
+            except StateUnavailableError as exc:
+                self._cold_failed(exc)
+                return False
+            except TimeoutError:
+                self._cold_failed(StateUnavailableError(f"{self._cold!r}: no answer within {timeout}s"))
+                return False
+            try:
+                return await self._sync_cold()
+            except Exception as exc:  # S3 failed again mid-sync, or a bug: stay degraded, retry later
+                if not isinstance(exc, StateError):
+                    logger.exception("syncing the COLD spool failed")
+                if self._cold_state is not ColdState.DEGRADED:
+                    self._cold_failed(exc)
+                return False
+
+    async def _sync_cold(self) -> bool:
+        """COLD answers again: upload the spool oldest first (each object verified, then deleted from the
+        spool); when it is empty, COLD writes go to COLD again and ``system:s3_available`` becomes true."""
+        started = time.perf_counter()
+        self._cold_state = ColdState.SYNCING
+
+        def synced(entry: SpooledObject) -> None:
+            self._cold_synced = (self._cold_synced[0] + 1, self._cold_synced[1] + entry.size)
+
+        await self._cold.sync(synced)
+        if self._cold_state is not ColdState.SYNCING:  # a COLD read failed meanwhile: degraded again
+            self._cold.spooling = True
+            return False
+        self._cold_state = ColdState.UP
+        recovered = datetime.now(UTC)
+        objects, nbytes = self._cold_synced
+        recovery = ColdRecovery(
+            detected_at=self._cold_down_since or recovered,
+            recovered_at=recovered,
+            sync_seconds=time.perf_counter() - started,
+            objects_synced=objects,
+            bytes_synced=nbytes,
+        )
+        self._cold_recoveries += 1
+        self._last_cold_recovery = recovery
+        self._cold_down_since = self._cold_last_error = None
+        self._cold_backoff = self._settings.cold_probe_interval_seconds
+        self._cold_synced = (0, 0)
+        self._s3_flag_pending = True
+        logger.warning(
+            "COLD tier recovered after %.3fs degraded: %d spooled objects (%d bytes) synced and verified in %.3fs",
+            recovery.outage_seconds,
+            objects,
+            nbytes,
+            recovery.sync_seconds,
+        )
+        await self._publish_cold_flag()
+        return True
+
+    async def _republish_cold_flag(self) -> None:
+        """Make ``system:s3_available`` agree with the COLD state (at start, and after a checkpoint restore
+        rewrote or deleted it). A missing record means available: nothing is written while COLD is up."""
+        stored = await self._fetch([S3_AVAILABLE_KEY])
+        available = self._cold_state is ColdState.UP
+        self._s3_flag_pending = None
+        if S3_AVAILABLE_KEY in stored:
+            if codec.decode_value(stored[S3_AVAILABLE_KEY], S3_AVAILABLE_KEY) is not available:
+                self._s3_flag_pending = available
+        elif not available:
+            self._s3_flag_pending = False
+        await self._publish_cold_flag()
+
+    async def _publish_cold_flag(self) -> None:
+        """Write ``system:s3_available`` if it changed. Never raises: the caller's own write succeeded; if
+        WARM fails the value stays pending and the next write retries."""
+        async with self._flag_lock:
+            value = self._s3_flag_pending
+            if value is None or self._closed:
+                return
+            write = self._prepare([StateWrite(S3_AVAILABLE_KEY, value, StateCategory.METADATA)])
+            try:
+                async with self._lock:
+                    await self._commit(write)
+            except StateError as exc:
+                logger.warning(
+                    "writing %s=%s failed (retried with the next write): %s", S3_AVAILABLE_KEY, value, exc
+                )
+                return
+            if self._s3_flag_pending is value:
+                self._s3_flag_pending = None
 
 
 def _compare(

@@ -183,9 +183,33 @@ class HotState(enum.StrEnum):
     RESTORING = "restoring"
 
 
+class ColdState(enum.StrEnum):
+    """``up``: COLD writes go to the COLD store. ``degraded``: it did not answer; COLD writes go to the local
+    spool. ``syncing``: it answers again; the spool is being uploaded (writes still go to the spool)."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    SYNCING = "syncing"
+
+
+@dataclass(frozen=True, slots=True)
+class ColdRecovery:
+    """One COLD outage and its recovery: detection, spool sync (every object verified), back to ``up``."""
+
+    detected_at: datetime
+    recovered_at: datetime
+    sync_seconds: float  # the successful sync (upload + verify + delete from the spool)
+    objects_synced: int  # over the whole outage (a failed sync's verified uploads included)
+    bytes_synced: int
+
+    @property
+    def outage_seconds(self) -> float:
+        return (self.recovered_at - self.detected_at).total_seconds()
+
+
 @dataclass(frozen=True, slots=True)
 class StateHealth:
-    """Snapshot of the state layer's HOT cache health (``StateManager.health()``, no I/O)."""
+    """Snapshot of the state layer's HOT cache and COLD store health (``StateManager.health()``, no I/O)."""
 
     hot_state: HotState
     hot_down_since: datetime | None
@@ -195,10 +219,22 @@ class StateHealth:
     hot_repaired_at_start: int
     hot_recoveries: int
     last_hot_recovery: HotRecovery | None
+    cold_state: ColdState = ColdState.UP
+    cold_down_since: datetime | None = None
+    last_cold_error: str | None = None
+    cold_spooled_objects: int = 0  # COLD objects in the local spool, waiting for the COLD store
+    cold_spooled_bytes: int = 0
+    next_cold_probe_in_seconds: float | None = None
+    cold_recoveries: int = 0
+    last_cold_recovery: ColdRecovery | None = None
 
     @property
     def degraded_hot(self) -> bool:
         return self.hot_state is not HotState.UP
+
+    @property
+    def degraded_cold(self) -> bool:
+        return self.cold_state is not ColdState.UP
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +257,11 @@ class StorageStats:
     hot_repaired_at_start: int = 0
     hot_recoveries: int = 0
     last_hot_recovery: HotRecovery | None = None
+    degraded_cold: bool = False  # COLD store unreachable: cold_objects / cold_bytes are last known + spool
+    cold_spooled_objects: int = 0
+    cold_spooled_bytes: int = 0
+    cold_recoveries: int = 0
+    last_cold_recovery: ColdRecovery | None = None
 
 
 class WarmRestore(NamedTuple):

@@ -51,6 +51,12 @@ class StateSettings:
     hot_probe_max_interval_seconds: float = 15.0
     hot_probe_timeout_seconds: float = 1.0
     hot_degraded_warn_interval_seconds: float = 60.0  # "still degraded" warnings at most this often
+    # COLD (S3) availability: see docs/STATE.md "Degraded COLD: the spool".
+    cold_required_at_start: bool = True  # False: start degraded (spooling) if COLD does not answer
+    cold_probe_interval_seconds: float = 1.0  # first probe after COLD failed; doubles per failed probe
+    cold_probe_max_interval_seconds: float = 30.0
+    cold_probe_timeout_seconds: float = 5.0
+    cold_degraded_warn_interval_seconds: float = 60.0
     checkpoint_interval_seconds: float = 300.0
     checkpoint_retention: int = 10
 

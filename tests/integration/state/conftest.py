@@ -47,9 +47,10 @@ async def warm_tier(request: pytest.FixtureRequest, state_bot_id: str, tmp_path:
     await tier.close()
 
 
-@pytest.fixture(params=["directory", "s3"])
+@pytest.fixture(params=["directory", "s3", "spooling-directory", "spooling-s3"])
 async def cold_tier(request: pytest.FixtureRequest, state_bot_id: str, tmp_path: Any) -> AsyncIterator[Any]:
-    if request.param == "directory":
+    """Every COLD backend, bare and inside the spooling wrapper the manager always puts around it."""
+    if request.param.endswith("directory"):
         from bot_v2.state.tiers.directory_cold import DirectoryColdTier
 
         tier: Any = DirectoryColdTier(tmp_path / "cold", KeySpace(state_bot_id))
@@ -65,6 +66,10 @@ async def cold_tier(request: pytest.FixtureRequest, state_bot_id: str, tmp_path:
             access_key_id=S3_TEST_CREDENTIALS["aws_access_key_id"],
             secret_access_key=S3_TEST_CREDENTIALS["aws_secret_access_key"],
         )
+    if request.param.startswith("spooling-"):
+        from bot_v2.state.tiers.spool import SpoolingColdTier
+
+        tier = SpoolingColdTier(tier, tmp_path / "spool")
     await tier.connect()
     yield tier
     await tier.close()
@@ -90,3 +95,12 @@ def spied_tiers(settings: StateSettings) -> tuple[Any, Any, Any]:
 
     hot, warm, cold = build_tiers(settings, KeySpace(settings.bot_id, settings.max_key_bytes))
     return TierSpy(hot), TierSpy(warm), TierSpy(cold)
+
+
+def break_spool(settings: StateSettings) -> None:
+    """Make the COLD spool unwritable (its directory becomes a file): a COLD write that fails then fails."""
+    import shutil
+
+    spool = settings.spool_dir / settings.bot_id
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.write_bytes(b"")

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.state import StateCategory, StateManager, StateWrite
 from bot_v2.state.settings import StateSettings, WarmBackend
-from tests.integration.state.conftest import spied_tiers
+from tests.integration.state.conftest import break_spool, spied_tiers
 from tests.unit.state.fakes import down
 
 ORDERS = StateCategory.ORDERS
@@ -132,9 +132,11 @@ async def test_failed_cache_update_after_commit_serves_warm(state_settings: Stat
 
 
 async def test_failed_cold_write_in_mixed_batch_writes_nothing(state_settings: StateSettings) -> None:
+    """COLD down AND its spool unwritable (a COLD write spools when only COLD is down: test_cold_failover)."""
     hot, warm, cold = spied_tiers(state_settings)
     cold.fail["put_segment"] = down("cold")
     async with await StateManager.create(state_settings, tiers=(hot, warm, cold)) as sm:
+        break_spool(state_settings)
         with pytest.raises(StateUnavailableError):
             await sm.batch_write(
                 [StateWrite("orders:1", 1, ORDERS), StateWrite("archive:1", 1, StateCategory.ARCHIVE)]
@@ -156,6 +158,7 @@ async def test_demotion_writes_cold_before_dropping_hotter_copies(state_settings
         assert await sm.demote_to_cold(["orders:1"]) == 1
         assert still_there == [{"orders:1"}]
         cold.fail["put_segment"] = down("cold")
+        break_spool(state_settings)  # COLD down and no spool either
         await sm.set_state("orders:2", 2, ORDERS)
         with pytest.raises(StateUnavailableError):
             await sm.demote_to_cold(["orders:2"])

@@ -195,3 +195,20 @@ async def test_cold_segment_round_trip(cold_tier: Any) -> None:
 async def test_cold_missing_segment_is_an_integrity_error(cold_tier: Any) -> None:
     with pytest.raises(StateIntegrityError):
         await cold_tier.get_segment("nope.seg.gz")
+
+
+async def test_cold_head_reports_size_and_sha256(cold_tier: Any) -> None:
+    import hashlib
+
+    data = encode_segment("bot", [ColdRecord("k:1", 1, codec.checksum(b"1"), "archive", b"1")])
+    name = new_segment_name(datetime.now(UTC))
+    assert await cold_tier.head_segment(name) is None
+    await cold_tier.put_segment(name, data)
+    info = await cold_tier.head_segment(name)
+    assert info is not None and info.size == len(data)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    await cold_tier.put_checkpoint("c-1.ckpt", b"blob")
+    assert await cold_tier.head_checkpoint("c-1.ckpt") == (4, hashlib.sha256(b"blob").hexdigest())
+    await cold_tier.delete_checkpoint("c-1.ckpt")
+    await cold_tier.delete_segment(name)
+    assert await cold_tier.head_checkpoint("c-1.ckpt") is None

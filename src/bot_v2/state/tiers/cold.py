@@ -7,12 +7,20 @@ import json
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from bot_v2.errors import StateIntegrityError
 from bot_v2.state.models import ColdRecord
 
 _SEGMENT_FORMAT = 1
+
+
+class ObjectInfo(NamedTuple):
+    """What the store says about one stored object: its size and, if the store keeps one, the SHA-256 (hex)
+    of its bytes. Used to verify an upload without reading the object back."""
+
+    size: int
+    sha256: str | None
 
 
 class ColdTier(Protocol):
@@ -34,6 +42,12 @@ class ColdTier(Protocol):
 
     async def stats(self) -> tuple[int, int]:
         """Return (segment count, total bytes) under this bot's prefix."""
+
+    async def head_segment(self, name: str) -> ObjectInfo | None:
+        """Size (and SHA-256 if known) of a stored segment, None if it does not exist."""
+
+    async def head_checkpoint(self, name: str) -> ObjectInfo | None:
+        """Size (and SHA-256 if known) of a stored checkpoint object, None if it does not exist."""
 
     async def put_checkpoint(self, name: str, data: bytes) -> None:
         """Write one checkpoint object atomically (beside the segments, under ``checkpoints/``)."""

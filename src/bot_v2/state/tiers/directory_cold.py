@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from pathlib import Path
 
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.state.keys import KeySpace
+from bot_v2.state.tiers.cold import ObjectInfo
 
 
 class DirectoryColdTier:
@@ -58,6 +60,28 @@ class DirectoryColdTier:
             await asyncio.to_thread((self._dir / name).unlink, missing_ok=True)
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: delete {name} failed: {exc}") from None
+
+    @staticmethod
+    def _head(path: Path) -> ObjectInfo | None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(len(data), hashlib.sha256(data).hexdigest())
+
+    async def head_segment(self, name: str) -> ObjectInfo | None:
+        try:
+            return await asyncio.to_thread(self._head, self._dir / name)
+        except OSError as exc:
+            raise StateUnavailableError(f"cold directory {self._dir}: head {name} failed: {exc}") from None
+
+    async def head_checkpoint(self, name: str) -> ObjectInfo | None:
+        try:
+            return await asyncio.to_thread(self._head, self._checkpoints / name)
+        except OSError as exc:
+            raise StateUnavailableError(
+                f"cold directory {self._checkpoints}: head {name} failed: {exc}"
+            ) from None
 
     def _stats(self) -> tuple[int, int]:
         files = [p for p in self._dir.glob("*.seg.gz") if p.is_file()]

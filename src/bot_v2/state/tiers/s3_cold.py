@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,6 +15,7 @@ import botocore.exceptions
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace
+from bot_v2.state.tiers.cold import ObjectInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -80,8 +82,35 @@ class S3ColdTier:
 
     async def put_segment(self, name: str, data: bytes) -> None:
         await self._call(
-            f"put {name}", self._client.put_object, Bucket=self._bucket, Key=self._prefix + name, Body=data
+            f"put {name}",
+            self._client.put_object,
+            Bucket=self._bucket,
+            Key=self._prefix + name,
+            Body=data,
+            ChecksumAlgorithm="SHA256",  # S3 checks the body on arrival and keeps the digest (head_*)
         )
+
+    async def _head(self, key: str, name: str) -> ObjectInfo | None:
+        def head() -> ObjectInfo | None:
+            try:
+                found = self._client.head_object(Bucket=self._bucket, Key=key, ChecksumMode="ENABLED")
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                    return None
+                raise
+            digest = found.get("ChecksumSHA256")
+            sha256 = None
+            if digest and "-" not in digest:  # "<b64>-<parts>" is a checksum of checksums (multipart)
+                sha256 = base64.b64decode(digest).hex()
+            return ObjectInfo(int(found["ContentLength"]), sha256)
+
+        return await self._call(f"head {name}", head)
+
+    async def head_segment(self, name: str) -> ObjectInfo | None:
+        return await self._head(self._prefix + name, name)
+
+    async def head_checkpoint(self, name: str) -> ObjectInfo | None:
+        return await self._head(self._checkpoints + name, name)
 
     async def get_segment(self, name: str) -> bytes:
         def read() -> bytes:
@@ -101,6 +130,7 @@ class S3ColdTier:
             Bucket=self._bucket,
             Key=self._checkpoints + name,
             Body=data,
+            ChecksumAlgorithm="SHA256",
         )
 
     async def get_checkpoint(self, name: str) -> bytes:

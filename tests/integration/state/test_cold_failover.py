@@ -1,0 +1,197 @@
+"""COLD (S3) down never stops the bot (DESIGN.md "Recovery": S3 down): writes spool locally, the spool is
+synced and verified when S3 answers again, also by the next process if this one dies first.
+
+Each test stops a private moto server (the session one is shared by every other test); moto keeps objects
+in this process, so a stopped and restarted server still has them, like a real S3 after an outage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import boto3
+import pytest
+
+from bot_v2.errors import StateUnavailableError
+from bot_v2.state import ColdState, StateCategory, StateManager, StateWrite
+from bot_v2.state.manager import S3_AVAILABLE_KEY
+from bot_v2.state.settings import StateSettings
+from tests.fixtures.services import S3_TEST_BUCKET, S3_TEST_CREDENTIALS, MotoServer, ServiceError
+from tests.helpers import eventually_async
+
+ORDERS, ARCHIVE, CHECKPOINTS = StateCategory.ORDERS, StateCategory.ARCHIVE, StateCategory.CHECKPOINTS
+
+
+@pytest.fixture
+def private_s3() -> Iterator[MotoServer]:
+    """A moto server of this test alone (stopping it disturbs nobody)."""
+    try:
+        server = MotoServer()
+        server.start()
+        server.create_bucket(S3_TEST_BUCKET)
+    except (ServiceError, ImportError, OSError) as exc:
+        pytest.skip(f"moto unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cold_settings(real_state_settings: StateSettings, private_s3: MotoServer) -> StateSettings:
+    return replace(
+        real_state_settings,
+        s3_endpoint_url=private_s3.url,
+        s3_bucket=S3_TEST_BUCKET,
+        aws_access_key_id=S3_TEST_CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=S3_TEST_CREDENTIALS["aws_secret_access_key"],
+        connect_timeout_seconds=1.0,
+        cold_probe_interval_seconds=0.02,
+        cold_probe_max_interval_seconds=0.2,
+        cold_probe_timeout_seconds=3.0,
+    )
+
+
+def spool_of(settings: StateSettings) -> Path:
+    return settings.spool_dir / settings.bot_id
+
+
+def spooled(settings: StateSettings) -> dict[str, bytes]:
+    """Spool contents: '<segments|checkpoints>/<name>' -> bytes (the S3 key suffix it will get)."""
+    out: dict[str, bytes] = {}
+    for path in spool_of(settings).iterdir():
+        _, kind, name = path.name.split(".", 2)
+        out[f"{kind}s/{name}"] = path.read_bytes()
+    return out
+
+
+def bucket_object(settings: StateSettings, suffix: str) -> bytes:
+    client = boto3.client(
+        "s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1", **S3_TEST_CREDENTIALS
+    )
+    try:
+        body = client.get_object(Bucket=S3_TEST_BUCKET, Key=f"state/{settings.bot_id}/{suffix}")["Body"]
+        return bytes(body.read())
+    finally:
+        client.close()
+
+
+async def until_cold_up(sm: StateManager) -> float:
+    """Keep operating (each operation may start a probe) until COLD is up; return the seconds it took."""
+    started = time.perf_counter()
+
+    async def up() -> bool:
+        await sm.get_state("orders:0")
+        return sm.health().cold_state is ColdState.UP
+
+    await eventually_async(up, timeout=10, interval=0.02)
+    return time.perf_counter() - started
+
+
+async def test_s3_down_spools_cold_writes_then_syncs_them_verified(
+    cold_settings: StateSettings, private_s3: MotoServer
+) -> None:
+    settings = cold_settings
+    async with await StateManager.create(settings) as sm:
+        await sm.batch_set_state({f"orders:{i}": i for i in range(10)}, ORDERS)
+        await sm.batch_set_state({f"archive:{i}": {"i": i} for i in range(10)}, ARCHIVE)
+        before = await sm.checkpoints.create_checkpoint("before")
+
+        private_s3.stop()
+        await sm.batch_write(
+            [StateWrite(f"archive:{i}", {"i": i, "outage": True}, ARCHIVE) for i in range(5, 25)]
+            + [StateWrite("orders:0", "during", ORDERS)]
+        )
+        await sm.batch_set_state({f"checkpoints:note-{i}": i for i in range(3)}, CHECKPOINTS)
+        during = await sm.checkpoints.create_checkpoint("during the outage")
+        await sm.set_state("archive:30", "late", ARCHIVE)  # straight to the spool
+
+        health = sm.health()
+        assert health.cold_state is ColdState.DEGRADED and health.cold_down_since is not None
+        assert health.cold_spooled_objects == 4  # 3 segments + 1 checkpoint
+        assert await sm.get_state(S3_AVAILABLE_KEY) is False
+        assert await sm.get_state("archive:7") == {"i": 7, "outage": True}  # served from the spool
+        assert await sm.get_state("checkpoints:note-2") == 2
+        assert await sm.get_state("archive:30") == "late"
+        with pytest.raises(StateUnavailableError):  # a body only S3 holds cannot be read while it is down
+            await sm.get_state("archive:2")
+        stats = await sm.get_storage_stats()
+        assert stats.degraded_cold and stats.cold_spooled_objects == 4
+        waiting = spooled(settings)
+        assert len(waiting) == 4 and sum(map(len, waiting.values())) == health.cold_spooled_bytes
+        verified = await sm.checkpoints.restore_checkpoint(during.checkpoint_id, verify_only=True)
+        assert verified.keys_in_checkpoint == 10 + 25 + 1  # orders, archive:0..24, system:s3_available
+
+        private_s3.start()
+        await until_cold_up(sm)
+        health = sm.health()
+        recovery = health.last_cold_recovery
+        assert recovery is not None and health.cold_recoveries == 1
+        assert recovery.objects_synced == 4 and recovery.bytes_synced == sum(map(len, waiting.values()))
+        assert health.cold_spooled_objects == 0 and list(spool_of(settings).iterdir()) == []
+        for suffix, data in waiting.items():
+            assert bucket_object(settings, suffix) == data  # identical bytes in the bucket
+        assert await sm.get_state(S3_AVAILABLE_KEY) is True
+        assert (await sm.verify_coherence()).ok
+        stats = await sm.get_storage_stats()
+        assert not stats.degraded_cold and stats.cold_objects == 1 + 3  # segments in S3, nothing spooled
+
+        await sm.set_state("orders:1", "after", ORDERS)
+        conn = await asyncpg.connect(settings.database_url)
+        try:  # WARM loses its copy: the restore must come from S3
+            await conn.execute("DELETE FROM state_checkpoints WHERE bot_id = $1", sm.bot_id)
+        finally:
+            await conn.close()
+        report = await sm.checkpoints.restore_checkpoint(during.checkpoint_id)
+        assert report.source == "cold" and report.checkpoint_id == during.checkpoint_id
+        assert await sm.get_state("orders:0") == "during" and await sm.get_state("orders:1") == 1
+        assert await sm.get_state("archive:9") == {"i": 9, "outage": True}
+        assert await sm.get_state("archive:30") is None  # written after the checkpoint
+        assert await sm.get_state(S3_AVAILABLE_KEY) is True  # the checkpoint's false is not restored
+        assert before.checkpoint_id < during.checkpoint_id
+        await sm.checkpoints.prune(0)
+
+
+async def test_new_process_syncs_the_spool_left_by_one_that_died_while_s3_was_down(
+    cold_settings: StateSettings, private_s3: MotoServer
+) -> None:
+    settings = cold_settings
+    first = await StateManager.create(settings)
+    private_s3.stop()
+    await first.batch_set_state({f"archive:{i}": i for i in range(50)}, ARCHIVE)
+    await first.batch_set_state({f"archive:{i}": -i for i in range(50, 60)}, ARCHIVE)
+    info = await first.checkpoints.create_checkpoint("outage")
+    waiting = spooled(settings)
+    assert len(waiting) == 3
+    await first.close()  # no sync: S3 is down (a kill -9 would leave the same spool)
+    (spool_of(settings) / ".99999999999999999999.segment.x.seg.gz.tmp").write_bytes(b"torn")
+
+    async with await StateManager.create(settings) as second:  # S3 still down: spool kept, not an error
+        assert second.degraded_cold and second.health().cold_spooled_objects == 3
+        assert await second.get_state("archive:55") == -55
+        assert await second.get_state(S3_AVAILABLE_KEY) is False
+        await second.set_state("archive:60", 60, ARCHIVE)
+    waiting = spooled(settings)
+    assert len(waiting) == 4  # the torn temp file is gone
+
+    private_s3.start()
+    started = time.perf_counter()
+    async with await StateManager.create(settings) as third:  # syncs the spool before returning
+        create_seconds = time.perf_counter() - started
+        health = third.health()
+        assert health.cold_state is ColdState.UP and health.cold_recoveries == 1
+        recovery = health.last_cold_recovery
+        assert recovery is not None and recovery.objects_synced == 4
+        assert list(spool_of(settings).iterdir()) == []
+        for suffix, data in waiting.items():
+            assert bucket_object(settings, suffix) == data
+        assert await third.get_state(S3_AVAILABLE_KEY) is True
+        assert await third.get_state("archive:3") == 3 and await third.get_state("archive:60") == 60
+        verified = await third.checkpoints.restore_checkpoint(info.checkpoint_id, verify_only=True)
+        assert verified.keys_in_checkpoint == 60 + 1
+        assert create_seconds < 5
+        await third.checkpoints.prune(0)

@@ -1,0 +1,302 @@
+"""The COLD spool (``SpoolingColdTier``) and the manager's COLD degraded mode over a hand-written failing
+COLD tier: edge cases that a real S3 cannot be made to produce on demand."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bot_v2.errors import StateIntegrityError, StateUnavailableError
+from bot_v2.state import ColdState, StateCategory, StateManager, StateSettings, StateWrite
+from bot_v2.state.keys import KeySpace
+from bot_v2.state.manager import S3_AVAILABLE_KEY
+from bot_v2.state.tiers.cold import ObjectInfo
+from bot_v2.state.tiers.memory_hot import MemoryHotTier
+from bot_v2.state.tiers.spool import SpoolingColdTier
+from bot_v2.state.tiers.sqlite_warm import SqliteWarmTier
+from tests.helpers import eventually_async
+
+ARCHIVE = StateCategory.ARCHIVE
+
+
+class FlakyColdTier:
+    """An in-memory COLD tier that can be switched off (``down``), fail after N more puts
+    (``puts_left``), or lie about what it stored (``corrupt_heads``)."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.down = False
+        self.puts_left: int | None = None
+        self.corrupt_heads = False
+        self.calls: list[str] = []
+
+    def __repr__(self) -> str:
+        return "FlakyColdTier()"
+
+    def _check(self, call: str) -> None:
+        self.calls.append(call)
+        if self.down:
+            raise StateUnavailableError(f"flaky cold down ({call})")
+
+    async def connect(self) -> None:
+        self._check("connect")
+
+    async def _put(self, kind: str, name: str, data: bytes) -> None:
+        self._check(f"put {name}")
+        if self.puts_left is not None:
+            if self.puts_left <= 0:
+                self.down = True
+                raise StateUnavailableError("flaky cold died mid-sync")
+            self.puts_left -= 1
+        self.objects[(kind, name)] = data
+
+    async def _get(self, kind: str, name: str) -> bytes:
+        self._check(f"get {name}")
+        try:
+            return self.objects[(kind, name)]
+        except KeyError:
+            raise StateIntegrityError(f"{name} missing") from None
+
+    async def _head(self, kind: str, name: str) -> ObjectInfo | None:
+        self._check(f"head {name}")
+        data = self.objects.get((kind, name))
+        if data is None:
+            return None
+        if self.corrupt_heads:
+            return ObjectInfo(len(data), hashlib.sha256(data + b"!").hexdigest())
+        return ObjectInfo(len(data), hashlib.sha256(data).hexdigest())
+
+    async def put_segment(self, name: str, data: bytes) -> None:
+        await self._put("segment", name, data)
+
+    async def get_segment(self, name: str) -> bytes:
+        return await self._get("segment", name)
+
+    async def delete_segment(self, name: str) -> None:
+        self._check(f"delete {name}")
+        self.objects.pop(("segment", name), None)
+
+    async def head_segment(self, name: str) -> ObjectInfo | None:
+        return await self._head("segment", name)
+
+    async def put_checkpoint(self, name: str, data: bytes) -> None:
+        await self._put("checkpoint", name, data)
+
+    async def get_checkpoint(self, name: str) -> bytes:
+        return await self._get("checkpoint", name)
+
+    async def delete_checkpoint(self, name: str) -> None:
+        self._check(f"delete {name}")
+        self.objects.pop(("checkpoint", name), None)
+
+    async def head_checkpoint(self, name: str) -> ObjectInfo | None:
+        return await self._head("checkpoint", name)
+
+    async def list_checkpoints(self) -> list[str]:
+        self._check("list")
+        return sorted(name for kind, name in self.objects if kind == "checkpoint")
+
+    async def stats(self) -> tuple[int, int]:
+        self._check("stats")
+        segments = [v for (kind, _), v in self.objects.items() if kind == "segment"]
+        return len(segments), sum(map(len, segments))
+
+    async def close(self) -> None:
+        return None
+
+
+def spool_files(spool: Path) -> list[str]:
+    return sorted(p.name for p in spool.iterdir())
+
+
+async def test_down_writes_spool_and_reads_come_from_the_spool(tmp_path: Path) -> None:
+    inner = FlakyColdTier()
+    failures: list[StateUnavailableError] = []
+    tier = SpoolingColdTier(inner, tmp_path / "spool", failures.append)
+    await tier.connect()
+    await tier.put_segment("a.seg.gz", b"up")
+    assert inner.objects == {("segment", "a.seg.gz"): b"up"} and tier.spooled_objects == 0
+    assert await tier.stats() == (1, 2)
+
+    inner.down = True
+    await tier.put_segment("b.seg.gz", b"bbb")  # fails in the inner tier: spooled, succeeds
+    assert tier.spooling and len(failures) == 1
+    inner.calls.clear()
+    await tier.put_checkpoint("c.ckpt", b"cccc")  # straight to the spool: the dead tier is not asked
+    await tier.put_segment("d.seg.gz", b"dd")
+    assert inner.calls == []
+    assert (tier.spooled_objects, tier.spooled_bytes) == (3, 9)
+    assert await tier.get_segment("b.seg.gz") == b"bbb"
+    assert await tier.get_checkpoint("c.ckpt") == b"cccc"
+    assert inner.calls == []
+    assert await tier.stats() == (1 + 2, 2 + 3 + 2)  # last known inner figures + spooled segments
+    with pytest.raises(StateUnavailableError):
+        await tier.list_checkpoints()
+    names = spool_files(tmp_path / "spool")
+    assert [n.split(".", 2)[1:] for n in names] == [
+        ["segment", "b.seg.gz"],
+        ["checkpoint", "c.ckpt"],
+        ["segment", "d.seg.gz"],
+    ]  # sequence-prefixed: oldest first
+
+    inner.down = False
+    uploaded: list[str] = []
+    assert await tier.sync(lambda entry: uploaded.append(entry.name)) == (3, 9)
+    assert uploaded == ["b.seg.gz", "c.ckpt", "d.seg.gz"]
+    assert not tier.spooling and spool_files(tmp_path / "spool") == []
+    assert inner.objects[("segment", "b.seg.gz")] == b"bbb"
+    assert inner.objects[("checkpoint", "c.ckpt")] == b"cccc"
+    assert await tier.list_checkpoints() == ["c.ckpt"]
+
+
+async def test_failure_mid_sync_keeps_the_rest_for_the_next_sync(tmp_path: Path) -> None:
+    inner = FlakyColdTier()
+    tier = SpoolingColdTier(inner, tmp_path / "spool")
+    await tier.connect()
+    inner.down = True
+    for i in range(5):
+        await tier.put_segment(f"{i}.seg.gz", bytes([i]) * (i + 1))
+    inner.down, inner.puts_left = False, 2
+    with pytest.raises(StateUnavailableError, match="mid-sync"):
+        await tier.sync()
+    assert set(inner.objects) == {("segment", "0.seg.gz"), ("segment", "1.seg.gz")}  # oldest first
+    assert [e.name for e in tier.spooled()] == ["2.seg.gz", "3.seg.gz", "4.seg.gz"]
+    assert len(spool_files(tmp_path / "spool")) == 3 and tier.spooling
+    assert await tier.get_segment("3.seg.gz") == b"\x03" * 4  # still served from the spool
+    inner.down, inner.puts_left = False, None
+    assert await tier.sync() == (3, 3 + 4 + 5)
+    assert len(inner.objects) == 5 and spool_files(tmp_path / "spool") == []
+
+
+async def test_an_upload_failing_verification_stays_in_the_spool(tmp_path: Path) -> None:
+    inner = FlakyColdTier()
+    failures: list[StateUnavailableError] = []
+    tier = SpoolingColdTier(inner, tmp_path / "spool", failures.append)
+    await tier.connect()
+    inner.down = True
+    await tier.put_checkpoint("x.ckpt", b"payload")
+    inner.down, inner.corrupt_heads = False, True
+    with pytest.raises(StateUnavailableError, match="failed verification"):
+        await tier.sync()
+    assert tier.spooled_objects == 1 and tier.spooling and len(failures) == 2
+    inner.corrupt_heads = False
+    assert await tier.sync() == (1, 7)
+
+
+async def test_torn_temp_files_are_removed_and_a_new_process_finds_the_spool(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    inner = FlakyColdTier()
+    inner.down = True
+    first = SpoolingColdTier(inner, spool)
+    with pytest.raises(StateUnavailableError):
+        await first.connect()
+    await first.put_segment("old.seg.gz", b"1")
+    await first.put_checkpoint("new.ckpt", b"22")
+    (spool / ".00000000000000000001.segment.torn.seg.gz.tmp").write_bytes(b"half")  # crash mid-write
+    (spool / "README").write_text("not ours")
+
+    second = SpoolingColdTier(inner, spool)  # the next process
+    assert await second.load_spool() == 2
+    assert second.torn_files_removed == 1 and second.spooling
+    assert spool_files(spool)[-1] == "README"  # unknown files are left alone
+    assert not any(n.endswith(".tmp") for n in spool_files(spool))
+    assert [e.name for e in second.spooled()] == ["old.seg.gz", "new.ckpt"]
+    assert await second.get_checkpoint("new.ckpt") == b"22"
+    await second.put_segment("later.seg.gz", b"333")  # continues the sequence after the old objects
+    inner.down = False
+    uploaded: list[str] = []
+    await second.sync(lambda entry: uploaded.append(entry.name))
+    assert uploaded == ["old.seg.gz", "new.ckpt", "later.seg.gz"]
+
+
+async def test_deleting_a_spooled_checkpoint_never_asks_the_dead_tier(tmp_path: Path) -> None:
+    inner = FlakyColdTier()
+    tier = SpoolingColdTier(inner, tmp_path / "spool")
+    await tier.connect()
+    inner.down = True
+    await tier.put_checkpoint("p.ckpt", b"p")
+    inner.calls.clear()
+    await tier.delete_checkpoint("p.ckpt")
+    assert inner.calls == [] and tier.spooled_objects == 0
+
+
+# --- the manager over the flaky tier -------------------------------------------------------------------
+
+
+def flaky_settings(tmp_path: Path, **kw: object) -> StateSettings:
+    base = StateSettings(
+        bot_id="spool-bot",
+        data_dir=tmp_path,
+        cold_probe_interval_seconds=0.01,
+        cold_probe_max_interval_seconds=0.05,
+        cold_probe_timeout_seconds=1.0,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+async def create(settings: StateSettings, cold: FlakyColdTier) -> StateManager:
+    keyspace = KeySpace(settings.bot_id)
+    warm = SqliteWarmTier(settings.sqlite_path, keyspace)
+    return await StateManager.create(settings, tiers=(MemoryHotTier(), warm, cold))
+
+
+async def test_manager_degrades_publishes_the_flag_once_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cold = FlakyColdTier()
+    settings = flaky_settings(tmp_path)
+    async with await create(settings, cold) as sm:
+        assert await sm.get_state(S3_AVAILABLE_KEY) is None  # never down: no record
+        cold.down = True
+        caplog.set_level("WARNING", logger="bot_v2.state.manager")
+        for i in range(4):
+            await sm.batch_write([StateWrite(f"archive:{i}", {"i": i}, ARCHIVE)])
+            await sm.recover_cold()  # failed probes: backoff, no more warnings
+        health = sm.health()
+        assert health.cold_state is ColdState.DEGRADED and health.degraded_cold
+        assert health.cold_spooled_objects == 4 and health.next_cold_probe_in_seconds is not None
+        assert "flaky cold down" in (health.last_cold_error or "")
+        assert await sm.get_state(S3_AVAILABLE_KEY) is False
+        assert [await sm.get_state(f"archive:{i}") for i in range(4)] == [{"i": i} for i in range(4)]
+        stats = await sm.get_storage_stats()
+        assert stats.degraded_cold and stats.cold_spooled_objects == 4 and stats.cold_objects == 4
+        warnings = [r.getMessage() for r in caplog.records if "COLD tier" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+
+        cold.down = False
+
+        async def up() -> bool:
+            await sm.get_state("archive:0")
+            return sm.health().cold_state is ColdState.UP
+
+        await eventually_async(up, timeout=5, interval=0.01)
+        recovery = sm.health().last_cold_recovery
+        assert recovery is not None and recovery.objects_synced == 4 and recovery.bytes_synced > 0
+        assert recovery.outage_seconds > 0 and sm.health().cold_recoveries == 1
+        assert await sm.get_state(S3_AVAILABLE_KEY) is True
+        assert len([k for k in cold.objects if k[0] == "segment"]) == 4
+        assert any("COLD tier recovered" in r.getMessage() for r in caplog.records)
+
+
+async def test_start_with_cold_down(tmp_path: Path) -> None:
+    cold = FlakyColdTier()
+    cold.down = True
+    settings = flaky_settings(tmp_path)
+    with pytest.raises(StateUnavailableError, match="flaky"):  # empty spool + cold required: hard error
+        await create(settings, cold)
+    async with await create(replace(settings, cold_required_at_start=False), cold) as sm:
+        assert sm.health().cold_state is ColdState.DEGRADED
+        assert await sm.get_state(S3_AVAILABLE_KEY) is False
+        await sm.set_state("archive:x", "x", ARCHIVE)
+    # the spool is not empty now: even with cold required the next start is degraded, not an error
+    async with await create(settings, cold) as sm:
+        assert sm.health().cold_spooled_objects == 1 and sm.degraded_cold
+        assert await sm.get_state("archive:x") == "x"
+        cold.down = False
+        assert await sm.recover_cold() is True
+        assert await sm.get_state(S3_AVAILABLE_KEY) is True

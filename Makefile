@@ -19,7 +19,7 @@ lint:
 typecheck:
 	.venv/bin/mypy
 
-check: lint typecheck test
+check: test  # bootstrap's test mode runs lint + typecheck + the suite, exactly as CI does
 
 bench:
 	$(PY) scripts/benchmarks/state_batch_bench.py --keys 100,1000,10000 --repeat 5

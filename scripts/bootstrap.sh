@@ -2,7 +2,8 @@
 # Install everything perps-bot needs on a fresh Debian machine with Python 3.11+, then run it.
 #
 #   scripts/bootstrap.sh run  [perps-bot args]   install, then run the bot (default: --profile dev --dev-fast)
-#   scripts/bootstrap.sh test [pytest args]      install (with Redis/PostgreSQL server packages), run the suite
+#   scripts/bootstrap.sh test [pytest args]      install (with Redis/PostgreSQL server packages), then the
+#                                                gate: ruff, mypy --strict on src/, and the whole test suite
 #   scripts/bootstrap.sh install                 install only
 #
 # Poetry is installed into .tools/poetry with the pypi-mirror plugin; the package index it uses is pip's
@@ -79,6 +80,12 @@ case "$mode" in
   test)
     ensure_services_packages
     install_project
+    # The gate, in the order that fails fastest: lint, strict types on src/, then the whole suite.
+    log "ruff check + ruff format --check"
+    "$here/.venv/bin/ruff" check src tests scripts
+    "$here/.venv/bin/ruff" format --check src tests scripts
+    log "mypy --strict (src/)"
+    "$here/.venv/bin/mypy"
     exec "$here/.venv/bin/python" -m pytest "$@"
     ;;
   *)

@@ -20,7 +20,9 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ for _path in (str(ROOT), str(ROOT / "src")):
         sys.path.insert(0, _path)
 
 from rich.console import Console  # noqa: E402
+from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tests.fixtures.services import (  # noqa: E402
     S3_TEST_CREDENTIALS,
@@ -449,3 +452,48 @@ def result_line(name: str, rounds: int, **fields: Any) -> str:
             text = str(value)
         parts.append(f"{key}={text}")
     return "RESULT " + " ".join(parts)
+
+
+RoundFn = Callable[["RunningBot", Any, Any, int], Awaitable[dict[str, Any]]]
+
+
+async def run_rounds(
+    name: str,
+    breaks: str,
+    args: Any,
+    one_round: RoundFn,
+    step: str,
+    *,
+    with_s3: bool = False,
+    extra_env: dict[str, str] | None = None,
+    banner: str = "",
+) -> tuple[list[dict[str, Any]], int]:
+    """Start the services, run a real bot, and call ``one_round(bot, service_to_break, args, n)`` per round.
+
+    Returns the rounds and the number of orders the bot placed. ``breaks`` names the service handle to pass
+    (``redis``, ``postgres`` or ``s3``); everything is stopped and removed at the end.
+    """
+    log = configure_logging(name)
+    services = start_services(breaks, with_s3=with_s3)
+    rounds: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
+            root = Path(tmp)
+            bot_id = f"drill-{uuid.uuid4().hex[:8]}"
+            env = drill_env(services, root / "data", bot_id, args.interval, **(extra_env or {}))
+            settings = drill_settings(env, root)
+            console.print(
+                f"{name.replace('_', ' ')}: {args.rounds} round(s), interval {args.interval}s, "
+                f"poll {args.poll_ms} ms{banner}, bot log {log}"
+            )
+            async with running_bot(settings, args.poll_ms / 1000) as bot:
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task("rounds", total=args.rounds)
+                    for n in range(1, args.rounds + 1):
+                        progress.update(task, description=f"round {n}: {step}")
+                        rounds.append(await one_round(bot, getattr(services, breaks), args, n))
+                        progress.advance(task)
+                orders = bot.orders_placed()
+    finally:
+        services.close()
+    return rounds, orders

@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import _drill as d
 from _drill import mm
-from rich.progress import Progress
 
 NAME = "redis_failover_drill"
 
@@ -92,28 +88,13 @@ async def one_round(bot: d.RunningBot, redis: Any, args: argparse.Namespace, n: 
 
 
 async def drill(args: argparse.Namespace) -> int:
-    log = d.configure_logging(NAME)
-    services = d.start_services("redis")
-    rounds: list[dict[str, Any]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
-            root = Path(tmp)
-            env = d.drill_env(services, root / "data", f"drill-{uuid.uuid4().hex[:8]}", args.interval)
-            settings = d.drill_settings(env, root)
-            d.console.print(
-                f"redis failover drill: {args.rounds} round(s), interval {args.interval}s, "
-                f"poll {args.poll_ms} ms, bot log {log}"
-            )
-            async with d.running_bot(settings, args.poll_ms / 1000) as bot:
-                with Progress(console=d.console, transient=True) as progress:
-                    task = progress.add_task("rounds", total=args.rounds)
-                    for n in range(1, args.rounds + 1):
-                        progress.update(task, description=f"round {n}: kill / down / restore")
-                        rounds.append(await one_round(bot, services.redis, args, n))
-                        progress.advance(task)
-                orders = bot.orders_placed()
-    finally:
-        services.close()
+    rounds, orders = await d.run_rounds(
+        NAME,
+        "redis",
+        args,
+        one_round,
+        "kill / down / restore",
+    )
     return report(rounds, args, orders)
 
 

@@ -29,15 +29,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import _drill as d
 from _drill import mm
-from rich.progress import Progress
 
 from bot_v2.monitoring.events import EventType, read_events
 from bot_v2.state import StateCategory
@@ -188,35 +185,18 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
 
 
 async def drill(args: argparse.Namespace) -> int:
-    log = d.configure_logging(NAME)
     has_spool = spool_in_tree()
-    services = d.start_services("s3", with_s3=True)
-    rounds: list[dict[str, Any]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
-            root = Path(tmp)
-            env = d.drill_env(
-                services,
-                root / "data",
-                f"drill-{uuid.uuid4().hex[:8]}",
-                args.interval,
-                CHECKPOINT_INTERVAL_SECONDS=str(args.checkpoint_interval),
-            )
-            settings = d.drill_settings(env, root)
-            d.console.print(
-                f"s3 failover drill: {args.rounds} round(s), interval {args.interval}s, loop checkpoints every "
-                f"{args.checkpoint_interval}s, spool code in src/bot_v2/state: {'yes' if has_spool else 'no'}, "
-                f"bot log {log}"
-            )
-            async with d.running_bot(settings, args.poll_ms / 1000) as bot:
-                with Progress(console=d.console, transient=True) as progress:
-                    task = progress.add_task("rounds", total=args.rounds)
-                    for n in range(1, args.rounds + 1):
-                        progress.update(task, description=f"round {n}: stop S3 / write COLD / restart")
-                        rounds.append(await one_round(bot, services.s3, args, n))
-                        progress.advance(task)
-    finally:
-        services.close()
+    rounds, _orders = await d.run_rounds(
+        NAME,
+        "s3",
+        args,
+        one_round,
+        "stop S3 / write COLD / restart",
+        with_s3=True,
+        extra_env={"CHECKPOINT_INTERVAL_SECONDS": str(args.checkpoint_interval)},
+        banner=f", loop checkpoints every {args.checkpoint_interval}s, spool code in src/bot_v2/state: "
+        f"{'yes' if has_spool else 'no'}",
+    )
     return report(rounds, args, has_spool)
 
 

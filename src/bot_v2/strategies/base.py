@@ -214,6 +214,18 @@ def _round_down(value: Decimal, increment: Decimal) -> Decimal:
 # --- params -------------------------------------------------------------------------------------------------
 
 
+def check_sizing(
+    position_fraction: Decimal, target_volatility_pct: Decimal | None, max_volatility_scale: Decimal
+) -> None:
+    """Validate the sizing parameters every sizing strategy shares; raise ``ValueError`` naming the bad one."""
+    if not 0 < position_fraction <= 10:
+        raise ValueError(f"position_fraction must be in (0, 10], got {position_fraction}")
+    if target_volatility_pct is not None and target_volatility_pct <= 0:
+        raise ValueError(f"target_volatility_pct must be > 0, got {target_volatility_pct}")
+    if max_volatility_scale <= 0:
+        raise ValueError(f"max_volatility_scale must be > 0, got {max_volatility_scale}")
+
+
 def parse_params(cls: type[P], data: Mapping[str, object], where: str) -> P:
     """Build the frozen params dataclass ``cls`` from a config dict; unknown keys raise ``ConfigError``.
 

@@ -13,7 +13,14 @@ from decimal import Decimal
 from typing import ClassVar
 
 from bot_v2.domain import Position
-from bot_v2.strategies.base import Decision, MarketView, parse_params, sma, volatility_scaled_size
+from bot_v2.strategies.base import (
+    Decision,
+    MarketView,
+    check_sizing,
+    parse_params,
+    sma,
+    volatility_scaled_size,
+)
 
 __all__ = ["MaCrossoverParams", "MaCrossoverStrategy"]
 
@@ -32,12 +39,7 @@ class MaCrossoverParams:
     def __post_init__(self) -> None:
         if not 1 <= self.fast_window < self.slow_window:
             raise ValueError(f"need 1 <= fast_window ({self.fast_window}) < slow_window ({self.slow_window})")
-        if not 0 < self.position_fraction <= 10:
-            raise ValueError(f"position_fraction must be in (0, 10], got {self.position_fraction}")
-        if self.target_volatility_pct is not None and self.target_volatility_pct <= 0:
-            raise ValueError(f"target_volatility_pct must be > 0, got {self.target_volatility_pct}")
-        if self.max_volatility_scale <= 0:
-            raise ValueError(f"max_volatility_scale must be > 0, got {self.max_volatility_scale}")
+        check_sizing(self.position_fraction, self.target_volatility_pct, self.max_volatility_scale)
 
 
 class MaCrossoverStrategy:

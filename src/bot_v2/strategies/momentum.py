@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from bot_v2.domain import Position
-from bot_v2.strategies.base import Decision, MarketView, parse_params, volatility_scaled_size
+from bot_v2.strategies.base import Decision, MarketView, check_sizing, parse_params, volatility_scaled_size
 
 __all__ = ["MomentumParams", "MomentumStrategy"]
 
@@ -36,12 +36,7 @@ class MomentumParams:
             raise ValueError(f"entry_threshold_pct must be > 0, got {self.entry_threshold_pct}")
         if self.exit_threshold_pct < 0:
             raise ValueError(f"exit_threshold_pct must be >= 0, got {self.exit_threshold_pct}")
-        if not 0 < self.position_fraction <= 10:
-            raise ValueError(f"position_fraction must be in (0, 10], got {self.position_fraction}")
-        if self.target_volatility_pct is not None and self.target_volatility_pct <= 0:
-            raise ValueError(f"target_volatility_pct must be > 0, got {self.target_volatility_pct}")
-        if self.max_volatility_scale <= 0:
-            raise ValueError(f"max_volatility_scale must be > 0, got {self.max_volatility_scale}")
+        check_sizing(self.position_fraction, self.target_volatility_pct, self.max_volatility_scale)
 
 
 class MomentumStrategy:

@@ -43,6 +43,7 @@ class EventType(enum.StrEnum):
     CONTROL_APPLIED = "control_applied"
     CONTROL_REJECTED = "control_rejected"
     RECOVERY = "recovery"
+    TIER_DEGRADED = "tier_degraded"
     RECONCILIATION = "reconciliation"
     WARM_START = "warm_start"
     CYCLE_ERROR = "cycle_error"
@@ -56,6 +57,7 @@ IMPORTANT_EVENTS: frozenset[EventType] = frozenset(
     {
         EventType.STATE_TRANSITION,
         EventType.RECOVERY,
+        EventType.TIER_DEGRADED,
         EventType.RECONCILIATION,
         EventType.CONTROL_APPLIED,
         EventType.CONTROL_REJECTED,

@@ -72,6 +72,18 @@ class BotMetrics:
             buckets=_CHECKPOINT_BUCKETS,
             registry=r,
         )
+        self.state_tier_degraded = Gauge(
+            "perps_bot_state_tier_degraded",
+            "1 while a state tier is down and served around",
+            ["tier"],
+            registry=r,
+        )
+        self.state_recoveries = Counter(
+            "perps_bot_state_recoveries", "State tier outages recovered from", ["tier"], registry=r
+        )
+        self.state_outage_seconds = Gauge(
+            "perps_bot_state_last_outage_seconds", "Length of the last recovered outage", ["tier"], registry=r
+        )
         self.last_checkpoint_timestamp = Gauge(
             "perps_bot_last_checkpoint_timestamp_seconds",
             "Unix time of the newest checkpoint the loop took",

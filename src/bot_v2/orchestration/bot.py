@@ -48,6 +48,7 @@ from bot_v2.orchestration.execution import OrderExecutor
 from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapshot
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
+from bot_v2.orchestration.tierwatch import TierWatcher
 from bot_v2.orchestration.tracking import OrderTracker
 from bot_v2.orchestration.warmup import persist_history, warm_start
 from bot_v2.orchestration.wiring import Runtime
@@ -279,6 +280,7 @@ class _Lifecycle:
         self.checkpoints = checkpoints
         self.last_cycle = last_cycle  # the shutdown checkpoint covers the last cycle of a bounded run
         self.last_report: CycleReport | None = None
+        self.tiers = TierWatcher(events, metrics)
 
     async def run_cycle(self, number: int) -> bool:
         """One cycle under the error policy; False stops the loop (halt)."""
@@ -321,7 +323,10 @@ class _Lifecycle:
         return True
 
     async def _periodic_checkpoint(self, number: int) -> None:
-        """After the cycle (state batch flushed, latency measured, health written): checkpoint if due."""
+        """After the cycle (state batch flushed, latency measured, health written): report state-tier
+        outages and recoveries, then checkpoint if due."""
+        if isinstance(self.runtime.state, StateManager):
+            await self.tiers.observe(self.runtime.state.health(), utc_now())
         if self.checkpoints is not None and number != self.last_cycle:
             await self.checkpoints.maybe_take(utc_now())
 

@@ -102,6 +102,13 @@ async def test_redis_killed_mid_run_keeps_trading_and_restores_the_hot_set(runni
     stats = await runtime.state.get_storage_stats()
     assert stats.hot_recoveries >= 1 and stats.last_hot_recovery is not None
     assert stats.last_hot_recovery.keys_moved > 0
+    # the loop reported the outage and the recovery as events (and metrics)
+    events = [json.loads(line) for line in (bot.data_dir / "events.jsonl").read_text().splitlines()]
+    degraded = [e for e in events if e["type"] == "tier_degraded"]
+    recovered = [e for e in events if e["type"] == "recovery" and e.get("kind") == "hot_tier"]
+    assert degraded and degraded[0]["tier"] == "hot"
+    assert recovered and recovered[0]["coherent"] is True and recovered[0]["keys_moved"] > 0
+    assert recovered[0]["outage_seconds"] > 0
 
 
 async def _not_degraded(state: Any) -> bool:

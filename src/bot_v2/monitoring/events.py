@@ -44,6 +44,8 @@ class EventType(enum.StrEnum):
     CONTROL_REJECTED = "control_rejected"
     RECOVERY = "recovery"
     TIER_DEGRADED = "tier_degraded"
+    ALERT = "alert"
+    ALERT_CLEARED = "alert_cleared"
     RECONCILIATION = "reconciliation"
     WARM_START = "warm_start"
     CYCLE_ERROR = "cycle_error"
@@ -58,6 +60,7 @@ IMPORTANT_EVENTS: frozenset[EventType] = frozenset(
         EventType.STATE_TRANSITION,
         EventType.RECOVERY,
         EventType.TIER_DEGRADED,
+        EventType.ALERT,
         EventType.RECONCILIATION,
         EventType.CONTROL_APPLIED,
         EventType.CONTROL_REJECTED,

@@ -72,6 +72,9 @@ class BotMetrics:
             buckets=_CHECKPOINT_BUCKETS,
             registry=r,
         )
+        self.alerts = Gauge(
+            "perps_bot_alert", "Runbook alert level: 0 ok, 1 warning, 2 critical", ["name"], registry=r
+        )
         self.state_tier_degraded = Gauge(
             "perps_bot_state_tier_degraded",
             "1 while a state tier is down and served around",

@@ -39,6 +39,7 @@ from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.health import HealthStatus, write_health_async
 from bot_v2.monitoring.metrics import METRICS, BotMetrics
 from bot_v2.orchestration import keys
+from bot_v2.orchestration.alerting import AlertWatcher, current_alerts
 from bot_v2.orchestration.cadence import Cadence
 from bot_v2.orchestration.checkpointing import CheckpointScheduler, CheckpointSource
 from bot_v2.orchestration.controls import ControlWatcher
@@ -281,6 +282,7 @@ class _Lifecycle:
         self.last_cycle = last_cycle  # the shutdown checkpoint covers the last cycle of a bounded run
         self.last_report: CycleReport | None = None
         self.tiers = TierWatcher(events, metrics)
+        self.alerts = AlertWatcher(events, metrics)
 
     async def run_cycle(self, number: int) -> bool:
         """One cycle under the error policy; False stops the loop (halt)."""
@@ -324,9 +326,12 @@ class _Lifecycle:
 
     async def _periodic_checkpoint(self, number: int) -> None:
         """After the cycle (state batch flushed, latency measured, health written): report state-tier
-        outages and recoveries, then checkpoint if due."""
+        outages and recoveries and the runbook alerts, then checkpoint if due."""
+        now = utc_now()
+        cycle = self.cycle
+        await self.alerts.observe(current_alerts(cycle.risk, cycle.last_snapshot, cycle.outcomes, now), now)
         if isinstance(self.runtime.state, StateManager):
-            await self.tiers.observe(self.runtime.state.health(), utc_now())
+            await self.tiers.observe(self.runtime.state.health(), now)
         if self.checkpoints is not None and number != self.last_cycle:
             await self.checkpoints.maybe_take(utc_now())
 

@@ -130,6 +130,7 @@ class TradingCycle:
         self.metrics = metrics
         self.derivatives = derivatives
         self.outcomes = CycleOutcomes()
+        self.last_snapshot: RiskSnapshot | None = None  # the last good snapshot, for the runbook alerts
 
     async def run(self, number: int, now: datetime) -> CycleReport:
         """Run one cycle at ``now``; exceptions propagate to the loop's error policy."""
@@ -151,6 +152,7 @@ class TradingCycle:
             await self._resolve_pending(now)
 
         snapshot = self._snapshot(market)
+        self.last_snapshot = snapshot
         report.transitions += self.risk.evaluate_cycle(snapshot, now)
 
         decisions = [await self._decide(symbol, market, snapshot, now) for symbol in self.symbols]

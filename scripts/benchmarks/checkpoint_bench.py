@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -45,7 +42,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from tests.fixtures.services import PostgresServer, RedisServer  # noqa: E402
+from _servers import state_servers, write_results  # noqa: E402
 
 from bot_v2.state import StateCategory, StateManager  # noqa: E402
 from bot_v2.state.codec import checksum, encode_value  # noqa: E402
@@ -250,19 +247,7 @@ async def main() -> int:
     key_counts = [int(x) for x in args.keys.split(",")]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
-    servers: list[Any] = []
-    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
-    try:
-        if not redis_url:
-            redis = RedisServer()
-            redis.start()
-            servers.append(redis)
-            redis_url = redis.url
-        if not database_url:
-            postgres = PostgresServer()
-            postgres.start()
-            servers.append(postgres)
-            database_url = postgres.url
+    with state_servers() as (redis_url, database_url, throwaway):
         results = []
         with tempfile.TemporaryDirectory() as data_dir:
             for backend in backends:
@@ -270,21 +255,9 @@ async def main() -> int:
                     results.append(
                         await bench_one(backend, redis_url, database_url, n, args.repeat, Path(data_dir))
                     )
-    finally:
-        for server in reversed(servers):
-            server.cleanup() if isinstance(server, PostgresServer) else server.stop()
 
     print_table(results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "postgres": "throwaway cluster, fsync=off" if servers else "DATABASE_URL",
-        "when": datetime.now(UTC).isoformat(),
-    }
-    args.output.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"wrote {args.output}")
+    write_results(args.output, results, throwaway)
     for r in results:
         create = r["create"]["median_ms"] / r["floor_create"]["median_ms"]
         restore = r["restore"]["median_ms"] / r["floor_restore"]["median_ms"]

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,7 +38,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from tests.fixtures.services import PostgresServer, RedisServer  # noqa: E402
+from _servers import state_servers, write_results  # noqa: E402
 
 from bot_v2.state import StateCategory, StateManager  # noqa: E402
 from bot_v2.state.codec import checksum, encode_value  # noqa: E402
@@ -202,19 +199,7 @@ async def main() -> int:
     key_counts = [int(x) for x in args.keys.split(",")]
     sizes = [int(x) for x in args.value_bytes.split(",")]
 
-    servers: list[Any] = []
-    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
-    try:
-        if not redis_url:
-            redis = RedisServer()
-            redis.start()
-            servers.append(redis)
-            redis_url = redis.url
-        if not database_url:
-            postgres = PostgresServer()
-            postgres.start()
-            servers.append(postgres)
-            database_url = postgres.url
+    with state_servers() as (redis_url, database_url, throwaway):
         results = []
         with tempfile.TemporaryDirectory() as data_dir:
             for size in sizes:
@@ -222,21 +207,9 @@ async def main() -> int:
                     results.append(
                         await bench_one(redis_url, database_url, n, size, args.repeat, Path(data_dir))
                     )
-    finally:
-        for server in reversed(servers):
-            server.cleanup() if isinstance(server, PostgresServer) else server.stop()
 
     print_table(results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "postgres": "throwaway cluster, fsync=off" if servers else "DATABASE_URL",
-        "when": datetime.now(UTC).isoformat(),
-    }
-    args.output.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"wrote {args.output}")
+    write_results(args.output, results, throwaway)
     pick = next((r for r in results if r["keys"] == 1000 and r["value_bytes"] == sizes[0]), results[-1])
     batch, floor = pick["batch_set"]["median_ms"], pick["floor_set"]["median_ms"]
     seq = pick.get("seq_set", {}).get("median_ms", float("nan"))

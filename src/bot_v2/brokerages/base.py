@@ -88,8 +88,12 @@ class Broker(Protocol):
         statuses: Sequence[OrderStatus] | None = None,
         symbols: Sequence[Symbol] | None = None,
         limit: int | None = None,
+        since: datetime | None = None,
     ) -> list[Order]:
-        """All matching orders, newest first, following cursors until done (or ``limit`` reached)."""
+        """All matching orders, newest first, following cursors until done (or ``limit`` reached).
+
+        ``since``: only orders created at or after it (the exchange's ``start_date``).
+        """
         ...
 
     async def list_fills(

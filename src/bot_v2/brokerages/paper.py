@@ -250,12 +250,15 @@ class PaperBroker:
         statuses: Sequence[OrderStatus] | None = None,
         symbols: Sequence[Symbol] | None = None,
         limit: int | None = None,
+        since: datetime | None = None,
     ) -> list[Order]:
         await self._sweep()
         orders = [
             o
             for o in reversed(self._orders.values())
-            if (statuses is None or o.status in statuses) and (symbols is None or o.symbol in symbols)
+            if (statuses is None or o.status in statuses)
+            and (symbols is None or o.symbol in symbols)
+            and (since is None or o.created_at is None or o.created_at >= since)
         ]
         return orders[:limit] if limit is not None else orders
 

@@ -35,7 +35,7 @@ from bot_v2.domain import (
     Symbol,
     TradeId,
 )
-from bot_v2.errors import NotFoundError
+from bot_v2.errors import ExchangeUnavailableError, NotFoundError
 from bot_v2.strategies import Decision, MarketView
 
 BTC = Symbol("BTC-USD")
@@ -64,7 +64,12 @@ class FakeBroker:
         self.prices: dict[Symbol, Decimal] = dict(prices or {BTC: Decimal(50_000), ETH: Decimal(3_000)})
         self.products = {s: product(s) for s in self.prices}
         self.usd = usd
+        self.base_balances: dict[str, Decimal] = {}  # moved by fills, like the exchange's accounts
         self.calls: list[str] = []
+        self.fill_calls: list[list[OrderId] | None] = []  # order ids of each list_fills call
+        self.lose_acks = 0  # the next n orders are created, but place_order raises (the ack is lost)
+        self.land_late = False  # with lose_acks: the order lands only on land_pending()
+        self.pending_landings: list[OrderRequest] = []
         self.placed: list[OrderRequest] = []
         self.orders: dict[OrderId, Order] = {}
         self.fills: list[Fill] = []
@@ -114,7 +119,8 @@ class FakeBroker:
             ]
 
     async def list_balances(self) -> list[Balance]:
-        return [Balance("USD", self.usd)]
+        self.calls.append("list_balances")
+        return [Balance("USD", self.usd), *(Balance(c, q) for c, q in sorted(self.base_balances.items()))]
 
     async def list_positions(self) -> list[Position]:
         return []
@@ -144,6 +150,22 @@ class FakeBroker:
             await self.on_place(request)
         if self.place_error is not None:
             raise self.place_error
+        if self.lose_acks > 0:
+            self.lose_acks -= 1
+            if self.land_late:
+                self.pending_landings.append(request)
+            else:
+                self._create(request)
+            raise ExchangeUnavailableError(f"create order {request.client_order_id}: timed out")
+        return self._create(request)
+
+    def land_pending(self) -> list[Order]:
+        """The orders whose acks were lost reach the exchange now."""
+        landed = [self._create(request) for request in self.pending_landings]
+        self.pending_landings.clear()
+        return landed
+
+    def _create(self, request: OrderRequest) -> Order:
         assert request.client_order_id is not None
         for order in self.orders.values():
             if order.client_order_id == request.client_order_id:
@@ -171,6 +193,9 @@ class FakeBroker:
         qty = quantity if quantity is not None else order.remaining_quantity
         price = self.prices[order.symbol] + (Decimal(1) if order.side is Side.BUY else Decimal(-1))
         fee = price * qty * Decimal("0.006")
+        base = order.symbol.split("-")[0]
+        signed = qty if order.side is Side.BUY else -qty
+        self.base_balances[base] = self.base_balances.get(base, Decimal(0)) + signed
         self.fills.append(
             Fill(
                 trade_id=TradeId(f"t-{next(self._ids)}"),
@@ -227,12 +252,15 @@ class FakeBroker:
         statuses: Sequence[OrderStatus] | None = None,
         symbols: Sequence[Symbol] | None = None,
         limit: int | None = None,
+        since: datetime | None = None,
     ) -> list[Order]:
         self.calls.append("list_orders")
         return [
             o
             for o in reversed(self.orders.values())
-            if (statuses is None or o.status in statuses) and (symbols is None or o.symbol in symbols)
+            if (statuses is None or o.status in statuses)
+            and (symbols is None or o.symbol in symbols)
+            and (since is None or o.created_at is None or o.created_at >= since)
         ]
 
     async def list_fills(
@@ -243,6 +271,7 @@ class FakeBroker:
         limit: int | None = None,
     ) -> list[Fill]:
         self.calls.append("list_fills")
+        self.fill_calls.append(None if order_ids is None else list(order_ids))
         return [
             f
             for f in reversed(self.fills)

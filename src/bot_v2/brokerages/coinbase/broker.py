@@ -434,8 +434,10 @@ class CoinbaseBroker:
         statuses: Sequence[OrderStatus] | None = None,
         symbols: Sequence[Symbol] | None = None,
         limit: int | None = None,
+        since: datetime | None = None,
     ) -> list[Order]:
-        """All matching orders, newest first, following cursors until done (or ``limit`` reached)."""
+        """All matching orders, newest first, following cursors until done (or ``limit`` reached);
+        ``since`` is sent as ``start_date`` (orders created at or after it)."""
         orders: list[Order] = []
         cursor: str | None = None
         seen: set[str] = set()
@@ -450,6 +452,7 @@ class CoinbaseBroker:
                 "list_orders",
                 order_status=status_filter,
                 product_ids=list(dict.fromkeys(symbols)) if symbols else None,
+                start_date=rfc3339(since) if since is not None else None,
                 limit=want,
                 cursor=cursor,
             )

@@ -281,6 +281,16 @@ class SimulatorControl:
         """Close the connection without answering the next ``n`` requests."""
         self.call(lambda: setattr(self._service.state.faults, "drop_remaining", n))
 
+    def lose_acks_next(self, n: int, land_after_seconds: float = 0.0) -> None:
+        """Create the orders of the next ``n`` create-order requests but never answer them (the connection is
+        closed, as on a timeout); each order lands ``land_after_seconds`` after its connection closed."""
+
+        def run() -> None:
+            faults = self._service.state.faults
+            faults.lost_acks_remaining, faults.ack_land_after_seconds = n, land_after_seconds
+
+        self.call(run)
+
     def set_rate_limit(self, per_second: float | None) -> None:
         """Change the token bucket rate (None or 0: unlimited); buckets start full."""
         self.call(lambda: self._service.state.limiter.set_rate(per_second))

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v3/brokerage"
 PUBLIC_PATHS = (f"{API_PREFIX}/time", f"{API_PREFIX}/market/")
+CREATE_ORDER_PATH = f"{API_PREFIX}/orders"
 GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 429: 8, 500: 13, 502: 14, 503: 14, 504: 4}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATE_KEY: web.AppKey[ServerState] = web.AppKey("sim_state")
@@ -75,15 +76,23 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class Faults:
-    """Switches for tests and drills: added latency, forced 5xx answers, dropped connections."""
+    """Switches for tests and drills: added latency, forced 5xx answers, dropped connections, lost order acks.
+
+    ``drop_remaining`` drops requests BEFORE they are handled (nothing happens at the exchange);
+    ``lost_acks_remaining`` lets the next create-order requests create their order -- ``ack_land_after_seconds``
+    after the connection is closed, so a lookup in between does not find it -- and never answers them.
+    """
 
     latency_seconds: float = 0.0
     fail_remaining: int = 0
     fail_status: int = 503
     drop_remaining: int = 0
+    lost_acks_remaining: int = 0
+    ack_land_after_seconds: float = 0.0
 
     def reset(self) -> None:
         self.latency_seconds, self.fail_remaining, self.fail_status, self.drop_remaining = 0.0, 0, 503, 0
+        self.lost_acks_remaining, self.ack_land_after_seconds = 0, 0.0
 
 
 @dataclass(slots=True)
@@ -140,11 +149,28 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError
+    if faults.lost_acks_remaining > 0 and request.method == "POST" and request.path == CREATE_ORDER_PATH:
+        faults.lost_acks_remaining -= 1
+        await _create_without_answer(request, handler, faults.ack_land_after_seconds)
     if faults.fail_remaining > 0:
         faults.fail_remaining -= 1
         status = faults.fail_status
         return error_response(status, "INTERNAL" if status == 500 else "UNAVAILABLE", "simulated fault")
     return await handler(request)
+
+
+async def _create_without_answer(
+    request: web.Request, handler: Handler, land_after_seconds: float
+) -> NoReturn:
+    """Close the connection, then (after ``land_after_seconds``) handle the request: the order exists at the
+    exchange but its creator never hears of it. aiohttp does not cancel a handler whose client went away."""
+    await request.read()  # the body is cached before the connection goes
+    if request.transport is not None:
+        request.transport.abort()
+    if land_after_seconds > 0:
+        await asyncio.sleep(land_after_seconds)
+    await handler(request)
+    raise asyncio.CancelledError
 
 
 @web.middleware

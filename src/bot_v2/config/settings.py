@@ -44,6 +44,8 @@ ENV_VARS: tuple[str, ...] = (
     "PERPS_CLIENT_ID_PREFIX",
     "PERPS_SHUTDOWN_ORDER_POLICY",
     "PERPS_RECONCILE_MISMATCH_ACTION",
+    "PERPS_INTENT_GRACE_SECONDS",
+    "PERPS_RECONCILE_EVERY_CYCLES",
     "COINBASE_API_KEY",
     "COINBASE_API_SECRET",
     "COINBASE_KEY_FILE",
@@ -130,6 +132,10 @@ class BotSettings:
     client_id_prefix: str = "pb-"
     shutdown_order_policy: ShutdownOrderPolicy = ShutdownOrderPolicy.CANCEL
     reconcile_mismatch_action: ReconcileMismatchAction = ReconcileMismatchAction.REDUCE_ONLY
+    #: How long an intent the exchange does not show is looked up again before it is FAILED.
+    intent_grace_seconds: float = 30.0
+    #: Order discovery by client-id prefix runs every this many cycles (and at start, and on request).
+    reconcile_every_cycles: int = 20
     metrics_port: int | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -279,6 +285,12 @@ def load_settings(
     mismatch_action = parse_mismatch_action(
         "PERPS_RECONCILE_MISMATCH_ACTION", pick("PERPS_RECONCILE_MISMATCH_ACTION", "REDUCE_ONLY")
     )
+    intent_grace = parse_float(
+        "PERPS_INTENT_GRACE_SECONDS", pick("PERPS_INTENT_GRACE_SECONDS", 30.0), minimum=0.0
+    )
+    reconcile_every = parse_int(
+        "PERPS_RECONCILE_EVERY_CYCLES", pick("PERPS_RECONCILE_EVERY_CYCLES", 20), minimum=1
+    )
 
     data_dir = Path(pick("PERPS_DATA_DIR", root / "var" / "data" / "perps_bot" / prof.value))
     log_dir = Path(pick("PERPS_LOG_DIR", root / "var" / "logs"))
@@ -318,6 +330,8 @@ def load_settings(
         client_id_prefix=prefix,
         shutdown_order_policy=policy,
         reconcile_mismatch_action=mismatch_action,
+        intent_grace_seconds=intent_grace,
+        reconcile_every_cycles=reconcile_every,
         metrics_port=(
             parse_int("METRICS_PORT", env["METRICS_PORT"], minimum=1) if env.get("METRICS_PORT") else None
         ),

@@ -142,6 +142,19 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     help="Run exactly one trading cycle and exit. Example: perps-bot --profile dev --dev-fast",
 )
 @click.option(
+    "--standby",
+    is_flag=True,
+    help="Run as the hot standby of this bot id: connect, follow the state read-only and take over when the "
+    "live bot's lease expires (needs an exchange both share). Example: perps-bot --profile canary --standby",
+)
+@click.option(
+    "--step-down",
+    "step_down",
+    is_flag=True,
+    help="Ask the running bot of this profile to hand over to its standby now (keeps its orders). "
+    "Example: perps-bot --profile canary --step-down",
+)
+@click.option(
     "--dry-run/--live",
     "dry_run",
     default=None,
@@ -317,13 +330,17 @@ def cli(**opts: Any) -> None:
         modes.append("controls")
     if opts.get("clear_reason") is not None:
         modes.append("clear_reason")
+    if opts.get("step_down"):
+        modes.append("step_down")
     if len(modes) > 1:
         _fail(
             "choose one of --account-snapshot, --preview-order, --edit-order-preview, --apply-order-edit, "
             "--kill-switch/--reduce-only-mode, --clear-reason, --checkpoint, --list-checkpoints, "
-            "--restore-checkpoint",
+            "--restore-checkpoint, --step-down",
             2,
         )
+    if opts.get("standby") and (modes or opts.get("dev_fast")):
+        _fail("--standby: only when running the bot (not with --dev-fast or a command flag)", 2)
     if opts.get("verify_only") and not opts.get("restore_checkpoint"):
         _fail("--verify-only: only with --restore-checkpoint ID|latest", 2)
     try:
@@ -357,7 +374,9 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
     from bot_v2.orchestration import commands
 
     if mode == "run":
-        return await commands.run(settings, once=bool(opts["dev_fast"]))
+        return await commands.run(settings, once=bool(opts["dev_fast"]), standby=bool(opts["standby"]))
+    if mode == "step_down":
+        return await commands.step_down(settings)
     if mode == "account_snapshot":
         return await commands.account_snapshot(settings, as_json=bool(opts["as_json"]))
     if mode == "preview_order":

@@ -153,3 +153,22 @@ class StateIntegrityError(StateError, HaltError):
 
 class StateSchemaError(StateIntegrityError):
     """The database schema is newer than this code (or otherwise not one this code can use)."""
+
+
+class StateReadOnlyError(StateError):
+    """A write through a state layer opened read-only (a reader, or a standby that holds no lease)."""
+
+
+# --- ownership: one live writer per bot id ------------------------------------------------------------------
+
+
+class LeaseHeldError(InputError):
+    """Another live process holds this bot id's lease: this one must not trade or write (exit 2)."""
+
+
+class FencedError(StateError, HaltError):
+    """A newer lease epoch exists: this process was replaced and must stop at once, sending nothing."""
+
+
+class LeaseLostError(RetryableError):
+    """The lease has less time left than an exchange call needs (renewals failing): no order now."""

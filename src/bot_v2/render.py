@@ -290,6 +290,17 @@ def print_controls(control: Mapping[str, Any]) -> None:
     console.print(table("Operator controls (read by running bots every cycle)", ["Control", "Value"], rows))
 
 
+def print_step_down(bot_id: str, holder: str) -> None:
+    """Show the step-down request handed to the lease holder."""
+    rows: list[Sequence[Any]] = [("bot id", bot_id), ("lease holder", holder)]
+    console.print(table("Step-down requested", ["Field", "Value"], rows))
+    console.print(
+        "The holder sees it at its next lease renewal (within a third of the lease TTL), finishes the cycle in "
+        "flight, keeps its open orders, flushes its state and releases the lease; a --standby of this bot "
+        "takes over at once (lease events in events.jsonl)."
+    )
+
+
 def print_clear_request(
     request: Mapping[str, Any], pending: Sequence[Mapping[str, Any]], safety: Mapping[str, Any] | None
 ) -> None:

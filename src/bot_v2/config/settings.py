@@ -3,6 +3,11 @@
 ``load_settings(profile, env, overrides)`` merges, lowest first: the profile, the ``.env`` file, the process
 environment, and the CLI flags that were actually given (a flag left out never resets a profile value).
 Every invalid value raises ``ConfigError`` naming the field or variable.
+
+A dry run (``--dry-run``, ``PERPS_DRY_RUN=1`` or a profile's ``dry_run``) is another bot: it runs as
+``<bot_id>-paper`` with its own client-id prefix, its own data dir ``<data_dir>/paper`` (events.jsonl,
+health.json, embedded state) and log dir ``<log_dir>/paper``, so it never reads or writes the live bot's state.
+Only the exchange is shared.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBa
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,12}-[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})?$")
 _BOT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_BOT_ID_MAX_CHARS = 32
+_CLIENT_ID_PREFIX = re.compile(r"[a-z0-9-]{1,8}")
+_CLIENT_ID_PREFIX_MAX_CHARS = 8
+#: A dry-run (paper) bot runs as ``<bot_id>-paper``; live bot ids may not end with it.
+PAPER_BOT_ID_SUFFIX = "-paper"
+#: A paper bot keeps events.jsonl, health.json and embedded state in ``<data_dir>/paper``, its log in
+#: ``<log_dir>/paper``.
+PAPER_DATA_SUBDIR = "paper"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -46,6 +59,9 @@ ENV_VARS: tuple[str, ...] = (
     "PERPS_RECONCILE_MISMATCH_ACTION",
     "PERPS_INTENT_GRACE_SECONDS",
     "PERPS_RECONCILE_EVERY_CYCLES",
+    "PERPS_LEASE_TTL_SECONDS",
+    "PERPS_LEASE_WATCHDOG_SECONDS",
+    "PERPS_LEASE_SUBMIT_BUDGET_SECONDS",
     "COINBASE_API_KEY",
     "COINBASE_API_SECRET",
     "COINBASE_KEY_FILE",
@@ -110,6 +126,21 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseSettings:
+    """One live writer per bot id (``orchestration/lease.py``): ``PERPS_LEASE_TTL_SECONDS`` bounds takeover
+    time; the lease is renewed every TTL/3 while a cycle completed within ``PERPS_LEASE_WATCHDOG_SECONDS``;
+    an order goes out only with more than ``PERPS_LEASE_SUBMIT_BUDGET_SECONDS`` left on it."""
+
+    ttl_seconds: float = 0.6
+    watchdog_seconds: float = 15.0
+    submit_budget_seconds: float = 0.2
+
+    @property
+    def renew_every_seconds(self) -> float:
+        return self.ttl_seconds / 3
+
+
+@dataclass(frozen=True, slots=True)
 class BotSettings:
     """Everything the bot needs to run, validated. Secrets are masked in ``repr``."""
 
@@ -137,7 +168,15 @@ class BotSettings:
     #: Order discovery by client-id prefix runs every this many cycles (and at start, and on request).
     reconcile_every_cycles: int = 20
     metrics_port: int | None = None
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+    #: The live bot id a dry-run (paper) bot shadows; None for a live bot.
+    shadows_bot_id: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def is_paper(self) -> bool:
+        """True for a dry-run bot: its own bot id, client-id prefix, data dir and state namespace."""
+        return self.shadows_bot_id is not None
 
     @property
     def events_path(self) -> Path:
@@ -215,6 +254,38 @@ def parse_mismatch_action(name: str, raw: object) -> ReconcileMismatchAction:
         raise ConfigError(f"{name}: expected REDUCE_ONLY or HALT, got {raw!r}") from None
 
 
+def paper_bot_id(name: str, live_bot_id: str) -> str:
+    """The bot id a dry-run of ``live_bot_id`` runs under: ``<live_bot_id>-paper`` (at most 32 chars)."""
+    paper = live_bot_id + PAPER_BOT_ID_SUFFIX
+    if len(paper) > _BOT_ID_MAX_CHARS:
+        room = _BOT_ID_MAX_CHARS - len(PAPER_BOT_ID_SUFFIX)
+        raise ConfigError(
+            f"{name}: dry-run runs as {paper!r} ({len(paper)} chars, max {_BOT_ID_MAX_CHARS}); "
+            f"use a bot id of at most {room} chars"
+        )
+    return paper
+
+
+def paper_client_id_prefix(live_prefix: str) -> str:
+    """The client-id prefix of a dry-run of a bot whose prefix is ``live_prefix``.
+
+    ``p`` goes in before the last character (``pb-`` -> ``pbp-``; an 8-char prefix has its last character
+    replaced instead, ``x`` when that character already is ``p``). The two prefixes then differ at a position
+    both have, so neither starts with the other: the live bot, which adopts every order whose client id starts
+    with its prefix, never adopts a paper order, and the other way round.
+    """
+    head, last = live_prefix[:-1], live_prefix[-1]
+    mark = "x" if last == "p" else "p"
+    paper = head + mark + (last if len(live_prefix) < _CLIENT_ID_PREFIX_MAX_CHARS else "")
+    if (
+        paper.startswith(live_prefix)
+        or live_prefix.startswith(paper)
+        or not _CLIENT_ID_PREFIX.fullmatch(paper)
+    ):
+        raise ConfigError(f"PERPS_CLIENT_ID_PREFIX: no dry-run prefix can be derived from {live_prefix!r}")
+    return paper
+
+
 def _existing_file(name: str, raw: str) -> Path:
     path = Path(raw).expanduser()
     if not path.is_file():
@@ -247,9 +318,15 @@ def load_settings(
         return default if value is None or value == "" else value
 
     broker = BrokerKind(base["broker"])
+    bot_id_field = "--bot-id" if overrides.bot_id else "PERPS_BOT_ID"
     bot_id = str(overrides.bot_id or pick("PERPS_BOT_ID", f"perps-{prof.value}")).strip().lower()
     if not _BOT_ID.match(bot_id):
-        raise ConfigError(f"PERPS_BOT_ID: {bot_id!r} must be 1-32 chars of a-z, 0-9, '_' or '-'")
+        raise ConfigError(f"{bot_id_field}: {bot_id!r} must be 1-32 chars of a-z, 0-9, '_' or '-'")
+    if bot_id.endswith(PAPER_BOT_ID_SUFFIX):
+        raise ConfigError(
+            f"{bot_id_field}: {bot_id!r} ends in {PAPER_BOT_ID_SUFFIX!r}, which names dry-run bots; give the "
+            f"live bot's id and --dry-run"
+        )
 
     symbols = parse_symbols(
         "--symbols" if overrides.symbols is not None else "PERPS_SYMBOLS",
@@ -276,7 +353,7 @@ def load_settings(
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"PERPS_LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {log_level!r}")
     prefix = str(pick("PERPS_CLIENT_ID_PREFIX", "pb-"))
-    if not re.fullmatch(r"[a-z0-9-]{1,8}", prefix):
+    if not _CLIENT_ID_PREFIX.fullmatch(prefix):
         raise ConfigError(f"PERPS_CLIENT_ID_PREFIX: {prefix!r} must be 1-8 chars of a-z, 0-9, '-'")
     try:
         policy = ShutdownOrderPolicy(str(pick("PERPS_SHUTDOWN_ORDER_POLICY", "cancel")).lower())
@@ -291,6 +368,7 @@ def load_settings(
     reconcile_every = parse_int(
         "PERPS_RECONCILE_EVERY_CYCLES", pick("PERPS_RECONCILE_EVERY_CYCLES", 20), minimum=1
     )
+    lease = _lease_settings(pick, interval)
 
     data_dir = Path(pick("PERPS_DATA_DIR", root / "var" / "data" / "perps_bot" / prof.value))
     log_dir = Path(pick("PERPS_LOG_DIR", root / "var" / "logs"))
@@ -299,7 +377,16 @@ def load_settings(
     if overrides.reduce_only is not None:
         risk = dataclasses.replace(risk, reduce_only_mode=overrides.reduce_only)
 
+    # The simulated exchange is the live bot's: a dry-run sees the same market (and the same in-process
+    # simulator state), everything else it owns apart. Derived after the exchange, before the state.
     coinbase, simulator, secrets = _exchange_settings(prof, broker, env, pick, enable_derivatives, data_dir)
+    shadows: str | None = None
+    if dry_run:
+        shadows = bot_id
+        bot_id = paper_bot_id(bot_id_field, bot_id)
+        prefix = paper_client_id_prefix(prefix)
+        data_dir = data_dir / PAPER_DATA_SUBDIR
+        log_dir = log_dir / PAPER_DATA_SUBDIR  # perps_bot.log keeps one writer: the paper bot has its own
     state = _state_settings(base, env, pick, bot_id, data_dir)
     secrets += tuple(
         s
@@ -335,8 +422,30 @@ def load_settings(
         metrics_port=(
             parse_int("METRICS_PORT", env["METRICS_PORT"], minimum=1) if env.get("METRICS_PORT") else None
         ),
+        shadows_bot_id=shadows,
+        lease=lease,
         secrets=secrets,
     )
+
+
+def _lease_settings(pick: Any, interval_seconds: float) -> LeaseSettings:
+    """The lease's TTL (default 0.6 s: see docs/BENCHMARKS.md, standby takeover), its watchdog (default: three
+    intervals, at least 15 s) and the submit budget (default TTL/3, below the 2/3 TTL a renewal leaves)."""
+    ttl = parse_float("PERPS_LEASE_TTL_SECONDS", pick("PERPS_LEASE_TTL_SECONDS", 0.6), minimum=0.15)
+    watchdog = parse_float(
+        "PERPS_LEASE_WATCHDOG_SECONDS",
+        pick("PERPS_LEASE_WATCHDOG_SECONDS", max(15.0, 3 * interval_seconds)),
+        minimum=ttl,
+    )
+    budget = parse_float(
+        "PERPS_LEASE_SUBMIT_BUDGET_SECONDS", pick("PERPS_LEASE_SUBMIT_BUDGET_SECONDS", ttl / 3), minimum=0.0
+    )
+    if budget >= ttl * 2 / 3:
+        raise ConfigError(
+            f"PERPS_LEASE_SUBMIT_BUDGET_SECONDS: {budget} must be below 2/3 of PERPS_LEASE_TTL_SECONDS ({ttl}): "
+            "a renewal every TTL/3 leaves at least that much"
+        )
+    return LeaseSettings(ttl_seconds=ttl, watchdog_seconds=watchdog, submit_budget_seconds=budget)
 
 
 def parse_key_values(name: str, raw: str) -> dict[str, str]:

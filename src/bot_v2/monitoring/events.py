@@ -47,11 +47,14 @@ class EventType(enum.StrEnum):
     ALERT = "alert"
     ALERT_CLEARED = "alert_cleared"
     RECONCILIATION = "reconciliation"
+    INTENT_UNKNOWN = "intent_unknown"  # no answer / not found yet: looked up again within the grace window
+    INTENT_FAILED = "intent_failed"  # not found at the exchange within the grace window
     WARM_START = "warm_start"
     CYCLE_ERROR = "cycle_error"
     CHECKPOINT = "checkpoint"
     CHECKPOINT_FAILED = "checkpoint_failed"
     CHECKPOINT_RESTORED = "checkpoint_restored"
+    LEASE = "lease"  # kind: acquired | takeover | released | renew_failed | renewed_again | watchdog | fenced
 
 
 #: Event types fsync'd on write: the ones an operator needs after a crash.
@@ -62,11 +65,13 @@ IMPORTANT_EVENTS: frozenset[EventType] = frozenset(
         EventType.TIER_DEGRADED,
         EventType.ALERT,
         EventType.RECONCILIATION,
+        EventType.INTENT_FAILED,
         EventType.CONTROL_APPLIED,
         EventType.CONTROL_REJECTED,
         EventType.BOT_STOPPED,
         EventType.CHECKPOINT_FAILED,
         EventType.CHECKPOINT_RESTORED,
+        EventType.LEASE,
     }
 )
 

@@ -87,6 +87,20 @@ class BotMetrics:
         self.state_outage_seconds = Gauge(
             "perps_bot_state_last_outage_seconds", "Length of the last recovered outage", ["tier"], registry=r
         )
+        self.lease_epoch = Gauge(
+            "perps_bot_lease_epoch", "Fencing epoch of the lease this process holds", registry=r
+        )
+        self.lease_remaining_seconds = Gauge(
+            "perps_bot_lease_remaining_seconds",
+            "Time the lease is still good for by this process's monotonic clock (0: not held)",
+            registry=r,
+        )
+        self.lease_events = Counter(
+            "perps_bot_lease_events",
+            "Lease acquisitions, takeovers, renew failures, watchdog stops, fences and releases",
+            ["kind"],
+            registry=r,
+        )
         self.last_checkpoint_timestamp = Gauge(
             "perps_bot_last_checkpoint_timestamp_seconds",
             "Unix time of the newest checkpoint the loop took",

@@ -10,12 +10,19 @@ stop:  SIGINT/SIGTERM (or ``stop_event``) stop intake -> the cycle in flight fin
        removed -> "shutdown" checkpoint -> health/events closed. Connections are closed by ``open_runtime``'s
        exit stack.
 
+Ownership: with a ``LeaseKeeper`` (``orchestration/lease.py``; every real run has one) the renewal task runs for
+the whole run, each completed cycle is its watchdog heartbeat, and losing the lease ends the run: fenced ->
+no exchange call and no state write after that moment (no shutdown bookkeeping at all; the new holder
+reconciles); asked to step down -> the cycle in flight finishes, open orders are KEPT for the next holder,
+one flush, the running marker is removed, and the caller releases the lease.
+
 The error policy is the ``except`` clauses of ``_run_cycle``, in one place:
 
 * ``RetryableError`` (exchange down, rate limit, state tier down): counted (the error-rate guard sees it),
   the cycle's state writes stay queued, the next cycle retries.
 * ``HaltError`` and any unexpected exception: trading halts -- the loop stops, shuts down in order, and the
   summary reports the error (the CLI maps it to an exit code). Never logged-and-ignored.
+* ``FencedError`` (a newer lease epoch exists): one ERROR line, the loop stops, nothing more is sent or written.
 * ``CancelledError`` is never caught.
 * A failed checkpoint is a WARNING + ``checkpoint_failed`` event; trading continues (WARM is the durable copy).
 """
@@ -34,7 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot_v2.domain import OrderRequest, Symbol, utc_now
-from bot_v2.errors import ConfigError, RetryableError, UnknownSymbolError
+from bot_v2.errors import ConfigError, FencedError, RetryableError, UnknownSymbolError
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.health import HealthStatus, write_health_async
 from bot_v2.monitoring.metrics import METRICS, BotMetrics
@@ -46,6 +53,7 @@ from bot_v2.orchestration.controls import ControlWatcher
 from bot_v2.orchestration.crashpoints import crash_point_from_env
 from bot_v2.orchestration.cycle import CycleReport, SymbolRow, TradingCycle, safety_value
 from bot_v2.orchestration.execution import OrderExecutor
+from bot_v2.orchestration.lease import LeaseKeeper
 from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapshot
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
@@ -79,6 +87,8 @@ class BotRunSummary:
     stopped_by: str = ""
     reconciliation: dict[str, Any] | None = None
     warm_start: dict[str, Any] | None = None
+    fenced: bool = False  # a newer lease holder took over: this run sent and wrote nothing after that
+    stepped_down: bool = False  # handed over on request (--step-down): open orders kept for the next holder
 
     def record(self, report: CycleReport) -> None:
         by_symbol = {row.symbol: row for row in self.rows}
@@ -102,17 +112,51 @@ async def run_bot(
     strategy: Strategy | None = None,
     metrics: BotMetrics | None = None,
     checkpoints: CheckpointSource | None = None,
+    lease: LeaseKeeper | None = None,
 ) -> BotRunSummary:
     """Run the trading loop until stopped; ``once`` runs one cycle. Installs SIGINT/SIGTERM handlers when
     called from the main thread. ``strategy`` overrides the one named in the settings (tests, tools);
     ``checkpoints`` the state's checkpoint store (default ``runtime.state.checkpoints`` when the state is a
-    ``StateManager``; a state without one runs without checkpoints)."""
+    ``StateManager``; a state without one runs without checkpoints). ``lease``: the lease this process holds
+    (renewed here for the whole run; the caller acquired it and releases it)."""
+    renewal: asyncio.Task[None] | None = None
+    stop = stop_event or asyncio.Event()
+    if lease is not None:
+        renewal = asyncio.get_running_loop().create_task(_keep_lease(lease, stop), name="lease-renewal")
+    try:
+        return await _run_bot(runtime, once, max_cycles, stop, strategy, metrics, checkpoints, lease)
+    finally:
+        if renewal is not None:
+            renewal.cancel()
+            try:
+                await renewal
+            except asyncio.CancelledError:
+                if not renewal.cancelled():
+                    raise
+
+
+async def _keep_lease(lease: LeaseKeeper, stop: asyncio.Event) -> None:
+    """Renew until the lease is lost (fenced) or handed over, then stop the loop."""
+    await lease.run()
+    stop.set()
+
+
+async def _run_bot(
+    runtime: Runtime,
+    once: bool,
+    max_cycles: int | None,
+    stop: asyncio.Event,
+    strategy: Strategy | None,
+    metrics: BotMetrics | None,
+    checkpoints: CheckpointSource | None,
+    lease: LeaseKeeper | None,
+) -> BotRunSummary:
     settings = runtime.settings
     if runtime.state is None:
         raise ConfigError("run_bot: the trading loop needs the state layer (open_runtime(with_state=True))")
     state: StateStore = runtime.state
     metrics = metrics or METRICS
-    stop = stop_event or asyncio.Event()
+    beat = lease.heartbeat if lease is not None else (lambda: None)
     events = EventStore(settings.events_path)
     crash_point = crash_point_from_env()  # read once, at start (test-only hook)
     strategy = strategy or create_strategy(settings.strategy, settings.strategy_params)
@@ -125,6 +169,7 @@ async def run_bot(
         raise UnknownSymbolError(f"--symbols: not listed by the exchange: {', '.join(missing)}")
     tracker = OrderTracker(metrics, contract_sizes={s: p.contract_size for s, p in products.items()})
     await tracker.load(state)
+    beat()
     risk, guard_error = await load_risk_engine(state, settings.risk, now)
     await events.emit(
         EventType.BOT_STARTED,
@@ -150,6 +195,7 @@ async def run_bot(
     )
     report = await reconciler.run(risk, guard_error, now)
     summary.reconciliation = report.to_dict()
+    beat()
 
     history = await _warm_history(runtime, state, strategy, events, summary, now)
     executor = OrderExecutor(
@@ -179,13 +225,26 @@ async def run_bot(
     )
     scheduler = await _checkpoint_scheduler(runtime, checkpoints, events, metrics)
     limit = 1 if once else max_cycles
-    lifecycle = _Lifecycle(runtime, cycle, events, summary, metrics, scheduler, last_cycle=limit)
+    beat()
+    lifecycle = _Lifecycle(runtime, cycle, events, summary, metrics, scheduler, last_cycle=limit, lease=lease)
     removers = _install_signal_handlers(stop)
     try:
         cadence = Cadence(settings.interval_seconds)
         await cadence.run(lifecycle.run_cycle, stop, limit)
+        summary.stepped_down = lease is not None and lease.handover_requested and not lease.fenced
+        summary.fenced = summary.fenced or (lease is not None and lease.fenced)
         summary.stopped_by = (
-            "halt" if summary.halted else "signal" if stop.is_set() else "once" if once else "max_cycles"
+            "fenced"
+            if summary.fenced
+            else "step_down"
+            if summary.stepped_down
+            else "halt"
+            if summary.halted
+            else "signal"
+            if stop.is_set()
+            else "once"
+            if once
+            else "max_cycles"
         )
     finally:
         for remove in removers:
@@ -271,6 +330,7 @@ class _Lifecycle:
         metrics: BotMetrics,
         checkpoints: CheckpointScheduler | None = None,
         last_cycle: int | None = None,
+        lease: LeaseKeeper | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -281,6 +341,7 @@ class _Lifecycle:
         self.checkpoints = checkpoints
         self.last_cycle = last_cycle  # the shutdown checkpoint covers the last cycle of a bounded run
         self.last_report: CycleReport | None = None
+        self.lease = lease
         self.tiers = TierWatcher(events, metrics)
         self.alerts = AlertWatcher(events, metrics)
 
@@ -290,6 +351,16 @@ class _Lifecycle:
         self.summary.cycles = number
         try:
             report = await self.cycle.run(number, now)
+        except FencedError as exc:  # replaced by a newer holder: stop at once, send and write nothing more
+            self.summary.fenced = True
+            self._count_error("fenced", exc)
+            if self.lease is not None:
+                await self.lease.fence(exc.one_line())
+            else:
+                logger.error(
+                    "cycle %d: %s -- stopping: a newer lease holder trades now", number, exc.one_line()
+                )
+            return False
         except RetryableError as exc:
             self._count_error("retryable", exc)
             self.cycle.outcomes.record(False)
@@ -298,6 +369,7 @@ class _Lifecycle:
             )
             logger.warning("cycle %d: %s (retrying next cycle)", number, exc.one_line())
             await self._health(False, f"cycle {number} failed: {exc.one_line()}", number, now)
+            self._heartbeat()
             await self._periodic_checkpoint(number)
             return True
         except Exception as exc:  # HaltError and anything unexpected: stop trading, never ignore
@@ -321,8 +393,14 @@ class _Lifecycle:
             report.duration_ms,
         )
         await self._health(True, f"cycle {number} ok ({state})", number, now, report.duration_ms)
+        self._heartbeat()
         await self._periodic_checkpoint(number)
         return True
+
+    def _heartbeat(self) -> None:
+        """A cycle completed (even a failed one: the loop is not stuck): the lease watchdog may renew."""
+        if self.lease is not None:
+            self.lease.heartbeat()
 
     async def _periodic_checkpoint(self, number: int) -> None:
         """After the cycle (state batch flushed, latency measured, health written): report state-tier
@@ -361,14 +439,25 @@ class _Lifecycle:
 
     async def shutdown(self) -> None:
         """Cancel or keep open orders, final sync, one flush, clear the running marker, take the shutdown
-        checkpoint (only after a clean stop: it is then a consistent image without the marker), close events."""
+        checkpoint (only after a clean stop: it is then a consistent image without the marker), close events.
+        Fenced: none of it (a newer holder owns the exchange orders and the state). Stepping down: open
+        orders are kept for the next holder and no checkpoint delays the handover."""
         now = utc_now()
+        if self.summary.fenced or (self.lease is not None and self.lease.fenced):
+            self.summary.fenced = True
+            await self.events.emit(
+                EventType.BOT_STOPPED, now, clean=False, fenced=True, errors=self.summary.errors[-5:]
+            )
+            self.events.close()
+            return
+        handover = self.lease is not None and self.lease.handover_requested
         tracker, broker, state = self.cycle.tracker, self.runtime.broker, self.cycle.state
         clean = True
         try:
             async with asyncio.timeout(_DRAIN_TIMEOUT_SECONDS):
                 open_ids = [o.order_id for o in tracker.open_orders if not o.status.is_terminal]
-                if open_ids and self.settings.shutdown_order_policy.value == "cancel":
+                cancel = self.settings.shutdown_order_policy.value == "cancel" and not handover
+                if open_ids and cancel:
                     results = await broker.cancel_orders(open_ids)
                     for result in results:
                         await self.events.emit(
@@ -383,6 +472,10 @@ class _Lifecycle:
                 tracker.batch.put(keys.SAFETY_KEY, safety_value(self.cycle.risk, now), StateCategory.SAFETY)
                 persist_history(tracker.batch, self.cycle.history, self.cycle.symbols)
                 await self.cycle.flush(None, now)
+        except FencedError:  # taken over while shutting down: leave everything to the new holder
+            self.summary.fenced = True
+            self.events.close()
+            return
         except (RetryableError, TimeoutError) as exc:
             clean = False
             logger.error("shutdown: could not finish bookkeeping (%s); the next start reconciles", exc)
@@ -399,7 +492,7 @@ class _Lifecycle:
                 marker_cleared = True
         except RetryableError as exc:
             logger.error("shutdown: running marker not cleared (%s)", exc)
-        if marker_cleared and self.checkpoints is not None:
+        if marker_cleared and self.checkpoints is not None and not handover:
             await self.checkpoints.take("shutdown", utc_now())
         await self.events.emit(
             EventType.BOT_STOPPED,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import secrets
 import time
 from collections.abc import Iterator
@@ -19,14 +20,23 @@ from bot_v2.config import BotSettings
 from bot_v2.domain import OrderId, OrderRequest, OrderStatus, utc_now
 from bot_v2.errors import (
     ConfigError,
+    FencedError,
     GuardDeniedError,
     InputError,
+    LeaseHeldError,
     OrderRejectedError,
     StateError,
     StateIntegrityError,
     TradingHaltedError,
 )
-from bot_v2.orchestration.wiring import Runtime, open_runtime, open_state
+from bot_v2.orchestration.wiring import (
+    Runtime,
+    control_writer_settings,
+    exchange_connection_needs_simulator,
+    open_runtime,
+    open_state,
+    reader_settings,
+)
 from bot_v2.risk import ReasonCode
 from bot_v2.state import StateCategory
 
@@ -55,19 +65,103 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> Iterator[None]:
         thread.join(timeout=5)
 
 
-async def run(settings: BotSettings, *, once: bool) -> int:
-    """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM."""
-    from bot_v2.orchestration.bot import run_bot
+async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> int:
+    """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM.
 
+    The state opens read-only; the lease decides who writes (DESIGN.md "Ownership"). A primary takes it at
+    once (another live holder: ``LeaseHeldError``, exit 2, before the exchange or the in-process simulator is
+    even touched); a ``standby`` connects everything, follows the lease and takes over when it expires or is
+    handed over. Then the state is fenced with the lease epoch and the exchange sits behind the lease gate.
+    """
+    from bot_v2.monitoring.events import EventStore
+    from bot_v2.monitoring.metrics import METRICS
+    from bot_v2.orchestration.bot import run_bot
+    from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim
+
+    if standby and exchange_connection_needs_simulator(settings):
+        raise InputError(
+            "--standby: the primary and the standby must trade on ONE exchange, but this profile starts its "
+            "own in-process simulator; run the simulator standalone and point both at it "
+            "(COINBASE_BASE_URL, COINBASE_CA_FILE, COINBASE_KEY_FILE; see docs/SIMULATOR.md)"
+        )
     async with AsyncExitStack() as stack:
         if settings.metrics_port is not None:
             stack.enter_context(serve_metrics(settings.metrics_port))
-        runtime = await stack.enter_async_context(open_runtime(settings))
-        summary = await run_bot(runtime, once=once)
+        state = await stack.enter_async_context(open_state(reader_settings(settings)))
+        events = EventStore(settings.events_path)
+        stack.callback(events.close)
+        keeper = LeaseKeeper(
+            state,
+            settings.lease,
+            new_claim("standby" if standby else "primary"),
+            bot_id=settings.bot_id,
+            events=events,
+            metrics=METRICS,
+        )
+        if standby:
+            runtime = await stack.enter_async_context(open_runtime(settings, state=state))
+            await _follow_as_standby(keeper, settings)
+        else:
+            await keeper.acquire()
+        stack.push_async_callback(keeper.release)  # after the run: the next holder need not wait
+        if not standby:
+            runtime = await stack.enter_async_context(open_runtime(settings, state=state))
+        await state.take_ownership(keeper.epoch)
+        runtime = dataclasses.replace(
+            runtime,
+            broker=LeasedBroker.wrap(runtime.broker, keeper),
+            exchange=LeasedBroker.wrap(runtime.exchange, keeper),
+        )
+        summary = await run_bot(runtime, once=once, lease=keeper)
     render.print_run_summary(summary)
+    if summary.fenced:
+        raise FencedError(
+            f"bot {settings.bot_id!r}: a newer lease holder took over; this process stopped without sending "
+            "or writing anything more"
+        )
     if summary.halted:
         # The loop already shut down in order; a halted run is a runtime failure for the caller (exit 1).
         raise TradingHaltedError(f"trading halted: {summary.errors[-1] if summary.errors else 'see the log'}")
+    return 0
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
+
+
+async def _follow_as_standby(keeper: Any, settings: BotSettings) -> None:
+    """Wait, connected and read-only, until the lease is free; log who holds it now and then."""
+    last_log = -math.inf
+
+    async def on_wait(held: Any) -> None:
+        nonlocal last_log
+        if time.monotonic() - last_log >= 30:
+            last_log = time.monotonic()
+            logger.info("standby for bot %r: lease held by %s", settings.bot_id, held.describe())
+
+    logger.info(
+        "standby for bot %r: connected, following the lease (TTL %.3fs); taking over when it expires",
+        settings.bot_id,
+        settings.lease.ttl_seconds,
+    )
+    record = await keeper.wait_for_lease(on_wait)
+    logger.warning("standby for bot %r: took over with epoch %d", settings.bot_id, record.epoch)
+
+
+async def step_down(settings: BotSettings) -> int:
+    """Ask the running bot to hand over at once (planned maintenance): it sees the request at its next lease
+    renewal (within TTL/3), finishes the cycle in flight, keeps its open orders, flushes and releases the
+    lease; a standby takes over."""
+    async with open_state(reader_settings(settings)) as state:
+        record = await state.request_handover()
+    if record is None:
+        raise InputError(f"--step-down: no bot holds the lease of {settings.bot_id!r} (nothing is running)")
+    render.print_step_down(settings.bot_id, record.describe())
     return 0
 
 
@@ -106,7 +200,7 @@ async def _snapshot_data(runtime: Runtime) -> dict[str, Any]:
 
 async def account_snapshot(settings: BotSettings, *, as_json: bool) -> int:
     """Print balances, positions, open orders, permissions, fee tier, limits, clock skew, trading state."""
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(reader_settings(settings)) as runtime:
         data = await _snapshot_data(runtime)
     if as_json:
         render.print_json(data)
@@ -119,7 +213,7 @@ async def preview_order(settings: BotSettings, request: OrderRequest) -> int:
     """Show the exchange's preview and the bot's own guard verdict; exit 2 if either refuses."""
     from bot_v2.orchestration.bot import evaluate_order
 
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(reader_settings(settings)) as runtime:
         product = await runtime.exchange.get_product(request.symbol)
         request.validate_for(product)
         preview = await runtime.exchange.preview_order(request)
@@ -138,7 +232,7 @@ async def edit_order_preview(
     settings: BotSettings, order_id: OrderId, size: Decimal | None, price: Decimal | None
 ) -> int:
     """Preview an edit of an open order; store it under a PREVIEW_ID for --apply-order-edit."""
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(control_writer_settings(settings)) as runtime:
         order = await runtime.exchange.get_order(order_id)
         new_size = size if size is not None else order.quantity
         new_price = price if price is not None else order.limit_price
@@ -162,7 +256,7 @@ async def edit_order_preview(
 
 async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id: str) -> int:
     """Apply a stored edit preview: the same size and price that were previewed, nothing else."""
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(control_writer_settings(settings)) as runtime:
         assert runtime.state is not None
         stored = await runtime.state.get_state(f"edit_previews:{preview_id}")
         if stored is None:
@@ -185,7 +279,7 @@ async def set_controls(settings: BotSettings, *, kill_switch: bool | None, reduc
     """Write the operator control key that running bots of this profile read every cycle."""
     from bot_v2.orchestration.controls import set_operator_control
 
-    async with open_state(settings) as state:
+    async with open_state(control_writer_settings(settings)) as state:
         control = await set_operator_control(
             state, kill_switch=kill_switch, reduce_only=reduce_only, source="cli"
         )
@@ -198,7 +292,7 @@ async def clear_reason(settings: BotSettings, reason: ReasonCode) -> int:
     from bot_v2.orchestration.controls import request_reason_clear
     from bot_v2.orchestration.keys import SAFETY_KEY
 
-    async with open_state(settings) as state:
+    async with open_state(control_writer_settings(settings)) as state:
         request, control = await request_reason_clear(state, reason, source="cli")
         safety = await state.get_state(SAFETY_KEY)
     render.print_clear_request(
@@ -212,18 +306,13 @@ async def clear_reason(settings: BotSettings, reason: ReasonCode) -> int:
 # --- checkpoints ----------------------------------------------------------------------------------------------
 
 
-def _read_only_state(settings: BotSettings) -> BotSettings:
-    """Settings whose state opens without the start-up HOT repair: a command that only reads must not
-    rewrite the cache of a bot that may be running (the dashboard does the same)."""
-    return dataclasses.replace(settings, state=dataclasses.replace(settings.state, repair_hot_at_start=False))
-
-
 async def take_checkpoint(settings: BotSettings, *, as_json: bool) -> int:
-    """Take a checkpoint now. Safe while a bot runs: it is one consistent read of WARM."""
+    """Take a checkpoint now. Safe while a bot runs: it is one consistent read of WARM and writes only a new
+    checkpoint object (no record of the bot), so it needs no lease."""
     from bot_v2.monitoring.events import EventStore, EventType
     from bot_v2.orchestration.checkpointing import checkpoint_event_fields
 
-    async with open_state(_read_only_state(settings)) as state:
+    async with open_state(control_writer_settings(settings)) as state:
         started = time.perf_counter()
         with render.progress(f"Taking a checkpoint of bot {settings.bot_id!r}..."):
             info = await state.checkpoints.create_checkpoint("manual")
@@ -240,7 +329,7 @@ async def take_checkpoint(settings: BotSettings, *, as_json: bool) -> int:
 
 async def list_checkpoints(settings: BotSettings, *, as_json: bool) -> int:
     """Print the stored checkpoints, newest first."""
-    async with open_state(_read_only_state(settings)) as state:
+    async with open_state(reader_settings(settings)) as state:
         infos = await state.checkpoints.list_checkpoints()
     if as_json:
         render.print_json(infos)
@@ -252,25 +341,29 @@ async def list_checkpoints(settings: BotSettings, *, as_json: bool) -> int:
 async def restore_checkpoint(
     settings: BotSettings, checkpoint_id: str, *, verify_only: bool, as_json: bool
 ) -> int:
-    """Verify a checkpoint and, unless ``verify_only``, restore it; refused while a bot runs on this state."""
+    """Verify a checkpoint and, unless ``verify_only``, restore it. A restore takes the bot's lease for its
+    duration (refused while a bot holds it; no bot can start meanwhile) and writes fenced with its epoch."""
     from bot_v2.monitoring.events import EventStore, EventType
-    from bot_v2.orchestration.checkpointing import find_running_bot
     from bot_v2.orchestration.keys import RUNNING_KEY
+    from bot_v2.orchestration.lease import LeaseKeeper, new_claim
 
-    async with open_state(_read_only_state(settings) if verify_only else settings) as state:
+    async with AsyncExitStack() as stack:
+        state = await stack.enter_async_context(open_state(reader_settings(settings)))
         if not verify_only:
-            running = await find_running_bot(
-                state,
-                bot_id=settings.bot_id,
-                health_path=settings.health_path,
-                interval_seconds=settings.interval_seconds,
-                now=utc_now(),
-            )
-            if running is not None:
-                raise InputError(
-                    f"--restore-checkpoint refused: a bot is running on state {settings.bot_id!r} "
-                    f"({running.describe()}); stop it first (or use --verify-only, which writes nothing)"
-                )
+            # a restore completes no trading cycle: its watchdog is the restore itself, not the loop's bound
+            lease = dataclasses.replace(settings.lease, watchdog_seconds=math.inf)
+            keeper = LeaseKeeper(state, lease, new_claim("restore"), bot_id=settings.bot_id)
+            try:
+                await keeper.acquire()
+            except LeaseHeldError as exc:
+                raise LeaseHeldError(
+                    f"--restore-checkpoint refused: {exc}; stop the bot first (or use --verify-only, which "
+                    "writes nothing)"
+                ) from None
+            stack.push_async_callback(keeper.release)
+            renewal = asyncio.get_running_loop().create_task(keeper.run(), name="restore-lease")
+            stack.push_async_callback(_cancel, renewal)
+            await state.take_ownership(keeper.epoch)
         action = "Verifying" if verify_only else "Verifying and restoring"
         try:
             with render.progress(f"{action} checkpoint {checkpoint_id} of bot {settings.bot_id!r}..."):

@@ -58,6 +58,20 @@ def exchange_connection_needs_simulator(settings: BotSettings) -> bool:
     return settings.broker is BrokerKind.SIMULATED and not settings.simulator.external
 
 
+def reader_settings(settings: BotSettings) -> BotSettings:
+    """Settings whose state opens read-only (DESIGN.md "Ownership"): no write, no promotion, no start-up
+    repair, no restore or sync on any tier -- for commands that only look, a standby, and a bot before it
+    holds its lease (``StateManager.take_ownership`` then makes it the writer)."""
+    state = dataclasses.replace(settings.state, read_only=True, hot_required_at_start=False)
+    return dataclasses.replace(settings, state=state)
+
+
+def control_writer_settings(settings: BotSettings) -> BotSettings:
+    """Settings for operator commands that only hand a request to the running bot through its control key:
+    they write that key (unfenced: they hold no lease) and nothing else -- no start-up HOT repair."""
+    return dataclasses.replace(settings, state=dataclasses.replace(settings.state, repair_hot_at_start=False))
+
+
 @asynccontextmanager
 async def open_state(settings: BotSettings) -> AsyncIterator[StateManager]:
     """Connect only the state layer (for commands that never talk to the exchange)."""
@@ -69,8 +83,11 @@ async def open_state(settings: BotSettings) -> AsyncIterator[StateManager]:
 
 
 @asynccontextmanager
-async def open_runtime(settings: BotSettings, *, with_state: bool = True) -> AsyncIterator[Runtime]:
-    """Connect the exchange (starting the simulator if needed) and the state layer; close all on exit."""
+async def open_runtime(
+    settings: BotSettings, *, with_state: bool = True, state: StateManager | None = None
+) -> AsyncIterator[Runtime]:
+    """Connect the exchange (starting the simulator if needed) and the state layer (or use ``state``, which
+    the caller keeps and closes); close all on exit."""
     async with AsyncExitStack() as stack:
         simulator: object | None = None
         connection = settings.coinbase
@@ -78,8 +95,7 @@ async def open_runtime(settings: BotSettings, *, with_state: bool = True) -> Asy
             connection, simulator = await _start_simulator(settings, stack)
         exchange = CoinbaseBroker(connection)
         stack.push_async_callback(exchange.close)
-        state: StateManager | None = None
-        if with_state:
+        if state is None and with_state:
             state = await StateManager.create(settings.state)
             stack.push_async_callback(state.close)
         broker: Broker = exchange

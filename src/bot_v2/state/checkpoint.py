@@ -176,6 +176,7 @@ class CheckpointStore:
         cache: Callable[[Sequence[HotRecord], Sequence[str]], Awaitable[None]],
         after_cold_write: Callable[[], Awaitable[None]] | None = None,
         after_restore: Callable[[], Awaitable[None]] | None = None,
+        check_writable: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
         self._bot = settings.bot_id
@@ -188,10 +189,13 @@ class CheckpointStore:
         # it after a restore (the checkpoint holds the value of its own time)
         self._after_cold_write = after_cold_write
         self._after_restore = after_restore
+        # raises StateReadOnlyError when the state is open read-only (a checkpoint or a restore writes)
+        self._check_writable = check_writable or (lambda action: None)
 
     async def create_checkpoint(self, reason: str) -> CheckpointInfo:
         """Snapshot all of the bot's records (one consistent WARM snapshot), store the compressed,
         checksummed blob in COLD and WARM, prune both to ``checkpoint_retention``; return its metadata."""
+        self._check_writable("checkpoint")
         started = time.perf_counter()
         now = datetime.now(UTC)
         rows = await self._warm.snapshot_rows(now, EXCLUDED_CATEGORIES, _SNAPSHOT_PAGE_ROWS)
@@ -284,6 +288,7 @@ class CheckpointStore:
 
     async def prune(self, keep: int) -> list[str]:
         """Keep the ``keep`` newest checkpoints in WARM and, separately, in COLD; return the ids deleted."""
+        self._check_writable("checkpoint prune")
         deleted = set(await self._warm.prune_checkpoints(keep))
         try:
             names = [n for n in await self._cold.list_checkpoints() if n.endswith(_OBJECT_SUFFIX)]
@@ -303,6 +308,8 @@ class CheckpointStore:
         The WARM copy is used; the COLD copy when WARM has none (e.g. a new database). Corruption is a
         ``StateIntegrityError`` naming the checkpoint, and nothing is written.
         """
+        if not verify_only:
+            self._check_writable("checkpoint restore")
         started = time.perf_counter()
         checkpoint_id, blob, expected, source = await self._load(checkpoint_id)
         decoded = await asyncio.to_thread(decode_checkpoint, checkpoint_id, self._bot, blob, expected)

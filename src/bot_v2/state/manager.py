@@ -12,6 +12,11 @@ Rules it keeps (DESIGN.md "State: tiers, batches, coherence"):
   verifies every HOT key against WARM before serving from HOT again. A HOT key that may be stale (a cache
   update failed) is *dirty* and never served. ``create()`` repairs HOT keys that disagree with WARM (stale
   after a restart), so no process ever serves a value older than WARM.
+* Ownership (DESIGN.md "Ownership"): a manager opened with ``read_only`` (readers, a standby, a bot that has
+  not taken its lease yet) writes nothing to any tier -- no write, no promotion of a cache miss, no start-up
+  repair, no HOT restore or spool sync -- and every write raises ``StateReadOnlyError``.
+  ``take_ownership(epoch)`` makes it the bot's writer: every WARM write is then fenced with the lease epoch
+  (``FencedError`` once a newer holder exists) and the start-up repair and spool sync run.
 * COLD (S3) never stops the bot either: a COLD write it cannot take goes to a local spool
   (``tiers/spool.py``) and succeeds; the manager is *cold-degraded* (``system:s3_available`` = false), probes
   COLD with backoff, and when it answers uploads the spool oldest first, verifying every object, before
@@ -31,7 +36,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
-from bot_v2.errors import StateEncodingError, StateError, StateIntegrityError, StateUnavailableError
+from bot_v2.errors import (
+    StateEncodingError,
+    StateError,
+    StateIntegrityError,
+    StateReadOnlyError,
+    StateUnavailableError,
+)
 from bot_v2.state import codec
 from bot_v2.state.checkpoint import CheckpointStore
 from bot_v2.state.keys import KeySpace, glob_to_regex
@@ -44,6 +55,9 @@ from bot_v2.state.models import (
     HotRecord,
     HotRecovery,
     HotState,
+    LeaseClaim,
+    LeaseGrant,
+    LeaseRecord,
     StateCategory,
     StateHealth,
     StateWrite,
@@ -109,6 +123,8 @@ class StateManager:
         cold.on_unavailable = self._cold_failed
         self._cold = cold
         self._lock = asyncio.Lock()
+        self._read_only = settings.read_only
+        self._epoch: int | None = None  # the lease epoch WARM writes are fenced with (take_ownership)
         # keys whose HOT copy may be stale (a cache update failed): never served from HOT
         self._dirty: set[str] = set()
         self._closed = False
@@ -147,6 +163,7 @@ class StateManager:
             self._cache,
             after_cold_write=self._publish_cold_flag,
             after_restore=self._republish_cold_flag,
+            check_writable=self._check_writable,
         )
         """Checkpoints of this bot: ``create_checkpoint``, ``list_checkpoints``, ``restore_checkpoint``."""
 
@@ -206,29 +223,83 @@ class StateManager:
         try:
             if hot_error is not None:
                 manager._hot_failed(hot_error)
-            elif settings.repair_hot_at_start:
+            elif settings.repair_hot_at_start and not settings.read_only:
                 await manager._repair_at_start()
             await manager._cold_at_start(cold_error)
         except BaseException:
             await manager.close()
             raise
         logger.info(
-            "state manager ready: %r (hot %s, cold %s)",
+            "state manager ready: %r (hot %s, cold %s%s)",
             settings,
             manager._hot_state.value,
             manager._cold_state.value,
+            ", read-only" if settings.read_only else "",
         )
         return manager
 
     async def _cold_at_start(self, error: StateUnavailableError | None) -> None:
         """COLD did not answer (start spooling) or a previous process left a spool (sync it now); then make
-        ``system:s3_available`` agree with the state we start in."""
+        ``system:s3_available`` agree with the state we start in. A reader only notes the COLD state."""
         if error is not None:
             self._cold_failed(error)
         elif self._cold.spooling:  # objects spooled by a previous process: COLD answers, sync them now
             self._cold_failed(StateUnavailableError("spool left by a previous process"), log=False)
-            await self._probe_cold()
+            if not self._read_only:
+                await self._probe_cold()
+        if not self._read_only:
+            await self._republish_cold_flag()
+
+    # --- ownership ----------------------------------------------------------------------------------
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def epoch(self) -> int | None:
+        """The lease epoch this manager's WARM writes are fenced with (None: unfenced)."""
+        return self._epoch
+
+    def _check_writable(self, action: str) -> None:
+        if self._read_only:
+            raise StateReadOnlyError(
+                f"state of bot {self.bot_id!r} is open read-only: {action} refused (only the lease holder writes)"
+            )
+
+    async def take_ownership(self, epoch: int) -> None:
+        """Become the bot's writer under lease ``epoch``: fence every later WARM write with it, then do what a
+        reader skipped -- repair HOT against WARM (a crashed holder may have left older versions in Redis)
+        and make ``system:s3_available`` agree (a leftover spool syncs in the background)."""
+        self._warm.set_fence(epoch)
+        self._epoch = epoch
+        if not self._read_only:
+            return
+        self._read_only = False
+        if self._hot_state is HotState.UP and self._settings.repair_hot_at_start:
+            await self._repair_at_start()
+        self._maybe_probe()
         await self._republish_cold_flag()
+
+    async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
+        """Take this bot's lease if nobody holds a live one (see ``WarmTier.acquire_lease``)."""
+        return await self._warm.acquire_lease(claim, ttl_seconds)
+
+    async def renew_lease(self, holder: str, epoch: int, ttl_seconds: float) -> LeaseRecord:
+        """Extend the lease; ``FencedError`` when ``epoch`` is no longer the holder's."""
+        return await self._warm.renew_lease(holder, epoch, ttl_seconds)
+
+    async def release_lease(self, holder: str, epoch: int) -> bool:
+        """Expire the lease now so a standby or the next start takes over without waiting."""
+        return await self._warm.release_lease(holder, epoch)
+
+    async def request_handover(self) -> LeaseRecord | None:
+        """Ask the live holder to step down at its next renewal (None: nobody holds the lease)."""
+        return await self._warm.request_handover()
+
+    async def read_lease(self) -> LeaseRecord | None:
+        """The lease row with the store's clock (None: never held). Writes nothing."""
+        return await self._warm.read_lease()
 
     async def _repair_at_start(self) -> None:
         """Make HOT agree with WARM before anything is served: a previous process may have committed to WARM
@@ -299,6 +370,7 @@ class StateManager:
         Every key and value is validated and encoded before any I/O, so bad input writes nothing. A later
         write of the same key in ``writes`` wins.
         """
+        self._check_writable("write")
         prepared = self._prepare(writes)
         if not prepared:
             return {}
@@ -382,6 +454,7 @@ class StateManager:
 
     async def batch_delete_state(self, keys: Iterable[str]) -> int:
         """Delete ``keys`` (one WARM transaction, then one HOT pipeline); return how many really existed."""
+        self._check_writable("delete")
         checked = self._keys.check_many(keys)
         if not checked:
             return 0
@@ -421,7 +494,7 @@ class StateManager:
         misses = [k for k in keys if k not in found]
         if misses:
             async with self._lock:  # no write may slip between our WARM read and the promotion
-                found.update(await self._load(misses, promote=True))
+                found.update(await self._load(misses, promote=not self._read_only))
         return found
 
     async def _load(self, keys: Sequence[str], promote: bool, to_hot: bool = False) -> dict[str, bytes]:
@@ -505,6 +578,7 @@ class StateManager:
 
     async def promote_to_hot(self, keys: Iterable[str]) -> int:
         """Cache ``keys`` in HOT (fetching COLD bodies back into WARM); return how many are now cached."""
+        self._check_writable("promote")
         checked = self._keys.check_many(keys)
         if not checked:
             return 0
@@ -515,6 +589,7 @@ class StateManager:
 
     async def demote_to_cold(self, keys: Iterable[str]) -> int:
         """Move bodies of ``keys`` to one COLD segment, then drop them from WARM and HOT; return the count."""
+        self._check_writable("demote")
         checked = self._keys.check_many(keys)
         if not checked:
             return 0
@@ -689,7 +764,10 @@ class StateManager:
         self._next_probe = now + self._probe_backoff
 
     def _maybe_probe(self) -> None:
-        """While degraded, start one background probe (and restore) once the backoff interval has passed."""
+        """While degraded, start one background probe (and restore) once the backoff interval has passed.
+        A reader never probes: a restore or a spool sync writes."""
+        if self._read_only:
+            return
         if self._cold_state is ColdState.DEGRADED:
             self._maybe_probe_cold()
         if self._hot_state is not HotState.DEGRADED or self._closed or time.monotonic() < self._next_probe:
@@ -971,7 +1049,7 @@ class StateManager:
         WARM fails the value stays pending and the next write retries."""
         async with self._flag_lock:
             value = self._s3_flag_pending
-            if value is None or self._closed:
+            if value is None or self._closed or self._read_only:
                 return
             write = self._prepare([StateWrite(S3_AVAILABLE_KEY, value, StateCategory.METADATA)])
             try:

@@ -308,3 +308,65 @@ class RestoreReport:
     keys_expired: int  # records whose TTL ran out since the checkpoint: not restored
     source: str  # "warm" or "cold": where the checkpoint blob was read from
     duration_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseClaim:
+    """Who asks for a bot id's lease: ``holder`` is unique per process (host, pid and a random suffix)."""
+
+    holder: str
+    host: str
+    pid: int
+    role: str = "primary"  # "primary" | "standby" | "restore": shown to whoever is refused
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A bot id's lease row as the WARM store saw it, with the store's clock at that moment (``db_now``).
+
+    Expiry and ages are computed from the store's clock only, never from this host's wall clock."""
+
+    bot_id: str
+    holder: str
+    host: str
+    pid: int
+    role: str
+    epoch: int
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    db_now: datetime
+    handover_requested: bool = False
+
+    @property
+    def remaining_seconds(self) -> float:
+        """Time left before expiry by the store's clock (<= 0: expired)."""
+        return (self.expires_at - self.db_now).total_seconds()
+
+    @property
+    def renewal_age_seconds(self) -> float:
+        """Time since the holder last renewed, by the store's clock."""
+        return (self.db_now - self.renewed_at).total_seconds()
+
+    @property
+    def live(self) -> bool:
+        return self.remaining_seconds > 0
+
+    def describe(self) -> str:
+        """One line naming the holder, for refusals and logs."""
+        state = (
+            f"expires in {self.remaining_seconds:.3f}s"
+            if self.live
+            else f"expired {-self.remaining_seconds:.3f}s ago"
+        )
+        return (
+            f"{self.role} on host {self.host} pid {self.pid}, epoch {self.epoch}, "
+            f"last renewal {self.renewal_age_seconds:.3f}s ago, {state}"
+        )
+
+
+class LeaseGrant(NamedTuple):
+    """The answer to an acquire: ``acquired`` False means ``record`` is someone else's live lease."""
+
+    acquired: bool
+    record: LeaseRecord

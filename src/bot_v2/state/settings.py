@@ -46,6 +46,8 @@ class StateSettings:
     # HOT (cache) availability: see docs/STATE.md "Degraded HOT".
     hot_required_at_start: bool = True  # False: start degraded (serve from WARM) if HOT does not answer
     repair_hot_at_start: bool = True  # coherence pass at create(): stale / corrupt HOT keys are repaired
+    # a reader: no write, no promotion, no repair, no probe/restore/sync on any tier until take_ownership()
+    read_only: bool = False
     coherence_page_size: int = 500  # keys per SCAN / WARM page in coherence passes and hot-set restores
     hot_probe_interval_seconds: float = 1.0  # first probe after HOT failed; doubles per failed probe
     hot_probe_max_interval_seconds: float = 15.0

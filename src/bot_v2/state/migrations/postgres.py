@@ -58,4 +58,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX state_checkpoints_bot_created ON state_checkpoints (bot_id, created_at)",
         ),
     ),
+    Migration(
+        3,
+        "state_leases: one live writer per bot id (holder, fencing epoch, expiry by the database clock)",
+        (
+            """
+            CREATE TABLE state_leases (
+                bot_id             text COLLATE "C" PRIMARY KEY,
+                holder             text NOT NULL,
+                host               text NOT NULL,
+                pid                integer NOT NULL,
+                role               text NOT NULL,
+                epoch              bigint NOT NULL CHECK (epoch > 0),
+                acquired_at        timestamptz NOT NULL,
+                renewed_at         timestamptz NOT NULL,
+                expires_at         timestamptz NOT NULL,
+                handover_requested boolean NOT NULL DEFAULT false
+            )
+            """,
+        ),
+    ),
 )

@@ -58,4 +58,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX state_checkpoints_bot_created ON state_checkpoints (bot_id, created_at_us)",
         ),
     ),
+    Migration(
+        3,
+        "state_leases: one live writer per bot id (holder, fencing epoch, expiry)",
+        (
+            """
+            CREATE TABLE state_leases (
+                bot_id             TEXT PRIMARY KEY,
+                holder             TEXT NOT NULL,
+                host               TEXT NOT NULL,
+                pid                INTEGER NOT NULL,
+                role               TEXT NOT NULL,
+                epoch              INTEGER NOT NULL CHECK (epoch > 0),
+                acquired_at_us     INTEGER NOT NULL,
+                renewed_at_us      INTEGER NOT NULL,
+                expires_at_us      INTEGER NOT NULL,
+                handover_requested INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+        ),
+    ),
 )

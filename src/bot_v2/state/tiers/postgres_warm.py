@@ -10,12 +10,22 @@ from typing import Any
 
 import asyncpg
 
-from bot_v2.errors import StateError, StateUnavailableError
+from bot_v2.errors import FencedError, StateError, StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace, glob_to_regex, literal_prefix
 from bot_v2.state.migrations import latest_version, pending
 from bot_v2.state.migrations.postgres import MIGRATIONS, VERSION_TABLE
-from bot_v2.state.models import CheckpointInfo, Tier, TierMove, WarmRestore, WarmRow, WarmWrite
+from bot_v2.state.models import (
+    CheckpointInfo,
+    LeaseClaim,
+    LeaseGrant,
+    LeaseRecord,
+    Tier,
+    TierMove,
+    WarmRestore,
+    WarmRow,
+    WarmWrite,
+)
 
 _GET_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
@@ -61,6 +71,51 @@ ON CONFLICT (bot_id, key) DO UPDATE SET
     updated_at = EXCLUDED.updated_at,
     expires_at = EXCLUDED.expires_at
 RETURNING key, version, tier
+"""
+
+# The fenced form of UPSERT_SQL: the lease row is read FOR SHARE in the same statement (so a concurrent
+# acquire waits for this batch, or this batch sees the new epoch) and a newer epoch inserts no row at all.
+FENCED_UPSERT_SQL = UPSERT_SQL.replace(
+    "INSERT INTO state_records AS s",
+    "WITH fence AS (SELECT epoch FROM state_leases WHERE bot_id = $1 FOR SHARE)\nINSERT INTO state_records AS s",
+).replace(
+    "AS u(key, category, tier, checksum, value, cold_ref, expires_at)\n",
+    "AS u(key, category, tier, checksum, value, cold_ref, expires_at)\n"
+    "WHERE NOT EXISTS (SELECT 1 FROM fence WHERE fence.epoch > $10)\n",
+)
+_FENCE_SQL = "SELECT epoch FROM state_leases WHERE bot_id = $1 FOR SHARE"
+
+_ACQUIRE_SQL = """
+INSERT INTO state_leases AS l
+    (bot_id, holder, host, pid, role, epoch, acquired_at, renewed_at, expires_at, handover_requested)
+VALUES ($1, $2, $3, $4, $5, 1, now(), now(), now() + $6::float8 * interval '1 second', false)
+ON CONFLICT (bot_id) DO UPDATE SET
+    holder = EXCLUDED.holder, host = EXCLUDED.host, pid = EXCLUDED.pid, role = EXCLUDED.role,
+    epoch = l.epoch + 1, acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at,
+    expires_at = EXCLUDED.expires_at, handover_requested = false
+WHERE l.expires_at <= now()
+RETURNING bot_id, holder, host, pid, role, epoch,
+    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+"""
+_RENEW_SQL = """
+UPDATE state_leases SET renewed_at = now(), expires_at = now() + $4::float8 * interval '1 second'
+WHERE bot_id = $1 AND holder = $2 AND epoch = $3
+RETURNING bot_id, holder, host, pid, role, epoch,
+    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+"""
+_RELEASE_SQL = """
+UPDATE state_leases SET expires_at = least(expires_at, now()), handover_requested = false
+WHERE bot_id = $1 AND holder = $2 AND epoch = $3 RETURNING epoch
+"""
+_HANDOVER_SQL = """
+UPDATE state_leases SET handover_requested = true WHERE bot_id = $1 AND expires_at > now()
+RETURNING bot_id, holder, host, pid, role, epoch,
+    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+"""
+_READ_LEASE_SQL = """
+SELECT bot_id, holder, host, pid, role, epoch,
+    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+FROM state_leases WHERE bot_id = $1
 """
 
 _MOVE_SQL = """
@@ -150,6 +205,22 @@ def _row(rec: Any) -> WarmRow:
     )
 
 
+def _lease(rec: Any) -> LeaseRecord:
+    return LeaseRecord(
+        rec["bot_id"],
+        rec["holder"],
+        rec["host"],
+        rec["pid"],
+        rec["role"],
+        rec["epoch"],
+        rec["acquired_at"],
+        rec["renewed_at"],
+        rec["expires_at"],
+        rec["db_now"],
+        rec["handover_requested"],
+    )
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -165,6 +236,7 @@ class PostgresWarmTier:
         self._timeout = connect_timeout_seconds
         self._pool: asyncpg.Pool | None = None
         self._schema_version = 0
+        self._fence: int | None = None
 
     def __repr__(self) -> str:
         return f"PostgresWarmTier(url={mask_url(self._url)!r}, bot_id={self._bot!r})"
@@ -194,6 +266,26 @@ class PostgresWarmTier:
             raise StateError(
                 f"postgresql at {mask_url(self._url)}: {action} failed: {type(exc).__name__}: {exc}"
             ) from None
+
+    @asynccontextmanager
+    async def _fenced(self, action: str) -> AsyncIterator[Any]:
+        """A connection in a transaction whose first statement checks the fence (see the port docstring)."""
+        async with self._conn(action) as conn, conn.transaction():
+            if self._fence is not None:
+                epoch = await conn.fetchval(_FENCE_SQL, self._bot)
+                if epoch is not None and epoch > self._fence:
+                    raise self._fenced_error(action, epoch)
+            yield conn
+
+    def _fenced_error(self, action: str, epoch: int | None) -> FencedError:
+        newer = "a newer epoch" if epoch is None else f"epoch {epoch}"
+        return FencedError(
+            f"postgresql: {action} of bot {self._bot!r} rejected: this writer holds epoch {self._fence}, "
+            f"{newer} took over"
+        )
+
+    def set_fence(self, epoch: int | None) -> None:
+        self._fence = epoch
 
     async def connect(self) -> None:
         try:
@@ -227,19 +319,24 @@ class PostgresWarmTier:
     async def upsert_many(self, rows: Sequence[WarmWrite], now: datetime) -> dict[str, tuple[int, Tier]]:
         if not rows:
             return {}
+        params = (
+            self._bot,
+            now,
+            [r.key for r in rows],
+            [r.category for r in rows],
+            [r.tier.value for r in rows],
+            [r.checksum for r in rows],
+            [r.value for r in rows],
+            [r.cold_ref for r in rows],
+            [r.expires_at for r in rows],
+        )
         async with self._conn("upsert") as conn:
-            records = await conn.fetch(
-                UPSERT_SQL,
-                self._bot,
-                now,
-                [r.key for r in rows],
-                [r.category for r in rows],
-                [r.tier.value for r in rows],
-                [r.checksum for r in rows],
-                [r.value for r in rows],
-                [r.cold_ref for r in rows],
-                [r.expires_at for r in rows],
-            )
+            if self._fence is None:
+                records = await conn.fetch(UPSERT_SQL, *params)
+            else:
+                records = await conn.fetch(FENCED_UPSERT_SQL, *params, self._fence)
+        if not records:  # a non-empty batch always returns its rows, unless the fence held it back
+            raise self._fenced_error("upsert", None)
         tiers = _TIERS
         return {rec[0]: (rec[1], tiers[rec[2]]) for rec in records}
 
@@ -260,14 +357,14 @@ class PostgresWarmTier:
     async def delete_many(self, keys: Sequence[str], now: datetime) -> list[str]:
         if not keys:
             return []
-        async with self._conn("delete") as conn:
+        async with self._fenced("delete") as conn:
             records = await conn.fetch(_DELETE_SQL, self._bot, now, list(keys))
         return [rec[0] for rec in records if rec[1]]
 
     async def move_many(self, moves: Sequence[TierMove]) -> list[str]:
         if not moves:
             return []
-        async with self._conn("move") as conn:
+        async with self._fenced("move") as conn:
             records = await conn.fetch(
                 _MOVE_SQL,
                 self._bot,
@@ -317,7 +414,7 @@ class PostgresWarmTier:
         self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
     ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
         keys = [r.key for r in rows]
-        async with self._conn("restore") as conn, conn.transaction():
+        async with self._fenced("restore") as conn:
             records = await conn.fetch(
                 _RESTORE_SQL,
                 self._bot,
@@ -336,7 +433,7 @@ class PostgresWarmTier:
         return {rec[0]: (rec[1], tiers[rec[2]]) for rec in records}, [rec[0] for rec in deleted]
 
     async def put_checkpoint(self, info: CheckpointInfo, blob: bytes) -> None:
-        async with self._conn("store checkpoint") as conn:
+        async with self._fenced("store checkpoint") as conn:
             await conn.execute(
                 _PUT_CHECKPOINT_SQL,
                 self._bot,
@@ -362,9 +459,41 @@ class PostgresWarmTier:
         return None if rec is None else (_info(rec), bytes(rec["blob"]))
 
     async def prune_checkpoints(self, keep: int) -> list[str]:
-        async with self._conn("prune checkpoints") as conn:
+        async with self._fenced("prune checkpoints") as conn:
             records = await conn.fetch(_PRUNE_CHECKPOINTS_SQL, self._bot, keep)
         return [rec[0] for rec in records]
+
+    async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
+        args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, ttl_seconds)
+        async with self._conn("acquire lease") as conn:
+            rec = await conn.fetchrow(_ACQUIRE_SQL, *args)
+            if rec is not None:
+                return LeaseGrant(True, _lease(rec))
+            held = await conn.fetchrow(_READ_LEASE_SQL, self._bot)
+        if held is None:  # deleted between the two statements: try again
+            return await self.acquire_lease(claim, ttl_seconds)
+        return LeaseGrant(False, _lease(held))
+
+    async def renew_lease(self, holder: str, epoch: int, ttl_seconds: float) -> LeaseRecord:
+        async with self._conn("renew lease") as conn:
+            rec = await conn.fetchrow(_RENEW_SQL, self._bot, holder, epoch, ttl_seconds)
+        if rec is None:
+            raise FencedError(f"postgresql: lease of bot {self._bot!r} epoch {epoch} was taken over")
+        return _lease(rec)
+
+    async def release_lease(self, holder: str, epoch: int) -> bool:
+        async with self._conn("release lease") as conn:
+            return await conn.fetchval(_RELEASE_SQL, self._bot, holder, epoch) is not None
+
+    async def request_handover(self) -> LeaseRecord | None:
+        async with self._conn("request handover") as conn:
+            rec = await conn.fetchrow(_HANDOVER_SQL, self._bot)
+        return None if rec is None else _lease(rec)
+
+    async def read_lease(self) -> LeaseRecord | None:
+        async with self._conn("read lease") as conn:
+            rec = await conn.fetchrow(_READ_LEASE_SQL, self._bot)
+        return None if rec is None else _lease(rec)
 
     async def close(self) -> None:
         if self._pool is not None:

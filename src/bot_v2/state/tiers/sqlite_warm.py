@@ -31,11 +31,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot_v2.errors import StateError, StateUnavailableError
+from bot_v2.errors import FencedError, StateError, StateUnavailableError
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.migrations import latest_version, pending
 from bot_v2.state.migrations.sqlite import MIGRATIONS, VERSION_TABLE
-from bot_v2.state.models import CheckpointInfo, Tier, TierMove, WarmRestore, WarmRow, WarmWrite
+from bot_v2.state.models import (
+    CheckpointInfo,
+    LeaseClaim,
+    LeaseGrant,
+    LeaseRecord,
+    Tier,
+    TierMove,
+    WarmRestore,
+    WarmRow,
+    WarmWrite,
+)
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -137,6 +147,50 @@ DELETE FROM state_checkpoints WHERE bot_id = ?1 AND checkpoint_id NOT IN (
     ORDER BY created_at_us DESC, checkpoint_id DESC LIMIT ?2
 ) RETURNING checkpoint_id
 """
+_READ_LEASE_SQL = """
+SELECT bot_id, holder, host, pid, role, epoch,
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+FROM state_leases WHERE bot_id = ?
+"""
+_ACQUIRE_SQL = """
+INSERT INTO state_leases AS l
+    (bot_id, holder, host, pid, role, epoch, acquired_at_us, renewed_at_us, expires_at_us, handover_requested)
+VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7, 0)
+ON CONFLICT (bot_id) DO UPDATE SET
+    holder = excluded.holder, host = excluded.host, pid = excluded.pid, role = excluded.role,
+    epoch = l.epoch + 1, acquired_at_us = excluded.acquired_at_us, renewed_at_us = excluded.renewed_at_us,
+    expires_at_us = excluded.expires_at_us, handover_requested = 0
+WHERE l.expires_at_us <= ?6
+RETURNING bot_id, holder, host, pid, role, epoch,
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+"""
+_RENEW_SQL = """
+UPDATE state_leases SET renewed_at_us = ?4, expires_at_us = ?5 WHERE bot_id = ?1 AND holder = ?2 AND epoch = ?3
+RETURNING bot_id, holder, host, pid, role, epoch,
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+"""
+_RELEASE_SQL = """
+UPDATE state_leases SET expires_at_us = min(expires_at_us, ?4), handover_requested = 0
+WHERE bot_id = ?1 AND holder = ?2 AND epoch = ?3 RETURNING epoch
+"""
+_HANDOVER_SQL = """
+UPDATE state_leases SET handover_requested = 1 WHERE bot_id = ?1 AND expires_at_us > ?2
+RETURNING bot_id, holder, host, pid, role, epoch,
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+"""
+
+
+def _now_us() -> int:
+    """The store's clock: SQLite is a local file, so the clock of the host that owns it."""
+    return time.time_ns() // 1000
+
+
+def _lease(rec: tuple[Any, ...], now_us: int) -> LeaseRecord:
+    times = [_dt(us) for us in (rec[6], rec[7], rec[8], now_us)]
+    acquired, renewed, expires, now = (t for t in times if t is not None)
+    return LeaseRecord(
+        rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], acquired, renewed, expires, now, bool(rec[9])
+    )
 
 
 def _info(rec: tuple[Any, ...]) -> CheckpointInfo:
@@ -195,6 +249,7 @@ class SqliteWarmTier:
         self._wal_hard_pages = wal_hard_limit_pages
         self._frame_bytes = 4096 + _WAL_FRAME_HEADER_BYTES
         self._schema_version = 0
+        self._fence: int | None = None
         self.wal_checkpoints = 0  # background checkpoints completed
         self.wal_blocking_checkpoints = 0  # hard-limit checkpoints run inside a write
 
@@ -241,11 +296,30 @@ class SqliteWarmTier:
             return 0
         return max(0, size - _WAL_HEADER_BYTES) // self._frame_bytes
 
+    def set_fence(self, epoch: int | None) -> None:
+        self._fence = epoch
+
+    def _check_fence(self, db: sqlite3.Connection, action: str) -> None:
+        """Inside the write transaction (BEGIN IMMEDIATE holds the write lock, so no acquire can slip in)."""
+        fence = self._fence
+        if fence is None:
+            return
+        row = db.execute("SELECT epoch FROM state_leases WHERE bot_id = ?", (self._bot,)).fetchone()
+        if row is not None and row[0] > fence:
+            raise FencedError(
+                f"sqlite at {self._path}: {action} of bot {self._bot!r} rejected: this writer holds epoch "
+                f"{fence}, epoch {row[0]} took over"
+            )
+
     async def _write(self, action: str, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` in one write transaction; then keep the WAL bounded (see the module docstring)."""
+        """Run ``body`` in one fenced write transaction; then keep the WAL bounded (module docstring)."""
+
+        def fenced(db: sqlite3.Connection) -> T:
+            self._check_fence(db, action)
+            return body(db)
 
         def job(db: sqlite3.Connection) -> tuple[T, int]:
-            result = self._transaction(db, body)
+            result = self._transaction(db, fenced)
             pages = self.wal_pages()
             if pages >= self._wal_hard_pages:
                 # the background checkpoint could not keep up (or a reader pins the WAL): block this write
@@ -509,6 +583,52 @@ class SqliteWarmTier:
             "prune checkpoints", lambda db: db.execute(_PRUNE_CHECKPOINTS_SQL, params).fetchall()
         )
         return [rec[0] for rec in rows]
+
+    async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
+        def body(db: sqlite3.Connection) -> LeaseGrant:
+            now = _now_us()
+            expires = now + int(ttl_seconds * 1_000_000)
+            args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, now, expires)
+            rec = db.execute(_ACQUIRE_SQL, args).fetchone()
+            if rec is not None:
+                return LeaseGrant(True, _lease(rec, now))
+            return LeaseGrant(False, _lease(db.execute(_READ_LEASE_SQL, (self._bot,)).fetchone(), now))
+
+        return await self._run("acquire lease", lambda db: self._transaction(db, body))
+
+    async def renew_lease(self, holder: str, epoch: int, ttl_seconds: float) -> LeaseRecord:
+        def body(db: sqlite3.Connection) -> LeaseRecord:
+            now = _now_us()
+            args = (self._bot, holder, epoch, now, now + int(ttl_seconds * 1_000_000))
+            rec = db.execute(_RENEW_SQL, args).fetchone()
+            if rec is None:
+                raise FencedError(
+                    f"sqlite at {self._path}: lease of bot {self._bot!r} epoch {epoch} was taken over"
+                )
+            return _lease(rec, now)
+
+        return await self._run("renew lease", lambda db: self._transaction(db, body))
+
+    async def release_lease(self, holder: str, epoch: int) -> bool:
+        def body(db: sqlite3.Connection) -> bool:
+            return db.execute(_RELEASE_SQL, (self._bot, holder, epoch, _now_us())).fetchone() is not None
+
+        return await self._run("release lease", lambda db: self._transaction(db, body))
+
+    async def request_handover(self) -> LeaseRecord | None:
+        def body(db: sqlite3.Connection) -> LeaseRecord | None:
+            now = _now_us()
+            rec = db.execute(_HANDOVER_SQL, (self._bot, now)).fetchone()
+            return None if rec is None else _lease(rec, now)
+
+        return await self._run("request handover", lambda db: self._transaction(db, body))
+
+    async def read_lease(self) -> LeaseRecord | None:
+        def read(db: sqlite3.Connection) -> LeaseRecord | None:
+            rec = db.execute(_READ_LEASE_SQL, (self._bot,)).fetchone()
+            return None if rec is None else _lease(rec, _now_us())
+
+        return await self._run("read lease", read)
 
     async def close(self) -> None:
         """Stop the background checkpoint, checkpoint with TRUNCATE (no WAL left behind), close."""

@@ -6,13 +6,29 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bot_v2.state.models import CheckpointInfo, Tier, TierMove, WarmRestore, WarmRow, WarmWrite
+from bot_v2.state.models import (
+    CheckpointInfo,
+    LeaseClaim,
+    LeaseGrant,
+    LeaseRecord,
+    Tier,
+    TierMove,
+    WarmRestore,
+    WarmRow,
+    WarmWrite,
+)
 
 
 class WarmTier(Protocol):
     """Keys are relative; rows are scoped by bot id. Each call is one transaction (one statement if possible).
 
     Expired rows (``expires_at <= now``) are invisible to reads, listings and stats.
+
+    Fencing (DESIGN.md "Ownership"): after ``set_fence(epoch)`` every write (upsert, delete, move, restore,
+    checkpoint put/prune) first reads this bot's lease epoch in the SAME transaction (PostgreSQL: ``FOR
+    SHARE``, so an acquire waits for the batch or the batch sees the new epoch) and raises ``FencedError``,
+    committing nothing, when a newer epoch exists. ``set_fence(None)`` (the default) writes unfenced: tools
+    and tests that hold no lease.
     """
 
     name: str
@@ -79,6 +95,26 @@ class WarmTier(Protocol):
 
     async def prune_checkpoints(self, keep: int) -> list[str]:
         """Delete all but the ``keep`` newest checkpoints; return the ids deleted."""
+
+    def set_fence(self, epoch: int | None) -> None:
+        """Fence every later write with ``epoch`` (None: unfenced)."""
+
+    async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
+        """In one transaction: take the lease if there is none or it expired (by the store's clock), with
+        epoch + 1; otherwise leave it alone and return the live holder's record (``acquired`` False)."""
+
+    async def renew_lease(self, holder: str, epoch: int, ttl_seconds: float) -> LeaseRecord:
+        """Extend ``holder``'s lease to now + ttl while it still holds ``epoch``; ``FencedError`` if not."""
+
+    async def release_lease(self, holder: str, epoch: int) -> bool:
+        """Expire ``holder``'s lease now (epoch kept, so its writes stay fenced out once someone else
+        acquires); return whether it still held it."""
+
+    async def request_handover(self) -> LeaseRecord | None:
+        """Ask the live holder to step down (it sees the flag at its next renewal); None if nobody holds."""
+
+    async def read_lease(self) -> LeaseRecord | None:
+        """This bot's lease row with the store's clock, or None if no process ever held it. Writes nothing."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -167,7 +167,11 @@ async def _run_bot(
     missing = [s for s in settings.symbols if s not in products]
     if missing:
         raise UnknownSymbolError(f"--symbols: not listed by the exchange: {', '.join(missing)}")
-    tracker = OrderTracker(metrics, contract_sizes={s: p.contract_size for s, p in products.items()})
+    tracker = OrderTracker(
+        metrics,
+        contract_sizes={s: p.contract_size for s, p in products.items()},
+        intent_grace_seconds=settings.intent_grace_seconds,
+    )
     await tracker.load(state)
     beat()
     risk, guard_error = await load_risk_engine(state, settings.risk, now)
@@ -191,6 +195,7 @@ async def _run_bot(
         client_id_prefix=settings.client_id_prefix,
         cancel_open_orders_after_crash=settings.shutdown_order_policy.value == "cancel",
         derivative_symbols=[s for s, p in products.items() if p.is_derivative],
+        spot_base_currencies={s: p.base_currency for s, p in products.items() if not p.is_derivative},
         mismatch_state=settings.reconcile_mismatch_action.trading_state,
     )
     report = await reconciler.run(risk, guard_error, now)
@@ -222,6 +227,8 @@ async def _run_bot(
         events=events,
         metrics=metrics,
         derivatives=settings.enable_derivatives,
+        reconciler=reconciler,
+        reconcile_every_cycles=settings.reconcile_every_cycles,
     )
     scheduler = await _checkpoint_scheduler(runtime, checkpoints, events, metrics)
     limit = 1 if once else max_cycles
@@ -308,6 +315,15 @@ async def _control_watcher(state: StateStore, events: EventStore, now: datetime)
             key=keys.CLEAR_ACK_KEY,
             error=error,
             kept="pending clear requests taken as applied",
+        )
+    error = await controls.load_reconcile_acknowledged(state)
+    if error is not None:
+        await events.emit(
+            EventType.CONTROL_REJECTED,
+            now,
+            key=keys.RECONCILE_ACK_KEY,
+            error=error,
+            kept="the pending reconcile request taken as run (start-up reconciled)",
         )
     return controls
 

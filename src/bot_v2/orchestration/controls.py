@@ -18,6 +18,12 @@ Clear requests carry increasing ids. The bot applies each one with an id above t
 never lifts a new trip), records a ``control_applied`` event, and acknowledges by writing the last applied id
 to ``control:applied`` in the same batch as the guard state it changed. The CLI drops acknowledged requests
 when it adds one. Only operator-recovered reasons (``OPERATOR_CLEARABLE``) can be requested.
+
+A reconcile request (``--reconcile``, ``request_reconcile``) is the optional field
+``reconcile_request: {"request_id": int, "requested_at": aware datetime, "source": str}`` -- only the newest
+matters: requests the bot has not run yet coalesce into one run. The bot runs order discovery (with a full
+position check) in the cycle that sees an id above the last it ran, and acknowledges it in
+``control:reconcile_applied`` (``{last_request_id, updated_at}``) in that cycle's batch.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot_v2.errors import StateIntegrityError
-from bot_v2.orchestration.keys import CLEAR_ACK_KEY, CONTROL_KEY
+from bot_v2.orchestration.keys import CLEAR_ACK_KEY, CONTROL_KEY, RECONCILE_ACK_KEY
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.risk import ReasonCode, Recovery, RiskEngine, Transition, serde
 
@@ -38,10 +44,13 @@ __all__ = [
     "ControlPoll",
     "ControlWatcher",
     "OperatorControl",
+    "ReconcileRequest",
     "apply_clear_request",
     "parse_clear_ack",
     "parse_operator_control",
+    "parse_reconcile_ack",
     "request_reason_clear",
+    "request_reconcile",
     "set_operator_control",
 ]
 
@@ -49,8 +58,9 @@ __all__ = [
 OPERATOR_CLEARABLE: tuple[ReasonCode, ...] = tuple(c for c in ReasonCode if c.recovery is Recovery.OPERATOR)
 
 _FIELDS = frozenset({"kill_switch", "reduce_only", "updated_at", "source"})
-_OPTIONAL_FIELDS = frozenset({"clear_requests"})
+_OPTIONAL_FIELDS = frozenset({"clear_requests", "reconcile_request"})
 _REQUEST_FIELDS = frozenset({"request_id", "reason", "requested_at", "source"})
+_RECONCILE_FIELDS = frozenset({"request_id", "requested_at", "source"})
 _ACK_FIELDS = frozenset({"last_request_id", "updated_at"})
 #: Pending clear requests kept in the key at most (the oldest are dropped).
 _MAX_PENDING = 20
@@ -93,6 +103,32 @@ class ClearRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconcileRequest:
+    """An operator's request that the running bot reconcile with the exchange now."""
+
+    request_id: int
+    requested_at: datetime
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "requested_at": self.requested_at, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> ReconcileRequest:
+        """Read the stored request strictly (``StateIntegrityError`` naming the field)."""
+        data = serde.expect_mapping(value, where)
+        serde.expect_keys(data, _RECONCILE_FIELDS, where)
+        request_id = serde.read_int(data["request_id"], f"{where}.request_id")
+        if request_id < 1:
+            raise StateIntegrityError(f"{where}.request_id: must be >= 1, got {request_id}")
+        return cls(
+            request_id=request_id,
+            requested_at=serde.read_datetime(data["requested_at"], f"{where}.requested_at"),
+            source=serde.read_str(data["source"], f"{where}.source"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class OperatorControl:
     """The operator's runtime controls."""
 
@@ -101,15 +137,19 @@ class OperatorControl:
     updated_at: datetime
     source: str
     clear_requests: tuple[ClearRequest, ...] = ()
+    reconcile_request: ReconcileRequest | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "kill_switch": self.kill_switch,
             "reduce_only": self.reduce_only,
             "updated_at": self.updated_at,
             "source": self.source,
             "clear_requests": [r.to_dict() for r in self.clear_requests],
         }
+        if self.reconcile_request is not None:
+            value["reconcile_request"] = self.reconcile_request.to_dict()
+        return value
 
 
 def parse_operator_control(value: object) -> OperatorControl:
@@ -123,6 +163,11 @@ def parse_operator_control(value: object) -> OperatorControl:
         updated_at=serde.read_datetime(data["updated_at"], f"{where}.updated_at"),
         source=serde.read_str(data["source"], f"{where}.source"),
         clear_requests=_read_requests(data.get("clear_requests", []), f"{where}.clear_requests"),
+        reconcile_request=(
+            None
+            if data.get("reconcile_request") is None
+            else ReconcileRequest.from_dict(data["reconcile_request"], f"{where}.reconcile_request")
+        ),
     )
 
 
@@ -136,9 +181,8 @@ def _read_requests(value: object, where: str) -> tuple[ClearRequest, ...]:
     return requests
 
 
-def parse_clear_ack(value: object) -> int:
+def parse_clear_ack(value: object, where: str = CLEAR_ACK_KEY) -> int:
     """Read ``control:applied`` strictly; return the last applied clear request id."""
-    where = CLEAR_ACK_KEY
     data = serde.expect_mapping(value, where)
     serde.expect_keys(data, _ACK_FIELDS, where)
     serde.read_datetime(data["updated_at"], f"{where}.updated_at")
@@ -146,6 +190,11 @@ def parse_clear_ack(value: object) -> int:
     if last < 0:
         raise StateIntegrityError(f"{where}.last_request_id: must be >= 0, got {last}")
     return last
+
+
+def parse_reconcile_ack(value: object) -> int:
+    """Read ``control:reconcile_applied`` strictly (the same shape); return the last reconcile request run."""
+    return parse_clear_ack(value, RECONCILE_ACK_KEY)
 
 
 async def set_operator_control(
@@ -167,6 +216,7 @@ async def set_operator_control(
         updated_at=datetime.now(UTC),
         source=source,
         clear_requests=current.clear_requests if current else (),
+        reconcile_request=current.reconcile_request if current else None,
     )
     value = control.to_dict()
     await state.set_state(CONTROL_KEY, value, StateCategory.CONTROL)
@@ -201,6 +251,38 @@ async def request_reason_clear(
     control = replace(base, updated_at=now, source=source, clear_requests=(*pending, request)[-_MAX_PENDING:])
     await state.set_state(CONTROL_KEY, control.to_dict(), StateCategory.CONTROL)
     return request, control
+
+
+async def request_reconcile(state: StateStore, source: str) -> tuple[ReconcileRequest, OperatorControl]:
+    """Ask running bots of this state to reconcile at their next cycle; return the request and the control.
+
+    The id is above every earlier request and the last one a bot ran. A corrupted control key is NOT
+    overwritten (``StateIntegrityError``), as for clear requests.
+    """
+    raw = await state.get_state(CONTROL_KEY)
+    try:
+        current = None if raw is None else parse_operator_control(raw)
+    except StateIntegrityError as exc:
+        raise StateIntegrityError(
+            f"{exc}; set the controls explicitly first (--kill-switch on|off --reduce-only-mode on|off)"
+        ) from None
+    ran = await _reconciles_run(state)
+    last = current.reconcile_request.request_id if current and current.reconcile_request else 0
+    now = datetime.now(UTC)
+    request = ReconcileRequest(max(last, ran) + 1, now, source)
+    base = current or OperatorControl(kill_switch=False, reduce_only=False, updated_at=now, source=source)
+    control = replace(base, updated_at=now, source=source, reconcile_request=request)
+    await state.set_state(CONTROL_KEY, control.to_dict(), StateCategory.CONTROL)
+    return request, control
+
+
+async def _reconciles_run(state: StateStore) -> int:
+    """The last reconcile request id a bot ran (0 when none or unreadable)."""
+    raw = await state.get_state(RECONCILE_ACK_KEY)
+    try:
+        return 0 if raw is None else parse_reconcile_ack(raw)
+    except StateIntegrityError:
+        return 0
 
 
 async def _acknowledged(state: StateStore) -> int:
@@ -240,6 +322,7 @@ class ControlWatcher:
     def __init__(self) -> None:
         self.last_good: OperatorControl | None = None
         self.applied_clear_id = 0
+        self.applied_reconcile_id = 0
         self._last_error: str | None = None
 
     async def load_acknowledged(self, state: StateStore) -> str | None:
@@ -260,6 +343,34 @@ class ControlWatcher:
         except StateIntegrityError:
             self.applied_clear_id = 0
         return error
+
+    async def load_reconcile_acknowledged(self, state: StateStore) -> str | None:
+        """Read the last reconcile request id a bot ran (at start); an unreadable record counts as the
+        request in the control key already run (a restarted bot reconciles at start anyway)."""
+        raw = await state.get_state(RECONCILE_ACK_KEY)
+        try:
+            self.applied_reconcile_id = 0 if raw is None else parse_reconcile_ack(raw)
+            return None
+        except StateIntegrityError as exc:
+            error = str(exc)
+        try:
+            request = parse_operator_control(await state.get_state(CONTROL_KEY)).reconcile_request
+            self.applied_reconcile_id = request.request_id if request is not None else 0
+        except StateIntegrityError:
+            self.applied_reconcile_id = 0
+        return error
+
+    def pending_reconcile(self, control: OperatorControl | None) -> ReconcileRequest | None:
+        """The reconcile request of ``control`` not run yet, or None."""
+        request = control.reconcile_request if control is not None else None
+        if request is None or request.request_id <= self.applied_reconcile_id:
+            return None
+        return request
+
+    def acknowledge_reconcile(self, request: ReconcileRequest, now: datetime) -> dict[str, Any]:
+        """Mark ``request`` run; return the ``control:reconcile_applied`` value for the cycle's batch."""
+        self.applied_reconcile_id = max(self.applied_reconcile_id, request.request_id)
+        return {"last_request_id": self.applied_reconcile_id, "updated_at": now}
 
     def pending_clears(self, control: OperatorControl | None) -> list[ClearRequest]:
         """Clear requests of ``control`` not applied yet, oldest first."""

@@ -5,10 +5,13 @@ Order of a cycle:
 1. read the operator control key and apply it to the risk engine (kill switch, reduce-only, pending requests
    to clear latched reasons);
 2. fetch quotes (REST best bid/ask) and balances; append this cycle's mids to the price history;
-3. sync open orders and their fills (fills booked exactly once) and resolve intents left unknown;
+3. sync open orders and their fills (fills booked exactly once); look unresolved (PENDING / UNKNOWN) intents
+   up by client order id; every ``reconcile_every_cycles`` cycles, or when an operator asked
+   (``--reconcile``), run order discovery by client-id prefix (``Reconciler.discover``);
 4. build the ``RiskSnapshot`` and run the state-level guards (``evaluate_cycle``);
-5. ask the strategy for every symbol first; then ``OrderExecutor.submit_all`` judges all the cycle's orders
-   (each against a snapshot that counts the ones before it), writes ALL approved intents in ONE
+5. ask the strategy for every symbol first (a symbol with an unresolved intent gets no new order: its row
+   says ``skipped``, ``unresolved intent ...``); then ``OrderExecutor.submit_all`` judges all the cycle's
+   orders (each against a snapshot that counts the ones before it), writes ALL approved intents in ONE
    ``batch_write``, and only then places them at the exchange, concurrently;
 6. sync the orders placed this cycle, then flush every change -- fills, positions, orders, intents, marks,
    guard state, safety mode, PnL -- in ONE ``batch_write``;
@@ -40,7 +43,8 @@ from bot_v2.orchestration.market import (
     risk_snapshot,
 )
 from bot_v2.orchestration.ports import StateCategory, StateStore
-from bot_v2.orchestration.tracking import OrderTracker, SyncResult
+from bot_v2.orchestration.reconcile import Reconciler
+from bot_v2.orchestration.tracking import OrderTracker, SyncResult, emit_resolutions
 from bot_v2.risk import RiskEngine, RiskSnapshot, Transition
 from bot_v2.strategies.base import Action, MarketView, PriceHistory, Strategy
 
@@ -115,6 +119,8 @@ class TradingCycle:
         events: EventStore,
         metrics: BotMetrics,
         derivatives: bool = False,
+        reconciler: Reconciler | None = None,
+        reconcile_every_cycles: int = 0,
     ) -> None:
         self.symbols = tuple(symbols)
         self.products = dict(products)
@@ -129,6 +135,8 @@ class TradingCycle:
         self.events = events
         self.metrics = metrics
         self.derivatives = derivatives
+        self.reconciler = reconciler
+        self.reconcile_every_cycles = reconcile_every_cycles  # 0: only on request
         self.outcomes = CycleOutcomes()
         self.last_snapshot: RiskSnapshot | None = None  # the last good snapshot, for the runbook alerts
 
@@ -137,6 +145,7 @@ class TradingCycle:
         started = time.perf_counter()
         report = CycleReport(number=number, started_at=now)
         report.transitions += await self._apply_controls(now)
+        control = self.controls.last_good
 
         market = await fetch_market(self.broker, self.symbols, self.derivatives)
         record_marks(self.history, market.quotes, now)
@@ -148,8 +157,9 @@ class TradingCycle:
             )
 
         await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
-        if self.tracker.pending_intents:
-            await self._resolve_pending(now)
+        if self.tracker.unresolved_intents:
+            await self._resolve_pending(report, now)
+        await self._maybe_reconcile(number, control, report, now)
 
         snapshot = self._snapshot(market)
         self.last_snapshot = snapshot
@@ -223,15 +233,41 @@ class TradingCycle:
                 filled_quantity=order.filled_quantity,
             )
 
-    async def _resolve_pending(self, now: datetime) -> None:
-        for resolution in await self.tracker.resolve_pending(self.broker, now):
+    async def _resolve_pending(self, report: CycleReport, now: datetime) -> None:
+        resolutions = await self.tracker.resolve_pending(self.broker, now)
+        await emit_resolutions(self.events, resolutions, now)
+        if any(r.outcome == "adopted" for r in resolutions):
+            # book the adopted orders' fills now: the strategy must see the position they made
+            await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
+
+    async def _maybe_reconcile(
+        self, number: int, control: OperatorControl | None, report: CycleReport, now: datetime
+    ) -> None:
+        """Order discovery when it is due (every ``reconcile_every_cycles``) or an operator asked for it."""
+        if self.reconciler is None:
+            return
+        request = self.controls.pending_reconcile(control)
+        due = self.reconcile_every_cycles > 0 and number % self.reconcile_every_cycles == 0
+        if request is None and not due:
+            return
+        result = await self.reconciler.discover(
+            self.risk,
+            now,
+            trigger="operator" if request is not None else "periodic",
+            full=request is not None,
+            request_id=request.request_id if request is not None else None,
+        )
+        report.transitions += result.transitions
+        await self.book_sync(SyncResult(result.new_fills, [], result.realized_pnl), report, now)
+        if request is not None:
+            ack = self.controls.acknowledge_reconcile(request, now)
+            self.tracker.batch.put(keys.RECONCILE_ACK_KEY, ack, StateCategory.CONTROL)
             await self.events.emit(
-                EventType.RECOVERY,
+                EventType.CONTROL_APPLIED,
                 now,
-                kind="intent_resolved",
-                client_order_id=resolution.client_order_id,
-                outcome=resolution.outcome,
-                order_id=resolution.order_id,
+                reconcile_request=request.to_dict(),
+                outcome="coherent" if result.coherent else "mismatch",
+                trading_state=self.risk.state,
             )
 
     def _snapshot(self, market: MarketData) -> RiskSnapshot:
@@ -271,6 +307,11 @@ class TradingCycle:
         row = SymbolRow(symbol, quote.mid, text, "-", "skipped", None, record.quantity, decision.reason)
         if request is None:
             return _SymbolDecision(row)
+        # The exchange may still have (or get) the order of an unresolved intent: no second one meanwhile.
+        unresolved = self.tracker.unresolved_for(symbol)
+        skipped = None
+        if unresolved is not None:
+            skipped = f"unresolved intent {unresolved.client_order_id} ({unresolved.status.value})"
         await self.events.emit(
             EventType.DECISION,
             now,
@@ -279,7 +320,10 @@ class TradingCycle:
             quantity=decision.quantity,
             reason=decision.reason,
             mark=quote.mid,
+            **({"skipped": skipped} if skipped else {}),
         )
+        if skipped is not None:
+            return _SymbolDecision(dataclasses.replace(row, reason=skipped))
         return _SymbolDecision(row, request)
 
     async def _execute(

@@ -10,8 +10,10 @@ The order path, in the only order it may happen (``submit_all``; ``submit`` is t
    exchange call of the cycle.
 3. ``broker.place_order`` for each, concurrently (at most ``max_concurrent_orders`` in flight). Every order
    gets its answer before any is judged: a business rejection marks the intent FAILED; a transient failure
-   (timeout, 5xx) leaves it PENDING: it may have reached the exchange, so the tracker looks it up by client
-   order id later. Anything else propagates once the others are booked: the loop's policy halts trading.
+   (timeout, 5xx) marks it UNKNOWN: it may have reached the exchange (or reach it a moment later), so the
+   tracker looks it up by client order id on the next cycles, within ``intent_grace_seconds``, and no new
+   order goes to that symbol meanwhile. Anything else propagates once the others are booked (the intent stays
+   PENDING; the next start resolves it): the loop's policy halts trading.
 4. Acknowledged orders are tracked; their intents become SUBMITTED in the cycle's batch.
 """
 
@@ -54,7 +56,7 @@ class ExecutionAction(enum.StrEnum):
     PLACED = "placed"
     DENIED = "denied"
     REJECTED = "rejected"
-    UNKNOWN = "unknown"  # transient failure after the intent: resolved by client id on a later cycle
+    UNKNOWN = "unknown"  # transient failure after the intent: looked up by client id on the next cycles
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +227,7 @@ class OrderExecutor:
     async def _settle(
         self, planned: PlannedOrder, answer: Order | Exception, now: datetime
     ) -> ExecutionResult:
-        """Book one exchange answer: tracked, rejected (FAILED), unknown (PENDING), or re-raised."""
+        """Book one exchange answer: tracked, rejected (FAILED), unknown (UNKNOWN), or re-raised."""
         request, verdict, intent = planned.request, planned.verdict, planned.intent
         labels = {"symbol": request.symbol, "side": request.side.value}
         if isinstance(answer, OrderDeniedError):
@@ -236,7 +238,8 @@ class OrderExecutor:
             )
             return ExecutionResult(ExecutionAction.REJECTED, request, verdict, error=answer.one_line())
         if isinstance(answer, RetryableError):
-            # The request may have reached the exchange: leave the intent PENDING for lookup by client id.
+            # The request may have reached the exchange: UNKNOWN, looked up by client id on the next cycles.
+            self.tracker.mark_unknown(intent.client_order_id, f"no answer: {answer.one_line()}", now)
             self.metrics.orders.labels(outcome="unknown", **labels).inc()
             await self.events.emit(
                 EventType.ORDER_FAILED,
@@ -244,6 +247,13 @@ class OrderExecutor:
                 client_order_id=intent.client_order_id,
                 error=answer.one_line(),
                 pending_lookup=True,
+            )
+            await self.events.emit(
+                EventType.INTENT_UNKNOWN,
+                now,
+                client_order_id=intent.client_order_id,
+                symbol=intent.symbol,
+                detail=f"no answer from the exchange: {answer.one_line()}",
             )
             return ExecutionResult(ExecutionAction.UNKNOWN, request, verdict, error=answer.one_line())
         if isinstance(answer, Exception):

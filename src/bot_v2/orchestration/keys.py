@@ -14,6 +14,9 @@ key                     category        value
 ``safety:mode``         SAFETY          trading state + reasons (human-readable copy of the engine state)
 ``control:operator``    CONTROL         operator kill switch / reduce-only / clear requests
 ``control:applied``     CONTROL         the last clear request the bot applied (its acknowledgement)
+``control:reconcile_applied``
+                        CONTROL         the last reconcile request (``--reconcile``) the bot ran
+``reconcile:watermark`` METADATA        order discovery starts here next time (``{watermark, updated_at}``)
 ``metadata:running``    METADATA        the running marker ``{pid, started_at, unclean_previous}``: present
                                         while a bot runs, removed on clean exit (``checkpointing.py`` reads it)
 ``metadata:last_run``   METADATA        summary of the last clean exit / last recovery
@@ -36,6 +39,8 @@ GUARDS_KEY = "guards:risk"
 SAFETY_KEY = "safety:mode"
 CONTROL_KEY = "control:operator"
 CLEAR_ACK_KEY = "control:applied"
+RECONCILE_ACK_KEY = "control:reconcile_applied"
+WATERMARK_KEY = "reconcile:watermark"
 RUNNING_KEY = "metadata:running"
 LAST_RUN_KEY = "metadata:last_run"
 PNL_KEY = "portfolio:pnl"

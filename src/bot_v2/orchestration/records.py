@@ -32,12 +32,19 @@ __all__ = ["IntentRecord", "IntentStatus", "OrderRecord", "fill_from_dict", "fil
 
 
 class IntentStatus(enum.StrEnum):
-    """Where an intent is. PENDING is the only state that needs resolving after a crash."""
+    """Where an intent is. PENDING and UNKNOWN are unresolved: looked up at the exchange by client order id,
+    and no new order is sent on their symbol meanwhile."""
 
     PENDING = "PENDING"  # durable, the exchange may or may not have it
+    UNKNOWN = "UNKNOWN"  # sent, no answer, not (yet) found: looked up every cycle until the grace window ends
     SUBMITTED = "SUBMITTED"  # the exchange acknowledged it (order id known)
     FAILED = "FAILED"  # the exchange refused it, or it never reached the exchange
     DONE = "DONE"  # the order reached a terminal status and its fills are booked
+
+    @property
+    def is_unresolved(self) -> bool:
+        """True while the exchange's answer is unknown (PENDING or UNKNOWN)."""
+        return self in (IntentStatus.PENDING, IntentStatus.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,14 @@
 
 It follows every order the bot placed or adopted until it is terminal (polling ``get_order``) and ingests
 each fill exactly once, keyed by trade id: the fill, the order, the intent and the position it moves are
-queued into the cycle's ``StateBatch`` together. It also resolves intents whose fate is unknown (a crash or
-a timeout between the intent write and the acknowledgement) by looking the client order id up at the
-exchange -- it is adopted if found and marked failed if not. An intent is never submitted twice.
+queued into the cycle's ``StateBatch`` together. Fills are asked for in chunks of ``FILLS_CHUNK`` order ids.
+
+It also resolves intents whose fate is unknown (a crash or a timeout between the intent write and the
+acknowledgement) by looking the client order id up at the exchange: found -> adopted (SUBMITTED); not found
+-> UNKNOWN, looked up again every cycle until ``intent_grace_seconds`` after the intent was written, then
+FAILED. An order can land at the exchange a moment after its create call timed out; the grace window (and the
+periodic discovery by client-id prefix in ``reconcile.py``) keeps it from being lost. An intent is never
+submitted twice, and while one is unresolved no new order is sent on its symbol (``unresolved_for``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.domain import ClientOrderId, Fill, Order, OrderId, OrderStatus, Symbol, TradeId
+from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.batch import StateBatch
@@ -28,10 +34,23 @@ from bot_v2.orchestration.records import IntentRecord, IntentStatus, OrderRecord
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IntentResolution", "OrderTracker", "SyncResult"]
+__all__ = [
+    "FILLS_CHUNK",
+    "LOOKUP_MARGIN",
+    "IntentResolution",
+    "OrderTracker",
+    "SyncResult",
+    "emit_resolutions",
+    "fills_of",
+]
 
 #: Sizes of the state reads at start-up (keys per ``batch_get_state``).
 _READ_CHUNK = 500
+#: Order ids per ``list_fills`` call: one request stays small however many orders are asked about.
+FILLS_CHUNK = 50
+#: Orders are listed from this long before the time they could have been created: covers the skew between
+#: the bot's clock and the exchange's ``created_time``.
+LOOKUP_MARGIN = timedelta(minutes=5)
 
 
 @dataclass(slots=True)
@@ -45,11 +64,45 @@ class SyncResult:
 
 @dataclass(frozen=True, slots=True)
 class IntentResolution:
-    """How a pending intent was resolved."""
+    """A change of an unresolved intent's status after a lookup at the exchange."""
 
     client_order_id: ClientOrderId
-    outcome: str  # "adopted" | "failed"
+    outcome: str  # "adopted" (found: SUBMITTED) | "unknown" (not found yet) | "failed" (not found in time)
     order_id: OrderId | None
+    symbol: Symbol | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"client_order_id": self.client_order_id, "outcome": self.outcome, "order_id": self.order_id}
+
+
+async def fills_of(broker: Broker, order_ids: Iterable[OrderId], *, chunk: int = FILLS_CHUNK) -> list[Fill]:
+    """Every fill of ``order_ids``, asking for at most ``chunk`` order ids per ``list_fills`` call."""
+    ids = list(dict.fromkeys(order_ids))
+    fills: list[Fill] = []
+    for start in range(0, len(ids), chunk):
+        fills += await broker.list_fills(order_ids=ids[start : start + chunk])
+    return fills
+
+
+async def emit_resolutions(
+    events: EventStore, resolutions: Iterable[IntentResolution], now: datetime
+) -> None:
+    """One event per intent status change: ``recovery`` (adopted), ``intent_unknown``, ``intent_failed``."""
+    for r in resolutions:
+        if r.outcome == "adopted":
+            await events.emit(
+                EventType.RECOVERY,
+                now,
+                kind="intent_resolved",
+                client_order_id=r.client_order_id,
+                outcome=r.outcome,
+                order_id=r.order_id,
+                symbol=r.symbol,
+            )
+        else:
+            kind = EventType.INTENT_UNKNOWN if r.outcome == "unknown" else EventType.INTENT_FAILED
+            await events.emit(kind, now, client_order_id=r.client_order_id, symbol=r.symbol, detail=r.detail)
 
 
 class OrderTracker:
@@ -60,8 +113,10 @@ class OrderTracker:
         metrics: BotMetrics,
         *,
         contract_sizes: Mapping[Symbol, Decimal] | None = None,
+        intent_grace_seconds: float = 30.0,
     ) -> None:
         self.metrics = metrics
+        self.intent_grace = timedelta(seconds=intent_grace_seconds)
         self.batch = StateBatch()
         self.book = PositionBook()
         self.contract_sizes: dict[Symbol, Decimal] = dict(contract_sizes or {})
@@ -71,6 +126,9 @@ class OrderTracker:
         self.known_client_ids: set[ClientOrderId] = set()
         self.known_trade_ids: set[TradeId] = set()
         self.order_ids: set[OrderId] = set()
+        # Where order discovery must start when no watermark is stored: the oldest intent that may not be
+        # finished, else the newest intent (nothing this state sent can be older). None: no intent at all.
+        self.discovery_floor: datetime | None = None
 
     # --- loading --------------------------------------------------------------------------------------
 
@@ -79,11 +137,17 @@ class OrderTracker:
         intents = await _read_all(state, keys.INTENT_PREFIX)
         orders = await _read_all(state, keys.ORDER_PREFIX)
         positions = await _read_all(state, keys.POSITION_PREFIX)
+        unfinished: list[datetime] = []
+        newest: datetime | None = None
         for value in intents.values():
             intent = IntentRecord.from_dict(value)
             self.known_client_ids.add(intent.client_order_id)
-            if intent.status in (IntentStatus.PENDING, IntentStatus.SUBMITTED):
+            if intent.status.is_unresolved or intent.status is IntentStatus.SUBMITTED:
                 self.intents[intent.client_order_id] = intent
+            if intent.status is not IntentStatus.DONE:
+                unfinished.append(intent.created_at)
+            newest = intent.created_at if newest is None else max(newest, intent.created_at)
+        self.discovery_floor = min(unfinished) if unfinished else newest
         for value in orders.values():
             order = OrderRecord.from_dict(value)
             self.known_client_ids.add(order.client_order_id)
@@ -108,7 +172,22 @@ class OrderTracker:
 
     @property
     def pending_intents(self) -> list[IntentRecord]:
+        """Intents written but not (yet) answered by the exchange in this process."""
         return [i for i in self.intents.values() if i.status is IntentStatus.PENDING]
+
+    @property
+    def unresolved_intents(self) -> list[IntentRecord]:
+        """PENDING and UNKNOWN intents: the exchange may or may not have their orders."""
+        return [i for i in self.intents.values() if i.status.is_unresolved]
+
+    def unresolved_for(self, symbol: Symbol) -> IntentRecord | None:
+        """The oldest unresolved intent on ``symbol`` (no new order is sent on it meanwhile), or None."""
+        found = [i for i in self.intents.values() if i.symbol == symbol and i.status.is_unresolved]
+        return min(found, key=lambda i: i.created_at) if found else None
+
+    def oldest_unresolved_at(self) -> datetime | None:
+        """When the oldest unresolved intent was written (its order cannot be older), or None."""
+        return min((i.created_at for i in self.unresolved_intents), default=None)
 
     def knows(self, client_order_id: ClientOrderId) -> bool:
         """True when state has (or had) an intent or order with this client id."""
@@ -133,7 +212,7 @@ class OrderTracker:
         self.order_ids.add(order.order_id)
         self.batch.put(keys.order_key(order.client_order_id), record.to_dict(), StateCategory.ORDERS)
         intent = self.intents.get(order.client_order_id)
-        if intent is not None and intent.status is IntentStatus.PENDING:
+        if intent is not None and intent.status.is_unresolved:
             self.record_intent(intent.with_status(IntentStatus.SUBMITTED, now, order_id=order.order_id))
         return record
 
@@ -141,6 +220,14 @@ class OrderTracker:
         intent = self.intents.get(client_order_id)
         if intent is not None:
             self.record_intent(intent.with_status(IntentStatus.FAILED, now, reason=reason))
+
+    def mark_unknown(self, client_order_id: ClientOrderId, reason: str, now: datetime) -> bool:
+        """A PENDING intent got no answer (or was not found): UNKNOWN. True when the status changed."""
+        intent = self.intents.get(client_order_id)
+        if intent is None or intent.status is not IntentStatus.PENDING:
+            return False
+        self.record_intent(intent.with_status(IntentStatus.UNKNOWN, now, reason=reason))
+        return True
 
     def ingest_fills(self, fills: Iterable[Fill]) -> tuple[list[Fill], Decimal]:
         """Book fills not seen before (by trade id), oldest first; return them and the PnL they realized."""
@@ -179,8 +266,7 @@ class OrderTracker:
                 self.orders[order.client_order_id] = record
                 self.batch.put(keys.order_key(order.client_order_id), record.to_dict(), StateCategory.ORDERS)
                 result.updated_orders.append(record)
-        order_ids = [o.order_id for o in open_orders]
-        fills = await broker.list_fills(order_ids=order_ids)
+        fills = await fills_of(broker, (o.order_id for o in open_orders))
         result.new_fills, result.realized_pnl = self.ingest_fills(fills)
         for record in open_orders:
             current = self.orders[record.client_order_id]
@@ -202,23 +288,36 @@ class OrderTracker:
     async def resolve_pending(
         self, broker: Broker, now: datetime, *, exchange_orders: Sequence[Order] | None = None
     ) -> list[IntentResolution]:
-        """Resolve every PENDING intent against the exchange by client order id; never resubmit."""
-        pending = self.pending_intents
-        if not pending:
+        """Look every unresolved (PENDING / UNKNOWN) intent up by client order id; never resubmit.
+
+        Found -> tracked, SUBMITTED. Not found -> UNKNOWN while ``now`` is within the grace window after the
+        intent was written, FAILED after it. ``exchange_orders``: a listing the caller already has (it must
+        cover every order created since the oldest unresolved intent); otherwise the intents' symbols are
+        listed from then (minus ``LOOKUP_MARGIN``). Returns the status changes only.
+        """
+        unresolved = self.unresolved_intents
+        if not unresolved:
             return []
         if exchange_orders is None:
-            symbols = sorted({i.symbol for i in pending})
-            exchange_orders = await broker.list_orders(symbols=symbols)
+            symbols = sorted({i.symbol for i in unresolved})
+            since = min(i.created_at for i in unresolved) - LOOKUP_MARGIN
+            exchange_orders = await broker.list_orders(symbols=symbols, since=since)
         by_client_id = {o.client_order_id: o for o in exchange_orders}
         resolutions = []
-        for intent in pending:
+        for intent in unresolved:
             order = by_client_id.get(intent.client_order_id)
+            coid = intent.client_order_id
             if order is not None:
                 self.track(order, now)
-                resolutions.append(IntentResolution(intent.client_order_id, "adopted", order.order_id))
-            else:
-                self.fail_intent(intent.client_order_id, "not found at the exchange", now)
-                resolutions.append(IntentResolution(intent.client_order_id, "failed", None))
+                resolutions.append(IntentResolution(coid, "adopted", order.order_id, intent.symbol))
+            elif now - intent.created_at > self.intent_grace:
+                detail = f"not found at the exchange within {self.intent_grace.total_seconds():g}s"
+                self.fail_intent(coid, detail, now)
+                resolutions.append(IntentResolution(coid, "failed", None, intent.symbol, detail))
+            elif self.mark_unknown(coid, "not found at the exchange (yet)", now):
+                until = intent.created_at + self.intent_grace
+                detail = f"not found at the exchange; looked up again until {until.isoformat()}"
+                resolutions.append(IntentResolution(coid, "unknown", None, intent.symbol, detail))
         return resolutions
 
 

@@ -87,7 +87,7 @@ async def test_denied_order_never_reaches_the_broker_or_state(
     ("error", "action", "status"),
     [
         (InsufficientFundsError("no money", "INSUFFICIENT_FUND"), ExecutionAction.REJECTED, "FAILED"),
-        (ExchangeUnavailableError("timeout"), ExecutionAction.UNKNOWN, "PENDING"),
+        (ExchangeUnavailableError("timeout"), ExecutionAction.UNKNOWN, "UNKNOWN"),
     ],
 )
 async def test_exchange_failures_are_classified(

@@ -41,6 +41,7 @@ Examples:
   perps-bot --profile prod --reduce-only-mode on
   perps-bot --profile prod --clear-reason RECONCILE_MISMATCH
                                                 lift a latched reason (at the running bot's next cycle)
+  perps-bot --profile prod --reconcile          the running bot reconciles with the exchange at its next cycle
   perps-bot --profile prod --checkpoint         take a state checkpoint now (safe while the bot runs)
   perps-bot --profile prod --list-checkpoints [--json]
   perps-bot --profile prod --restore-checkpoint latest --verify-only
@@ -282,6 +283,14 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     "at its next cycle, or on the next start before its first order. Example: --clear-reason DRAWDOWN",
 )
 @click.option(
+    "--reconcile",
+    "reconcile",
+    is_flag=True,
+    help="Ask the running bot of this profile to reconcile with the exchange at its next cycle: list its own "
+    "orders by client-id prefix, adopt what state lacks, book their fills, re-check positions. "
+    "Example: perps-bot --profile prod --reconcile",
+)
+@click.option(
     "--checkpoint",
     "take_checkpoint",
     is_flag=True,
@@ -332,11 +341,13 @@ def cli(**opts: Any) -> None:
         modes.append("clear_reason")
     if opts.get("step_down"):
         modes.append("step_down")
+    if opts.get("reconcile"):
+        modes.append("reconcile")
     if len(modes) > 1:
         _fail(
             "choose one of --account-snapshot, --preview-order, --edit-order-preview, --apply-order-edit, "
             "--kill-switch/--reduce-only-mode, --clear-reason, --checkpoint, --list-checkpoints, "
-            "--restore-checkpoint, --step-down",
+            "--restore-checkpoint, --step-down, --reconcile",
             2,
         )
     if opts.get("standby") and (modes or opts.get("dev_fast")):
@@ -377,6 +388,8 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
         return await commands.run(settings, once=bool(opts["dev_fast"]), standby=bool(opts["standby"]))
     if mode == "step_down":
         return await commands.step_down(settings)
+    if mode == "reconcile":
+        return await commands.reconcile(settings)
     if mode == "account_snapshot":
         return await commands.account_snapshot(settings, as_json=bool(opts["as_json"]))
     if mode == "preview_order":

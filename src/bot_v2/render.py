@@ -321,6 +321,24 @@ def print_clear_request(
     )
 
 
+def print_reconcile_request(
+    request: Mapping[str, Any], last_run: int | None, watermark: datetime | None
+) -> None:
+    """Show a queued ``--reconcile`` request and where the bot's order discovery stands."""
+    rows: list[Sequence[Any]] = [
+        ("request id", request["request_id"]),
+        ("requested at", request["requested_at"]),
+        ("last request the bot ran", last_run),
+        ("discovery watermark", watermark),
+    ]
+    console.print(table("Reconcile request queued", ["Field", "Value"], rows))
+    console.print(
+        "A running bot runs it at its next cycle: it lists its own orders (client-id prefix) since the "
+        "watermark, adopts any state lacks, books their fills once and re-checks positions (reconciliation "
+        "event, trigger operator; control:reconcile_applied). A bot that is not running reconciles at start."
+    )
+
+
 def print_run_summary(summary: Any) -> None:
     rows = getattr(summary, "rows", [])
     columns = ["Symbol", "Mark", "Decision", "Why", "Verdict", "Action", "Order id", "Position"]

@@ -1,11 +1,13 @@
 """Test driver: run the bot as its own process against an external simulator (crash tests).
 
-    python tests/e2e/bot_driver.py --cycles N [--buy]
+    python tests/e2e/bot_driver.py --cycles N [--buy | --buy-every] [--lease | --standby]
 
 Settings come from the environment exactly as for ``perps-bot --profile dev`` (COINBASE_BASE_URL,
 COINBASE_KEY_FILE, COINBASE_CA_FILE, PERPS_DATA_DIR, PERPS_SYMBOLS, ...). ``--buy`` trades a fixed small size
 on the first cycle so the order path runs deterministically; without it the bot only holds (a restart that
-reconciles). PERPS_TEST_CRASH_AT is honoured by the bot itself. Prints ``DRIVER DONE <json summary>``.
+reconciles); ``--buy-every`` buys every cycle. ``--lease`` runs the way ``perps-bot`` does (the lease, fenced
+state, the gated exchange: ``commands.run_with_lease``), ``--standby`` as ``perps-bot --standby``; ``--cycles 0``
+runs until SIGTERM. PERPS_TEST_CRASH_AT is honoured by the bot itself. Prints ``DRIVER DONE <json summary>``.
 """
 
 from __future__ import annotations
@@ -19,19 +21,21 @@ from decimal import Decimal
 
 from bot_v2.config import load_settings
 from bot_v2.domain import Position
+from bot_v2.errors import PerpsBotError
 from bot_v2.orchestration.bot import run_bot
 from bot_v2.orchestration.wiring import open_runtime
 from bot_v2.strategies import Decision, MarketView
 
 
 class BuyOnce:
-    """Buys ``quantity`` on the first cycle for every symbol, then holds."""
+    """Buys ``quantity`` on the first cycle for every symbol, then holds (``every``: buys every cycle)."""
 
     name = "e2e_buy_once"
 
-    def __init__(self, quantity: Decimal, enabled: bool) -> None:
+    def __init__(self, quantity: Decimal, enabled: bool, every: bool = False) -> None:
         self.quantity = quantity
         self.enabled = enabled
+        self.every = every
         self.seen: set[str] = set()
 
     @property
@@ -39,16 +43,24 @@ class BuyOnce:
         return 0
 
     def decide(self, view: MarketView, position: Position | None) -> Decision:
-        if self.enabled and view.symbol not in self.seen:
+        if self.enabled and (self.every or view.symbol not in self.seen):
             self.seen.add(view.symbol)
             return Decision.buy(view.symbol, self.quantity, "e2e buy")
         return Decision.hold(view.symbol, "e2e hold")
 
 
-async def main(cycles: int, buy: bool) -> int:
+async def main(cycles: int, buy: bool, every: bool, lease: bool, standby: bool) -> int:
     settings = load_settings("dev", dict(os.environ))
-    async with open_runtime(settings) as runtime:
-        summary = await run_bot(runtime, max_cycles=cycles, strategy=BuyOnce(Decimal("0.001"), buy))
+    strategy = BuyOnce(Decimal("0.001"), buy or every, every)
+    if lease or standby:
+        from bot_v2.orchestration.commands import run_with_lease
+
+        summary = await run_with_lease(
+            settings, standby=standby, max_cycles=cycles or None, strategy=strategy
+        )
+    else:
+        async with open_runtime(settings) as runtime:
+            summary = await run_bot(runtime, max_cycles=cycles, strategy=strategy)
     print(
         "DRIVER DONE "
         + json.dumps(
@@ -59,11 +71,17 @@ async def main(cycles: int, buy: bool) -> int:
                 "trading_state": summary.trading_state,
                 "errors": summary.errors,
                 "reconciliation": summary.reconciliation,
+                "fenced": summary.fenced,
+                "stepped_down": summary.stepped_down,
+                "stopped_by": summary.stopped_by,
             },
             default=str,
         ),
         flush=True,
     )
+    if summary.fenced:  # as the CLI: a fenced run is a runtime failure
+        print("error: FencedError: a newer lease holder took over", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
@@ -71,5 +89,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--buy", action="store_true")
+    parser.add_argument("--buy-every", action="store_true")
+    parser.add_argument("--lease", action="store_true")
+    parser.add_argument("--standby", action="store_true")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.cycles, args.buy)))
+    try:
+        code = asyncio.run(main(args.cycles, args.buy, args.buy_every, args.lease, args.standby))
+    except PerpsBotError as exc:  # as the CLI: one line, its exit code
+        print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
+        code = exc.exit_code
+    sys.exit(code)

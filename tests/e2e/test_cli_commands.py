@@ -382,7 +382,8 @@ def test_running_bot_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path)
     assert "Run summary" in out
     health = json.loads((tmp_path / "data" / "health.json").read_text())
     assert health["message"] == "stopped" and health["trading_state"] == "ACTIVE"  # stopped, not failed
-    events = [
-        json.loads(line)["type"] for line in (tmp_path / "data" / "events.jsonl").read_text().splitlines()
-    ]
+    records = [json.loads(line) for line in (tmp_path / "data" / "events.jsonl").read_text().splitlines()]
+    events = [r["type"] for r in records if r["type"] != "lease"]
     assert events[0] == "bot_started" and events[-1] == "bot_stopped"
+    # the lease is taken before anything else and released after everything else
+    assert records[0]["kind"] == "acquired" and records[-1]["kind"] == "released"

@@ -29,6 +29,7 @@ from bot_v2.errors import (
     StateIntegrityError,
     TradingHaltedError,
 )
+from bot_v2.orchestration.bot import BotRunSummary
 from bot_v2.orchestration.wiring import (
     Runtime,
     control_writer_settings,
@@ -66,12 +67,31 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> Iterator[None]:
 
 
 async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> int:
-    """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM.
+    """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM (``run_with_lease``)."""
+    summary = await run_with_lease(settings, standby=standby, once=once)
+    render.print_run_summary(summary)
+    if summary.fenced:
+        raise FencedError(
+            f"bot {settings.bot_id!r}: a newer lease holder took over; this process stopped without sending "
+            "or writing anything more"
+        )
+    if summary.halted:
+        # The loop already shut down in order; a halted run is a runtime failure for the caller (exit 1).
+        raise TradingHaltedError(f"trading halted: {summary.errors[-1] if summary.errors else 'see the log'}")
+    return 0
 
-    The state opens read-only; the lease decides who writes (DESIGN.md "Ownership"). A primary takes it at
-    once (another live holder: ``LeaseHeldError``, exit 2, before the exchange or the in-process simulator is
-    even touched); a ``standby`` connects everything, follows the lease and takes over when it expires or is
-    handed over. Then the state is fenced with the lease epoch and the exchange sits behind the lease gate.
+
+async def run_with_lease(
+    settings: BotSettings, *, standby: bool = False, **run_bot_args: Any
+) -> BotRunSummary:
+    """Run the loop as this bot id's one live writer (DESIGN.md "Ownership"); ``run_bot_args`` go to
+    ``run_bot`` (``once``, ``max_cycles``, ``strategy``, ``stop_event``).
+
+    The state opens read-only; the lease decides who writes. A primary takes it at once (another live
+    holder: ``LeaseHeldError``, exit 2, before the exchange or the in-process simulator is even touched); a
+    ``standby`` connects everything, follows the lease and takes over when it expires or is handed over.
+    Then the state is fenced with the lease epoch and the exchange sits behind the lease gate. The lease is
+    released when the run ends (a crash leaves it to expire).
     """
     from bot_v2.monitoring.events import EventStore
     from bot_v2.monitoring.metrics import METRICS
@@ -101,10 +121,10 @@ async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> in
         if standby:
             runtime = await stack.enter_async_context(open_runtime(settings, state=state))
             await _follow_as_standby(keeper, settings)
+            stack.push_async_callback(keeper.release)
         else:
             await keeper.acquire()
-        stack.push_async_callback(keeper.release)  # after the run: the next holder need not wait
-        if not standby:
+            stack.push_async_callback(keeper.release)
             runtime = await stack.enter_async_context(open_runtime(settings, state=state))
         await state.take_ownership(keeper.epoch)
         runtime = dataclasses.replace(
@@ -112,17 +132,7 @@ async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> in
             broker=LeasedBroker.wrap(runtime.broker, keeper),
             exchange=LeasedBroker.wrap(runtime.exchange, keeper),
         )
-        summary = await run_bot(runtime, once=once, lease=keeper)
-    render.print_run_summary(summary)
-    if summary.fenced:
-        raise FencedError(
-            f"bot {settings.bot_id!r}: a newer lease holder took over; this process stopped without sending "
-            "or writing anything more"
-        )
-    if summary.halted:
-        # The loop already shut down in order; a halted run is a runtime failure for the caller (exit 1).
-        raise TradingHaltedError(f"trading halted: {summary.errors[-1] if summary.errors else 'see the log'}")
-    return 0
+        return await run_bot(runtime, lease=keeper, **run_bot_args)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
@@ -300,6 +310,24 @@ async def clear_reason(settings: BotSettings, reason: ReasonCode) -> int:
         [r.to_dict() for r in control.clear_requests],
         safety if isinstance(safety, dict) else None,
     )
+    return 0
+
+
+async def reconcile(settings: BotSettings) -> int:
+    """Queue a request that running bots of this profile reconcile with the exchange at their next cycle."""
+    from bot_v2.orchestration.controls import parse_reconcile_ack, request_reconcile
+    from bot_v2.orchestration.keys import RECONCILE_ACK_KEY, WATERMARK_KEY
+    from bot_v2.orchestration.reconcile import parse_watermark
+
+    async with open_state(control_writer_settings(settings)) as state:
+        request, _ = await request_reconcile(state, source="cli")
+        ack, watermark = await state.get_state(RECONCILE_ACK_KEY), await state.get_state(WATERMARK_KEY)
+    try:
+        last_run = None if ack is None else parse_reconcile_ack(ack)
+        last_watermark = None if watermark is None else parse_watermark(watermark)
+    except StateIntegrityError:  # only shown; the bot reports and repairs these itself
+        last_run, last_watermark = None, None
+    render.print_reconcile_request(request.to_dict(), last_run, last_watermark)
     return 0
 
 

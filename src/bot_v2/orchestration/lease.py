@@ -225,14 +225,19 @@ class LeaseKeeper:
         except (StateUnavailableError, StateError, TimeoutError) as exc:
             if not self._renew_failing:
                 self._renew_failing = True
+                error = (
+                    f"no answer within {self.settings.renew_every_seconds * 2:.3f}s"
+                    if isinstance(exc, TimeoutError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
                 await self._event(
                     "renew_failed",
                     logging.WARNING,
                     "lease of bot %r: renewal failed (%s); %.3fs left before orders stop",
                     self.bot_id,
-                    f"{type(exc).__name__}: {exc}",
+                    error,
                     max(0.0, self.remaining_seconds),
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=error,
                 )
             self._publish_remaining()
             return

@@ -1,0 +1,189 @@
+"""LeaseKeeper and LeasedBroker on the embedded state (SQLite WARM): acquire, watchdog, fence, gate, step-down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot_v2.config.settings import LeaseSettings
+from bot_v2.errors import FencedError, LeaseHeldError, LeaseLostError, StateReadOnlyError
+from bot_v2.monitoring.metrics import BotMetrics
+from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim
+from bot_v2.state import StateCategory, StateManager, StateSettings
+from bot_v2.state.models import LeaseClaim
+from tests.helpers import eventually_async
+
+FAST = LeaseSettings(ttl_seconds=0.3, watchdog_seconds=0.5, submit_budget_seconds=0.1)
+
+
+@pytest.fixture
+async def state(tmp_path: Path) -> AsyncIterator[StateManager]:
+    manager = await StateManager.create(StateSettings(bot_id="lease-unit", data_dir=tmp_path, read_only=True))
+    yield manager
+    await manager.close()
+
+
+def keeper(state: StateManager, name: str = "a", settings: LeaseSettings = FAST) -> LeaseKeeper:
+    # a pid that is not alive on this host: the holder counts as crashed once it stops renewing
+    claim = LeaseClaim(f"host:{name}", "other-host", 10_000 + len(name), "primary")
+    return LeaseKeeper(state, settings, claim, bot_id="lease-unit", metrics=BotMetrics())
+
+
+async def test_read_only_state_refuses_writes_until_it_takes_ownership(state: StateManager) -> None:
+    with pytest.raises(StateReadOnlyError):
+        await state.set_state("orders:1", {"a": 1}, StateCategory.ORDERS)
+    owner = keeper(state)
+    await owner.acquire()
+    await state.take_ownership(owner.epoch)
+    assert await state.set_state("orders:1", {"a": 1}, StateCategory.ORDERS) == 1
+    assert state.epoch == 1
+
+
+async def test_second_keeper_is_refused_while_the_holder_renews(state: StateManager) -> None:
+    first = keeper(state, "a")
+    await first.acquire()
+    renewing = asyncio.create_task(first.run())
+    try:
+        with pytest.raises(
+            LeaseHeldError, match=r"already running: lease held by primary on host other-host"
+        ):
+            await keeper(state, "b").acquire()
+    finally:
+        renewing.cancel()
+    assert not first.fenced
+
+
+async def test_a_holder_that_stopped_renewing_is_taken_over_within_the_ttl(state: StateManager) -> None:
+    await keeper(state, "a").acquire()  # acquired, never renewed: a crashed process
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    second = keeper(state, "bb")
+    record = await second.acquire()
+    assert record.epoch == 2 and record.holder == "host:bb"
+    assert loop.time() - started <= FAST.ttl_seconds + 0.25
+
+
+async def test_dead_pid_on_this_host_is_not_watched_first(state: StateManager) -> None:
+    dead = LeaseClaim("host:dead", new_claim().host, _dead_pid(), "primary")
+    await LeaseKeeper(state, FAST, dead, bot_id="lease-unit").acquire()
+    record = await keeper(state, "b").acquire()
+    assert record.epoch == 2
+
+
+async def test_watchdog_stops_renewals_of_a_stuck_loop_so_a_standby_takes_over(state: StateManager) -> None:
+    stuck = keeper(state, "a")
+    await stuck.acquire()
+    renewing = asyncio.create_task(stuck.run())  # renews, but the "loop" never beats
+    try:
+        standby = keeper(state, "b")
+        record = await asyncio.wait_for(standby.wait_for_lease(), timeout=5)
+        assert record.epoch == 2
+        stuck.heartbeat()  # the loop gets going again: its next renewal learns it was replaced
+        await eventually_async(lambda: _true(stuck.fenced), timeout=5)
+        with pytest.raises(FencedError):
+            stuck.check_submit("place_order")
+    finally:
+        renewing.cancel()
+
+
+async def test_heartbeats_keep_the_lease(state: StateManager) -> None:
+    holder = keeper(state, "a")
+    await holder.acquire()
+    renewing = asyncio.create_task(holder.run())
+    try:
+        for _ in range(10):  # well past the TTL and the watchdog bound
+            holder.heartbeat()
+            await asyncio.sleep(0.1)
+        assert (await state.read_lease()).epoch == 1
+        assert holder.remaining_seconds > FAST.submit_budget_seconds
+        holder.check_submit("place_order")
+    finally:
+        renewing.cancel()
+
+
+async def test_submit_gate_refuses_orders_without_enough_lease_left(state: StateManager) -> None:
+    holder = keeper(state, "a")
+    await holder.acquire()
+    holder.check_submit("place_order")  # fresh: a whole TTL left
+    await asyncio.sleep(FAST.ttl_seconds - FAST.submit_budget_seconds + 0.02)  # no renewal meanwhile
+    with pytest.raises(LeaseLostError, match="place_order not sent"):
+        holder.check_submit("place_order")
+    holder.check_held()  # not fenced: it may renew and go on
+
+
+async def test_leased_broker_sends_nothing_once_fenced(state: StateManager) -> None:
+    holder = keeper(state, "a")
+    await holder.acquire()
+    inner = _RecordingBroker()
+    broker = LeasedBroker.wrap(inner, holder)
+    await broker.get_quotes(["BTC-USD"])
+    await broker.place_order("order")
+    await holder.fence("test")
+    for call in (broker.get_quotes(["BTC-USD"]), broker.place_order("order"), broker.cancel_orders(["1"])):
+        with pytest.raises(FencedError):
+            await call
+    assert inner.calls == ["get_quotes", "place_order"]
+    await broker.close()  # closing is always allowed
+
+
+async def test_step_down_request_ends_the_renewal_task(state: StateManager) -> None:
+    holder = keeper(state, "a")
+    await holder.acquire()
+    renewing = asyncio.create_task(holder.run())
+    assert await state.request_handover() is not None
+    await asyncio.wait_for(renewing, timeout=2)
+    assert holder.handover_requested and holder.lost.is_set() and not holder.fenced
+    await holder.release()
+    assert not (await state.read_lease()).live
+
+
+async def test_fenced_state_write_after_a_takeover(state: StateManager) -> None:
+    old = keeper(state, "a")
+    await old.acquire()
+    await state.take_ownership(old.epoch)
+    await state.set_state("orders:1", {"v": 1}, StateCategory.ORDERS)
+    await asyncio.sleep(FAST.ttl_seconds + 0.05)
+    new = keeper(state, "bb")
+    await new.acquire()  # same store, a newer epoch: the manager still writes with the old one
+    with pytest.raises(FencedError):
+        await state.set_state("orders:1", {"v": 2}, StateCategory.ORDERS)
+    assert await state.get_state("orders:1") == {"v": 1}
+
+
+class _RecordingBroker:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def get_quotes(self, symbols: Any) -> dict[str, Any]:
+        self.calls.append("get_quotes")
+        return {}
+
+    async def place_order(self, request: Any) -> Any:
+        self.calls.append("place_order")
+        return request
+
+    async def cancel_orders(self, ids: Any) -> list[Any]:
+        self.calls.append("cancel_orders")
+        return []
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        pid -= 1
+
+
+async def _true(value: bool) -> bool:
+    return value

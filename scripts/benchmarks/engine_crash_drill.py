@@ -259,6 +259,9 @@ async def one_mode(
         "PERPS_CLIENT_ID_PREFIX": prefix,
         "PERPS_SYMBOLS": "BTC-USD",
         "PERPS_INTERVAL_SECONDS": str(args.interval),
+        # the restart follows within seconds: no grace window, so an intent that never reached the exchange
+        # is FAILED at once instead of staying UNKNOWN (looked up again) for PERPS_INTENT_GRACE_SECONDS
+        "PERPS_INTENT_GRACE_SECONDS": "0",
         **d.QUIET_RISK_ENV,
     }
     before = await first_phase(mode, env, args, log)

@@ -92,3 +92,13 @@ async def test_market_data_is_delegated() -> None:
     quotes = await paper.get_quotes([BTC])
     assert quotes[BTC].ask == Decimal(50_001) and "get_quotes" in market.calls
     assert [p.symbol for p in await paper.list_products([BTC])] == [BTC]
+
+
+async def test_list_orders_since_filters_on_creation_time() -> None:
+    from datetime import timedelta
+
+    paper, _ = _paper()
+    order = await paper.place_order(_market(Side.BUY, "0.1", "pb-since"))
+    assert order.created_at is not None
+    assert [o.order_id for o in await paper.list_orders(since=order.created_at)] == [order.order_id]
+    assert await paper.list_orders(since=order.created_at + timedelta(seconds=1)) == []

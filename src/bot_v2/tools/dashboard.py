@@ -45,6 +45,7 @@ from bot_v2.risk import (
     evaluate_alerts,
 )
 from bot_v2.state import StateHealth, StateManager, StorageStats, WarmBackend
+from bot_v2.state.models import LeaseRecord
 from bot_v2.tools.eventlog import (
     DASHBOARD_EVENT_TYPES,
     EventTail,
@@ -120,6 +121,7 @@ class DashboardData:
     health: Mapping[str, Any] | None = None
     health_error: str | None = None
     pid_running: bool | None = None
+    lease: LeaseRecord | None = None
     safety: Mapping[str, Any] | None = None
     control: Mapping[str, Any] | None = None
     guards: Mapping[str, Any] | None = None
@@ -311,6 +313,12 @@ def _reasons_text(safety: Mapping[str, Any] | None) -> str:
     return "; ".join(parts) or "none"
 
 
+def _lease_text(lease: LeaseRecord | None) -> str:
+    if lease is None:
+        return "[dim]never held[/dim]"
+    return _styled(lease.describe(), "green" if lease.live else "yellow")
+
+
 def header(data: DashboardData) -> Panel:
     safety = data.safety or {}
     state = str(safety.get("trading_state") or (data.health or {}).get("trading_state") or "UNKNOWN")
@@ -340,6 +348,7 @@ def header(data: DashboardData) -> Panel:
         f"Trading state {_styled(state, _STATE_STYLE.get(state, 'bold'))}  reasons: {_reasons_text(safety)}  "
         f"kill switch: {_on_off(safety.get('kill_switch'))}  reduce-only: {_on_off(safety.get('reduce_only'))}",
         f"health.json: {health_text}",
+        f"lease: {_lease_text(data.lease)}",
     ]
     control = data.control or {}
     pending = control.get("clear_requests") or []
@@ -621,11 +630,10 @@ class DashboardSource:
         await self._stack.__aexit__(exc_type, exc, tb)
 
     def _reader_settings(self) -> BotSettings:
-        # A viewer must not repair a shared HOT cache at start, nor refuse to start when HOT is down.
-        state = dataclasses.replace(
-            self.settings.state, repair_hot_at_start=False, hot_required_at_start=False
-        )
-        return dataclasses.replace(self.settings, state=state)
+        # A viewer is a reader: it writes nothing to any tier, and starts even when HOT is down.
+        from bot_v2.orchestration.wiring import reader_settings
+
+        return reader_settings(self.settings)
 
     async def _open_state(self) -> str | None:
         if self._state is not None:
@@ -692,12 +700,14 @@ class DashboardSource:
             tail_events, settings.events_path, since, max_bytes=self.max_event_bytes
         )
         values: dict[str, Any] = {}
+        lease: LeaseRecord | None = None
         state_error = await self._open_state()
         state_health: StateHealth | None = None
         storage: StorageStats | None = None
         if self._state is not None:
             try:
                 values = await _read_state(self._state)
+                lease = await self._state.read_lease()
                 state_health = self._state.health()
                 storage = await self._state.get_storage_stats()
             except PerpsBotError as exc:
@@ -713,6 +723,7 @@ class DashboardSource:
             health=health,
             health_error=health_error,
             pid_running=_pid_running((health or {}).get("pid")),
+            lease=lease,
             safety=_mapping(values.get(keys.SAFETY_KEY)),
             control=_mapping(values.get(keys.CONTROL_KEY)),
             guards=_mapping(values.get(keys.GUARDS_KEY)),

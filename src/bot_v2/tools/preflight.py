@@ -13,16 +13,16 @@ import logging
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.config import BotSettings, load_settings
 from bot_v2.domain import Product, Symbol, utc_now
 from bot_v2.errors import ConfigError, MissingCredentialsError, PerpsBotError
-from bot_v2.state import StateCategory, StateManager, WarmBackend
+from bot_v2.orchestration.keys import SAFETY_KEY
+from bot_v2.state import StateManager, WarmBackend
 from bot_v2.tools.checks import (
     check_clock_skew,
     check_credentials,
@@ -36,17 +36,16 @@ from bot_v2.tools.common import CheckResult, CheckStatus
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "PREFLIGHT_KEY", "run_preflight"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "run_preflight"]
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
-PREFLIGHT_KEY = "metadata:preflight"
 _PLACEHOLDER = {"COINBASE_API_KEY": "preflight-placeholder", "COINBASE_API_SECRET": "preflight-placeholder"}
 
 PASS, WARN, FAIL, SKIP = CheckStatus.PASS, CheckStatus.WARN, CheckStatus.FAIL, CheckStatus.SKIP
 T = TypeVar("T")
 
 EXCHANGE_CHECKS = ("exchange", "clock skew", "key permissions", "products", "fee tier", "derivatives")
-STATE_CHECKS = ("state tiers", "schema version", "state round trip", "coherence")
+STATE_CHECKS = ("state tiers", "schema version", "lease", "coherence")
 
 
 def _skip(names: tuple[str, ...], reason: str) -> list[CheckResult]:
@@ -222,8 +221,10 @@ async def _exchange_checks(
 
 
 async def _state_checks(settings: BotSettings, limit_seconds: float) -> list[CheckResult]:
-    state_settings = dataclasses.replace(
-        settings.state, connect_timeout_seconds=min(settings.state.connect_timeout_seconds, limit_seconds)
+    state_settings = dataclasses.replace(  # a reader: no write, promotion or repair on any tier
+        settings.state,
+        connect_timeout_seconds=min(settings.state.connect_timeout_seconds, limit_seconds),
+        read_only=True,
     )
     s = state_settings
     backends = f"hot {s.hot_backend.value} / warm {s.warm_backend.value} / cold {s.cold_backend.value}"
@@ -257,7 +258,7 @@ async def _state_checks(settings: BotSettings, limit_seconds: float) -> list[Che
         else:
             out.append(CheckResult("state tiers", PASS, f"{backends} reachable", took))
         out.append(await _schema_check(state, s.warm_backend, limit_seconds))
-        out.append(await _round_trip_check(state, limit_seconds))
+        out.append(await _lease_check(state, limit_seconds))
         out.append(await _coherence_check(state, limit_seconds))
     finally:
         await state.close()
@@ -287,24 +288,28 @@ async def _schema_check(state: StateManager, warm: WarmBackend, limit_seconds: f
     )
 
 
-async def _round_trip_check(state: StateManager, limit_seconds: float) -> CheckResult:
-    """Write, read back and delete one small key in this bot's namespace (writes reach every needed tier)."""
-    token = uuid.uuid4().hex
+async def _lease_check(state: StateManager, limit_seconds: float) -> CheckResult:
+    """Read the bot's lease (and its safety record, through every read path): who holds it now. Preflight is
+    a reader: it writes nothing to any tier (DESIGN.md "Ownership")."""
 
-    async def probe() -> bool:
-        await state.set_state(
-            PREFLIGHT_KEY, {"token": token, "at": utc_now()}, StateCategory.METADATA, ttl_seconds=300
+    async def probe() -> tuple[Any, Any]:
+        return await state.read_lease(), await state.get_state(SAFETY_KEY)
+
+    found, failed, took = await _timed("lease", limit_seconds, probe)
+    if failed is not None or found is None:
+        return failed or CheckResult("lease", FAIL, "no answer")
+    lease, _ = found
+    if lease is None:
+        return CheckResult("lease", PASS, "never held: no bot of this id has run on these stores", took)
+    if lease.live:
+        return CheckResult(
+            "lease",
+            WARN,
+            f"a bot of this id is running ({lease.describe()}): a new one is refused; start it with --standby "
+            "and hand over with --step-down",
+            took,
         )
-        value = await state.get_state(PREFLIGHT_KEY)
-        await state.delete_state(PREFLIGHT_KEY)
-        return isinstance(value, dict) and value.get("token") == token
-
-    ok, failed, took = await _timed("state round trip", limit_seconds, probe)
-    if failed is not None:
-        return failed
-    if not ok:
-        return CheckResult("state round trip", FAIL, f"{PREFLIGHT_KEY}: read back a different value", took)
-    return CheckResult("state round trip", PASS, f"{PREFLIGHT_KEY} written, read back, deleted", took)
+    return CheckResult("lease", PASS, f"free (last holder {lease.describe()})", took)
 
 
 async def _coherence_check(state: StateManager, limit_seconds: float) -> CheckResult:

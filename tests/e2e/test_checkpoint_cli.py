@@ -114,8 +114,8 @@ def _running_bot(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 def test_restore_is_refused_while_a_bot_runs(tmp_path: Path) -> None:
     with _running_bot(tmp_path) as bot:
         refused = run_cli(tmp_path, "--restore-checkpoint", "latest")
-        assert_one_line_error(refused, 2, "refused: a bot is running")
-        assert f"process {bot.pid} is alive" in refused.stderr
+        assert_one_line_error(refused, 2, "--restore-checkpoint refused: bot 'perps-dev' is already running")
+        assert f"pid {bot.pid}, epoch" in refused.stderr  # the lease names its holder
         # the read-only paths work beside the bot: a checkpoint, and a verification
         assert run_cli(tmp_path, "--checkpoint").returncode == 0
         assert run_cli(tmp_path, "--restore-checkpoint", "latest", "--verify-only").returncode == 0

@@ -1,4 +1,4 @@
-"""Checkpoints around the trading loop: when the loop takes one, and whether a bot is running on the state.
+"""Checkpoints around the trading loop: when the loop takes one.
 
 ``CheckpointScheduler`` is the loop's side of ``bot_v2.state.checkpoint``: after a cycle (its state batch
 flushed, its latency already measured) it takes one when ``checkpoint_interval_seconds`` have passed since the
@@ -6,27 +6,20 @@ newest stored checkpoint, and ``_Lifecycle.shutdown`` takes one after a clean st
 (WARM is the durable copy), so a failure or a timeout is a WARNING, a ``checkpoint_failed`` event and a metric,
 never a stop of trading; the next attempt waits ``retry_seconds``.
 
-``find_running_bot`` is the guard of ``--restore-checkpoint``: a restore rewrites every record of the bot, so
-it must not run under a live bot (whose cache and in-memory books would silently diverge from state).
+A restore must not run under a live bot: ``--restore-checkpoint`` takes the bot id's lease for that
+(``orchestration/lease.py``), which a running bot holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from bot_v2.monitoring.events import EventStore, EventType
-from bot_v2.monitoring.health import read_health
 from bot_v2.monitoring.metrics import BotMetrics
-from bot_v2.orchestration import keys
-from bot_v2.orchestration.ports import StateStore
 from bot_v2.state import CheckpointInfo, checkpoint_due
 
 logger = logging.getLogger(__name__)
@@ -34,18 +27,13 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CheckpointScheduler",
     "CheckpointSource",
-    "RunningBot",
     "checkpoint_event_fields",
-    "find_running_bot",
-    "pid_alive",
 ]
 
 #: Longest a checkpoint may hold up the loop (a hanging COLD upload must not stall trading).
 CHECKPOINT_TIMEOUT_SECONDS = 30.0
 #: After a failed checkpoint, the next attempt waits this long (or the interval, if shorter).
 CHECKPOINT_RETRY_SECONDS = 60.0
-#: A health.json younger than max(this, 3 x interval) counts as a live bot's heartbeat.
-HEALTH_FRESH_MIN_SECONDS = 10.0
 
 
 class CheckpointSource(Protocol):
@@ -163,76 +151,3 @@ def _text(exc: BaseException) -> str:
 
 
 # --- is a bot running on this state? ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunningBot:
-    """Why the state namespace is taken to have a live bot."""
-
-    pid: int | None
-    started_at: Any
-    evidence: str
-
-    def describe(self) -> str:
-        started = self.started_at.isoformat() if isinstance(self.started_at, datetime) else self.started_at
-        return f"pid {self.pid if self.pid is not None else '?'}, started {started or '?'}: {self.evidence}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this host (another user's process counts)."""
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _health_heartbeat(
-    path: Path, bot_id: str, now: datetime, fresh_seconds: float
-) -> tuple[float, Any] | None:
-    """(age in seconds, writer pid) of a running loop's health.json for ``bot_id``, or None."""
-    try:
-        health = read_health(path)
-        stamp = datetime.fromisoformat(str(health["timestamp"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if health.get("bot_id") not in (None, bot_id) or str(health.get("message", "")).startswith("stopped"):
-        return None
-    if stamp.tzinfo is None:
-        return None
-    age = (now - stamp).total_seconds()
-    return (age, health.get("pid")) if age <= fresh_seconds else None
-
-
-async def find_running_bot(
-    state: StateStore, *, bot_id: str, health_path: Path, interval_seconds: float, now: datetime
-) -> RunningBot | None:
-    """The bot running on this state namespace, if any.
-
-    Running means: the running marker (``metadata:running``, written at start, removed at a clean stop) is
-    there, and either its pid is alive on this host, or ``health.json`` of this bot is fresh (younger than
-    max(10 s, 3 intervals)) and was not written by a process that is now dead. A marker left by a crashed bot
-    (dead pid, its last heartbeat from that dead pid) does not count.
-    """
-    marker = await state.get_state(keys.RUNNING_KEY)
-    if marker is None:
-        return None
-    fields: Mapping[str, Any] = marker if isinstance(marker, Mapping) else {}
-    pid = fields.get("pid") if isinstance(fields.get("pid"), int) else None
-    started = fields.get("started_at")
-    if pid is not None and pid_alive(pid):
-        return RunningBot(pid, started, f"process {pid} is alive on this host")
-    fresh = max(HEALTH_FRESH_MIN_SECONDS, 3 * interval_seconds)
-    heartbeat = _health_heartbeat(health_path, bot_id, now, fresh)
-    if heartbeat is None:
-        return None
-    age, writer = heartbeat
-    if isinstance(writer, int) and not pid_alive(writer):
-        return None  # the last heartbeat of a process that has since died: a crash
-    return RunningBot(pid, started, f"{health_path.name} was updated {age:.0f}s ago")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,18 +12,15 @@ import pytest
 from bot_v2.config import BotSettings
 from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.events import EventStore, EventType, read_events
-from bot_v2.monitoring.health import HealthStatus, write_health
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.bot import run_bot
 from bot_v2.orchestration.checkpointing import (
     CheckpointScheduler,
     CheckpointSource,
-    RunningBot,
-    find_running_bot,
 )
 from bot_v2.orchestration.wiring import Runtime
-from bot_v2.state import CheckpointInfo, StateCategory, StateManager
+from bot_v2.state import CheckpointInfo, StateManager
 from tests.unit.orchestration.fakes import BTC, ScriptedStrategy
 
 
@@ -184,74 +178,3 @@ async def test_retry_delay_never_exceeds_the_interval(events: EventStore) -> Non
     now = datetime.now(UTC)
     await scheduler.maybe_take(now)
     assert not scheduler.due(now + timedelta(seconds=4)) and scheduler.due(now + timedelta(seconds=5))
-
-
-# --- find_running_bot -----------------------------------------------------------------------------------------
-
-
-def _dead_pid() -> int:
-    process = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
-    )
-    return int(process.stdout)
-
-
-async def _mark_running(state: StateManager, pid: int) -> None:
-    await state.set_state(
-        keys.RUNNING_KEY, {"pid": pid, "started_at": datetime.now(UTC)}, StateCategory.METADATA
-    )
-
-
-def _heartbeat(
-    settings: BotSettings, *, pid: int | None, age_seconds: float = 0, message: str = "cycle 3 ok"
-) -> None:
-    write_health(
-        settings.health_path,
-        HealthStatus(
-            ok=True,
-            timestamp=datetime.now(UTC) - timedelta(seconds=age_seconds),
-            message=message,
-            trading_state="ACTIVE",
-            last_cycle=3,
-            pid=pid,
-            bot_id=settings.bot_id,
-        ),
-    )
-
-
-async def _running(settings: BotSettings, state: StateManager) -> RunningBot | None:
-    return await find_running_bot(
-        state,
-        bot_id=settings.bot_id,
-        health_path=settings.health_path,
-        interval_seconds=settings.interval_seconds,
-        now=datetime.now(UTC),
-    )
-
-
-async def test_running_bot_detection(settings: BotSettings, state: StateManager) -> None:
-    assert await _running(settings, state) is None  # no marker: nobody runs
-
-    await _mark_running(state, os.getppid())  # a live process on this host
-    running = await _running(settings, state)
-    assert running is not None and f"process {os.getppid()} is alive" in running.describe()
-
-    dead = _dead_pid()
-    await _mark_running(state, dead)
-    assert await _running(settings, state) is None  # a crashed bot's marker does not block
-
-    _heartbeat(settings, pid=dead)  # its last heartbeat, fresh but written by the dead process
-    assert await _running(settings, state) is None
-
-    _heartbeat(settings, pid=None)  # a fresh heartbeat from a writer we cannot check: running
-    running = await _running(settings, state)
-    assert running is not None and "health.json was updated" in running.describe()
-
-    _heartbeat(settings, pid=None, age_seconds=60)  # stale
-    assert await _running(settings, state) is None
-    _heartbeat(settings, pid=None, message="stopped")  # a clean stop's last word
-    assert await _running(settings, state) is None
-
-    await state.delete_state(keys.RUNNING_KEY)
-    _heartbeat(settings, pid=os.getppid())
-    assert await _running(settings, state) is None  # the marker decides: no marker, no running bot

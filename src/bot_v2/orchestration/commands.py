@@ -107,7 +107,10 @@ async def run_with_lease(
     async with AsyncExitStack() as stack:
         if settings.metrics_port is not None:
             stack.enter_context(serve_metrics(settings.metrics_port))
-        state = await stack.enter_async_context(open_state(reader_settings(settings)))
+        # read-only until it holds the lease (a refused second start writes nothing); HOT is still required
+        # at start, as for any bot: only commands that merely look start without it
+        not_yet_owner = dataclasses.replace(settings.state, read_only=True)
+        state = await stack.enter_async_context(open_state(dataclasses.replace(settings, state=not_yet_owner)))
         events = EventStore(settings.events_path)
         stack.callback(events.close)
         keeper = LeaseKeeper(

@@ -31,7 +31,7 @@ from datetime import datetime
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.domain import ClientOrderId, Order, OrderRequest
-from bot_v2.errors import OrderDeniedError, RetryableError
+from bot_v2.errors import LeaseLostError, OrderDeniedError, RetryableError
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
@@ -233,6 +233,14 @@ class OrderExecutor:
         if isinstance(answer, OrderDeniedError):
             self.tracker.fail_intent(intent.client_order_id, answer.one_line(), now)
             self.metrics.orders.labels(outcome="rejected", **labels).inc()
+            await self.events.emit(
+                EventType.ORDER_FAILED, now, client_order_id=intent.client_order_id, error=answer.one_line()
+            )
+            return ExecutionResult(ExecutionAction.REJECTED, request, verdict, error=answer.one_line())
+        if isinstance(answer, LeaseLostError):
+            # refused by the lease gate BEFORE anything was sent (LeasedBroker): nothing to look up
+            self.tracker.fail_intent(intent.client_order_id, f"not sent: {answer.one_line()}", now)
+            self.metrics.orders.labels(outcome="not_sent", **labels).inc()
             await self.events.emit(
                 EventType.ORDER_FAILED, now, client_order_id=intent.client_order_id, error=answer.one_line()
             )

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LeaseKeeper", "LeaseSettings", "LeaseStore", "LeasedBroker", "new_claim"]
 
+#: How often a standby reads the lease while the holder is stepping down.
+HANDOVER_POLL_SECONDS = 0.01
 #: Broker calls that change something at the exchange: sent only with time left on the lease.
 ORDER_CALLS = frozenset({"place_order", "cancel_orders", "edit_order"})
 
@@ -149,9 +151,8 @@ class LeaseKeeper:
     async def wait_for_lease(
         self, on_wait: Callable[[LeaseRecord], Awaitable[None]] | None = None
     ) -> LeaseRecord:
-        """Standby: poll the lease (every TTL/3, or exactly until the holder's expiry when that is sooner)
-        and take it as soon as it expires or is released."""
-        poll = self.settings.renew_every_seconds
+        """Standby: poll the lease (every TTL/3, or exactly until the holder's expiry when that is sooner;
+        every few ms while a step-down is under way) and take it as soon as it expires or is released."""
         while True:
             held = await self.store.read_lease()
             if held is None or not held.live:
@@ -161,6 +162,8 @@ class LeaseKeeper:
                 held = grant.record  # another standby was quicker
             if on_wait is not None:
                 await on_wait(held)
+            # a holder asked to step down releases within a cycle: watch closely (a read is ~0.5 ms)
+            poll = HANDOVER_POLL_SECONDS if held.handover_requested else self.settings.renew_every_seconds
             await asyncio.sleep(min(poll, max(held.remaining_seconds, 0.001)))
 
     async def _try_acquire(self) -> LeaseGrant:

@@ -10,7 +10,12 @@ import pytest
 
 from bot_v2.config import BotSettings
 from bot_v2.domain import OrderRequest, OrderType, Side, Symbol
-from bot_v2.errors import AuthenticationError, ExchangeUnavailableError, InsufficientFundsError
+from bot_v2.errors import (
+    AuthenticationError,
+    ExchangeUnavailableError,
+    InsufficientFundsError,
+    LeaseLostError,
+)
 from bot_v2.monitoring.events import EventStore
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
@@ -88,6 +93,8 @@ async def test_denied_order_never_reaches_the_broker_or_state(
     [
         (InsufficientFundsError("no money", "INSUFFICIENT_FUND"), ExecutionAction.REJECTED, "FAILED"),
         (ExchangeUnavailableError("timeout"), ExecutionAction.UNKNOWN, "UNKNOWN"),
+        # the lease gate refused it before sending: nothing to look up at the exchange
+        (LeaseLostError("place_order not sent: lease nearly expired"), ExecutionAction.REJECTED, "FAILED"),
     ],
 )
 async def test_exchange_failures_are_classified(

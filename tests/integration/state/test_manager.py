@@ -9,6 +9,9 @@ import pytest
 
 from bot_v2.errors import StateEncodingError, StateKeyError
 from bot_v2.state import StateCategory, StateManager, StateWrite
+from bot_v2.state.migrations import latest_version
+from bot_v2.state.migrations.postgres import MIGRATIONS as PG_MIGRATIONS
+from bot_v2.state.migrations.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from bot_v2.state.settings import StateSettings
 from tests.helpers import eventually_async
 
@@ -116,7 +119,7 @@ async def test_storage_stats(sm: StateManager) -> None:
     stats = await sm.get_storage_stats()
     assert (stats.hot_keys, stats.warm_records, stats.warm_value_bytes) == (1, 2, 3 + 4)
     assert stats.warm_records_by_tier == {"hot": 1, "warm": 1}
-    assert stats.schema_version == 2
+    assert stats.schema_version == latest_version(SQLITE_MIGRATIONS) == latest_version(PG_MIGRATIONS)
 
 
 @pytest.mark.parametrize(

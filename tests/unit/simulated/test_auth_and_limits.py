@@ -56,14 +56,16 @@ def test_a_well_formed_token_is_accepted(
         {"uri": f"GET 127.0.0.1:9999{PATH}"},
         {"iss": "coinbase-cloud"},
         {"sub": "someone-else"},
-        {"exp": int(time.time()) - 60, "nbf": int(time.time()) - 180},
-        {"nbf": int(time.time()) + 600, "exp": int(time.time()) + 720},
+        {"exp": -60, "nbf": -180},  # seconds from now, computed when the test runs (expired)
+        {"nbf": 600, "exp": 720},  # not yet valid
     ],
 )
 def test_tokens_with_wrong_claims_are_refused(
     registry_and_key: tuple[KeyRegistry, ec.EllipticCurvePrivateKey, str], claims: dict[str, object]
 ) -> None:
     registry, key, kid = registry_and_key
+    now = int(time.time())
+    claims = {k: now + v if k in ("exp", "nbf") and isinstance(v, int) else v for k, v in claims.items()}
     with pytest.raises(AuthError):
         registry.verify(f"Bearer {_token(key, kid, **claims)}", "GET", (HOST,), PATH)
 

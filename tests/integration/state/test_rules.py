@@ -52,9 +52,8 @@ async def test_batch_is_one_pg_transaction_and_one_redis_multi(
         await sm.batch_write(writes)
         after = await _commandstats(redis_client)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        assert delta.get("multi") == 1 and delta.get("exec") == 1
-        assert delta.get("mset") == 1  # all un-TTL'd keys in one MSET
-        assert delta.get("set") == 3  # TTL'd keys: SET PX inside the same MULTI
+        assert delta.get("evalsha") == 1  # one version-guarded script call: atomic, one round trip
+        assert delta.get("multi", 0) == 0
         assert delta.get("keys", 0) == 0
         xmins = await pg.fetchval(
             "SELECT count(DISTINCT xmin::text) FROM state_records WHERE bot_id = $1", sm.bot_id

@@ -73,6 +73,108 @@ async def test_hot_scan_pages_match_pattern(hot_tier: Any) -> None:
     assert [k async for page in hot_tier.scan("marks:[AB]TC") for k in page] == ["marks:BTC"]
 
 
+async def test_hot_older_version_never_replaces_newer(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record("o:1", 5, b"new")])
+    assert await hot_tier.apply([hot_record("o:1", 4, b"old")]) == 1
+    assert await hot_tier.apply([hot_record("o:1", 1, b"older", ttl_ms=60_000)]) == 1
+    held = (await hot_tier.get_many(["o:1"]))["o:1"]
+    assert (held.version, held.value) == (5, b"new")
+    assert await hot_tier.apply([hot_record("o:1", 6, b"newer")]) == 0
+    assert (await hot_tier.get_many(["o:1"]))["o:1"].value == b"newer"
+
+
+async def test_hot_same_version_same_record_is_a_no_op(hot_tier: Any) -> None:
+    record = hot_record("o:1", 3, ttl_ms=100)
+    await hot_tier.apply([record])
+    # the same record again without TTL: left as it is, so the TTL of the held record still applies
+    assert await hot_tier.apply([record._replace(ttl_ms=None, updated_at=datetime.now(UTC))]) == 0
+
+    async def gone() -> bool:
+        return await hot_tier.get_many(["o:1"]) == {}
+
+    await eventually_async(gone, timeout=5)
+
+
+async def test_hot_same_version_other_bytes_is_stored(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record("o:1", 3, b"lost")])  # e.g. a version WARM lost in a failover
+    assert await hot_tier.apply([hot_record("o:1", 3, b"warm")]) == 0
+    assert (await hot_tier.get_many(["o:1"]))["o:1"].value == b"warm"
+    corrupt = hot_record("o:1", 3, b"warm")._replace(value=b"w4rm")  # same header, other body bytes
+    await hot_tier.apply([corrupt], replace=True)
+    assert await hot_tier.apply([hot_record("o:1", 3, b"warm")]) == 0
+    assert (await hot_tier.get_many(["o:1"]))["o:1"].value == b"warm"
+
+
+async def test_hot_guarded_puts_keep_ttl_semantics(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record("m:1", 1), hot_record("m:2", 1, ttl_ms=60_000)])
+    await hot_tier.apply([hot_record("m:1", 2, ttl_ms=50), hot_record("m:2", 2)])  # fresh: TTL set / cleared
+    assert await hot_tier.apply([hot_record("m:2", 1, ttl_ms=50)]) == 1  # stale: its TTL is not applied
+
+    async def expired() -> bool:
+        return set(await hot_tier.get_many(["m:1", "m:2"])) == {"m:2"}
+
+    await eventually_async(expired, timeout=5)
+    # nothing is held once the TTL ran out: any version may be cached again
+    assert await hot_tier.apply([hot_record("m:1", 1)]) == 0
+    assert (await hot_tier.get_many(["m:1"]))["m:1"].version == 1
+    assert await hot_tier.apply([hot_record("m:3", 1, ttl_ms=0)]) == 0  # already expired: not cached
+    assert await hot_tier.get_many(["m:3"]) == {}
+
+
+async def test_hot_mixed_batch_applies_only_fresh_records(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record(f"k:{i}", 5, b"held") for i in range(6)])
+    batch = [
+        hot_record("k:0", 4, b"stale"),
+        hot_record("k:1", 6, b"fresh"),
+        hot_record("k:2", 1, b"stale", ttl_ms=60_000),
+        hot_record("k:3", 9, b"fresh", ttl_ms=60_000),
+        hot_record("k:4", 5, b"held"),  # the same record
+        hot_record("k:new", 1, b"fresh"),
+    ]
+    assert await hot_tier.apply(batch, ["k:5"]) == 2
+    got = await hot_tier.get_many([f"k:{i}" for i in range(6)] + ["k:new"])
+    assert {key: (r.version, r.value) for key, r in got.items()} == {
+        "k:0": (5, b"held"),
+        "k:1": (6, b"fresh"),
+        "k:2": (5, b"held"),
+        "k:3": (9, b"fresh"),
+        "k:4": (5, b"held"),
+        "k:new": (1, b"fresh"),
+    }
+
+
+async def test_hot_large_mixed_batch(hot_tier: Any) -> None:
+    """Thousands of keys (the Redis script works in chunks of 1000): every third put is stale."""
+    held = [hot_record(f"p:{i}", 5) for i in range(3600)] + [hot_record(f"d:{i}") for i in range(1200)]
+    await hot_tier.apply(held)
+    puts = [
+        hot_record(f"p:{i}", 4 if i % 3 == 0 else 6, ttl_ms=60_000 if i >= 2500 else None)
+        for i in range(3600)
+    ]
+    assert await hot_tier.apply(puts, [f"d:{i}" for i in range(1200)]) == 1200
+    got = await hot_tier.get_many([f"p:{i}" for i in range(3600)])
+    assert [got[f"p:{i}"].version for i in range(3600)] == [5 if i % 3 == 0 else 6 for i in range(3600)]
+    assert await hot_tier.count() == 3600
+
+
+async def test_hot_deletes_are_unconditional_and_replace_skips_the_guard(hot_tier: Any) -> None:
+    await hot_tier.apply([hot_record("d:1", 7), hot_record("d:2", 7)])
+    assert await hot_tier.apply([], ["d:1"]) == 0
+    assert await hot_tier.get_many(["d:1"]) == {}
+    # the repair path: HOT holds a version WARM no longer has (the key was deleted and recreated in WARM)
+    assert await hot_tier.apply([hot_record("d:2", 1, b"warm")], replace=True) == 0
+    held = (await hot_tier.get_many(["d:2"]))["d:2"]
+    assert (held.version, held.value) == (1, b"warm")
+
+
+async def test_hot_guard_needs_no_special_key_names(hot_tier: Any) -> None:
+    keys = ["o:{slot}tag", "o:{}", "o:é€-BTC/USD", "o:'\"%s", "o:" + "k" * 200, "o:日本語"]
+    await hot_tier.apply([hot_record(key, 2, key.encode()) for key in keys])
+    assert await hot_tier.apply([hot_record(key, 1, b"stale") for key in keys]) == len(keys)
+    got = await hot_tier.get_many(keys)
+    assert {key: (r.version, r.value) for key, r in got.items()} == {key: (2, key.encode()) for key in keys}
+
+
 # --- WARM --------------------------------------------------------------------------------------------------
 
 

@@ -26,8 +26,29 @@ class HotTier(Protocol):
     async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
         """Return the cached records of ``keys`` (missing keys absent). One MGET."""
 
-    async def apply(self, puts: Sequence[HotRecord], deletes: Sequence[str] = ()) -> None:
-        """Store ``puts`` and delete ``deletes`` atomically, in one pipeline (MULTI: MSET + SET PX + DEL)."""
+    async def apply(
+        self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
+    ) -> int:
+        """Store ``puts``, then delete ``deletes``: atomic, one round trip. Return how many puts were refused.
+
+        Every put is version-guarded against the record HOT holds for its key, so a writer that was paused
+        (a zombie) and wakes up after a takeover cannot cache an old version over a newer one:
+
+        - nothing held, a malformed record, or an older version: stored with its TTL (no TTL clears any TTL
+          the key had; a TTL <= 0 means already expired: the key is deleted);
+        - the same version, checksum and value bytes: left as it is, TTL included (the same record);
+        - the same version with other bytes: stored. WARM never gives one version to two records unless it
+          lost history (a deleted key restarts at version 1; a promoted async replica can lose commits); the
+          put is then the record WARM hands out now;
+        - a newer version: refused and counted; the held record stays.
+
+        The guard only knows what HOT holds: a key it does not hold (expired, deleted) takes any version.
+        Each key appears at most once in ``puts``. ``replace=True`` skips the guard (every put is stored):
+        for callers that rewrite HOT from WARM, the truth, under the manager's lock (coherence repair), where
+        HOT may hold a higher version that WARM no longer has. A refused put is not an error; the count is
+        for metrics ("stale HOT writes rejected") and callers may ignore it. Deletes are unconditional: they
+        carry no version, and a delete can only cause a miss, which falls through to WARM.
+        """
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         """Delete ``keys``; return how many existed."""

@@ -1,4 +1,4 @@
-"""In-process HOT tier (the dev profile default): a dict with per-key expiry, same semantics as Redis."""
+"""In-process HOT tier (the dev profile default): a dict with per-key expiry; same semantics as Redis."""
 
 from __future__ import annotations
 
@@ -43,13 +43,27 @@ class MemoryHotTier:
                 found[key] = record
         return found
 
-    async def apply(self, puts: Sequence[HotRecord], deletes: Sequence[str] = ()) -> None:
+    async def apply(
+        self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
+    ) -> int:
+        """Version-guarded puts, then deletes: the same rule as Redis (see ``HotTier.apply``)."""
         now = time.monotonic()
+        refused = 0
         for record in puts:
-            deadline = None if record.ttl_ms is None else now + record.ttl_ms / 1000
-            self._data[record.key] = (record, deadline)
+            held = None if replace else self._live(record.key, now)
+            if held is not None and held.version > record.version:
+                refused += 1
+            elif held is not None and _same_record(held, record):
+                pass  # left as it is, TTL included
+            elif record.ttl_ms is None:
+                self._data[record.key] = (record, None)
+            elif record.ttl_ms > 0:
+                self._data[record.key] = (record, now + record.ttl_ms / 1000)
+            else:
+                self._data.pop(record.key, None)
         for key in deletes:
             self._data.pop(key, None)
+        return refused
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         now = time.monotonic()
@@ -73,3 +87,7 @@ class MemoryHotTier:
 
     async def close(self) -> None:
         self._data.clear()
+
+
+def _same_record(a: HotRecord, b: HotRecord) -> bool:
+    return (a.version, a.checksum, a.value) == (b.version, b.checksum, b.value)

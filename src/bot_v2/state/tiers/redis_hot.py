@@ -1,4 +1,4 @@
-"""HOT tier on Redis (redis.asyncio): MGET reads, one MULTI pipeline (MSET + SET PX + DEL) per batch."""
+"""HOT tier on Redis (redis.asyncio): MGET reads, one version-guarded Lua script call (EVALSHA) per batch."""
 
 from __future__ import annotations
 
@@ -10,12 +10,93 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import HotRecord
 from bot_v2.state.tiers.hot import pack_record, unpack_record
+
+# One call per batch: atomic (nothing runs between its commands), one round trip. KEYS: the puts without TTL,
+# the puts with TTL, then the keys to delete. ARGV: the two put counts, '1' to guard by version or '0' to
+# replace (HotTier.apply), each put without TTL as its packed record (hot.pack_record), each put with TTL as
+# (TTL in ms, packed record). The held records are read with MGET, the stored ones written with MSET (all in
+# chunks: Lua's unpack has a small stack), SET PX per TTL'd key. Headers are cut with plain string.find (Lua
+# patterns cost several times more); a value of another type (MGET: nil) or without a version is replaced.
+_APPLY_LUA = """
+local plain, expiring, guard = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local puts, chunk = plain + expiring, 1000
+local held, refused = {}, 0
+if guard then
+    for first = 1, puts, chunk do
+        local got = redis.call('MGET', unpack(KEYS, first, math.min(first + chunk - 1, puts)))
+        for j = 1, #got do
+            held[first + j - 1] = got[j]
+        end
+    end
+end
+local find, sub, byte = string.find, string.sub, string.byte
+-- the version of a record '1 <version> <checksum> <updated_us>\\n<value>' (nil if malformed), and where it ends
+local function version(record)
+    local format, space = byte(record, 1, 2)
+    if format ~= 49 or space ~= 32 then
+        return nil
+    end
+    local stop = find(record, ' ', 3, true)
+    return stop and tonumber(sub(record, 3, stop - 1)), stop
+end
+-- what follows the version, minus the updated_us field: checksum and value bytes
+local function content(record, stop)
+    local updated = find(record, ' ', stop + 1, true)
+    local newline = find(record, '\\n', updated + 1, true)
+    return sub(record, stop, updated) .. sub(record, newline + 1)
+end
+local function store(i, packed)
+    local old = held[i]
+    if not old then
+        return true
+    end
+    local old_version, old_stop = version(old)
+    if not old_version then
+        return true
+    end
+    local new_version, new_stop = version(packed)
+    if old_version ~= new_version then
+        if old_version > new_version then
+            refused = refused + 1
+        end
+        return old_version < new_version
+    end
+    return content(old, old_stop) ~= content(packed, new_stop)
+end
+local pairs_ = {}
+for i = 1, plain do
+    local packed = ARGV[3 + i]
+    if store(i, packed) then
+        pairs_[#pairs_ + 1] = KEYS[i]
+        pairs_[#pairs_ + 1] = packed
+    end
+end
+for first = 1, #pairs_, 2 * chunk do
+    redis.call('MSET', unpack(pairs_, first, math.min(first + 2 * chunk - 1, #pairs_)))
+end
+for i = plain + 1, puts do
+    local at = 3 + plain + 2 * (i - plain) - 1
+    local ttl, packed = tonumber(ARGV[at]), ARGV[at + 1]
+    if store(i, packed) then
+        if ttl > 0 then
+            redis.call('SET', KEYS[i], packed, 'PX', ttl)
+        else
+            redis.call('DEL', KEYS[i])
+        end
+    end
+end
+for first = puts + 1, #KEYS, chunk do
+    redis.call('DEL', unpack(KEYS, first, math.min(first + chunk - 1, #KEYS)))
+end
+return refused
+"""
 
 
 class RedisHotTier:
@@ -28,6 +109,7 @@ class RedisHotTier:
         self._keys = keyspace
         self._timeout = connect_timeout_seconds
         self._client: aioredis.Redis | None = None
+        self._apply_script: AsyncScript | None = None
 
     def __repr__(self) -> str:
         return f"RedisHotTier(url={mask_url(self._url)!r}, bot_id={self._keys.bot_id!r})"
@@ -59,8 +141,13 @@ class RedisHotTier:
                 # restart), not redis-py's default 10 retries with backoff (seconds per command when down).
                 retry=Retry(NoBackoff(), 1),
             )
+            # Batches call EVALSHA. The script is loaded here (which also proves scripting is allowed), so
+            # the first batch is one round trip; after a Redis restart emptied the script cache, redis-py
+            # answers NOSCRIPT by loading it again and retrying once.
+            self._apply_script = self._client.register_script(_APPLY_LUA)
             async with asyncio.timeout(self._timeout):
                 await self._client.ping()
+                await self._client.script_load(_APPLY_LUA)
 
     async def ping(self) -> None:
         if self._client is None:
@@ -81,24 +168,27 @@ class RedisHotTier:
             if data is not None
         }
 
-    async def apply(self, puts: Sequence[HotRecord], deletes: Sequence[str] = ()) -> None:
-        if not puts and not deletes:
-            return
+    async def apply(
+        self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
+    ) -> int:
+        """Version-guarded puts, then deletes, in one Lua script call (see ``HotTier.apply``)."""
+        if not puts:
+            await self.delete_many(deletes)
+            return 0
+        client, script = self.client, self._apply_script
+        if script is None:  # unreachable: connect() sets both
+            raise StateUnavailableError(f"redis at {mask_url(self._url)}: not connected")
         prefix = self._keys.redis_prefix
-        plain = {prefix + r.key: pack_record(r) for r in puts if r.ttl_ms is None}
+        plain = [r for r in puts if r.ttl_ms is None]
         expiring = [r for r in puts if r.ttl_ms is not None]
-        with self._translate("pipeline"):
-            if plain and not expiring and not deletes:
-                await self.client.mset(plain)  # one command is atomic on its own: no MULTI round
-                return
-            async with self.client.pipeline(transaction=True) as pipe:
-                if plain:
-                    pipe.mset(plain)  # MSET also clears any TTL the key had: ttl None = no expiry
-                for record in expiring:
-                    pipe.set(prefix + record.key, pack_record(record), px=record.ttl_ms)
-                if deletes:
-                    pipe.delete(*[prefix + key for key in deletes])
-                await pipe.execute()
+        keys = [prefix + r.key for r in plain] + [prefix + r.key for r in expiring]
+        keys += [prefix + key for key in deletes]
+        args: list[bytes | int] = [len(plain), len(expiring), 0 if replace else 1]
+        args += [pack_record(r) for r in plain]
+        for r in expiring:
+            args += (r.ttl_ms or 0, pack_record(r))
+        with self._translate("apply script"):
+            return int(await script(keys, args, client))
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         if not keys:

@@ -1,0 +1,126 @@
+"""RedisHotTier on a real redis-server: what the tier contract cannot see from outside (one script call per
+batch, foreign values, the script cache, two writers). The version guard itself: test_tier_contract.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot_v2.state import codec
+from bot_v2.state.keys import KeySpace
+from bot_v2.state.models import HotRecord
+from bot_v2.state.tiers.redis_hot import RedisHotTier
+
+
+def record(key: str, version: int, value: bytes = b"1", ttl_ms: int | None = None) -> HotRecord:
+    return HotRecord(key, version, codec.checksum(value), value, datetime.now(UTC), ttl_ms)
+
+
+@pytest.fixture
+async def raw(redis_server: Any) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def tiers(redis_server: Any, state_bot_id: str) -> AsyncIterator[tuple[RedisHotTier, RedisHotTier]]:
+    """Two writers of the same bot id on their own connections: the owner and a zombie."""
+    pair = (
+        RedisHotTier(redis_server.url, KeySpace(state_bot_id)),
+        RedisHotTier(redis_server.url, KeySpace(state_bot_id)),
+    )
+    for tier in pair:
+        await tier.connect()
+    yield pair
+    owner = pair[0]
+    await owner.delete_many([k async for page in owner.scan("*") for k in page])
+    for tier in pair:
+        await tier.close()
+
+
+async def _calls(client: aioredis.Redis) -> dict[str, int]:
+    info = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in info.items()}
+
+
+async def test_batch_is_one_script_call(
+    tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis, state_bot_id: str
+) -> None:
+    owner, _ = tiers
+    await owner.apply([record("d:1", 1)])
+    puts = [record(f"o:{i}", 1) for i in range(50)] + [record(f"m:{i}", 1, ttl_ms=60_000) for i in range(5)]
+    before = await _calls(raw)
+    assert await owner.apply(puts, ["d:1"]) == 0
+    after = await _calls(raw)
+    delta = {name: after[name] - before.get(name, 0) for name in after}
+    assert delta["evalsha"] == 1
+    assert delta.get("multi", 0) == delta.get("script", 0) == 0  # no MULTI, no SCRIPT LOAD
+    assert await owner.count() == 55
+    assert 0 < await raw.pttl(KeySpace(state_bot_id).redis_key("m:0")) <= 60_000
+    assert await raw.pttl(KeySpace(state_bot_id).redis_key("o:0")) == -1
+
+
+async def test_script_cache_flushed_is_reloaded(
+    tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis
+) -> None:
+    owner, _ = tiers
+    await owner.apply([record("o:1", 2)])
+    await raw.script_flush()  # what a Redis restart does to the script cache
+    assert await owner.apply([record("o:1", 1)]) == 1
+    assert await owner.apply([record("o:1", 3)]) == 0
+    assert (await owner.get_many(["o:1"]))["o:1"].version == 3
+
+
+async def test_malformed_or_foreign_values_are_replaced(
+    tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis, state_bot_id: str
+) -> None:
+    owner, _ = tiers
+    prefix = KeySpace(state_bot_id).redis_prefix
+    await raw.set(prefix + "x:garbage", b"not a record")
+    await raw.set(prefix + "x:header", b"1 notanumber abc 0\n{}")
+    await raw.set(prefix + "x:format", b"2 99 abc 0\n{}")  # a format this code does not know
+    await raw.hset(prefix + "x:hash", "f", "v")
+    keys = ["x:garbage", "x:header", "x:format", "x:hash"]
+    assert await owner.apply([record(key, 1) for key in keys]) == 0
+    assert {key: r.version for key, r in (await owner.get_many(keys)).items()} == dict.fromkeys(keys, 1)
+
+
+async def test_zombie_batch_never_replaces_the_new_owners_records(
+    tiers: tuple[RedisHotTier, RedisHotTier],
+) -> None:
+    owner, zombie = tiers
+    stale = [record(f"o:{i}", 3, b"zombie") for i in range(10)]  # committed, then the process was paused
+    await owner.apply([record(f"o:{i}", 4, b"owner") for i in range(5)])  # the taker rewrote half of them
+    assert await zombie.apply(stale) == 5
+    got = await owner.get_many([f"o:{i}" for i in range(10)])
+    assert [got[f"o:{i}"].value for i in range(10)] == [b"owner"] * 5 + [b"zombie"] * 5
+
+
+async def test_concurrent_writers_end_with_the_highest_version(
+    tiers: tuple[RedisHotTier, RedisHotTier],
+) -> None:
+    """Check and set are one atomic script: no interleaving of two writers lets a lower version win."""
+    rng = random.Random(7)
+    keys = [f"r:{i}" for i in range(20)]
+    batches = [[record(key, rng.randint(1, 1000)) for key in rng.sample(keys, 10)] for _ in range(60)]
+
+    async def write(tier: RedisHotTier, mine: list[list[HotRecord]]) -> None:
+        for batch in mine:
+            await tier.apply(batch)
+
+    async with asyncio.TaskGroup() as tg:
+        for n, tier in enumerate(tiers * 2):
+            tg.create_task(write(tier, batches[n::4]))
+    highest: dict[str, int] = {}
+    for batch in batches:
+        for r in batch:
+            highest[r.key] = max(highest.get(r.key, 0), r.version)
+    got = await tiers[0].get_many(keys)
+    assert {key: r.version for key, r in got.items()} == highest

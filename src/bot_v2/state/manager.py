@@ -125,6 +125,7 @@ class StateManager:
         self._lock = asyncio.Lock()
         self._read_only = settings.read_only
         self._epoch: int | None = None  # the lease epoch WARM writes are fenced with (take_ownership)
+        self.hot_stale_puts_refused = 0  # puts the version-guarded HOT refused (a newer version was there)
         # keys whose HOT copy may be stale (a cache update failed): never served from HOT
         self._dirty: set[str] = set()
         self._closed = False
@@ -439,12 +440,15 @@ class StateManager:
             self._dirty.update(touched)
             return
         try:
-            await self._hot.apply(puts, evict)
+            refused = await self._hot.apply(puts, evict)
         except StateUnavailableError as exc:
             self._dirty.update(touched)
             logger.warning("HOT update of %d keys failed after commit (WARM holds them)", len(touched))
             self._hot_failed(exc)
             return
+        if refused:  # HOT holds newer versions: another writer got there first (WARM stays the truth)
+            self.hot_stale_puts_refused += refused
+            logger.warning("HOT refused %d stale puts: it holds newer versions of those keys", refused)
         if self._dirty:
             self._dirty.difference_update(touched)
 
@@ -669,8 +673,8 @@ class StateManager:
         now = datetime.now(UTC)
         keys = [m.key for m in found]
         puts, drops, _ = _hot_puts(keys, await self._warm.get_many(keys, now), now)
-        with self._hot_io():
-            await self._hot.apply(puts, drops)
+        with self._hot_io():  # WARM is the truth here, even when HOT holds a higher version (lost commits)
+            await self._hot.apply(puts, drops, replace=True)
         self._dirty.difference_update(keys)
         return len(keys)
 
@@ -822,8 +826,8 @@ class StateManager:
                 rows = await self._warm.page_rows(after, size, now, tier=Tier.HOT)
                 keys = [row.key for row in rows]
                 puts, drops, bad = _hot_puts(keys, {row.key: row for row in rows}, now)
-                with self._hot_io():
-                    await self._hot.apply(puts, drops)
+                with self._hot_io():  # under the lock, from WARM: replaces whatever HOT holds
+                    await self._hot.apply(puts, drops, replace=True)
             restored, corrupt = restored + len(puts), corrupt + bad
             dirty.difference_update(keys)
             if len(rows) < size:
@@ -836,7 +840,7 @@ class StateManager:
                 now = datetime.now(UTC)
                 puts, drops, bad = _hot_puts(chunk, await self._warm.get_many(chunk, now), now)
                 with self._hot_io():
-                    await self._hot.apply(puts, drops)
+                    await self._hot.apply(puts, drops, replace=True)
             restored, evicted, corrupt = restored + len(puts), evicted + len(drops) - bad, corrupt + bad
         report = await self._coherence_pass(size, repair=True)  # key by key: version + checksum
         async with self._lock:

@@ -122,3 +122,25 @@ async def test_concurrent_acquires_elect_exactly_one_holder(warm_tier: Any) -> N
     winners = [g for g in grants if g.acquired]
     assert len(winners) == 1
     assert {g.record.holder for g in grants} == {winners[0].record.holder}
+
+
+async def test_repair_restores_warm_truth_over_a_higher_hot_version(real_state_settings: Any) -> None:
+    """WARM lost commits (a restore, a promoted replica): HOT holds a HIGHER version than WARM. The version
+    guard refuses ordinary stale puts, but repair and restore rewrite HOT from WARM regardless."""
+    from dataclasses import replace
+
+    from bot_v2.state import StateCategory, StateManager
+    from bot_v2.state.keys import KeySpace
+    from bot_v2.state.models import HotRecord
+    from bot_v2.state.tiers.factory import build_tiers
+
+    settings = replace(real_state_settings, repair_hot_at_start=False)
+    hot, warm, cold = build_tiers(settings, KeySpace(settings.bot_id, settings.max_key_bytes))
+    async with await StateManager.create(settings, tiers=(hot, warm, cold)) as sm:
+        await sm.set_state("orders:1", {"v": "warm"}, StateCategory.ORDERS)  # v1 in WARM and HOT
+        future = codec.encode_value({"v": "lost commit"}, "orders:1")
+        await hot.apply([HotRecord("orders:1", 9, codec.checksum(future), future, datetime.now(UTC), None)])
+        assert await sm.get_state("orders:1") == {"v": "lost commit"}  # what a stale cache would serve
+        report = await sm.repair_coherence()
+        assert report.repaired == 1
+        assert await sm.get_state("orders:1") == {"v": "warm"}

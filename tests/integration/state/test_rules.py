@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.state import StateCategory, StateManager, StateWrite
+from bot_v2.state.migrations import latest_version
+from bot_v2.state.migrations.postgres import MIGRATIONS as PG_MIGRATIONS
 from bot_v2.state.settings import StateSettings, WarmBackend
 from tests.integration.state.conftest import break_spool, spied_tiers
 from tests.unit.state.fakes import down
@@ -287,7 +289,7 @@ async def test_schema_newer_than_code_is_refused(
         url = postgres_server.url.rsplit("/", 1)[0] + f"/{dbname}"
         pg_settings = replace(embedded_state_settings, warm_backend=WarmBackend.POSTGRES, database_url=url)
         async with await StateManager.create(pg_settings) as sm:
-            assert (await sm.get_storage_stats()).schema_version == 2
+            assert (await sm.get_storage_stats()).schema_version == latest_version(PG_MIGRATIONS)
         conn = await asyncpg.connect(url)
         await conn.execute("INSERT INTO state_schema_version (version, description) VALUES (99, 'future')")
         await conn.close()

@@ -29,7 +29,7 @@ import re
 import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
@@ -46,6 +46,7 @@ from bot_v2.state.models import (
     WarmRestore,
     WarmRow,
 )
+from bot_v2.state.ports import CheckpointHost
 from bot_v2.state.settings import StateSettings
 from bot_v2.state.tiers.cold import ColdTier, encode_segment, new_segment_name
 from bot_v2.state.tiers.warm import WarmTier
@@ -166,31 +167,20 @@ def decode_checkpoint(
 class CheckpointStore:
     """Create, list, prune and restore checkpoints of one bot (``StateManager.checkpoints``)."""
 
-    def __init__(
-        self,
-        settings: StateSettings,
-        warm: WarmTier,
-        cold: ColdTier,
-        lock: asyncio.Lock,
-        read_cold: Callable[[Sequence[WarmRow]], Awaitable[dict[str, bytes]]],
-        cache: Callable[[Sequence[HotRecord], Sequence[str]], Awaitable[None]],
-        after_cold_write: Callable[[], Awaitable[None]] | None = None,
-        after_restore: Callable[[], Awaitable[None]] | None = None,
-        check_writable: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: StateSettings, warm: WarmTier, cold: ColdTier, host: CheckpointHost) -> None:
         self._settings = settings
         self._bot = settings.bot_id
         self._warm = warm
         self._cold = cold
-        self._lock = lock
-        self._read_cold = read_cold
-        self._cache = cache
-        # the manager publishes system:s3_available if it changed (a COLD write was spooled), and rewrites
-        # it after a restore (the checkpoint holds the value of its own time)
-        self._after_cold_write = after_cold_write
-        self._after_restore = after_restore
-        # raises StateReadOnlyError when the state is open read-only (a checkpoint or a restore writes)
-        self._check_writable = check_writable or (lambda action: None)
+        # the state being checkpointed (the manager): its write lock, COLD reads and HOT cache; it publishes
+        # system:s3_available if it changed (a COLD write was spooled) and rewrites it after a restore (the
+        # checkpoint holds the value of its own time); check_writable raises when it is open read-only
+        self._host = host
+        self._read_cold = host.read_cold
+        self._cache = host.cache
+        self._after_cold_write = host.after_cold_write
+        self._after_restore = host.after_restore
+        self._check_writable = host.check_writable
 
     async def create_checkpoint(self, reason: str) -> CheckpointInfo:
         """Snapshot all of the bot's records (one consistent WARM snapshot), store the compressed,
@@ -364,7 +354,7 @@ class CheckpointStore:
         return checkpoint_id, await self._cold.get_checkpoint(checkpoint_id + _OBJECT_SUFFIX), None, "cold"
 
     async def _write_back(self, records: Sequence[_Record]) -> tuple[int, int, int]:
-        async with self._lock:
+        async with self._host.writing():
             now = datetime.now(UTC)
             live = [r for r in records if r.expires_at is None or r.expires_at > now]
             segment: str | None = None

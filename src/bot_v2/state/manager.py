@@ -25,7 +25,8 @@ Rules it keeps (DESIGN.md "State: tiers, batches, coherence"):
 This module is the front (reads, writes, tier moves, ownership). The parts: ``durable.py`` (WARM / COLD
 record I/O), ``supervisor.py`` (one availability state machine, used by HOT and COLD), ``hot_sync.py``
 (HOT outage: probe, hot-set restore), ``cold_sync.py`` (COLD outage: spool sync, ``system:s3_available``),
-``coherence.py`` (HOT against WARM), ``connect.py`` (opening the tiers), ``checkpoint.py`` (checkpoints).
+``coherence.py`` (HOT against WARM), ``connect.py`` (opening the tiers), ``checkpoint.py`` (checkpoints,
+through the ``ports.CheckpointHost`` the manager hands it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -97,17 +99,7 @@ class StateManager:
             settings, cold, fetch=self._fetch, write_flag=self._write_flag, writable=self._may_probe
         )
         self._cold_supervisor = self._cold_sync.supervisor
-        self.checkpoints = CheckpointStore(
-            settings,
-            warm,
-            cold,
-            self._lock,
-            self._read_cold,
-            self._cache,
-            after_cold_write=self._cold_sync.publish_flag,
-            after_restore=self._cold_sync.republish_flag,
-            check_writable=self._check_writable,
-        )
+        self.checkpoints = CheckpointStore(settings, warm, cold, _CheckpointHost(self))
         """Checkpoints of this bot: ``create_checkpoint``, ``list_checkpoints``, ``restore_checkpoint``."""
 
     def __repr__(self) -> str:
@@ -533,3 +525,30 @@ class StateManager:
         """Probe COLD now (ignoring the backoff) and, if it answers, sync the spool; return whether COLD is
         up. Operations do this on their own (in a background task) once the backoff interval passed."""
         return await self._cold_supervisor.probe_now()
+
+
+class _CheckpointHost:
+    """The manager as its ``CheckpointStore`` sees it (``ports.CheckpointHost``)."""
+
+    def __init__(self, manager: StateManager) -> None:
+        self._manager = manager
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        async with self._manager._lock:
+            yield
+
+    def check_writable(self, action: str) -> None:
+        self._manager._check_writable(action)
+
+    async def read_cold(self, rows: Sequence[WarmRow]) -> dict[str, bytes]:
+        return await self._manager._read_cold(rows)
+
+    async def cache(self, puts: Sequence[HotRecord], evict: Sequence[str]) -> None:
+        await self._manager._cache(puts, evict)
+
+    async def after_cold_write(self) -> None:
+        await self._manager._cold_sync.publish_flag()
+
+    async def after_restore(self) -> None:
+        await self._manager._cold_sync.republish_flag()

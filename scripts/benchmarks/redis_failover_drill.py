@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
 """Redis failover drill: SIGKILL redis-server under a running bot, bring it back, measure the recovery.
 
-    .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 3
+    .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 3                 # 1,000 keys
+    .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 3 --keys 10000
     .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 1 --baseline-cycles 5 --down-cycles 5
 
 A dev-profile bot (in-process simulated exchange, BTC-USD, a strategy that trades every cycle) runs on a
-throwaway redis-server (HOT) + PostgreSQL (WARM) with ``--interval`` seconds between cycle starts. Each round:
+throwaway redis-server (HOT) + PostgreSQL (WARM) with ``--interval`` seconds between cycle starts. Before the
+first round the bot's state gets ``--keys`` realistic mixed hot-set records (``_records.py``: orders,
+positions, guard and risk state, marks; default 1,000), so the restore moves a realistic hot set. Each round:
 
 1. ``--baseline-cycles`` healthy cycles (the latency baseline of this round);
 2. redis-server is SIGKILLed; ``detect_ms`` = kill -> ``StateManager.health().degraded_hot``;
 3. ``--down-cycles`` cycles with Redis dead (they must keep succeeding, served by PostgreSQL);
-4. redis-server is started again (empty: no persistence); ``recover_ms`` = start() called -> HOT ``up`` with
-   a new ``HotRecovery`` (hot set restored from WARM and verified key by key); ``keys_moved``,
-   ``restore_ms`` and ``outage_ms`` come from that ``HotRecovery``;
-5. two more cycles, then ``verify_coherence()`` (every HOT key's version + checksum against WARM).
+4. redis-server is started again (empty: no persistence); ``start()`` returns once it answers PING.
+   ``answer_to_up_ms`` = Redis answering -> HOT ``up`` with a new ``HotRecovery`` (hot set restored from WARM
+   and verified), found by the manager's own probe timer (nothing in the drill asks it to probe);
+   ``recover_ms`` = start() called -> HOT up (adds the server's start); ``keys_moved``, ``restore_ms`` and
+   ``outage_ms`` come from that ``HotRecovery``; ``probe_ms`` = ``answer_to_up_ms - restore_ms`` (the target:
+   <= 50 ms);
+5. two more cycles, then ``verify_coherence()`` (every HOT key's version + checksum against WARM);
+6. the floor of this round: one raw MSET of the same packed records (the bytes the restore writes) into an
+   empty namespace of the same redis-server (best of 3); ``ratio`` = ``restore_ms / floor_ms``.
 
 Timings poll ``health()`` (no I/O) and ``health.json`` every ``--poll-ms`` (default 10 ms): that is their
 resolution. Detection also waits for the next state operation (the next cycle), i.e. up to one interval.
@@ -26,17 +34,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import _drill as d
+import _records
+import redis.asyncio as aioredis
 from _drill import mm
 
+from bot_v2.state.codec import checksum, encode_value
+from bot_v2.state.models import HotRecord
+from bot_v2.state.tiers.hot import pack_record
+
 NAME = "redis_failover_drill"
+
+
+async def seed(bot: d.RunningBot, keys: int) -> None:
+    """The realistic hot set, written through the bot's own StateManager (1,000 records per batch)."""
+    records = _records.hot_set(keys)
+    for start in range(0, len(records), 1000):
+        await bot.state.batch_write(records[start : start + 1000])
+
+
+async def floor_mset(url: str, keys: int) -> float:
+    """One raw MSET of the same packed records into an empty scratch namespace: best of 3, in ms."""
+    now = datetime.now(UTC)
+    packed: dict[str, bytes] = {}
+    for w in _records.hot_set(keys):
+        data = encode_value(w.value)
+        packed[f"state:drill-floor:{w.key}"] = pack_record(HotRecord(w.key, 1, checksum(data), data, now))
+    client = aioredis.Redis.from_url(url)
+    best = float("inf")
+    try:
+        for _ in range(4):  # the first one warms the connection up
+            await client.delete(*packed)
+            started = time.perf_counter()
+            await client.mset(packed)
+            best = min(best, time.perf_counter() - started)
+        await client.delete(*packed)
+    finally:
+        await client.aclose()
+    return best * 1000
 
 
 async def one_round(bot: d.RunningBot, redis: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
     poll = args.poll_ms / 1000
     state = bot.state
+    if n == 1 and args.keys:
+        await seed(bot, args.keys)
     baseline = await bot.poller.wait_cycles(args.baseline_cycles, ok=True)
     recoveries_before = state.health().hot_recoveries
 
@@ -62,16 +107,26 @@ async def one_round(bot: d.RunningBot, redis: Any, args: argparse.Namespace, n: 
     coherence = await state.verify_coherence()
     recovery = state.health().last_hot_recovery
     errors = [s for s in bot.poller.since(baseline[0].seen) if not s.ok]
+    restore_ms = d.ms(recovery.restore_seconds) if recovery else None
+    answer_to_up_ms = d.ms(t_up - t_answering)
+    floor_ms = await floor_mset(redis.url, recovery.keys_restored if recovery else args.keys)
     return {
         "round": n,
+        "keys": args.keys,
         "detect_ms": d.ms(t_detect - t_kill),
         "cycles_while_down": len(down),
         "ok_cycles_while_down": sum(s.ok for s in down),
         "redis_start_ms": d.ms(t_answering - t_restart),
         "recover_ms": d.ms(t_up - t_restart),
+        "answer_to_up_ms": answer_to_up_ms,
+        "probe_ms": (
+            round(answer_to_up_ms - restore_ms, 1) if answer_to_up_ms is not None and restore_ms else None
+        ),
+        "floor_ms": round(floor_ms, 2),
+        "ratio": round(restore_ms / floor_ms, 2) if restore_ms and floor_ms else None,
         "first_ok_cycle_ms": d.ms(first_ok[0].seen - t_restart),
         "outage_ms": d.ms(recovery.outage_seconds) if recovery else None,
-        "restore_ms": d.ms(recovery.restore_seconds) if recovery else None,
+        "restore_ms": restore_ms,
         "keys_moved": recovery.keys_moved if recovery else None,
         "keys_restored": recovery.keys_restored if recovery else None,
         "keys_verified": recovery.keys_verified if recovery else None,
@@ -103,13 +158,15 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
         [
             r["round"], r["detect_ms"], r["cycles_while_down"], r["ok_cycles_while_down"],
             r["healthy"]["p50_ms"], r["degraded"]["p50_ms"], r["degraded"]["max_ms"], r["redis_start_ms"],
-            r["recover_ms"], r["restore_ms"], r["keys_moved"], r["coherent"], r["cycle_errors"],
+            r["recover_ms"], r["answer_to_up_ms"], r["restore_ms"], r["probe_ms"], r["floor_ms"], r["ratio"],
+            r["keys_moved"], r["coherent"], r["cycle_errors"],
         ]
         for r in rounds
     ]  # fmt: skip
     columns = [
         "round", "detect ms", "cycles down", "ok down", "cycle p50 healthy", "cycle p50 degraded",
-        "cycle max degraded", "redis start ms", "recover ms", "restore ms", "keys moved", "coherent", "errors",
+        "cycle max degraded", "redis start ms", "recover ms", "answer->up ms", "restore ms", "probe ms",
+        "floor MSET ms", "restore / floor", "keys moved", "coherent", "errors",
     ]  # fmt: skip
     d.console.print(d.table("Redis SIGKILL under a running bot (per round)", columns, rows))
     healthy = [r["healthy"]["p50_ms"] for r in rounds]
@@ -127,6 +184,19 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
             "median": d.med(r["restore_ms"] for r in rounds),
             "max": d.top(r["restore_ms"] for r in rounds),
         },
+        "answer_to_up_ms": {
+            "median": d.med(r["answer_to_up_ms"] for r in rounds),
+            "max": d.top(r["answer_to_up_ms"] for r in rounds),
+        },
+        "probe_ms": {
+            "median": d.med(r["probe_ms"] for r in rounds),
+            "max": d.top(r["probe_ms"] for r in rounds),
+        },
+        "floor_ms": {
+            "median": d.med(r["floor_ms"] for r in rounds),
+            "max": d.top(r["floor_ms"] for r in rounds),
+        },
+        "ratio": {"median": d.med(r["ratio"] for r in rounds), "max": d.top(r["ratio"] for r in rounds)},
         "cycle_p50_healthy_ms": d.med(healthy),
         "cycle_p50_degraded_ms": d.med(degraded),
         "degraded_vs_healthy": (
@@ -153,7 +223,11 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
                     summary["recover_ms"]["median"],
                     summary["recover_ms"]["max"],
                 ],
+                ["answer -> HOT up ms", *mm(summary, "answer_to_up_ms")],
                 ["restore ms (HotRecovery)", summary["restore_ms"]["median"], summary["restore_ms"]["max"]],
+                ["probe ms (answer -> up minus restore)", *mm(summary, "probe_ms")],
+                ["floor ms (raw MSET, same records)", *mm(summary, "floor_ms")],
+                ["restore / floor", *mm(summary, "ratio")],
                 ["keys moved", summary["keys_moved"]["median"], summary["keys_moved"]["max"]],
                 ["cycle p50 ms healthy (baseline)", summary["cycle_p50_healthy_ms"], None],
                 ["cycle p50 ms degraded", summary["cycle_p50_degraded_ms"], None],
@@ -168,9 +242,14 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
         d.result_line(
             NAME,
             len(rounds),
+            keys=args.keys,
             detect_ms=summary["detect_ms"]["median"],
             recover_ms=summary["recover_ms"]["median"],
+            answer_to_up_ms=summary["answer_to_up_ms"]["median"],
             restore_ms=summary["restore_ms"]["median"],
+            probe_ms=summary["probe_ms"]["median"],
+            floor_ms=summary["floor_ms"]["median"],
+            ratio=summary["ratio"]["median"],
             keys_moved=summary["keys_moved"]["median"],
             cycles_down=summary["cycles_while_down"],
             degraded_vs_healthy=summary["degraded_vs_healthy"],
@@ -189,6 +268,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=3, help="kill/restore rounds (default 3)")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=1000,
+        help="realistic hot-set records seeded before round 1 (default 1000)",
+    )
     parser.add_argument("--interval", type=float, default=0.1, help="cycle interval in s (default 0.1)")
     parser.add_argument(
         "--baseline-cycles", type=int, default=20, help="healthy cycles per round (default 20)"

@@ -50,6 +50,7 @@ class HotSync:
                 settings.hot_probe_max_interval_seconds,
                 settings.hot_probe_timeout_seconds,
                 settings.hot_degraded_warn_interval_seconds,
+                watch=True,  # probe on a timer while down: HOT comes back whether the bot operates or not
             ),
             (HotState.UP, HotState.DEGRADED, HotState.RESTORING),
             ping=hot.ping,

@@ -49,8 +49,12 @@ class StateSettings:
     # a reader: no write, no promotion, no repair, no probe/restore/sync on any tier until take_ownership()
     read_only: bool = False
     coherence_page_size: int = 500  # keys per SCAN / WARM page in coherence passes and hot-set restores
-    hot_probe_interval_seconds: float = 1.0  # first probe after HOT failed; doubles per failed probe
-    hot_probe_max_interval_seconds: float = 15.0
+    # While HOT is down it is probed on a timer (no operation needed) every hot_probe_interval_seconds,
+    # doubling per failed probe up to hot_probe_max_interval_seconds; the defaults make it a short FIXED
+    # interval: a refused connect costs microseconds, a hung server is bounded by the probe timeout, and HOT
+    # is back within one interval of Redis answering (docs/STATE.md "Degraded HOT").
+    hot_probe_interval_seconds: float = 0.02
+    hot_probe_max_interval_seconds: float = 0.02
     hot_probe_timeout_seconds: float = 1.0
     hot_degraded_warn_interval_seconds: float = 60.0  # "still degraded" warnings at most this often
     # COLD (S3) availability: see docs/STATE.md "Degraded COLD: the spool".

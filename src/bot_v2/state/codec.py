@@ -1,9 +1,18 @@
 """Canonical value encoding: the exact bytes every tier stores, and their checksum.
 
-Values are JSON types plus ``Decimal`` and timezone-aware ``datetime``, nested. The encoding is stdlib
-``json`` with sorted keys and compact separators, so equal values always give equal bytes. ``Decimal`` and
-``datetime`` travel in a tagged form (``{"$decimal": "0.10"}``, ``{"$datetime": "2024-...+00:00"}``) and
-come back exactly; a user dict that looks like a tag is wrapped as ``{"$dict": [[key, value]]}``.
+Values are JSON types plus ``Decimal`` and timezone-aware ``datetime``, nested. The encoding is JSON with sorted
+keys, compact separators and raw UTF-8, so equal values always give equal bytes. ``Decimal`` and ``datetime``
+travel in a tagged form (``{"$decimal": "0.10"}``, ``{"$datetime": "2024-...+00:00"}``) and come back exactly;
+a user dict that looks like a tag is wrapped as ``{"$dict": [[key, value]]}``.
+
+Two implementations produce the same bytes. The reference is stdlib ``json`` (sorted keys, ``default`` hook
+for the tags). The fast path, used whenever it can, replaces every ``Decimal``/``datetime`` by its tag dict
+(and every float by its ``repr``, which is what stdlib ``json`` writes) in one pass over the value, then lets
+msgspec's C encoder write it with sorted keys. Anything the fast path does not handle exactly -- a user dict
+that looks like a tag, subclasses (enums included), unencodable values -- goes through the reference, which
+also raises the errors. Decoding is msgspec plus a pass that turns tag dicts back into values, falling back
+to the reference for input msgspec rejects. ``tests/unit/state/test_codec*.py`` prove both paths give the
+same bytes and values.
 """
 
 from __future__ import annotations
@@ -16,12 +25,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from bot_v2.errors import StateEncodingError, StateIntegrityError
 
 _DECIMAL = "$decimal"
 _DATETIME = "$datetime"
 _DICT = "$dict"
 _TAGS = frozenset({_DECIMAL, _DATETIME, _DICT})
+
+
+# --- reference encoder (stdlib json) -------------------------------------------------------------------------
 
 
 def _default(obj: object) -> object:
@@ -95,8 +109,7 @@ def _escape(obj: Any) -> Any:
     return obj
 
 
-def encode_value(value: object, key: str = "?") -> bytes:
-    """Return the canonical bytes of ``value``; raise ``StateEncodingError`` naming ``key`` if impossible."""
+def _encode_reference(value: object, key: str) -> bytes:
     try:
         if _needs_escape(value):
             value = _escape(value)
@@ -105,6 +118,104 @@ def encode_value(value: object, key: str = "?") -> bytes:
         return _encode(value).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         raise StateEncodingError(f"state key {key!r}: value cannot be encoded: {exc}") from None
+
+
+# --- fast encoder (msgspec) ----------------------------------------------------------------------------------
+
+
+class _Reference(Exception):
+    """The fast path cannot encode this value exactly like the reference: use the reference."""
+
+
+# Exact types msgspec writes byte for byte like the reference (subclasses such as enums are not in here).
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _tag_dict(obj: dict[Any, Any]) -> dict[Any, Any]:
+    # A non-str key makes msgspec raise TypeError (order="sorted"); str subclasses are written as their text,
+    # as the reference does.
+    if len(obj) == 1 and next(iter(obj)) in _TAGS:
+        raise _Reference  # needs the $dict wrapping
+    out: dict[Any, Any] | None = None
+    for key, item in obj.items():
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if out is None:
+            out = obj.copy()
+        if kind is Decimal and item.is_finite():  # inlined: the common case, a flat record with amounts
+            out[key] = {_DECIMAL: str(item)}
+        else:
+            out[key] = _tag(item)
+    return obj if out is None else out
+
+
+def _tag_list(obj: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+    out: list[Any] | None = None
+    for index, item in enumerate(obj):
+        if type(item) in _PLAIN:
+            continue
+        if out is None:
+            out = list(obj)
+        out[index] = _tag(item)
+    return obj if out is None else out
+
+
+def _tag_decimal(obj: Decimal) -> object:
+    if not obj.is_finite():
+        raise _Reference
+    return {_DECIMAL: str(obj)}
+
+
+def _tag_datetime(obj: datetime) -> object:
+    if obj.utcoffset() is None:
+        raise _Reference
+    return {_DATETIME: obj.isoformat()}
+
+
+def _tag_float(obj: float) -> object:
+    if not math.isfinite(obj):
+        raise _Reference
+    return msgspec.Raw(float.__repr__(obj).encode())  # msgspec writes 1e16, stdlib json 1e+16
+
+
+def _keep(obj: object) -> object:
+    return obj
+
+
+_TAGGERS: dict[type, Callable[[Any], object]] = {
+    dict: _tag_dict,
+    list: _tag_list,
+    tuple: _tag_list,
+    Decimal: _tag_decimal,
+    datetime: _tag_datetime,
+    float: _tag_float,
+    str: _keep,
+    int: _keep,
+    bool: _keep,
+    type(None): _keep,
+}
+
+
+def _tag(obj: object) -> object:
+    tagger = _TAGGERS.get(type(obj))
+    if tagger is None:
+        raise _Reference
+    return tagger(obj)
+
+
+_encode_fast = msgspec.json.Encoder(order="sorted").encode
+
+
+def encode_value(value: object, key: str = "?") -> bytes:
+    """Return the canonical bytes of ``value``; raise ``StateEncodingError`` naming ``key`` if impossible."""
+    try:
+        return _encode_fast(_tag_dict(value) if type(value) is dict else _tag(value))
+    except (_Reference, TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        return _encode_reference(value, key)
+
+
+# --- decoding ------------------------------------------------------------------------------------------------
 
 
 def _object_hook(obj: dict[str, Any]) -> Any:
@@ -120,14 +231,60 @@ def _object_hook(obj: dict[str, Any]) -> Any:
 
 
 _DECODER = json.JSONDecoder(object_hook=_object_hook)
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RecursionError)
+
+
+def _decode_reference(data: bytes, key: str) -> Any:
+    try:
+        return _DECODER.decode(data.decode("utf-8"))
+    except _DECODE_ERRORS as exc:
+        raise StateIntegrityError(f"state key {key!r}: stored value cannot be decoded: {exc}") from None
+
+
+def _untag_dict(obj: dict[str, Any]) -> Any:
+    """Apply ``_object_hook`` bottom-up, in place, as ``json`` does while it parses."""
+    for key, item in obj.items():
+        kind = type(item)
+        if kind is dict:
+            if len(item) == 1 and type(payload := item.get(_DECIMAL)) is str:
+                obj[key] = Decimal(payload)  # inlined _object_hook: amounts are most of the tags
+            else:
+                obj[key] = _untag_dict(item)
+        elif kind is list:
+            _untag_list(item)
+    return _object_hook(obj) if len(obj) == 1 else obj
+
+
+def _untag_list(obj: list[Any]) -> None:
+    for index, item in enumerate(obj):
+        kind = type(item)
+        if kind is dict:
+            if len(item) == 1 and type(payload := item.get(_DECIMAL)) is str:
+                obj[index] = Decimal(payload)
+            else:
+                obj[index] = _untag_dict(item)
+        elif kind is list:
+            _untag_list(item)
+
+
+_decode_fast = msgspec.json.Decoder().decode
 
 
 def decode_value(data: bytes, key: str = "?") -> Any:
     """Decode canonical bytes back into the value (``Decimal``/``datetime`` restored exactly)."""
     try:
-        return _DECODER.decode(data.decode("utf-8"))
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise StateIntegrityError(f"state key {key!r}: stored value cannot be decoded: {exc}") from None
+        value = _decode_fast(data)
+        # A tag has a "$" in its key, written as is or (not by us, but valid JSON) as a \u escape; without
+        # either the parsed value is final.
+        if b"$" not in data and b"\\u" not in data:
+            return value
+        if type(value) is dict:
+            return _untag_dict(value)
+        if type(value) is list:
+            _untag_list(value)
+        return value
+    except (msgspec.DecodeError, *_DECODE_ERRORS):
+        return _decode_reference(data, key)  # stdlib json is more lenient (NaN, lone surrogates, 1e400)
 
 
 def checksum(data: bytes) -> str:

@@ -39,6 +39,8 @@ PAPER_BOT_ID_SUFFIX = "-paper"
 #: A paper bot keeps events.jsonl, health.json and embedded state in ``<data_dir>/paper``, its log in
 #: ``<log_dir>/paper``.
 PAPER_DATA_SUBDIR = "paper"
+#: PERPS_HISTORY_RETENTION_DAYS at most: ten years (a sanity bound that keeps the cutoff a valid date).
+_MAX_RETENTION_DAYS = 3650
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -59,6 +61,7 @@ ENV_VARS: tuple[str, ...] = (
     "PERPS_RECONCILE_MISMATCH_ACTION",
     "PERPS_INTENT_GRACE_SECONDS",
     "PERPS_RECONCILE_EVERY_CYCLES",
+    "PERPS_HISTORY_RETENTION_DAYS",
     "PERPS_LEASE_TTL_SECONDS",
     "PERPS_LEASE_WATCHDOG_SECONDS",
     "PERPS_LEASE_SUBMIT_BUDGET_SECONDS",
@@ -167,6 +170,8 @@ class BotSettings:
     intent_grace_seconds: float = 30.0
     #: Order discovery by client-id prefix runs every this many cycles (and at start, and on request).
     reconcile_every_cycles: int = 20
+    #: Terminal orders, final intents and booked fills older than this move to the COLD archive.
+    history_retention_days: float = 7.0
     metrics_port: int | None = None
     lease: LeaseSettings = field(default_factory=LeaseSettings)
     #: The live bot id a dry-run (paper) bot shadows; None for a live bot.
@@ -368,6 +373,13 @@ def load_settings(
     reconcile_every = parse_int(
         "PERPS_RECONCILE_EVERY_CYCLES", pick("PERPS_RECONCILE_EVERY_CYCLES", 20), minimum=1
     )
+    retention_days = parse_float(
+        "PERPS_HISTORY_RETENTION_DAYS", pick("PERPS_HISTORY_RETENTION_DAYS", 7.0), minimum=0.0
+    )
+    if retention_days > _MAX_RETENTION_DAYS:
+        raise ConfigError(
+            f"PERPS_HISTORY_RETENTION_DAYS: must be <= {_MAX_RETENTION_DAYS}, got {retention_days:g}"
+        )
     lease = _lease_settings(pick, interval)
 
     data_dir = Path(pick("PERPS_DATA_DIR", root / "var" / "data" / "perps_bot" / prof.value))
@@ -419,6 +431,7 @@ def load_settings(
         reconcile_mismatch_action=mismatch_action,
         intent_grace_seconds=intent_grace,
         reconcile_every_cycles=reconcile_every,
+        history_retention_days=retention_days,
         metrics_port=(
             parse_int("METRICS_PORT", env["METRICS_PORT"], minimum=1) if env.get("METRICS_PORT") else None
         ),

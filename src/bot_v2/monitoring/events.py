@@ -55,6 +55,7 @@ class EventType(enum.StrEnum):
     CHECKPOINT_FAILED = "checkpoint_failed"
     CHECKPOINT_RESTORED = "checkpoint_restored"
     LEASE = "lease"  # kind: acquired | takeover | released | renew_failed | renewed_again | watchdog | fenced
+    HISTORY_ARCHIVED = "history_archived"  # terminal history moved to COLD (ok=False: the run failed)
 
 
 #: Event types fsync'd on write: the ones an operator needs after a crash.

@@ -4,7 +4,8 @@ start: load state -> restore guard state and safety mode -> reconcile with the e
        warm the strategy's price history (stored history, candles) -> load acknowledged clear requests.
 run:   ``Cadence`` calls ``TradingCycle.run`` every ``interval_seconds`` (start to start); ``once`` runs one.
        After a cycle (its state batch flushed, its latency measured) a checkpoint is taken when
-       ``checkpoint_interval_seconds`` have passed since the newest stored one (``checkpointing.py``).
+       ``checkpoint_interval_seconds`` have passed since the newest stored one (``checkpointing.py``), and
+       old terminal history is archived about once an hour (``history.py``).
 stop:  SIGINT/SIGTERM (or ``stop_event``) stop intake -> the cycle in flight finishes (drain) -> open orders
        cancelled or kept per ``shutdown_order_policy`` -> final sync and ONE state flush -> running marker
        removed -> "shutdown" checkpoint -> health/events closed. Connections are closed by ``open_runtime``'s
@@ -53,6 +54,7 @@ from bot_v2.orchestration.controls import ControlWatcher
 from bot_v2.orchestration.crashpoints import crash_point_from_env
 from bot_v2.orchestration.cycle import CycleReport, SymbolRow, TradingCycle, safety_value
 from bot_v2.orchestration.execution import OrderExecutor
+from bot_v2.orchestration.history import HistoryArchiver
 from bot_v2.orchestration.lease import LeaseKeeper
 from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapshot
 from bot_v2.orchestration.ports import StateCategory, StateStore
@@ -231,9 +233,16 @@ async def _run_bot(
         reconcile_every_cycles=settings.reconcile_every_cycles,
     )
     scheduler = await _checkpoint_scheduler(runtime, checkpoints, events, metrics)
+    archiver = (
+        HistoryArchiver(state, tracker, retention_days=settings.history_retention_days, events=events)
+        if isinstance(state, StateManager)
+        else None
+    )
     limit = 1 if once else max_cycles
     beat()
-    lifecycle = _Lifecycle(runtime, cycle, events, summary, metrics, scheduler, last_cycle=limit, lease=lease)
+    lifecycle = _Lifecycle(
+        runtime, cycle, events, summary, metrics, scheduler, last_cycle=limit, lease=lease, archiver=archiver
+    )
     removers = _install_signal_handlers(stop)
     try:
         cadence = Cadence(settings.interval_seconds)
@@ -347,6 +356,7 @@ class _Lifecycle:
         checkpoints: CheckpointScheduler | None = None,
         last_cycle: int | None = None,
         lease: LeaseKeeper | None = None,
+        archiver: HistoryArchiver | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -358,6 +368,7 @@ class _Lifecycle:
         self.last_cycle = last_cycle  # the shutdown checkpoint covers the last cycle of a bounded run
         self.last_report: CycleReport | None = None
         self.lease = lease
+        self.archiver = archiver
         self.tiers = TierWatcher(events, metrics)
         self.alerts = AlertWatcher(events, metrics)
 
@@ -420,7 +431,7 @@ class _Lifecycle:
 
     async def _periodic_checkpoint(self, number: int) -> None:
         """After the cycle (state batch flushed, latency measured, health written): report state-tier
-        outages and recoveries and the runbook alerts, then checkpoint if due."""
+        outages and recoveries and the runbook alerts, then checkpoint and archive history if due."""
         now = utc_now()
         cycle = self.cycle
         await self.alerts.observe(current_alerts(cycle.risk, cycle.last_snapshot, cycle.outcomes, now), now)
@@ -428,6 +439,8 @@ class _Lifecycle:
             await self.tiers.observe(self.runtime.state.health(), now)
         if self.checkpoints is not None and number != self.last_cycle:
             await self.checkpoints.maybe_take(utc_now())
+        if self.archiver is not None:  # also after the last one: a run of --once cycles archives too
+            await self.archiver.maybe_run(utc_now())
 
     def _count_error(self, kind: str, exc: BaseException) -> None:
         self.metrics.errors.labels(kind=kind).inc()

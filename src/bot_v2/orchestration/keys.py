@@ -21,6 +21,13 @@ key                     category        value
                                         while a bot runs, removed on clean exit (``checkpointing.py`` reads it)
 ``metadata:last_run``   METADATA        summary of the last clean exit / last recovery
 ``portfolio:pnl``       PORTFOLIO       realized / unrealized PnL and fees totals
+``metadata:archive``    METADATA        what history archiving moved so far: per-symbol net quantity of the
+                                        archived fills, counts, horizon, and the live keys of a move in
+                                        progress (``records.ArchiveSummary``, ``history.py``)
+``archive:<live key>``  ARCHIVE         a terminal order / final intent / booked fill older than the
+                                        retention window (``archive:orders:<coid>``, ``archive:intents:<coid>``,
+                                        ``archive:fills:<trade_id>``): body in COLD, index row in WARM; start-up
+                                        never lists or reads them
 ======================  ==============  ====================================================================
 """
 
@@ -34,6 +41,7 @@ FILL_PREFIX = "fills:"
 POSITION_PREFIX = "positions:"
 MARK_PREFIX = "marks:"
 HISTORY_PREFIX = "history:"
+ARCHIVE_PREFIX = "archive:"
 
 GUARDS_KEY = "guards:risk"
 SAFETY_KEY = "safety:mode"
@@ -44,6 +52,7 @@ WATERMARK_KEY = "reconcile:watermark"
 RUNNING_KEY = "metadata:running"
 LAST_RUN_KEY = "metadata:last_run"
 PNL_KEY = "portfolio:pnl"
+ARCHIVE_KEY = "metadata:archive"
 
 
 def intent_key(client_order_id: ClientOrderId | str) -> str:
@@ -68,6 +77,11 @@ def mark_key(symbol: Symbol | str) -> str:
 
 def history_key(symbol: Symbol | str) -> str:
     return HISTORY_PREFIX + symbol
+
+
+def archive_key(live_key: str) -> str:
+    """Where history archiving keeps a live record (``orders:pb-1`` -> ``archive:orders:pb-1``)."""
+    return ARCHIVE_PREFIX + live_key
 
 
 def suffix(key: str, prefix: str) -> str:

@@ -23,9 +23,11 @@ Start-up (``Reconciler.run``):
 4. After an unclean shutdown with ``shutdown_order_policy=cancel``, batch-cancel the bot's open orders.
 5. Ingest fills missed while down: every fill of the bot's orders not yet booked, once per trade id.
 6. Compare positions with the exchange: the fill-derived book against the same ledger over the exchange's
-   fills of ALL the bot's orders; for spot, the bot's net position per base currency must not exceed the
-   exchange balance (available + hold); for derivatives, ``list_positions``. A mismatch raises
-   ``RECONCILE_MISMATCH`` (REDUCE_ONLY, or HALTED per ``mismatch_state``), reported in the event and the log.
+   fills of ALL the bot's live orders plus the net quantity of the archived ones (``metadata:archive``,
+   ``history.py``: their fills are all booked and never asked for again); for spot, the bot's net position
+   per base currency must not exceed the exchange balance (available + hold); for derivatives,
+   ``list_positions``. A mismatch raises ``RECONCILE_MISMATCH`` (REDUCE_ONLY, or HALTED per
+   ``mismatch_state``), reported in the event and the log.
 7. Flush everything in one batch with the watermark and the running marker; a ``reconciliation`` event.
 
 Periodic and operator runs (``Reconciler.discover``) queue their writes on the cycle's batch and check the
@@ -366,6 +368,8 @@ class Reconciler:
             for symbol in sorted(set(derived) | set(self.tracker.book.positions)):
                 bot_qty = self.tracker.book.quantity(symbol)
                 exchange_qty = derived[symbol].quantity if symbol in derived else ZERO
+                # archived history (history.py): its fills are not asked for again, their net is stored
+                exchange_qty += self.tracker.archived_quantity(symbol)
                 if bot_qty != exchange_qty:
                     report.mismatches.append(
                         PositionMismatch(symbol, bot_qty, exchange_qty, "exchange_fills")

@@ -7,7 +7,8 @@ A record read back from state is checked field by field (``bot_v2.risk.serde``);
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,7 +29,14 @@ from bot_v2.domain import (
 )
 from bot_v2.risk import serde
 
-__all__ = ["IntentRecord", "IntentStatus", "OrderRecord", "fill_from_dict", "fill_to_dict"]
+__all__ = [
+    "ArchiveSummary",
+    "IntentRecord",
+    "IntentStatus",
+    "OrderRecord",
+    "fill_from_dict",
+    "fill_to_dict",
+]
 
 
 class IntentStatus(enum.StrEnum):
@@ -290,3 +298,81 @@ def fill_from_dict(data: object) -> Fill:
         if coid is None
         else ClientOrderId(serde.read_str(coid, f"{where}.client_order_id")),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSummary:
+    """``metadata:archive``: what history archiving (``history.py``) moved out of the live keys so far.
+
+    ``quantities``: per symbol, the signed net quantity of every archived fill -- reconciliation adds it to
+    the position it re-derives from the exchange's fills of the live orders. ``horizon``: every archived
+    record is older than it (order discovery never reaches back that far). ``pending_keys`` /
+    ``pending_order_ids``: live records already copied to the archive (and counted) whose deletion has not
+    been confirmed: start-up treats them as archived, the next archiving run deletes them.
+    """
+
+    quantities: Mapping[Symbol, Decimal] = field(default_factory=dict)
+    orders: int = 0
+    intents: int = 0
+    fills: int = 0
+    horizon: datetime | None = None
+    newest_intent_at: datetime | None = None
+    pending_keys: tuple[str, ...] = ()
+    pending_order_ids: tuple[OrderId, ...] = ()
+    updated_at: datetime | None = None
+
+    def quantity(self, symbol: Symbol) -> Decimal:
+        """The net quantity of ``symbol``'s archived fills (0 when none)."""
+        return self.quantities.get(symbol, Decimal(0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantities": {s: q for s, q in sorted(self.quantities.items())},
+            "orders": self.orders,
+            "intents": self.intents,
+            "fills": self.fills,
+            "horizon": self.horizon,
+            "newest_intent_at": self.newest_intent_at,
+            "pending_keys": list(self.pending_keys),
+            "pending_order_ids": list(self.pending_order_ids),
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> ArchiveSummary:
+        where = "archive"
+        d = serde.expect_mapping(data, where)
+        serde.expect_keys(d, set(_ARCHIVE_FIELDS), where)
+        quantities = serde.expect_mapping(d["quantities"], f"{where}.quantities")
+        return cls(
+            quantities={
+                Symbol(s): serde.read_decimal(q, f"{where}.quantities.{s}") for s, q in quantities.items()
+            },
+            orders=serde.read_int(d["orders"], f"{where}.orders"),
+            intents=serde.read_int(d["intents"], f"{where}.intents"),
+            fills=serde.read_int(d["fills"], f"{where}.fills"),
+            horizon=serde.read_optional_datetime(d["horizon"], f"{where}.horizon"),
+            newest_intent_at=serde.read_optional_datetime(d["newest_intent_at"], f"{where}.newest_intent_at"),
+            pending_keys=tuple(
+                serde.read_str(k, f"{where}.pending_keys")
+                for k in serde.read_list(d["pending_keys"], f"{where}.pending_keys")
+            ),
+            pending_order_ids=tuple(
+                OrderId(serde.read_str(k, f"{where}.pending_order_ids"))
+                for k in serde.read_list(d["pending_order_ids"], f"{where}.pending_order_ids")
+            ),
+            updated_at=serde.read_optional_datetime(d["updated_at"], f"{where}.updated_at"),
+        )
+
+
+_ARCHIVE_FIELDS = (
+    "quantities",
+    "orders",
+    "intents",
+    "fills",
+    "horizon",
+    "newest_intent_at",
+    "pending_keys",
+    "pending_order_ids",
+    "updated_at",
+)

@@ -10,6 +10,12 @@ acknowledgement) by looking the client order id up at the exchange: found -> ado
 FAILED. An order can land at the exchange a moment after its create call timed out; the grace window (and the
 periodic discovery by client-id prefix in ``reconcile.py``) keeps it from being lost. An intent is never
 submitted twice, and while one is unresolved no new order is sent on its symbol (``unresolved_for``).
+
+Start-up (``load``) reads the live keys only: ``intents:*``, ``orders:*``, ``positions:*`` and the list of
+``fills:*`` keys (trade ids, no bodies). Terminal history older than the retention window has been moved to
+``archive:*`` by ``history.py`` and is never listed or read here; ``metadata:archive`` (one record) says how
+much position the archived fills carry (``archived_quantity``), how far back the archive reaches
+(discovery never starts before it) and which live keys of an interrupted move count as archived already.
 """
 
 from __future__ import annotations
@@ -30,7 +36,13 @@ from bot_v2.orchestration.batch import StateBatch
 from bot_v2.orchestration.concurrency import task_group
 from bot_v2.orchestration.ledger import PositionBook, PositionRecord
 from bot_v2.orchestration.ports import StateCategory, StateStore
-from bot_v2.orchestration.records import IntentRecord, IntentStatus, OrderRecord, fill_to_dict
+from bot_v2.orchestration.records import (
+    ArchiveSummary,
+    IntentRecord,
+    IntentStatus,
+    OrderRecord,
+    fill_to_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,18 +139,28 @@ class OrderTracker:
         self.known_trade_ids: set[TradeId] = set()
         self.order_ids: set[OrderId] = set()
         # Where order discovery must start when no watermark is stored: the oldest intent that may not be
-        # finished, else the newest intent (nothing this state sent can be older). None: no intent at all.
+        # finished, else the newest intent (nothing this state sent can be older), never before the archive's
+        # horizon. None: no intent at all.
         self.discovery_floor: datetime | None = None
+        # What history archiving moved out of the live keys (``metadata:archive``).
+        self.archive = ArchiveSummary()
 
     # --- loading --------------------------------------------------------------------------------------
 
     async def load(self, state: StateStore) -> None:
-        """Load intents, orders, positions and the set of booked trade ids from state."""
-        intents = await _read_all(state, keys.INTENT_PREFIX)
-        orders = await _read_all(state, keys.ORDER_PREFIX)
+        """Load live intents, orders, positions, the booked trade ids and the archive summary from state.
+
+        Archived history (``archive:*``) is neither listed nor read; keys of an interrupted archiving move
+        (``ArchiveSummary.pending_keys``) are archived already and skipped.
+        """
+        raw_archive = await state.get_state(keys.ARCHIVE_KEY)
+        self.archive = ArchiveSummary() if raw_archive is None else ArchiveSummary.from_dict(raw_archive)
+        skip = frozenset(self.archive.pending_keys)
+        intents = await _read_all(state, keys.INTENT_PREFIX, skip)
+        orders = await _read_all(state, keys.ORDER_PREFIX, skip)
         positions = await _read_all(state, keys.POSITION_PREFIX)
         unfinished: list[datetime] = []
-        newest: datetime | None = None
+        newest = self.archive.newest_intent_at
         for value in intents.values():
             intent = IntentRecord.from_dict(value)
             self.known_client_ids.add(intent.client_order_id)
@@ -148,6 +170,9 @@ class OrderTracker:
                 unfinished.append(intent.created_at)
             newest = intent.created_at if newest is None else max(newest, intent.created_at)
         self.discovery_floor = min(unfinished) if unfinished else newest
+        if self.discovery_floor is not None and self.archive.horizon is not None:
+            # Never list back into the archive: an archived order listed again would look new.
+            self.discovery_floor = max(self.discovery_floor, self.archive.horizon + 2 * LOOKUP_MARGIN)
         for value in orders.values():
             order = OrderRecord.from_dict(value)
             self.known_client_ids.add(order.client_order_id)
@@ -161,7 +186,7 @@ class OrderTracker:
             }
         )
         fill_keys = await state.get_keys_by_pattern(keys.FILL_PREFIX + "*")
-        self.known_trade_ids = {TradeId(keys.suffix(k, keys.FILL_PREFIX)) for k in fill_keys}
+        self.known_trade_ids = {TradeId(keys.suffix(k, keys.FILL_PREFIX)) for k in fill_keys if k not in skip}
 
     # --- queries --------------------------------------------------------------------------------------
 
@@ -190,8 +215,18 @@ class OrderTracker:
         return min((i.created_at for i in self.unresolved_intents), default=None)
 
     def knows(self, client_order_id: ClientOrderId) -> bool:
-        """True when state has (or had) an intent or order with this client id."""
+        """True when state has (or had, in this process) a live intent or order with this client id."""
         return client_order_id in self.known_client_ids
+
+    def archived_quantity(self, symbol: Symbol) -> Decimal:
+        """The net quantity of ``symbol``'s archived fills: reconciliation re-derives positions from the
+        exchange's fills of the live orders only, so it adds this."""
+        return self.archive.quantity(symbol)
+
+    def archived(self, summary: ArchiveSummary) -> None:
+        """History archiving stored ``summary``: its orders are no longer the tracker's to ask about."""
+        self.archive = summary
+        self.order_ids.difference_update(summary.pending_order_ids)
 
     # --- mutations (queued on the batch) --------------------------------------------------------------
 
@@ -330,9 +365,9 @@ def _changed(old: OrderRecord, new: OrderRecord) -> bool:
     )
 
 
-async def _read_all(state: StateStore, prefix: str) -> dict[str, object]:
-    """Read every key under ``prefix`` (in chunks)."""
-    found = sorted(await state.get_keys_by_pattern(prefix + "*"))
+async def _read_all(state: StateStore, prefix: str, skip: frozenset[str] = frozenset()) -> dict[str, object]:
+    """Read every key under ``prefix`` (in chunks), except ``skip``."""
+    found = sorted(k for k in await state.get_keys_by_pattern(prefix + "*") if k not in skip)
     values: dict[str, object] = {}
     for start in range(0, len(found), _READ_CHUNK):
         chunk = found[start : start + _READ_CHUNK]

@@ -20,7 +20,13 @@ from bot_v2.errors import StateUnavailableError
 from bot_v2.state import ColdState, StateCategory, StateManager, StateWrite
 from bot_v2.state.manager import S3_AVAILABLE_KEY
 from bot_v2.state.settings import StateSettings
-from tests.fixtures.services import S3_TEST_BUCKET, S3_TEST_CREDENTIALS, MotoServer, ServiceError
+from tests.fixtures.services import (
+    S3_TEST_BUCKET,
+    S3_TEST_CREDENTIALS,
+    MotoServer,
+    ServiceError,
+    unavailable,
+)
 from tests.helpers import eventually_async
 
 ORDERS, ARCHIVE, CHECKPOINTS = StateCategory.ORDERS, StateCategory.ARCHIVE, StateCategory.CHECKPOINTS
@@ -34,7 +40,7 @@ def private_s3() -> Iterator[MotoServer]:
         server.start()
         server.create_bucket(S3_TEST_BUCKET)
     except (ServiceError, ImportError, OSError) as exc:
-        pytest.skip(f"moto unavailable: {exc}")
+        unavailable("moto s3 server", exc)
     try:
         yield server
     finally:

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from bot_v2.errors import StateUnavailableError
 from bot_v2.state import HotState, StateCategory, StateManager, StateWrite
 from bot_v2.state.settings import StateSettings
-from tests.fixtures.services import RedisServer, ServiceError, free_port
+from tests.fixtures.services import RedisServer, ServiceError, free_port, unavailable
 from tests.helpers import eventually_async
 from tests.integration.state.conftest import spied_tiers
 from tests.unit.state.fakes import TierSpy, down
@@ -53,7 +53,7 @@ def private_redis() -> Iterator[RedisServer]:
         server = RedisServer()
         server.start()
     except ServiceError as exc:
-        pytest.skip(f"redis-server unavailable: {exc}")
+        unavailable("redis-server", exc)
     try:
         yield server
     finally:

@@ -7,20 +7,26 @@
 Against a throwaway redis-server, PostgreSQL cluster (fsync off) and moto S3 server, all started by this script
 the same way as the test fixtures (tests/fixtures/services.py), median / p95 over ``--repeat``:
 
-* ``repair``  (per ``--keys`` N, ``orders:*`` keys cached in HOT) -- ``StateManager.create()`` with
+The state is N realistic mixed hot-set records (``_records.py``: orders, positions, guard and risk state,
+marks; ~420 bytes encoded on average).
+
+* ``repair``  (per ``--keys`` N, all cached in HOT) -- ``StateManager.create()`` with
   ``repair_hot_at_start=False`` (baseline) vs ``True`` (all coherent), and ``True`` with ``--stale`` of the HOT
   copies made stale (older packed records written straight into Redis after WARM moved on); ms, ms per 1000
-  keys for the pass, ratio vs the baseline.
+  keys for the pass (repair - baseline), ratio vs the baseline, and ``pass / floor``: the floor of reading
+  the same keys in this run, one raw MGET of the N records + one range SELECT of their (key, version,
+  checksum) from PostgreSQL, one after the other (target <= 2x).
 * ``hot``     (per N) -- SIGKILL redis-server, write ``--degraded-writes`` keys while degraded, start it (empty:
-  no persistence), time ``recover_hot()`` (probe + hot-set rewrite + verification of every key); baseline:
-  one raw-driver MSET of the same N packed records into Redis (the floor), and SELECT of the rows + MSET.
+  no persistence), time ``recover_hot()`` (PING + one-pass hot-set rewrite + read-back verification of every
+  key); the floor of this run: one range SELECT of the rows (key, version, checksum, value) + one raw MSET
+  of the same N packed records into an empty namespace (``floor``; target <= 2x), and the MSET alone.
 * ``cold``    (per ``--objects`` M) -- stop moto, write M COLD objects while degraded (ARCHIVE-category
   batches, one segment each, plus one checkpoint) into the spool, start moto, time ``recover_cold()``
   (probe + upload + HeadObject verification, one object at a time); baseline: direct boto3 ``put_object`` of
   the same blobs, one at a time.
 
-Writes var/benchmarks/state_recovery.json and ends with one RESULT line (10000 keys or the largest count;
-the largest object count).
+Writes var/benchmarks/state_recovery.json and ends with one RESULT line per key count (COLD figures: the
+largest object count).
 """
 
 from __future__ import annotations
@@ -39,13 +45,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+import _records  # noqa: E402
 import asyncpg  # noqa: E402
 import boto3  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
@@ -63,19 +69,6 @@ from bot_v2.state.tiers.hot import pack_record  # noqa: E402
 BUCKET = "perps-state-bench"
 CHUNK = 1000  # keys per batch_set_state while populating
 console = Console(width=150)
-
-
-def make_value(i: int, version: int = 1) -> dict[str, Any]:
-    """An order-like value (~150 bytes encoded)."""
-    return {
-        "client_order_id": f"pb-{i:08d}",
-        "product_id": "BTC-USD",
-        "side": "BUY" if i % 2 else "SELL",
-        "size": Decimal("0.00100000"),
-        "price": Decimal(f"{60000 + i}.25"),
-        "status": "OPEN",
-        "v": version,
-    }
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -119,11 +112,9 @@ class Bench:
         return replace(base, **overrides)
 
     async def populate(self, sm: StateManager, n: int, version: int = 1) -> None:
+        records = _records.hot_set(n, version)
         for start in range(0, n, CHUNK):
-            items = {
-                f"orders:pb-{i:08d}": make_value(i, version) for i in range(start, min(n, start + CHUNK))
-            }
-            await sm.batch_set_state(items, StateCategory.ORDERS)
+            await sm.batch_write(records[start : start + CHUNK])
 
     async def cleanup(self, bot_id: str, client: aioredis.Redis) -> None:
         async for name in client.scan_iter(match=f"state:{bot_id}*", count=5000):
@@ -144,7 +135,7 @@ class Bench:
         try:
             async with await StateManager.create(s) as sm:
                 await self.populate(sm, n)
-            no, yes, stale, repaired = [], [], [], []
+            no, yes, stale, repaired, floor = [], [], [], [], []
             for r in range(self.args.repeat + 1):  # the first round warms up connections and statements
                 step(f"repair {n} keys: round {r}")
                 started = time.perf_counter()
@@ -159,13 +150,14 @@ class Bench:
                 await sm.close()
                 if r:
                     yes.append(elapsed)
-            names = [f"state:{bot_id}:orders:pb-{i:08d}" for i in stale_idx]
+            records = _records.hot_set(n)
+            names = [f"state:{bot_id}:{records[i].key}" for i in stale_idx]
             old = dict(zip(names, await client.mget(names), strict=True)) if names else {}
             for r in range(self.args.repeat):
                 step(f"repair {n} keys: {len(names)} stale, round {r + 1}")
                 async with await StateManager.create(s) as sm:  # WARM moves on ...
-                    items = {f"orders:pb-{i:08d}": make_value(i, r + 2) for i in stale_idx}
-                    await sm.batch_set_state(items, StateCategory.ORDERS)
+                    newer = _records.hot_set(n, r + 2)
+                    await sm.batch_write([newer[i] for i in stale_idx])
                 if old:
                     await client.mset(old)  # ... while Redis still holds the first version
                 started = time.perf_counter()
@@ -174,10 +166,30 @@ class Bench:
                 repaired.append(sm.health().hot_repaired_at_start)
                 await sm.close()
                 stale.append(elapsed)
+            # the floor: read the same keys from both tiers (raw MGET of the records, range SELECT of versions)
+            all_names = [f"state:{bot_id}:{w.key}" for w in records]
+            conn = await asyncpg.connect(self.pg.url)
+            try:
+                for r in range(self.args.repeat + 1):
+                    step(f"repair {n} keys: floor round {r}")
+                    started = time.perf_counter()
+                    await client.mget(all_names)
+                    await conn.fetch(
+                        "SELECT key, version, checksum FROM state_records WHERE bot_id = $1 AND key >= $2 "
+                        "ORDER BY key LIMIT $3",
+                        bot_id,
+                        "",
+                        n,
+                    )
+                    if r:
+                        floor.append(ms_since(started))
+            finally:
+                await conn.close()
         finally:
             await self.cleanup(bot_id, client)
             await client.aclose()
-        base, coherent, with_stale = stats(no), stats(yes), stats(stale)
+        base, coherent, with_stale, read_floor = stats(no), stats(yes), stats(stale), stats(floor)
+        pass_ms = coherent["median_ms"] - base["median_ms"]
         return {
             "keys": n,
             "baseline": base,
@@ -185,7 +197,10 @@ class Bench:
             "repair_stale": with_stale,
             "stale_keys": len(stale_idx),
             "repaired": repaired,
-            "pass_ms_per_1000_keys": (coherent["median_ms"] - base["median_ms"]) / n * 1000,
+            "pass_ms": pass_ms,
+            "pass_ms_per_1000_keys": pass_ms / n * 1000,
+            "floor_read": read_floor,
+            "pass_vs_floor": pass_ms / read_floor["median_ms"],
             "ratio": coherent["median_ms"] / base["median_ms"],
             "stale_ratio": with_stale["median_ms"] / base["median_ms"],
         }
@@ -207,8 +222,7 @@ class Bench:
                     await sm.get_state("orders:pb-00000000")  # detection: served from WARM, now degraded
                     if sm.health().hot_state is not HotState.DEGRADED:
                         raise RuntimeError("HOT did not degrade after redis-server was killed")
-                    items = {f"orders:pb-{i:08d}": make_value(i, r + 2) for i in range(writes)}
-                    await sm.batch_set_state(items, StateCategory.ORDERS)
+                    await sm.batch_write(_records.hot_set(writes, r + 2))
                     self.redis.start()
                     started = time.perf_counter()
                     if not await sm.recover_hot():
@@ -228,12 +242,12 @@ class Bench:
             # the floor: the same N records, pre-encoded and packed, into an empty namespace
             floor_bot = bot_id + "-floor"
             now = datetime.now(UTC)
-            keys = [f"orders:pb-{i:08d}" for i in range(n)]
-            encoded = [encode_value(make_value(i)) for i in range(n)]
-            packed = {
-                f"state:{floor_bot}:{k}": pack_record(HotRecord(k, 1, checksum(d), d, now))
-                for k, d in zip(keys, encoded, strict=True)
-            }
+            packed = {}
+            for w in _records.hot_set(n):
+                data = encode_value(w.value)
+                packed[f"state:{floor_bot}:{w.key}"] = pack_record(
+                    HotRecord(w.key, 1, checksum(data), data, now)
+                )
             conn = await asyncpg.connect(self.pg.url)
             try:
                 for r in range(self.args.repeat + 1):
@@ -245,8 +259,11 @@ class Bench:
                     await client.delete(*packed)
                     started = time.perf_counter()
                     await conn.fetch(
-                        "SELECT key, version, checksum, value FROM state_records WHERE bot_id = $1 ORDER BY key",
+                        "SELECT key, version, checksum, value FROM state_records WHERE bot_id = $1 AND key >= $2 "
+                        "ORDER BY key LIMIT $3",
                         bot_id,
+                        "",
+                        n,
                     )
                     await client.mset(packed)
                     full = ms_since(started)
@@ -258,7 +275,7 @@ class Bench:
         finally:
             await self.cleanup(bot_id, client)
             await client.aclose()
-        rec_ms, floor = stats(restore), stats(floor_mset)
+        rec_ms, floor, full = stats(restore), stats(floor_mset), stats(floor_full)
         return {
             "keys": n,
             "degraded_writes": writes,
@@ -266,8 +283,9 @@ class Bench:
             "restore_seconds": stats(restore_inner),
             "moved": moved,
             "floor_mset": floor,
-            "floor_select_mset": stats(floor_full),
-            "ratio": rec_ms["median_ms"] / floor["median_ms"],
+            "floor_select_mset": full,
+            "ratio": rec_ms["median_ms"] / full["median_ms"],
+            "ratio_vs_mset": rec_ms["median_ms"] / floor["median_ms"],
         }
 
     # --- 3. S3 outage -----------------------------------------------------------------------------
@@ -346,12 +364,16 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
     def cell(m: dict[str, float] | None) -> str:
         return "-" if m is None else f"{m['median_ms']:.1f} / {m['p95_ms']:.1f}"
 
-    t = Table(title="1. create(): start-up repair vs no repair (ms: median / p95)")
+    t = Table(
+        title="1. create(): start-up repair vs no repair, and the pass vs reading the same keys (ms: median / p95)"
+    )
     for col in (
         "keys",
         "no repair (base)",
         "repair",
-        "ms/1000 keys",
+        "pass ms",
+        "floor read",
+        "pass / floor",
         "ratio",
         "stale",
         "repair w/ stale",
@@ -363,7 +385,9 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
             str(r["keys"]),
             cell(r["baseline"]),
             cell(r["repair"]),
-            f"{r['pass_ms_per_1000_keys']:.1f}",
+            f"{r['pass_ms']:.1f}",
+            cell(r["floor_read"]),
+            f"{r['pass_vs_floor']:.2f}x",
             f"{r['ratio']:.1f}x",
             str(r["stale_keys"]),
             cell(r["repair_stale"]),
@@ -371,8 +395,8 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
         )
     console.print(t)
 
-    t = Table(title="2. Redis outage: recover_hot() vs raw MSET floor (ms: median / p95)")
-    for col in ("keys", "degraded writes", "recover_hot", "restore_seconds", "keys moved", "floor MSET",
+    t = Table(title="2. Redis outage: recover_hot() vs the SELECT + MSET floor (ms: median / p95)")
+    for col in ("keys", "degraded writes", "recover_hot", "restore_seconds", "keys moved", "MSET alone",
                 "floor SELECT+MSET", "ratio"):  # fmt: skip
         t.add_column(col, justify="right")
     for r in hot:
@@ -385,7 +409,7 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
             f"{m['keys_restored']} restored / {m['keys_verified']} verified",
             cell(r["floor_mset"]),
             cell(r["floor_select_mset"]),
-            f"{r['ratio']:.1f}x",
+            f"{r['ratio']:.2f}x",
         )
     console.print(t)
 
@@ -470,15 +494,18 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"meta": meta, "repair": repair, "hot": hot, "cold": cold}, indent=2))
     print(f"wrote {args.output}")
-    rp = next((r for r in repair if r["keys"] == 10000), repair[-1])
-    hp = next(r for r in hot if r["keys"] == rp["keys"])
     cp = max(cold, key=lambda r: r["objects"])
-    print(
-        f"RESULT keys={rp['keys']} repair_ms={rp['repair']['median_ms']:.1f} repair_ratio={rp['ratio']:.2f} "
-        f"hot_restore_ms={hp['recover_hot']['median_ms']:.1f} hot_floor_ms={hp['floor_mset']['median_ms']:.1f} "
-        f"cold_sync_ms_per_object={cp['ms_per_object']['median_ms']:.2f} "
-        f"cold_floor_ms_per_object={cp['floor_ms_per_object']['median_ms']:.2f}"
-    )
+    for rp in repair:  # one RESULT line per key count
+        hp = next(r for r in hot if r["keys"] == rp["keys"])
+        print(
+            f"RESULT keys={rp['keys']} repair_ms={rp['repair']['median_ms']:.1f} repair_ratio={rp['ratio']:.2f} "
+            f"repair_pass_ms={rp['pass_ms']:.1f} repair_floor_ms={rp['floor_read']['median_ms']:.1f} "
+            f"repair_vs_floor={rp['pass_vs_floor']:.2f} "
+            f"hot_restore_ms={hp['recover_hot']['median_ms']:.1f} "
+            f"hot_floor_ms={hp['floor_select_mset']['median_ms']:.1f} hot_ratio={hp['ratio']:.2f} "
+            f"cold_sync_ms_per_object={cp['ms_per_object']['median_ms']:.2f} "
+            f"cold_floor_ms_per_object={cp['floor_ms_per_object']['median_ms']:.2f}"
+        )
     return 0
 
 

@@ -53,9 +53,15 @@ class HotCoherence:
 
     # --- verify / repair ----------------------------------------------------------------------------
 
-    async def check(self, page_size: int, repair: bool) -> CoherenceReport:
+    async def check(self, page_size: int, repair: bool, *, values: bool = True) -> CoherenceReport:
         """Compare every HOT key's version and checksum with WARM, one SCAN page at a time; with ``repair``
-        rewrite (or delete) the keys that disagree."""
+        rewrite (or delete) the keys that disagree.
+
+        ``values=True`` reads every HOT record and checks its body against its checksum too. ``values=False``
+        (the start-up repair) compares only what the records' headers say (``HotTier.versions``: ~90 bytes a
+        key, the values stay in Redis) with WARM, reading both concurrently: it finds every stale, foreign or
+        malformed record; a body corrupted under an intact header is left to reads, which verify every body
+        they serve, and to ``values=True`` passes."""
         checked = repaired = 0
         mismatches: list[CoherenceMismatch] = []
         pages = aiter(self._hot.scan("*", page_size))
@@ -65,15 +71,33 @@ class HotCoherence:
             if page is None:
                 break
             async with self._lock:  # a batch between its commit and its cache update is not a mismatch
-                with self._hot_state.io():
-                    hot = await self._hot_page(page)
-                warm = await self._warm.get_versions(list(hot))
-                found = compare(hot, warm)
+                if values:
+                    with self._hot_state.io():
+                        hot = await self.read_page(page)
+                    found = compare(hot, await self._warm.get_versions(list(hot)))
+                    checked += len(hot)
+                else:
+                    heads, warm = await self._headers_and_versions(page)
+                    found = compare_headers(heads, warm)
+                    checked += len(heads)
                 if repair and found:
                     repaired += await self._repair(found)
-            checked += len(hot)
             mismatches.extend(found)
         return CoherenceReport(checked, mismatches, repaired)
+
+    async def _headers_and_versions(
+        self, keys: list[str]
+    ) -> tuple[dict[str, tuple[int, str] | None], dict[str, tuple[int, str]]]:
+        """HOT's (version, checksum) headers and WARM's versions of ``keys``, read at the same time."""
+        heads = asyncio.ensure_future(self._hot.versions(keys))
+        try:
+            warm = await self._warm.get_versions(keys)
+        except BaseException:
+            heads.cancel()
+            await asyncio.gather(heads, return_exceptions=True)
+            raise
+        with self._hot_state.io():
+            return await heads, warm
 
     async def _repair(self, found: Sequence[CoherenceMismatch]) -> int:
         """Rewrite mismatching HOT keys from WARM (if WARM caches them) or delete them; caller holds the lock."""
@@ -87,7 +111,8 @@ class HotCoherence:
         self._dirty.difference_update(keys)
         return len(keys)
 
-    async def _hot_page(self, keys: list[str]) -> dict[str, HotRecord | None]:
+    async def read_page(self, keys: Sequence[str]) -> dict[str, HotRecord | None]:
+        """The HOT records of ``keys`` (one MGET; missing keys absent, None for a malformed record)."""
         try:
             return dict(await self._hot.get_many(keys))
         except StateIntegrityError:
@@ -123,6 +148,29 @@ def compare(
             kind = None
         if kind is not None:
             out.append(CoherenceMismatch(key, kind, record.version, warm_version))
+    return out
+
+
+def compare_headers(
+    hot: Mapping[str, tuple[int, str] | None], warm: Mapping[str, tuple[int, str]]
+) -> list[CoherenceMismatch]:
+    """``compare`` for HOT headers (version, checksum) only: None is a malformed HOT record."""
+    out: list[CoherenceMismatch] = []
+    for key, head in hot.items():
+        stored = warm.get(key)
+        warm_version = None if stored is None else stored[0]
+        if head is None:
+            kind: str | None = "corrupt_hot"
+        elif stored is None:
+            kind = "missing_in_warm"
+        elif stored[0] != head[0]:
+            kind = "version"
+        elif stored[1] != head[1]:
+            kind = "checksum"
+        else:
+            kind = None
+        if kind is not None:
+            out.append(CoherenceMismatch(key, kind, None if head is None else head[0], warm_version))
     return out
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.state.coherence import HotCoherence, chunks, hot_puts, kinds
-from bot_v2.state.models import HotRecovery, HotState, Tier
+from bot_v2.state.models import HotRecord, HotRecovery, HotState, Tier, WarmRow
 from bot_v2.state.settings import StateSettings
 from bot_v2.state.supervisor import ProbePolicy, TierSupervisor
 from bot_v2.state.tiers.hot import HotTier
@@ -42,7 +42,9 @@ class HotSync:
         self._warm = warm
         self._lock = lock
         self._dirty = dirty  # the manager's set, shared
-        self._page_size = settings.coherence_page_size
+        self._page_size = settings.hot_restore_page_size
+        self._coherence_page_size = settings.coherence_page_size
+        self._written: set[str] | None = None  # keys cached by writes while a restore runs
         self.supervisor: TierSupervisor[HotState, HotRecovery] = TierSupervisor(
             repr(hot),
             ProbePolicy(
@@ -68,7 +70,7 @@ class HotSync:
         while its cache update failed, leaving an older version in Redis); return how many keys were repaired."""
         started = time.perf_counter()
         try:
-            report = await self.coherence.check(self._page_size, repair=True)
+            report = await self.coherence.check(self._coherence_page_size, repair=True, values=False)
         except StateUnavailableError:
             if self.supervisor.up:
                 raise  # WARM is down: no durable copy to compare with
@@ -97,68 +99,130 @@ class HotSync:
             exc,
         )
 
+    def cached(self, keys: Iterable[str]) -> None:
+        """The manager cached ``keys`` (a write, a delete, a promotion went through to HOT): while a restore
+        runs, its older WARM copies of them must not replace what the write put there."""
+        if self._written is not None:
+            self._written.update(keys)
+
     async def _restore(self) -> bool:
-        """HOT answers again: rewrite the hot set from WARM (and evict dirty keys that left it), one pipeline
-        per page, then verify every HOT key against WARM, repairing any that disagree. Until this finished,
-        reads use WARM; writes already go through to HOT. False: HOT failed meanwhile (degraded again)."""
+        """HOT answers again: rewrite the hot set from WARM in one pass and verify what was written.
+
+        Pages of ``coherence_page_size`` rows in key order: the WARM read of page k+1 runs while page k is
+        written to HOT (one ``apply(replace=True)`` under the manager lock, WARM being the truth) and page
+        k-1 is verified (one MGET: version, checksum and value bytes must be what was written; a record
+        that is not is rewritten from WARM and counted as repaired). A key a write cached since the restore
+        began is skipped (HOT already holds its newer version). The names HOT held before (a partition, not a
+        crash) are listed while the first page is read; with the dirty keys, those not in the hot set are
+        deleted from HOT. Until this finished reads use WARM; writes already go through to HOT. False: HOT
+        failed meanwhile (degraded again)."""
         started = time.perf_counter()
         supervisor = self.supervisor
         supervisor.begin_recovery()
+        written: set[str] = set()
+        self._written = written
         snapshot = set(self._dirty)
-        dirty = set(snapshot)
         size = self._page_size
-        restored = evicted = corrupt = 0
-        after = ""
-        while True:
-            async with self._lock:
-                if not supervisor.recovering:
-                    return False  # a write-through failed meanwhile: degraded again
-                now = datetime.now(UTC)
-                rows = await self._warm.page_rows(after, size, now, tier=Tier.HOT)
+        names = asyncio.ensure_future(self._names())
+        reads: asyncio.Future[list[WarmRow]] | None = asyncio.ensure_future(self._page(""))
+        verifying: list[HotRecord] = []
+        seen: set[str] = set()
+        restored = corrupt = verified = repaired = 0
+        try:
+            while reads is not None:
+                rows = await reads
+                reads = asyncio.ensure_future(self._page(rows[-1].key)) if len(rows) == size else None
                 keys = [row.key for row in rows]
-                puts, drops, bad = hot_puts(keys, {row.key: row for row in rows}, now)
-                with supervisor.io():  # under the lock, from WARM: replaces whatever HOT holds
-                    await self._hot.apply(puts, drops, replace=True)
-            restored, corrupt = restored + len(puts), corrupt + bad
-            dirty.difference_update(keys)
-            if len(rows) < size:
-                break
-            after = keys[-1]
-        for chunk in chunks(sorted(dirty), size):  # dirty keys no longer in the hot set (deleted, demoted)
+                seen.update(keys)
+                puts, drops, bad = hot_puts(keys, {row.key: row for row in rows}, datetime.now(UTC))
+                async with self._lock:
+                    if not supervisor.recovering:
+                        return False  # a write-through failed meanwhile: degraded again
+                    fresh = [p for p in puts if p.key not in written]
+                    with supervisor.io():  # from WARM: replaces whatever HOT holds
+                        await self._hot.apply(fresh, [k for k in drops if k not in written], replace=True)
+                restored, corrupt = restored + len(puts), corrupt + bad
+                checked, fixed = await self._verify(verifying)
+                verified, repaired, verifying = verified + checked, repaired + fixed, puts
+            checked, fixed = await self._verify(verifying)
+            verified, repaired = verified + checked, repaired + fixed
+            with supervisor.io():
+                held = await names
+            evicted = 0
+            for chunk in chunks(sorted((held | snapshot) - seen), size):  # not in the hot set (any more)
+                async with self._lock:
+                    if not supervisor.recovering:
+                        return False
+                    now = datetime.now(UTC)
+                    puts, drops, bad = hot_puts(chunk, await self._warm.get_many(chunk, now), now)
+                    puts = [p for p in puts if p.key not in written]
+                    drops = [k for k in drops if k not in written]
+                    with supervisor.io():
+                        await self._hot.apply(puts, drops, replace=True)
+                restored, evicted, corrupt = restored + len(puts), evicted + len(drops) - bad, corrupt + bad
             async with self._lock:
                 if not supervisor.recovering:
                     return False
-                now = datetime.now(UTC)
-                puts, drops, bad = hot_puts(chunk, await self._warm.get_many(chunk, now), now)
-                with supervisor.io():
-                    await self._hot.apply(puts, drops, replace=True)
-            restored, evicted, corrupt = restored + len(puts), evicted + len(drops) - bad, corrupt + bad
-        report = await self.coherence.check(size, repair=True)  # key by key: version + checksum
-        async with self._lock:
-            if not supervisor.recovering:
-                return False
-            self._dirty.difference_update(snapshot)
-            recovered = datetime.now(UTC)
-            recovery = HotRecovery(
-                detected_at=supervisor.down_since or recovered,
-                recovered_at=recovered,
-                restore_seconds=time.perf_counter() - started,
-                keys_restored=restored,
-                keys_evicted=evicted,
-                keys_verified=report.checked,
-                mismatches_repaired=report.repaired,
-                corrupt_in_warm=corrupt,
-            )
-            supervisor.recovered(recovery)
+                self._dirty.difference_update(snapshot)
+                recovered = datetime.now(UTC)
+                recovery = HotRecovery(
+                    detected_at=supervisor.down_since or recovered,
+                    recovered_at=recovered,
+                    restore_seconds=time.perf_counter() - started,
+                    keys_restored=restored,
+                    keys_evicted=evicted,
+                    keys_verified=verified,
+                    mismatches_repaired=repaired,
+                    corrupt_in_warm=corrupt,
+                )
+                supervisor.recovered(recovery)
+        finally:
+            self._written = None
+            for task in (names, reads):  # cancel what is still running; collect every outcome
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
         logger.warning(
             "HOT tier recovered after %.3fs degraded: %d keys restored, %d evicted, %d verified "
             "(%d repaired, %d corrupt in WARM) in %.3fs",
             recovery.outage_seconds,
             restored,
             evicted,
-            report.checked,
-            report.repaired,
+            verified,
+            repaired,
             corrupt,
             recovery.restore_seconds,
         )
         return True
+
+    async def _page(self, after: str) -> list[WarmRow]:
+        return await self._warm.page_rows(after, self._page_size, datetime.now(UTC), tier=Tier.HOT)
+
+    async def _names(self) -> set[str]:
+        """Every key HOT holds now (names only, SCAN)."""
+        return {key async for page in self._hot.scan("*", max(self._page_size, 1000)) for key in page}
+
+    async def _verify(self, puts: Sequence[HotRecord]) -> tuple[int, int]:
+        """Read back what a page wrote (one round trip: ``HotTier.differing`` compares version, checksum and
+        value bytes where they are) and rewrite from WARM, under the lock, every record that is not exactly
+        what was written; a key a write cached since holds WARM's current record already. Return (verified,
+        repaired)."""
+        written = self._written or set()
+        expected = [p for p in puts if p.key not in written]
+        if not expected:
+            return len(puts), 0
+        with self.supervisor.io():
+            wrong = await self._hot.differing(expected)
+        if not wrong:
+            return len(puts), 0
+        async with self._lock:
+            wrong = [key for key in wrong if key not in written]
+            now = datetime.now(UTC)
+            fixes, drops, _ = hot_puts(wrong, await self._warm.get_many(wrong, now), now)
+            with self.supervisor.io():
+                await self._hot.apply(fixes, drops, replace=True)
+        if wrong:
+            logger.warning(
+                "HOT restore: %d keys did not read back as written; rewritten from WARM", len(wrong)
+            )
+        return len(puts), len(wrong)

@@ -290,6 +290,7 @@ class StateManager:
             logger.warning("HOT update of %d keys failed after commit (WARM holds them)", len(touched))
             self._hot_supervisor.failed(exc)
             return
+        self._hot_sync.cached(touched)
         if refused:  # HOT holds newer versions: another writer got there first (WARM stays the truth)
             self.hot_stale_puts_refused += refused
             logger.warning("HOT refused %d stale puts: it holds newer versions of those keys", refused)

@@ -48,7 +48,8 @@ class StateSettings:
     repair_hot_at_start: bool = True  # coherence pass at create(): stale / corrupt HOT keys are repaired
     # a reader: no write, no promotion, no repair, no probe/restore/sync on any tier until take_ownership()
     read_only: bool = False
-    coherence_page_size: int = 500  # keys per SCAN / WARM page in coherence passes and hot-set restores
+    coherence_page_size: int = 500  # keys per SCAN / WARM page in coherence passes
+    hot_restore_page_size: int = 2000  # rows per WARM page (and HOT write + read-back) in a hot-set restore
     # While HOT is down it is probed on a timer (no operation needed) every hot_probe_interval_seconds,
     # doubling per failed probe up to hot_probe_max_interval_seconds; the defaults make it a short FIXED
     # interval: a refused connect costs microseconds, a hung server is bounded by the probe timeout, and HOT

@@ -15,6 +15,7 @@ from bot_v2.state import HotState, StateCategory, StateManager
 from bot_v2.state.settings import StateSettings
 from tests.fixtures.services import RedisServer, ServiceError
 from tests.helpers import eventually_async
+from tests.integration.state.conftest import spied_tiers
 
 ORDERS = StateCategory.ORDERS
 
@@ -72,3 +73,45 @@ async def test_default_probe_brings_hot_back_after_sigkill_and_restart_without_a
         assert await raw.dbsize() == 500
         assert await sm.get_state("orders:7") == {"i": 70}
         assert (await sm.verify_coherence()).ok
+
+
+async def test_restore_verification_catches_a_value_corrupted_in_redis_between_pages(
+    own_settings: StateSettings, own_redis: RedisServer, raw: aioredis.Redis
+) -> None:
+    """A second client writes a wrong record over a key the restore wrote in its first page, before the
+    second page is written: the page's read-back (MGET + checksum comparison) finds it and rewrites it
+    from WARM, and HOT is up only with every record as WARM has it."""
+    settings = replace(own_settings, hot_restore_page_size=100, hot_probe_interval_seconds=3600.0)
+    settings = replace(settings, hot_probe_max_interval_seconds=3600.0)  # this test probes by hand
+    hot, warm, cold = spied_tiers(settings)
+    async with await StateManager.create(settings, tiers=(hot, warm, cold)) as sm:
+        await sm.batch_set_state({f"orders:{i:03d}": {"i": i} for i in range(300)}, ORDERS)
+        name = f"state:{sm.bot_id}:orders:042"
+        good = await raw.get(name)
+        assert isinstance(good, bytes)
+        own_redis.kill()
+        await sm.get_state("orders:001")
+        assert sm.health().degraded_hot
+        own_redis.start()
+        applies = 0
+
+        async def corrupt_after_first_page(*_: object, **__: object) -> None:
+            nonlocal applies
+            applies += 1
+            if applies == 2:  # page 1 (orders:000-099) is in Redis; page 2 is about to be written
+                assert await raw.get(name) is not None  # written by the restore's first page
+                header, _, value = good.partition(b"\n")
+                await raw.set(name, header + b"\n" + value.replace(b"42", b"24"))  # same header, other bytes
+
+        hot.before["apply"] = corrupt_after_first_page
+        await raw.connection_pool.disconnect()
+        assert await sm.recover_hot()
+        recovery = sm.health().last_hot_recovery
+        assert recovery is not None and applies >= 3
+        assert recovery.keys_restored == 300 and recovery.keys_verified == 300
+        assert recovery.mismatches_repaired == 1
+        restored = await raw.get(name)
+        assert isinstance(restored, bytes)
+        assert restored.partition(b"\n")[2] == good.partition(b"\n")[2]  # WARM's bytes again
+        assert (await sm.verify_coherence()).ok
+        assert await sm.get_state("orders:042") == {"i": 42}

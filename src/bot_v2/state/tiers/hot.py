@@ -26,6 +26,17 @@ class HotTier(Protocol):
     async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
         """Return the cached records of ``keys`` (missing keys absent). One MGET."""
 
+    async def versions(self, keys: Sequence[str]) -> dict[str, tuple[int, str] | None]:
+        """Return (version, checksum) of the records HOT holds for ``keys``, from their headers, without
+        moving the values (missing keys absent; None for a record whose header is malformed). One round trip.
+        For coherence passes that only compare with WARM: the value bytes are not checked here."""
+
+    async def differing(self, records: Sequence[HotRecord]) -> list[str]:
+        """Return the keys of ``records`` whose record HOT does not hold exactly: another version or checksum,
+        other value bytes, malformed, or missing. The values are compared where they are (Redis: byte for
+        byte, in a script) and never sent back. One round trip. For
+        reading back what a restore wrote."""
+
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
     ) -> int:
@@ -65,9 +76,24 @@ class HotTier(Protocol):
 
 def pack_record(record: HotRecord) -> bytes:
     """Serialize a record as one string value: ``1 <version> <checksum> <updated_us>\\n<value bytes>``."""
+    return pack_header(record) + record.value
+
+
+def pack_header(record: HotRecord) -> bytes:
+    """The header line of :func:`pack_record`, newline included."""
     updated_us = int(record.updated_at.timestamp() * 1_000_000)
-    header = b"%s %d %s %d\n" % (_FORMAT, record.version, record.checksum.encode("ascii"), updated_us)
-    return header + record.value
+    return b"%s %d %s %d\n" % (_FORMAT, record.version, record.checksum.encode("ascii"), updated_us)
+
+
+def parse_header(header: bytes) -> tuple[int, str] | None:
+    """(version, checksum) of a packed record's header line (without the newline); None if malformed."""
+    parts = header.split(b" ")
+    if len(parts) != 4 or parts[0] != _FORMAT:
+        return None
+    try:
+        return int(parts[1]), parts[2].decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def unpack_record(key: str, data: bytes) -> HotRecord:

@@ -43,6 +43,24 @@ class MemoryHotTier:
                 found[key] = record
         return found
 
+    async def versions(self, keys: Sequence[str]) -> dict[str, tuple[int, str] | None]:
+        now = time.monotonic()
+        found: dict[str, tuple[int, str] | None] = {}
+        for key in keys:
+            record = self._live(key, now)
+            if record is not None:
+                found[key] = (record.version, record.checksum)
+        return found
+
+    async def differing(self, records: Sequence[HotRecord]) -> list[str]:
+        now = time.monotonic()
+        out: list[str] = []
+        for record in records:
+            held = self._live(record.key, now)
+            if held is None or not _same_record(held, record):
+                out.append(record.key)
+        return out
+
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
     ) -> int:

@@ -16,7 +16,7 @@ from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import HotRecord
-from bot_v2.state.tiers.hot import pack_record, unpack_record
+from bot_v2.state.tiers.hot import pack_record, parse_header, unpack_record
 
 # One call per batch: atomic (nothing runs between its commands), one round trip. KEYS: the puts without TTL,
 # the puts with TTL, then the keys to delete. ARGV: the two put counts, '1' to guard by version or '0' to
@@ -98,6 +98,62 @@ end
 return refused
 """
 
+# (version, checksum) per key without the values: the header line of each record ('1 <version> <checksum>
+# <updated_us>', cut at the newline), false (nil) for a missing key, '!' for a value that is no record (no
+# newline, or another type: GET's WRONGTYPE error is caught). One round trip, ~90 bytes per key.
+_HEADERS_LUA = """
+local out = {}
+local find, sub = string.find, string.sub
+for i = 1, #KEYS do
+    local value = redis.pcall('GET', KEYS[i])
+    if type(value) == 'string' then
+        local newline = find(value, '\\n', 1, true)
+        out[i] = newline and sub(value, 1, newline - 1) or '!'
+    elseif type(value) == 'table' then
+        out[i] = '!'
+    else
+        out[i] = false
+    end
+end
+return out
+"""
+
+# Which records HOT does not hold exactly as written, without sending values back: KEYS the keys, ARGV[1]
+# the expected packed records concatenated (one argument, not N: per-argument packing is the client's cost),
+# ARGV[2] their lengths, comma-separated. The held records are read with MGET in chunks (one C call each; a
+# missing key or another type reads as nil); when all are there, their concatenation is compared with ARGV[1]
+# in one comparison (per-key Lua work, and Redis' SHA-1, cost more than the whole MSET); only when it differs
+# are the records compared one by one. Returns the 1-based indexes of the records that differ.
+_DIFFERING_LUA = """
+local blob, chunk = ARGV[1], 1000
+local held, complete = {}, true
+for first = 1, #KEYS, chunk do
+    local got = redis.call('MGET', unpack(KEYS, first, math.min(first + chunk - 1, #KEYS)))
+    for j = 1, #got do
+        if not got[j] then
+            complete = false
+            got[j] = ''
+        end
+        held[first + j - 1] = got[j]
+    end
+end
+if complete and table.concat(held) == blob then
+    return {}
+end
+local out, at, i, sub = {}, 1, 0, string.sub
+for len in string.gmatch(ARGV[2], '%d+') do
+    i = i + 1
+    local stop = at + tonumber(len)
+    if held[i] ~= sub(blob, at, stop - 1) then
+        out[#out + 1] = i
+    end
+    at = stop
+end
+return out
+"""
+
+_SCRIPTS = (_APPLY_LUA, _HEADERS_LUA, _DIFFERING_LUA)
+
 
 class RedisHotTier:
     """HOT tier in a (possibly shared) Redis; every key lives under ``state:<bot_id>:``."""
@@ -110,6 +166,8 @@ class RedisHotTier:
         self._timeout = connect_timeout_seconds
         self._client: aioredis.Redis | None = None
         self._apply_script: AsyncScript | None = None
+        self._headers_script: AsyncScript | None = None
+        self._differing_script: AsyncScript | None = None
 
     def __repr__(self) -> str:
         return f"RedisHotTier(url={mask_url(self._url)!r}, bot_id={self._keys.bot_id!r})"
@@ -145,16 +203,30 @@ class RedisHotTier:
             # the first batch is one round trip; after a Redis restart emptied the script cache, redis-py
             # answers NOSCRIPT by loading it again and retrying once.
             self._apply_script = self._client.register_script(_APPLY_LUA)
+            self._headers_script = self._client.register_script(_HEADERS_LUA)
+            self._differing_script = self._client.register_script(_DIFFERING_LUA)
             async with asyncio.timeout(self._timeout):
                 await self._client.ping()
                 await self._client.script_load(_APPLY_LUA)
+                await self._client.script_load(_HEADERS_LUA)
+                await self._client.script_load(_DIFFERING_LUA)
 
     async def ping(self) -> None:
+        """PING on a fresh connection and load the scripts, in one round trip. Only probes call this, while
+        HOT is down: idle pooled connections are dropped (after a Redis restart each would fail once and
+        reconnect), and a restarted Redis has an empty script cache (each script's first call would fail with
+        NOSCRIPT and load it): both would cost round trips in the restore that follows."""
         if self._client is None:
             await self.connect()
             return
+        client = self.client
         with self._translate("PING"):
-            await self.client.ping()
+            await client.connection_pool.disconnect(inuse_connections=False)
+            pipe = client.pipeline(transaction=False)
+            pipe.ping()
+            for script in _SCRIPTS:
+                pipe.script_load(script)
+            await pipe.execute()
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
         if not keys:
@@ -168,12 +240,47 @@ class RedisHotTier:
             if data is not None
         }
 
+    async def versions(self, keys: Sequence[str]) -> dict[str, tuple[int, str] | None]:
+        """(version, checksum) from each record's header, in one Lua script call (values stay in Redis)."""
+        if not keys:
+            return {}
+        client, script = self.client, self._headers_script
+        if script is None:  # unreachable: connect() sets both
+            raise StateUnavailableError(f"redis at {mask_url(self._url)}: not connected")
+        prefix = self._keys.redis_prefix
+        with self._translate("headers script"):
+            raw = await script([prefix + key for key in keys], [], client)
+        return {
+            key: parse_header(header if isinstance(header, bytes) else str(header).encode())
+            for key, header in zip(keys, raw, strict=True)
+            if header is not None
+        }
+
+    async def differing(self, records: Sequence[HotRecord]) -> list[str]:
+        """One Lua call compares the held records with the expected bytes where they are (see
+        ``_DIFFERING_LUA``): only the indexes of those that differ come back."""
+        if not records:
+            return []
+        client, script = self.client, self._differing_script
+        if script is None:  # unreachable: connect() sets it
+            raise StateUnavailableError(f"redis at {mask_url(self._url)}: not connected")
+        prefix = self._keys.redis_prefix
+        packed = [pack_record(r) for r in records]
+        lengths = ",".join([str(len(p)) for p in packed])
+        with self._translate("differing script"):
+            found = await script([prefix + r.key for r in records], [b"".join(packed), lengths], client)
+        return [records[int(i) - 1].key for i in found]
+
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
     ) -> int:
-        """Version-guarded puts, then deletes, in one Lua script call (see ``HotTier.apply``)."""
+        """Version-guarded puts, then deletes, in one Lua script call (see ``HotTier.apply``). ``replace``
+        needs no guard: one MULTI/EXEC pipeline (MSET, SET PX per TTL'd put, DEL), as cheap as a bare MSET."""
         if not puts:
             await self.delete_many(deletes)
+            return 0
+        if replace:
+            await self._replace(puts, deletes)
             return 0
         client, script = self.client, self._apply_script
         if script is None:  # unreachable: connect() sets both
@@ -189,6 +296,22 @@ class RedisHotTier:
             args += (r.ttl_ms or 0, pack_record(r))
         with self._translate("apply script"):
             return int(await script(keys, args, client))
+
+    async def _replace(self, puts: Sequence[HotRecord], deletes: Sequence[str]) -> None:
+        prefix = self._keys.redis_prefix
+        pipe = self.client.pipeline(transaction=True)
+        plain = {prefix + r.key: pack_record(r) for r in puts if r.ttl_ms is None}
+        if plain:
+            pipe.mset(plain)
+        for r in puts:
+            if r.ttl_ms is not None and r.ttl_ms > 0:
+                pipe.set(prefix + r.key, pack_record(r), px=r.ttl_ms)
+        gone = [prefix + r.key for r in puts if r.ttl_ms is not None and r.ttl_ms <= 0]
+        gone += [prefix + key for key in deletes]
+        if gone:
+            pipe.delete(*gone)
+        with self._translate("MULTI MSET"):
+            await pipe.execute()
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         if not keys:

@@ -7,26 +7,19 @@ Rules it keeps (DESIGN.md "State: tiers, batches, coherence"):
 * Reads go HOT -> WARM -> COLD and promote on the way up; every body is checksum-verified before use.
 * Demotion writes COLD before the body leaves the hotter tiers.
 * Writes, deletes and promotions are serialized by one lock, so the cache never goes back in time.
-* HOT is only a cache and never stops the bot: if it fails, the manager is *degraded* (reads and writes use
-  WARM only), probes HOT, and when it answers rewrites the hot set from WARM and verifies it before
-  serving from HOT again. A HOT key that may be stale (a cache update failed) is
-  *dirty* and never served. ``create()`` repairs HOT keys that disagree with WARM (stale after a restart), so
-  no process ever serves a value older than WARM.
-* Ownership (DESIGN.md "Ownership"): a manager opened with ``read_only`` (readers, a standby, a bot that has
-  not taken its lease yet) writes nothing to any tier -- no write, no promotion of a cache miss, no start-up
-  repair, no HOT restore or spool sync -- and every write raises ``StateReadOnlyError``.
-  ``take_ownership(epoch)`` makes it the bot's writer: every WARM write is then fenced with the lease epoch
-  (``FencedError`` once a newer holder exists) and the start-up repair and spool sync run.
-* COLD (S3) never stops the bot either: a COLD write it cannot take goes to a local spool
-  (``tiers/spool.py``) and succeeds; the manager is *cold-degraded* (``system:s3_available`` = false), probes
-  COLD with backoff, and when it answers uploads the spool oldest first, verifying every object, before
-  COLD writes go to COLD again (``system:s3_available`` = true).
+* HOT never stops the bot: while it fails the manager is *degraded* (WARM serves; keys whose HOT copy may be
+  stale are *dirty*, never served from HOT) until the hot set is restored and verified (``hot_sync.py``).
+  ``create()`` repairs HOT keys older than WARM (``coherence.py``).
+* COLD never stops the bot either: COLD writes it cannot take are spooled locally and synced when it answers
+  (``cold_sync.py``, ``system:s3_available``).
+* Ownership (DESIGN.md "Ownership"): a manager opened ``read_only`` (readers, a standby, a bot before its
+  lease) writes nothing to any tier -- no write, promotion, repair, restore or spool sync -- and every write
+  raises ``StateReadOnlyError``. ``take_ownership(epoch)`` makes it the writer: WARM writes are fenced with the
+  lease epoch (``FencedError`` once a newer holder exists), then the start-up repair and spool sync run.
 
-This module is the front (reads, writes, tier moves, ownership). The parts: ``durable.py`` (WARM / COLD
-record I/O), ``supervisor.py`` (one availability state machine, used by HOT and COLD), ``hot_sync.py``
-(HOT outage: probe, hot-set restore), ``cold_sync.py`` (COLD outage: spool sync, ``system:s3_available``),
-``coherence.py`` (HOT against WARM), ``connect.py`` (opening the tiers), ``checkpoint.py`` (checkpoints,
-through the ``ports.CheckpointHost`` the manager hands it).
+This module is the front (reads, writes, tier moves, ownership); ``durable.py`` does the WARM / COLD record
+I/O, ``supervisor.py`` the availability state machine HOT and COLD share, ``connect.py`` opens the tiers, and
+``checkpoint.py`` takes checkpoints through the ``ports.CheckpointHost`` the manager hands it.
 """
 
 from __future__ import annotations
@@ -34,8 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -61,6 +53,7 @@ from bot_v2.state.models import (
     StorageStats,
     WarmRow,
 )
+from bot_v2.state.ports import LockedHost
 from bot_v2.state.settings import StateSettings
 from bot_v2.state.tiers.cold import ColdTier
 from bot_v2.state.tiers.factory import build_tiers
@@ -99,7 +92,15 @@ class StateManager:
             settings, cold, fetch=self._fetch, write_flag=self._write_flag, writable=self._may_probe
         )
         self._cold_supervisor = self._cold_sync.supervisor
-        self.checkpoints = CheckpointStore(settings, warm, cold, _CheckpointHost(self))
+        host = LockedHost(
+            self._lock,
+            check_writable=self._check_writable,
+            read_cold=self._read_cold,
+            cache=self._cache,
+            after_cold_write=self._cold_sync.publish_flag,
+            after_restore=self._cold_sync.republish_flag,
+        )
+        self.checkpoints = CheckpointStore(settings, warm, cold, host)
         """Checkpoints of this bot: ``create_checkpoint``, ``list_checkpoints``, ``restore_checkpoint``."""
 
     def __repr__(self) -> str:
@@ -526,30 +527,3 @@ class StateManager:
         """Probe COLD now (ignoring the backoff) and, if it answers, sync the spool; return whether COLD is
         up. Operations do this on their own (in a background task) once the backoff interval passed."""
         return await self._cold_supervisor.probe_now()
-
-
-class _CheckpointHost:
-    """The manager as its ``CheckpointStore`` sees it (``ports.CheckpointHost``)."""
-
-    def __init__(self, manager: StateManager) -> None:
-        self._manager = manager
-
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[None]:
-        async with self._manager._lock:
-            yield
-
-    def check_writable(self, action: str) -> None:
-        self._manager._check_writable(action)
-
-    async def read_cold(self, rows: Sequence[WarmRow]) -> dict[str, bytes]:
-        return await self._manager._read_cold(rows)
-
-    async def cache(self, puts: Sequence[HotRecord], evict: Sequence[str]) -> None:
-        await self._manager._cache(puts, evict)
-
-    async def after_cold_write(self) -> None:
-        await self._manager._cold_sync.publish_flag()
-
-    async def after_restore(self) -> None:
-        await self._manager._cold_sync.republish_flag()

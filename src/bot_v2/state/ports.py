@@ -9,8 +9,9 @@ object, no private callbacks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from bot_v2.state.models import HotRecord, WarmRow
@@ -36,3 +37,41 @@ class CheckpointHost(Protocol):
 
     async def after_restore(self) -> None:
         """A restore rewrote the state: make ``system:s3_available`` agree with the COLD state again."""
+
+
+class LockedHost:
+    """A ``CheckpointHost`` made of a write lock and the owner's operations (the ``StateManager`` builds one)."""
+
+    def __init__(
+        self,
+        lock: asyncio.Lock,
+        *,
+        check_writable: Callable[[str], None],
+        read_cold: Callable[[Sequence[WarmRow]], Awaitable[dict[str, bytes]]],
+        cache: Callable[[Sequence[HotRecord], Sequence[str]], Awaitable[None]],
+        after_cold_write: Callable[[], Awaitable[None]],
+        after_restore: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._lock = lock
+        self.check_writable = check_writable
+        self._read_cold = read_cold
+        self._cache = cache
+        self._after_cold_write = after_cold_write
+        self._after_restore = after_restore
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        async with self._lock:
+            yield
+
+    async def read_cold(self, rows: Sequence[WarmRow]) -> dict[str, bytes]:
+        return await self._read_cold(rows)
+
+    async def cache(self, puts: Sequence[HotRecord], evict: Sequence[str]) -> None:
+        await self._cache(puts, evict)
+
+    async def after_cold_write(self) -> None:
+        await self._after_cold_write()
+
+    async def after_restore(self) -> None:
+        await self._after_restore()

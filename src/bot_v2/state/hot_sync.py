@@ -108,7 +108,7 @@ class HotSync:
     async def _restore(self) -> bool:
         """HOT answers again: rewrite the hot set from WARM in one pass and verify what was written.
 
-        Pages of ``coherence_page_size`` rows in key order: the WARM read of page k+1 runs while page k is
+        Pages of ``hot_restore_page_size`` rows in key order: the WARM read of page k+1 runs while page k is
         written to HOT (one ``apply(replace=True)`` under the manager lock, WARM being the truth) and page
         k-1 is verified (one MGET: version, checksum and value bytes must be what was written; a record
         that is not is rewritten from WARM and counted as repaired). A key a write cached since the restore
@@ -218,11 +218,11 @@ class HotSync:
         async with self._lock:
             wrong = [key for key in wrong if key not in written]
             now = datetime.now(UTC)
-            fixes, drops, _ = hot_puts(wrong, await self._warm.get_many(wrong, now), now)
+            rows = await self._warm.get_many(wrong, now)
+            fixes, drops, _ = hot_puts(wrong, rows, now)
             with self.supervisor.io():
                 await self._hot.apply(fixes, drops, replace=True)
-        if wrong:
-            logger.warning(
-                "HOT restore: %d keys did not read back as written; rewritten from WARM", len(wrong)
-            )
-        return len(puts), len(wrong)
+        repaired = len(rows)  # a record with a TTL that expired meanwhile is gone from both: not a repair
+        if repaired:
+            logger.warning("HOT restore: %d keys did not read back as written; rewritten from WARM", repaired)
+        return len(puts), repaired

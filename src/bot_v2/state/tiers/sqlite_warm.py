@@ -324,6 +324,13 @@ class SqliteWarmTier:
             if pages >= self._wal_hard_pages:
                 # the background checkpoint could not keep up (or a reader pins the WAL): block this write
                 busy, log, done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                running = self._checkpoint
+                if busy and running is not None and not running.done():
+                    # one checkpoint at a time: the background one holds it. Wait for it on this (worker)
+                    # thread, then truncate, so a slow machine cannot let the WAL outgrow the hard limit.
+                    with contextlib.suppress(Exception):
+                        running.result(timeout=self._timeout)
+                    busy, log, done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 self.wal_blocking_checkpoints += 1
                 # routine under sustained back-to-back writes (no gap to start the WAL over); a busy one is not
                 (logger.warning if busy else logger.info)(

@@ -1,7 +1,8 @@
 """``run_bot``: the bot's lifecycle around the trading loop.
 
-start: load state -> restore guard state and safety mode -> reconcile with the exchange -> running marker ->
-       warm the strategy's price history (stored history, candles) -> load acknowledged clear requests.
+start: load state -> restore guard state and safety mode -> reconcile with the exchange -> running marker,
+       while the strategy's price history warms up beside it (stored history, candles) -> load acknowledged
+       clear requests.
 run:   ``Cadence`` calls ``TradingCycle.run`` every ``interval_seconds`` (start to start); ``once`` runs one.
        After a cycle (its state batch flushed, its latency measured) a checkpoint is taken when
        ``checkpoint_interval_seconds`` have passed since the newest stored one (``checkpointing.py``), and
@@ -31,6 +32,7 @@ The error policy is the ``except`` clauses of ``_run_cycle``, in one place:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -200,11 +202,21 @@ async def _run_bot(
         spot_base_currencies={s: p.base_currency for s, p in products.items() if not p.is_derivative},
         mismatch_state=settings.reconcile_mismatch_action.trading_state,
     )
-    report = await reconciler.run(risk, guard_error, now)
+    # the warm start (stored history + candles) and reconciliation touch different keys: run them together,
+    # so a standby's takeover (and any restart) waits for the longer of the two, not their sum
+    warming = asyncio.get_running_loop().create_task(
+        _warm_history(runtime, state, strategy, events, summary, now), name="warm-start"
+    )
+    try:
+        report = await reconciler.run(risk, guard_error, now)
+    except BaseException:
+        warming.cancel()
+        with contextlib.suppress(BaseException):
+            await warming
+        raise
     summary.reconciliation = report.to_dict()
+    history = await warming
     beat()
-
-    history = await _warm_history(runtime, state, strategy, events, summary, now)
     executor = OrderExecutor(
         broker=runtime.broker,
         state=state,

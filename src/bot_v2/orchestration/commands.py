@@ -110,7 +110,9 @@ async def run_with_lease(
         # read-only until it holds the lease (a refused second start writes nothing); HOT is still required
         # at start, as for any bot: only commands that merely look start without it
         not_yet_owner = dataclasses.replace(settings.state, read_only=True)
-        state = await stack.enter_async_context(open_state(dataclasses.replace(settings, state=not_yet_owner)))
+        state = await stack.enter_async_context(
+            open_state(dataclasses.replace(settings, state=not_yet_owner))
+        )
         events = EventStore(settings.events_path)
         stack.callback(events.close)
         keeper = LeaseKeeper(

@@ -3,21 +3,27 @@
 
     .venv/bin/python scripts/benchmarks/checkpoint_bench.py --keys 1000,10000
 
-Per backend and key count (``orders:*`` keys, ~200-byte order-like values), median / p95 over ``--repeat``:
+Per backend and key count (``orders:*`` keys, ~230-byte order-like values), median / p95 over ``--repeat``
+rounds. Each round times the four steps one after the other (the first round is a warm-up; a step and its floor
+take turns going first), so a change in the machine's load hits all of them alike and the ratios are same-run:
 
 * ``create``        -- ``CheckpointStore.create_checkpoint``: one consistent WARM snapshot (REPEATABLE READ
-  cursor / SQLite read transaction), checksum check of every record, canonical JSON, zlib, SHA-256, COLD
-  object (local directory) + WARM row, retention pruning
-* ``restore``       -- ``restore_checkpoint("latest")`` after every key was changed: verify blob + records,
-  one WARM transaction (upsert all + delete others) + one HOT pipeline
-* ``floor_create``  -- raw driver: one SELECT of the same rows + zlib of the same bytes (no checksums, no
-  encoding, nothing stored)
+  cursor / SQLite read transaction), checksum check of every record, format 2 encoding (columnar JSON header,
+  values as they are, binary checksums), zlib 1 + SHA-256 in worker threads, COLD object (local directory) +
+  WARM row, retention pruning
+* ``create_bg``     -- the same with ``background=True``, as the running bot takes its periodic checkpoint
+  (50-row cursor pages instead of 1000, so the event loop is never held up long)
+* ``floor_create``  -- raw driver: one SELECT of the same rows + zlib 6 of their keys and values (no checksums,
+  no encoding, nothing stored)
+* ``restore``       -- ``restore_checkpoint("latest")`` (the checkpoint of the same round) after every key was
+  changed (untimed): verify blob + records, one WARM transaction (upsert all + delete others) + one HOT pipeline
 * ``floor_restore`` -- raw driver: the same rows written back by one unnest upsert (SQLite: executemany in one
   transaction) + one MSET, values pre-encoded
 
 A throwaway redis-server and PostgreSQL cluster are started like the test fixtures (fsync off) unless
 REDIS_URL / DATABASE_URL are set; COLD is a local directory (S3 upload time is the endpoint's). Writes
-var/benchmarks/checkpoint.json and ends with one RESULT line (PostgreSQL, 10000 keys or the largest count).
+var/benchmarks/checkpoint.json and ends with one RESULT line (PostgreSQL, 10000 keys or the largest count),
+``create_x`` / ``restore_x`` being the ratios to the floor.
 """
 
 from __future__ import annotations
@@ -84,18 +90,31 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def timed(
-    fn: Callable[[], Awaitable[Any]], repeat: int, before: Callable[[], Awaitable[Any]] | None = None
-) -> dict[str, float]:
-    samples = []
-    for n in range(repeat + 1):  # the first run warms up connections and statements
-        if before is not None:
-            await before()
-        started = time.perf_counter()
-        await fn()
-        if n:
-            samples.append((time.perf_counter() - started) * 1000)
+Step = Callable[[], Awaitable[Any]]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(samples), "p95_ms": pct(samples, 0.95), "runs": len(samples)}
+
+
+async def interleaved(
+    groups: list[list[tuple[str, Step]]], repeat: int, between: Callable[[str], Awaitable[Any]]
+) -> dict[str, dict[str, float]]:
+    """Time every step once per round, round after round (the first round warms up connections and
+    statements), so a change in the machine's load hits each measurement alike. The steps of a group (a
+    step and its floor) take turns going first: the first reader after a batch of updates pays PostgreSQL's
+    page pruning and hint bits. ``between`` runs untimed before each step (it may do nothing)."""
+    samples: dict[str, list[float]] = {name: [] for group in groups for name, _ in group}
+    for n in range(repeat + 1):
+        for group in groups:
+            turn = n % len(group)
+            for name, step in group[turn:] + group[:turn]:
+                await between(name)
+                started = time.perf_counter()
+                await step()
+                if n:
+                    samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: summary(values) for name, values in samples.items()}
 
 
 async def bench_one(
@@ -114,37 +133,32 @@ async def bench_one(
     items = {f"orders:pb-{i:08d}": make_value(i) for i in range(n)}
     changed = {key: {**value, "status": "FILLED"} for key, value in items.items()}
     result: dict[str, Any] = {"backend": backend, "keys": n}
-    async with await StateManager.create(settings) as sm:
-        await sm.batch_set_state(items, StateCategory.ORDERS)
-        infos = []
+    # the floor's rows, pre-encoded
+    encoded = [encode_value(v) for v in items.values()]
+    keys = list(items)
+    sums = [checksum(d) for d in encoded]
+    now = datetime.now(UTC)
+    packed = {
+        f"state:{bot_id}:{k}": pack_record(HotRecord(k, 1, s, d, now))
+        for k, s, d in zip(keys, sums, encoded, strict=True)
+    }
+    client = aioredis.Redis.from_url(redis_url)
+    conn: Any = None
+    db: sqlite3.Connection | None = None
+    try:
+        async with await StateManager.create(settings) as sm:
+            await sm.batch_set_state(items, StateCategory.ORDERS)
+            infos = []
 
-        async def create() -> None:
-            infos.append(await sm.checkpoints.create_checkpoint("bench"))
+            async def create() -> None:
+                infos.append(await sm.checkpoints.create_checkpoint("bench"))
 
-        result["create"] = await timed(create, repeat)
-        result["raw_bytes"] = infos[-1].raw_bytes
-        result["compressed_bytes"] = infos[-1].compressed_bytes
+            async def create_background() -> None:
+                await sm.checkpoints.create_checkpoint("bench", background=True)
 
-        async def mutate() -> None:
-            await sm.batch_set_state(changed, StateCategory.ORDERS)
+            async def restore() -> None:
+                await sm.checkpoints.restore_checkpoint("latest")
 
-        async def restore() -> None:
-            await sm.checkpoints.restore_checkpoint("latest")
-
-        result["restore"] = await timed(restore, repeat, before=mutate)
-        await sm.checkpoints.prune(0)
-
-        # the floor, on the same rows of the same table
-        encoded = [encode_value(v) for v in items.values()]
-        keys = list(items)
-        sums = [checksum(d) for d in encoded]
-        now = datetime.now(UTC)
-        packed = {
-            f"state:{bot_id}:{k}": pack_record(HotRecord(k, 1, s, d, now))
-            for k, s, d in zip(keys, sums, encoded, strict=True)
-        }
-        client = aioredis.Redis.from_url(redis_url)
-        try:
             if backend == "postgres":
                 conn = await asyncpg.connect(database_url)
                 nulls: list[Any] = [None] * n
@@ -169,47 +183,58 @@ async def bench_one(
                         )
                     await client.mset(packed)
 
-                try:
-                    result["floor_create"] = await timed(floor_create, repeat)
-                    result["floor_restore"] = await timed(floor_restore, repeat)
-                finally:
-                    await conn.close()
             else:
                 db = sqlite3.connect(settings.sqlite_path, isolation_level=None, check_same_thread=False)
+                lite = db
                 now_us = int(now.timestamp() * 1_000_000)
                 params = [(bot_id, k, s, d, now_us) for k, s, d in zip(keys, sums, encoded, strict=True)]
 
                 def sqlite_create() -> None:
-                    rows = db.execute(_SELECT_SQLITE, (bot_id,)).fetchall()
+                    rows = lite.execute(_SELECT_SQLITE, (bot_id,)).fetchall()
                     zlib.compress(b"".join(r[0].encode() + r[5] for r in rows), 6)
 
                 def sqlite_restore() -> None:
-                    db.execute("BEGIN IMMEDIATE")
-                    db.executemany(_UPSERT_SQLITE, params)
-                    db.execute("COMMIT")
+                    lite.execute("BEGIN IMMEDIATE")
+                    lite.executemany(_UPSERT_SQLITE, params)
+                    lite.execute("COMMIT")
 
-                async def floor_create_sqlite() -> None:
+                async def floor_create() -> None:
                     await asyncio.to_thread(sqlite_create)
 
-                async def floor_restore_sqlite() -> None:
+                async def floor_restore() -> None:
                     await asyncio.to_thread(sqlite_restore)
                     await client.mset(packed)
 
-                try:
-                    result["floor_create"] = await timed(floor_create_sqlite, repeat)
-                    result["floor_restore"] = await timed(floor_restore_sqlite, repeat)
-                finally:
-                    db.close()
-        finally:
-            async for name in client.scan_iter(match=f"state:{bot_id}:*", count=5000):
-                await client.delete(name)
-            await client.aclose()
+            async def between(step: str) -> None:
+                if step == "restore":  # every key changed since the checkpoint (of this round)
+                    await sm.batch_set_state(changed, StateCategory.ORDERS)
+
+            timings = await interleaved(
+                [
+                    [("create", create), ("create_bg", create_background), ("floor_create", floor_create)],
+                    [("restore", restore), ("floor_restore", floor_restore)],
+                ],
+                repeat,
+                between,
+            )
+            result.update(timings)
+            result["raw_bytes"] = infos[-1].raw_bytes
+            result["compressed_bytes"] = infos[-1].compressed_bytes
+            await sm.checkpoints.prune(0)
+    finally:
+        async for name in client.scan_iter(match=f"state:{bot_id}:*", count=5000):
+            await client.delete(name)
+        await client.aclose()
+        if db is not None:
+            db.close()
+        if conn is not None:
+            await conn.close()
         if backend == "postgres":
-            conn = await asyncpg.connect(database_url)
+            cleanup = await asyncpg.connect(database_url)
             try:
-                await conn.execute("DELETE FROM state_records WHERE bot_id = $1", bot_id)
+                await cleanup.execute("DELETE FROM state_records WHERE bot_id = $1", bot_id)
             finally:
-                await conn.close()
+                await cleanup.close()
     return result
 
 
@@ -218,7 +243,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="Checkpoint create / restore vs raw floor (ms: median / p95)")
-    for col in ("backend", "keys", "raw KB", "zlib KB", "create", "floor_create", "restore", "floor_restore"):
+    columns = ("create", "create_bg", "floor_create", "restore", "floor_restore")
+    for col in ("backend", "keys", "raw KB", "zlib KB", *columns):
         table.add_column(col, justify="right")
 
     def cell(r: dict[str, Any], name: str) -> str:
@@ -230,7 +256,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             str(r["keys"]),
             f"{r['raw_bytes'] / 1024:.0f}",
             f"{r['compressed_bytes'] / 1024:.0f}",
-            *(cell(r, c) for c in ("create", "floor_create", "restore", "floor_restore")),
+            *(cell(r, c) for c in columns),
         )
     Console(width=160).print(table)
 
@@ -240,7 +266,7 @@ async def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keys", default="1000,10000")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--output", type=Path, default=ROOT / "var" / "benchmarks" / "checkpoint.json")
     args = parser.parse_args()
@@ -260,14 +286,21 @@ async def main() -> int:
     write_results(args.output, results, throwaway)
     for r in results:
         create = r["create"]["median_ms"] / r["floor_create"]["median_ms"]
+        background = r["create_bg"]["median_ms"] / r["floor_create"]["median_ms"]
         restore = r["restore"]["median_ms"] / r["floor_restore"]["median_ms"]
-        print(f"{r['backend']} keys={r['keys']} create/floor={create:.2f} restore/floor={restore:.2f}")
+        print(
+            f"{r['backend']} keys={r['keys']} create/floor={create:.2f} create_bg/floor={background:.2f} "
+            f"restore/floor={restore:.2f}"
+        )
     pg = [r for r in results if r["backend"] == "postgres"] or results
     pick = next((r for r in pg if r["keys"] == 10000), pg[-1])
     print(
         f"RESULT keys={pick['keys']} create_ms={pick['create']['median_ms']:.2f} "
         f"restore_ms={pick['restore']['median_ms']:.2f} floor_create_ms={pick['floor_create']['median_ms']:.2f} "
-        f"floor_restore_ms={pick['floor_restore']['median_ms']:.2f}"
+        f"floor_restore_ms={pick['floor_restore']['median_ms']:.2f} "
+        f"create_x={pick['create']['median_ms'] / pick['floor_create']['median_ms']:.2f} "
+        f"restore_x={pick['restore']['median_ms'] / pick['floor_restore']['median_ms']:.2f} "
+        f"create_bg_ms={pick['create_bg']['median_ms']:.2f}"
     )
     return 0
 

@@ -10,18 +10,36 @@ cycle's results) and unbatched (the same cycle, with every key written by its ow
 
 Prints a table, writes var/benchmarks/loop.json, and ends with
 ``RESULT symbols=10 cycle_p99_ms=... unbatched_p99_ms=...``.
+
+``--checkpoint`` measures instead what a periodic checkpoint does to the cycles that run meanwhile. The state
+holds ``--checkpoint-keys`` (10,000) order records besides the cycle's own; the loop's ``CheckpointScheduler``
+starts a checkpoint in the background exactly as the bot does, and the cycles go on at the same pace (one every
+``--gap-ms`` after the previous one ended). Each round runs ``--quiet-cycles`` cycles with no checkpoint, then
+starts one and keeps cycling until it has finished. Cycle p50/p99 DURING checkpoints are compared with the same
+run's cycles without one; ``stall`` is the largest extra wait between two cycles (inline, it was the checkpoint's
+duration). ``--backends embedded,postgres`` (memory/SQLite/directory, and Redis/PostgreSQL/directory on
+throwaway servers unless REDIS_URL / DATABASE_URL are set):
+
+    .venv/bin/python scripts/benchmarks/loop_bench.py --checkpoint [--backends embedded,postgres] [--rounds 12]
+
+It writes var/benchmarks/loop_checkpoint.json and ends with
+``RESULT checkpoint keys=10000 backend=embedded cycle_p99_ms=... during_p99_ms=... ratio=...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import statistics
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,12 +56,13 @@ from bot_v2.config import load_settings  # noqa: E402
 from bot_v2.domain import Balance, FeeTier, Product, Quote, Symbol  # noqa: E402
 from bot_v2.monitoring.events import EventStore  # noqa: E402
 from bot_v2.monitoring.metrics import BotMetrics  # noqa: E402
+from bot_v2.orchestration.checkpointing import CheckpointScheduler  # noqa: E402
 from bot_v2.orchestration.controls import ControlWatcher  # noqa: E402
 from bot_v2.orchestration.cycle import TradingCycle  # noqa: E402
 from bot_v2.orchestration.execution import OrderExecutor  # noqa: E402
 from bot_v2.orchestration.tracking import OrderTracker  # noqa: E402
 from bot_v2.risk import RiskEngine  # noqa: E402
-from bot_v2.state import StateManager, StateWrite  # noqa: E402
+from bot_v2.state import StateCategory, StateManager, StateWrite  # noqa: E402
 from bot_v2.strategies import HoldStrategy, MaCrossoverParams, MaCrossoverStrategy, PriceHistory  # noqa: E402
 
 QUIET_RISK = {
@@ -212,6 +231,214 @@ async def measure(
     }
 
 
+def order_value(i: int) -> dict[str, Any]:
+    """An order-like record (~250 bytes encoded), as in checkpoint_bench.py."""
+    return {
+        "client_order_id": f"pb-{i:08d}",
+        "product_id": "BTC-USD",
+        "side": "BUY" if i % 2 else "SELL",
+        "size": Decimal("0.00100000"),
+        "price": Decimal(f"{60000 + i}.25"),
+        "status": "OPEN",
+        "filled": Decimal("0"),
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+
+
+@contextlib.contextmanager
+def backend_env(backend: str) -> Iterator[dict[str, str]]:
+    """Environment for ``load_settings``: embedded tiers, or Redis + PostgreSQL (throwaway unless set)."""
+    if backend == "embedded":
+        yield {}
+        return
+    sys.path.insert(0, str(ROOT / "scripts" / "benchmarks"))
+    from _servers import state_servers
+
+    with state_servers() as (redis_url, database_url, _):
+        yield {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+
+
+async def measure_checkpoint(
+    backend: str, symbol_count: int, keys: int, rounds: int, quiet_cycles: int, gap_ms: float, warmup: int
+) -> dict[str, Any]:
+    """Cycle latency with and without a background checkpoint of ``keys`` records running (one run)."""
+    symbols = tuple(Symbol(f"S{i:02d}-USD") for i in range(symbol_count))
+    with tempfile.TemporaryDirectory(prefix="loop-bench-") as tmp, backend_env(backend) as urls:
+        env = {
+            "PERPS_DATA_DIR": tmp,
+            "PERPS_SYMBOLS": ",".join(symbols),
+            "PERPS_BOT_ID": f"loop-{uuid.uuid4().hex[:8]}",
+            **QUIET_RISK,
+            **urls,
+        }
+        settings = load_settings("dev", env, root=Path(tmp))
+        manager = await StateManager.create(settings.state)
+        market = InMemoryMarket(symbols)
+        broker = PaperBroker(market, balances={"USD": Decimal(10**9)})  # type: ignore[arg-type]
+        metrics = BotMetrics()
+        events = EventStore(settings.events_path)
+        products = {p.symbol: p for p in await market.list_products(symbols)}
+        risk = RiskEngine(settings.risk)
+        tracker = OrderTracker(metrics)
+        strategy = MaCrossoverStrategy(
+            MaCrossoverParams(fast_window=5, slow_window=20, position_fraction=Decimal("0.001"))
+        )
+        cycle = TradingCycle(
+            symbols=symbols,
+            products=products,
+            broker=broker,
+            state=manager,
+            risk=risk,
+            strategy=strategy,
+            tracker=tracker,
+            executor=OrderExecutor(
+                broker=broker,
+                state=manager,
+                risk=risk,
+                tracker=tracker,
+                events=events,
+                metrics=metrics,
+                client_id_prefix=settings.client_id_prefix,
+            ),
+            controls=ControlWatcher(),
+            history=PriceHistory(30),
+            events=events,
+            metrics=metrics,
+        )
+        # interval ~0: due again as soon as the previous one finished (the rounds decide when one starts)
+        scheduler = CheckpointScheduler(
+            manager.checkpoints, interval_seconds=1e-6, events=events, metrics=metrics
+        )
+        quiet: list[float] = []
+        during: list[float] = []
+        checkpoint_ms: list[float] = []
+        stall_ms = quiet_stall_ms = 0.0
+        gap = gap_ms / 1000
+        n = 0
+
+        async def one(samples: list[float] | None) -> None:
+            nonlocal n
+            n += 1
+            market.step()
+            started = time.perf_counter()
+            await cycle.run(n, market.now)
+            if samples is not None:
+                samples.append((time.perf_counter() - started) * 1000)
+
+        try:
+            for start in range(0, keys, 1000):
+                batch = {
+                    f"orders:bench-{i:08d}": order_value(i) for i in range(start, min(keys, start + 1000))
+                }
+                await manager.batch_set_state(batch, StateCategory.ORDERS)
+            for _ in range(warmup):
+                await one(None)
+                await asyncio.sleep(gap)
+            # one unmeasured checkpoint first: it opens the pooled connections a checkpoint uses
+            scheduler.start_if_due(datetime.now(UTC))
+            while scheduler.running:
+                await one(None)
+                await asyncio.sleep(gap)
+            for _ in range(rounds):
+                for _ in range(quiet_cycles):
+                    await one(quiet)
+                    before = time.perf_counter()
+                    await asyncio.sleep(gap)
+                    quiet_stall_ms = max(quiet_stall_ms, (time.perf_counter() - before - gap) * 1000)
+                began = time.perf_counter()
+                if not scheduler.start_if_due(datetime.now(UTC)):
+                    raise RuntimeError("the checkpoint was not started")
+                ended = time.perf_counter()
+                while scheduler.running:
+                    await one(during)
+                    before = time.perf_counter()
+                    await asyncio.sleep(gap)
+                    stall_ms = max(stall_ms, (time.perf_counter() - before - gap) * 1000)
+                    ended = time.perf_counter()
+                if await scheduler.wait() is None:
+                    raise RuntimeError("the checkpoint failed (see the log)")
+                checkpoint_ms.append((ended - began) * 1000)
+            await manager.checkpoints.prune(0)
+        finally:
+            events.close()
+            if backend != "embedded":
+                await manager.batch_delete_state(await manager.get_keys_by_pattern("*"))
+            await manager.close()
+    p99, during_p99 = percentile(quiet, 99), percentile(during, 99)
+    return {
+        "backend": backend,
+        "symbols": symbol_count,
+        "keys": keys,
+        "checkpoints": len(checkpoint_ms),
+        "checkpoint_ms_median": round(statistics.median(checkpoint_ms), 1),
+        "cycles_quiet": len(quiet),
+        "cycles_during": len(during),
+        "cycle_p50_ms": round(percentile(quiet, 50), 3),
+        "cycle_p99_ms": round(p99, 3),
+        "during_p50_ms": round(percentile(during, 50), 3),
+        "during_p99_ms": round(during_p99, 3),
+        "during_max_ms": round(max(during), 3),
+        "during_top_ms": [round(x, 1) for x in sorted(during)[-5:]],
+        "ratio_p99": round(during_p99 / p99, 2),
+        "stall_ms": round(stall_ms, 3),
+        "quiet_stall_ms": round(quiet_stall_ms, 3),
+    }
+
+
+async def main_checkpoint(
+    backends: Sequence[str],
+    symbol_count: int,
+    keys: int,
+    rounds: int,
+    quiet_cycles: int,
+    gap_ms: float,
+    warmup: int,
+    out: Path,
+) -> int:
+    results = [
+        await measure_checkpoint(backend, symbol_count, keys, rounds, quiet_cycles, gap_ms, warmup)
+        for backend in backends
+    ]
+    table = Table(title=f"Cycle latency during a background checkpoint of {keys:,} keys (same run, ms)")
+    columns = {
+        "backend": "backend",
+        "checkpoints": "checkpoints",
+        "checkpoint_ms_median": "checkpoint ms",
+        "cycles_quiet": "cycles w/o",
+        "cycles_during": "cycles during",
+        "cycle_p50_ms": "p50 w/o",
+        "cycle_p99_ms": "p99 w/o",
+        "during_p50_ms": "p50 during",
+        "during_p99_ms": "p99 during",
+        "during_max_ms": "max during",
+        "ratio_p99": "p99 ratio",
+        "stall_ms": "stall during",
+        "quiet_stall_ms": "stall w/o",
+    }
+    for title in columns.values():
+        table.add_column(title, justify="right")
+    for r in results:
+        table.add_row(*(str(r[name]) for name in columns))
+    Console(width=180).print(table)
+    write_json(
+        out,
+        {
+            "generated_at": datetime.now(UTC).isoformat(),
+            "command": " ".join(sys.argv),
+            "cpus": os.cpu_count(),
+            "gap_ms": gap_ms,
+            "results": results,
+        },
+    )
+    for r in results:
+        print(
+            f"RESULT checkpoint keys={r['keys']} backend={r['backend']} cycle_p99_ms={r['cycle_p99_ms']:.3f} "
+            f"during_p99_ms={r['during_p99_ms']:.3f} ratio={r['ratio_p99']:.2f} "
+            f"checkpoint_ms={r['checkpoint_ms_median']:.1f} stall_ms={r['stall_ms']:.3f}"
+        )
+    return 0
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
@@ -262,10 +489,10 @@ async def main(symbol_counts: Sequence[int], cycles: int, warmup: int, out: Path
             r for r in results if r["symbols"] == pick and r["workload"] == workload and r["mode"] == mode
         )
 
-    batched, unbatched = row("trading", "batched"), row("trading", "unbatched")
+    trading, unbatched = row("trading", "batched"), row("trading", "unbatched")
     steady = row("steady", "batched")
     print(
-        f"RESULT symbols={pick} cycle_p99_ms={batched['cycle_p99_ms']:.3f} "
+        f"RESULT symbols={pick} cycle_p99_ms={trading['cycle_p99_ms']:.3f} "
         f"unbatched_p99_ms={unbatched['cycle_p99_ms']:.3f} steady_cycle_p99_ms={steady['cycle_p99_ms']:.3f}"
     )
     return 0
@@ -280,7 +507,40 @@ if __name__ == "__main__":
     )
     parser.add_argument("--cycles", type=int, default=300, help="measured cycles per run (default 300)")
     parser.add_argument("--warmup", type=int, default=30, help="unmeasured cycles first (default 30)")
-    parser.add_argument("--out", type=Path, default=ROOT / "var" / "benchmarks" / "loop.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default var/benchmarks/loop[_checkpoint].json"
+    )
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="cycle latency during a background checkpoint (see above)"
+    )
+    parser.add_argument("--checkpoint-keys", type=int, default=10_000, help="records in the state (10000)")
+    parser.add_argument("--backends", default="embedded", help="--checkpoint: embedded,postgres")
+    parser.add_argument("--rounds", type=int, default=12, help="--checkpoint: checkpoints taken (default 12)")
+    parser.add_argument(
+        "--quiet-cycles", type=int, default=40, help="--checkpoint: cycles per round without one"
+    )
+    parser.add_argument(
+        "--gap-ms", type=float, default=10.0, help="--checkpoint: pause after each cycle (10 ms)"
+    )
     args = parser.parse_args()
     counts = [int(x) for x in args.symbols.split(",") if x.strip()]
-    sys.exit(asyncio.run(main(counts, args.cycles, args.warmup, args.out)))
+    if args.checkpoint:
+        sys.exit(
+            asyncio.run(
+                main_checkpoint(
+                    [b.strip() for b in args.backends.split(",") if b.strip()],
+                    10 if 10 in counts else counts[0],
+                    args.checkpoint_keys,
+                    args.rounds,
+                    args.quiet_cycles,
+                    args.gap_ms,
+                    args.warmup,
+                    args.out or ROOT / "var" / "benchmarks" / "loop_checkpoint.json",
+                )
+            )
+        )
+    sys.exit(
+        asyncio.run(
+            main(counts, args.cycles, args.warmup, args.out or ROOT / "var" / "benchmarks" / "loop.json")
+        )
+    )

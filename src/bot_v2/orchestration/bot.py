@@ -4,7 +4,7 @@ start: load state -> restore guard state and safety mode -> reconcile with the e
        while the strategy's price history warms up beside it (stored history, candles) -> load acknowledged
        clear requests.
 run:   ``Cadence`` calls ``TradingCycle.run`` every ``interval_seconds`` (start to start); ``once`` runs one.
-       After a cycle (its state batch flushed, its latency measured) a checkpoint is taken when
+       After a cycle (its state batch flushed, its latency measured) a background checkpoint starts when
        ``checkpoint_interval_seconds`` have passed since the newest stored one (``checkpointing.py``), and
        old terminal history is archived about once an hour (``history.py``).
 stop:  SIGINT/SIGTERM (or ``stop_event``) stop intake -> the cycle in flight finishes (drain) -> open orders
@@ -449,8 +449,9 @@ class _Lifecycle:
         await self.alerts.observe(current_alerts(cycle.risk, cycle.last_snapshot, cycle.outcomes, now), now)
         if isinstance(self.runtime.state, StateManager):
             await self.tiers.observe(self.runtime.state.health(), now)
-        if self.checkpoints is not None and number != self.last_cycle:
-            await self.checkpoints.maybe_take(utc_now())
+        if self.checkpoints is not None and number != self.last_cycle:  # in the background: never waited for
+            fenced = None if self.lease is None else self.lease.fence
+            self.checkpoints.start_if_due(utc_now(), on_fenced=fenced)
         if self.archiver is not None:  # also after the last one: a run of --once cycles archives too
             await self.archiver.maybe_run(utc_now())
 
@@ -484,6 +485,8 @@ class _Lifecycle:
         Fenced: none of it (a newer holder owns the exchange orders and the state). Stepping down: open
         orders are kept for the next holder and no checkpoint delays the handover."""
         now = utc_now()
+        if self.checkpoints is not None:  # a periodic one still running: superseded, or must not write
+            await self.checkpoints.stop()
         if self.summary.fenced or (self.lease is not None and self.lease.fenced):
             self.summary.fenced = True
             await self.events.emit(

@@ -187,6 +187,24 @@ async def test_record_failing_its_checksum_is_rejected(
     assert await sm.get_state("orders:3") == "changed"
 
 
+async def test_a_corrupt_record_is_never_checkpointed(
+    csm: StateManager, state_settings: StateSettings
+) -> None:
+    sm = csm
+    await sm.batch_set_state({f"orders:{i}": {"n": i} for i in range(600)}, ORDERS)
+    await _warm_sql(  # past the first slices of the checks; the checksum stays the old one
+        state_settings,
+        "UPDATE state_records SET value = ? WHERE bot_id = ? AND key = ?",
+        "UPDATE state_records SET value = $1 WHERE bot_id = $2 AND key = $3",
+        b'{"n":0}',
+        sm.bot_id,
+        "orders:517",
+    )
+    with pytest.raises(StateIntegrityError, match="orders:517"):
+        await sm.checkpoints.create_checkpoint("test")
+    assert await sm.checkpoints.list_checkpoints() == []
+
+
 async def _blob(settings: StateSettings, checkpoint_id: str) -> bytes:
     _, warm, _ = build_tiers(settings, KeySpace(settings.bot_id))
     await warm.connect()
@@ -216,9 +234,11 @@ async def test_restore_from_cold_when_warm_lost_the_checkpoint(
     assert await sm.get_state("orders:1") == 1
 
 
-async def test_concurrent_writer_never_produces_a_torn_snapshot(csm: StateManager) -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["awaited", "background"])
+async def test_concurrent_writer_never_produces_a_torn_snapshot(csm: StateManager, background: bool) -> None:
     """Each writer batch is one transaction moving every key to the same new value: a consistent snapshot
-    holds one value for all keys. The snapshot reads 2500 rows in pages while the writer commits."""
+    holds one value for all keys. The snapshot reads 2500 rows in pages (50-row pages in the background
+    mode) while the writer commits."""
     sm = csm
     keys = [f"orders:{i:05d}" for i in range(2500)]
     await sm.batch_set_state(dict.fromkeys(keys, 0), ORDERS)
@@ -239,7 +259,7 @@ async def test_concurrent_writer_never_produces_a_torn_snapshot(csm: StateManage
         infos = []
         for _ in range(3):
             before = commits
-            infos.append(await sm.checkpoints.create_checkpoint("race"))
+            infos.append(await sm.checkpoints.create_checkpoint("race", background=background))
             interleaved += commits > before
             await asyncio.sleep(0)
     finally:

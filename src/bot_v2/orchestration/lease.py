@@ -153,13 +153,24 @@ class LeaseKeeper:
     ) -> LeaseRecord:
         """Standby: poll the lease (every TTL/3, or exactly until the holder's expiry when that is sooner;
         every few ms while a step-down is under way) and take it as soon as it expires or is released."""
+        store_down = False
         while True:
-            held = await self.store.read_lease()
-            if held is None or not held.live:
-                grant = await self._try_acquire()
-                if grant.acquired:
-                    return grant.record
-                held = grant.record  # another standby was quicker
+            try:
+                held = await self.store.read_lease()
+                if held is None or not held.live:
+                    grant = await self._try_acquire()
+                    if grant.acquired:
+                        return grant.record
+                    held = grant.record  # another standby was quicker
+            except StateUnavailableError as exc:  # the store is down: a standby waits it out, it never exits
+                if not store_down:
+                    logger.warning(
+                        "standby for bot %r: lease store unavailable (%s); retrying", self.bot_id, exc
+                    )
+                store_down = True
+                await asyncio.sleep(self.settings.renew_every_seconds)
+                continue
+            store_down = False
             if on_wait is not None:
                 await on_wait(held)
             # a holder asked to step down releases within a cycle: watch closely (a read is ~0.5 ms)

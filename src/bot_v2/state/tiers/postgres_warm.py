@@ -260,7 +260,16 @@ class PostgresWarmTier:
                 yield conn
         except StateError:
             raise
-        except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except (
+            TimeoutError,
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            # a restarting server (57P03 "the database system is starting up", 57P01 admin shutdown) is an
+            # outage to ride through, not a halt; so is a connection a cancelled call left mid-operation
+            asyncpg.exceptions.OperatorInterventionError,
+            asyncpg.exceptions.InternalClientError,
+        ) as exc:
             raise self._unavailable(action, exc) from None
         except asyncpg.PostgresError as exc:
             raise StateError(

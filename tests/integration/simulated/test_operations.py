@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -146,6 +147,12 @@ def test_standalone_process_prints_ready_and_serves_until_sigterm(tmp_path: Path
         assert client.get_accounts().accounts
         assert client.market_order_buy("standalone-1", "BTC-USD", base_size="0.001").success
         client.session.close()
+        assert fields["ws_url"].startswith("wss://127.0.0.1:")  # the feed, over TLS with the same CA
+        from websockets.sync.client import connect
+
+        with connect(fields["ws_url"], ssl_context=ssl.create_default_context(cafile=fields["ca"])) as ws:
+            ws.send('{"type": "subscribe", "channel": "heartbeats", "product_ids": []}')
+            assert '"subscriptions"' in ws.recv(timeout=5)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
         assert proc.returncode == 0, stderr

@@ -95,6 +95,12 @@ def test_every_read_endpoint_returns_parseable_sdk_objects(sdk_client: Any) -> N
     assert 10 <= len(candles) <= 13
     assert int(candles[0].start) > int(candles[-1].start)  # newest first
     assert sdk_client.get_public_candles("BTC-USD", str(now - 600), str(now), "ONE_MINUTE").candles
+    assert len(sdk_client.get_candles("BTC-USD", str(now - 350 * 60), str(now), "ONE_MINUTE").candles) <= 350
+    with pytest.raises(requests.HTTPError) as too_many:  # the real API refuses, it does not truncate
+        sdk_client.get_candles("BTC-USD", str(now - 351 * 60), str(now), "ONE_MINUTE")
+    assert too_many.value.response.status_code == 400
+    assert too_many.value.response.json()["error"] == "INVALID_ARGUMENT"
+    assert "number of candles requested should be less than 350" in too_many.value.response.json()["message"]
     trades = sdk_client.get_market_trades("BTC-USD", limit=5)
     assert trades.best_bid and trades.best_ask
     summary = sdk_client.get_transaction_summary()
@@ -198,3 +204,15 @@ def test_perp_positions_leverage_and_close_position(fresh_simulator: RunningSimu
         assert excinfo.value.response.status_code == 404
     finally:
         client.session.close()
+
+
+def test_portfolio_breakdown_has_the_shape_the_sdk_parses(sdk_client: Any) -> None:
+    uuid_ = sdk_client.get_portfolios().portfolios[0].uuid
+    breakdown = sdk_client.get_portfolio_breakdown(uuid_).breakdown
+    assert breakdown.portfolio.uuid == uuid_
+    assert breakdown.portfolio_balances["total_balance"]["currency"] == "USD"
+    usd = next(p for p in breakdown.spot_positions if p.asset == "USD")
+    assert usd.is_cash and usd.total_balance_fiat >= 0
+    with pytest.raises(requests.HTTPError) as missing:
+        sdk_client.get_portfolio_breakdown(str(uuid.uuid4()))
+    assert missing.value.response.status_code == 404

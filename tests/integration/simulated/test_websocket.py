@@ -1,9 +1,11 @@
-"""The SDK's WSClient against the simulator's WebSocket feed."""
+"""The SDK's WSClient against the simulator's WebSocket feed (wss://, the simulator's CA), and its fault switches."""
 
 from __future__ import annotations
 
 import copy
 import json
+import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +16,12 @@ from websockets.sync.client import connect
 
 from bot_v2.brokerages.simulated import RunningSimulator
 from tests.helpers import eventually
+
+# The SDK's WSClient builds ``ssl.SSLContext()`` (no protocol, no verification) for wss:// URLs; Python warns.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:ssl.SSLContext\\(\\) without protocol argument:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:ssl.PROTOCOL_TLS is deprecated:DeprecationWarning"),
+]
 
 
 @pytest.fixture
@@ -87,6 +95,53 @@ def test_feed_reconnects_after_a_forced_1011_close(
 
 def test_user_channel_without_a_jwt_is_refused(simulator: RunningSimulator) -> None:
     assert simulator.ws_url is not None
-    with connect(simulator.ws_url, open_timeout=5) as ws:
+    with connect(simulator.ws_url, open_timeout=5, ssl_context=_trusting(simulator)) as ws:
         ws.send(json.dumps({"type": "subscribe", "channel": "user", "product_ids": ["BTC-USD"]}))
         assert json.loads(ws.recv(timeout=5)) == {"type": "error", "message": "authentication failure"}
+
+
+def _trusting(sim: RunningSimulator) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(sim.ca_path))
+
+
+def test_feed_is_tls_with_the_rest_ca_and_market_trades_starts_with_a_snapshot(
+    simulator: RunningSimulator,
+) -> None:
+    assert simulator.ws_url is not None and simulator.ws_url.startswith("wss://127.0.0.1:")
+    with connect(simulator.ws_url, open_timeout=5, ssl_context=_trusting(simulator)) as ws:
+        ws.send(json.dumps({"type": "subscribe", "channel": "market_trades", "product_ids": ["BTC-USD"]}))
+        ack, first = json.loads(ws.recv(timeout=5)), json.loads(ws.recv(timeout=5))
+    assert ack["channel"] == "subscriptions"
+    event = first["events"][0]
+    assert first["channel"] == "market_trades" and event["type"] == "snapshot" and event["trades"]
+    ids = [int(t["trade_id"]) for t in event["trades"]]
+    assert ids == sorted(ids, reverse=True)  # newest first
+
+
+def test_feed_fault_switches_skip_stall_and_refuse(fresh_simulator: RunningSimulator) -> None:
+    sim = fresh_simulator
+    assert sim.ws_url is not None
+    control = sim.control
+    with connect(sim.ws_url, open_timeout=5, ssl_context=_trusting(sim)) as ws:
+        ws.send(json.dumps({"type": "subscribe", "channel": "heartbeats", "product_ids": []}))
+        seqs = [json.loads(ws.recv(timeout=5))["sequence_num"] for _ in range(2)]
+        control.skip_websocket_sequence(1)
+        seqs.append(json.loads(ws.recv(timeout=5))["sequence_num"])
+        assert seqs[1] == seqs[0] + 1 and seqs[2] == seqs[1] + 2  # one number lost
+        control.stall_websockets(True)
+        time.sleep(0.1)  # a heartbeat already queued may still arrive
+        while True:
+            try:
+                ws.recv(timeout=1.5)
+            except TimeoutError:
+                break  # nothing for longer than the heartbeat interval: stalled
+        control.stall_websockets(False)
+        assert json.loads(ws.recv(timeout=5))["channel"] == "heartbeats"
+    control.refuse_websockets(True)
+    with pytest.raises(Exception, match="503"):
+        connect(sim.ws_url, open_timeout=5, ssl_context=_trusting(sim))
+    control.reset_faults()
+    before = control.websocket_connections()
+    with connect(sim.ws_url, open_timeout=5, ssl_context=_trusting(sim)):
+        pass
+    assert control.websocket_connections() == before + 1

@@ -15,9 +15,11 @@ EPILOG = """examples:
   python -m bot_v2.brokerages.simulated --port 0 --state-dir /tmp/sim --seed 7 --tick-seconds 1
 
 On start it prints one line:
-  SIMULATOR READY base_url=127.0.0.1:PORT ca=PATH key_file=PATH
+  SIMULATOR READY base_url=127.0.0.1:PORT ca=PATH key_file=PATH ws_url=wss://127.0.0.1:WSPORT/ws
 Point coinbase.rest.RESTClient(key_file=KEY_FILE, base_url=BASE_URL) at it, with
-client.session.trust_env = False and client.session.verify = CA. SIGINT/SIGTERM persist state and exit 0.
+client.session.trust_env = False and client.session.verify = CA; the WebSocket feed (coinbase.websocket.WSClient
+or perps-bot's COINBASE_WS_URL) at WS_URL, served over TLS with the same CA (--ws-plain: ws://).
+SIGINT/SIGTERM persist state and exit 0.
 """
 
 
@@ -36,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="price-walk seed (default 42)")
     parser.add_argument("--tick-seconds", type=float, default=0.25, help="price step interval; 0 disables")
     parser.add_argument("--rate-limit", type=float, default=30.0, help="requests per second per key; 0 = off")
+    parser.add_argument("--ws-plain", action="store_true", help="serve the WebSocket feed over plain ws://")
     parser.add_argument("--no-auth", action="store_true", help="accept requests without a valid JWT")
     return parser.parse_args(argv)
 
@@ -49,13 +52,17 @@ async def serve(args: argparse.Namespace) -> None:
         tick_seconds=args.tick_seconds,
         auth_required=not args.no_auth,
         rate_limit_per_second=args.rate_limit or None,
+        websocket_plain=args.ws_plain,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with start_simulator(config) as sim:
-        print(f"SIMULATOR READY base_url={sim.base_url} ca={sim.ca_path} key_file={sim.key_file}", flush=True)
+        print(
+            f"SIMULATOR READY base_url={sim.base_url} ca={sim.ca_path} key_file={sim.key_file} ws_url={sim.ws_url}",
+            flush=True,
+        )
         await stop.wait()
 
 

@@ -1,7 +1,9 @@
 """The Advanced Trade WebSocket feed: heartbeats, ticker, level2 (l2_data), market_trades and user channels.
 
-Served over plain ws:// (the SDK's WSClient takes the URL verbatim). Every message carries the full envelope
-with a per-socket ``sequence_num``; ``user`` needs a valid JWT in the subscribe message.
+Served over TLS (wss://, the same CA as REST) on its own port, plain ws:// only when asked (the SDK's WSClient
+takes the URL verbatim). Every message carries the full envelope with a per-socket ``sequence_num``; ``user``
+needs a valid JWT in the subscribe message. ``FeedFaults`` are the drills' switches: refuse new sockets, stall
+(sockets stay open, nothing is sent), skip a sequence number.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from bot_v2.brokerages.simulated.auth import AuthError, KeyRegistry
 from bot_v2.brokerages.simulated.engine import Engine
 from bot_v2.brokerages.simulated.models import SimOrder, dstr, iso
 
-__all__ = ["Feed"]
+__all__ = ["Feed", "FeedFaults"]
 
 log = logging.getLogger(__name__)
 CHANNELS = ("heartbeats", "ticker", "level2", "market_trades", "user")
@@ -28,6 +30,22 @@ PRIVATE_CHANNELS = ("user",)
 OUT_CHANNEL = {"level2": "l2_data"}
 UNSET_TIME = "0001-01-01T00:00:00Z"
 Book = dict[str, dict[Decimal, Decimal]]  # side -> price -> size
+#: Recent trades a ``market_trades`` subscription starts with (the real channel's snapshot).
+TRADES_SNAPSHOT = 50
+
+
+@dataclass(slots=True)
+class FeedFaults:
+    """Fault switches for the feed: ``refusing`` answers new upgrades with 503 (an exchange that is down);
+    ``stalled`` keeps sockets open but sends nothing (not even heartbeats); ``skip_sequences`` makes the next
+    that many messages (whichever socket they go to) jump one sequence number (a lost message)."""
+
+    refusing: bool = False
+    stalled: bool = False
+    skip_sequences: int = 0
+
+    def reset(self) -> None:
+        self.refusing, self.stalled, self.skip_sequences = False, False, 0
 
 
 @dataclass(eq=False)
@@ -48,12 +66,17 @@ class Feed:
         self._clients: set[_Client] = set()
         self._last_trade = engine.market.trade_count
         self._heartbeat_counter = 0
+        self.faults = FeedFaults()
+        self.connections = 0  # sockets accepted since start (drills count reconnects with it)
 
     # --- connection handling ------------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.refusing:
+            return web.Response(status=503, text="feed unavailable")
         ws = web.WebSocketResponse(heartbeat=30.0)
         await ws.prepare(request)
+        self.connections += 1
         client = _Client(ws)
         self._clients.add(client)
         try:
@@ -150,6 +173,9 @@ class Feed:
                     client.books.pop(pid, None)
                     event = {"type": "snapshot", "product_id": pid, "updates": self._book_diff(client, pid)}
                     await self._send(client, "level2", [event])
+        elif channel == "market_trades":
+            trades = [t for pid in products if pid in self.engine.products for t in self._recent_trades(pid)]
+            await self._send(client, "market_trades", [{"type": "snapshot", "trades": trades}])
         elif channel == "user":
             wanted = set(products)
             orders = [
@@ -159,7 +185,12 @@ class Feed:
                 await self._send(client, "user", [self._user_event("snapshot", orders[start : start + 50])])
 
     async def _send(self, client: _Client, channel: str, events: list[dict[str, Any]]) -> None:
+        if self.faults.stalled:
+            return
         client.sequence += 1
+        if self.faults.skip_sequences > 0:
+            self.faults.skip_sequences -= 1
+            client.sequence += 1  # the message numbered before this one is "lost"
         envelope = {
             "channel": OUT_CHANNEL.get(channel, channel),
             "client_id": "",
@@ -219,21 +250,29 @@ class Feed:
                     )
         return updates
 
+    def _recent_trades(self, pid: str) -> list[dict[str, str]]:
+        """The newest trades of ``pid``, newest first (what the real snapshot starts with)."""
+        recent = self.engine.market.trades(pid, TRADES_SNAPSHOT)
+        rows = [self._trade_json(pid, t) for t in recent]
+        return sorted(rows, key=lambda t: int(t["trade_id"]), reverse=True)
+
+    @staticmethod
+    def _trade_json(pid: str, t: Any) -> dict[str, str]:
+        return {
+            "trade_id": t.trade_id,
+            "product_id": pid,
+            "price": dstr(t.price),
+            "size": dstr(t.size),
+            "side": t.side,
+            "time": iso(t.time),
+        }
+
     def _new_trades(self) -> list[dict[str, str]]:
         fresh = []
         for pid in self.engine.products:
             for t in self.engine.market.trades(pid, 200):
                 if int(t.trade_id) > self._last_trade:
-                    fresh.append(
-                        {
-                            "trade_id": t.trade_id,
-                            "product_id": pid,
-                            "price": dstr(t.price),
-                            "size": dstr(t.size),
-                            "side": t.side,
-                            "time": iso(t.time),
-                        }
-                    )
+                    fresh.append(self._trade_json(pid, t))
         self._last_trade = self.engine.market.trade_count
         return sorted(fresh, key=lambda t: int(t["trade_id"]))
 

@@ -21,6 +21,7 @@ from bot_v2.brokerages.simulated.views import (
     cfm_position_json,
     fill_json,
     order_json,
+    portfolio_breakdown_json,
     portfolio_uuid,
     preview_json,
     product_json,
@@ -41,6 +42,10 @@ NEW_ORDER_REASONS = {
 }
 PREVIEW_TTL_SECONDS = 300.0
 json_response = web.json_response
+
+
+MAX_CANDLES = 350
+CANDLES_TOO_MANY = "start and end argument is invalid - number of candles requested should be less than 350"
 
 
 def _int(value: str | None, default: int, low: int = 0, high: int = 1_000_000) -> int:
@@ -153,6 +158,9 @@ async def candles(request: web.Request) -> web.Response:
         return error_response(400, "INVALID_ARGUMENT", "unknown granularity")
     start = request.query.get("start")
     end = request.query.get("end")
+    if start and end and (_int(end, 0, high=2**40) - _int(start, 0, high=2**40)) // granularity > MAX_CANDLES:
+        # what the real API answers (HTTP 400), not a truncated list
+        return error_response(400, "INVALID_ARGUMENT", CANDLES_TOO_MANY)
     rows = engine.market.candles(
         pid,
         _int(start, 0, high=2**40) if start else None,
@@ -244,6 +252,14 @@ async def portfolios(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+async def portfolio_breakdown(request: web.Request) -> web.Response:
+    engine = state_of(request).engine
+    wanted = request.match_info["portfolio_uuid"]
+    if wanted != portfolio_uuid(engine.config.seed):
+        return error_response(404, "NOT_FOUND", f"portfolio {wanted} not found")
+    return json_response(portfolio_breakdown_json(engine))
 
 
 async def transaction_summary(request: web.Request) -> web.Response:
@@ -551,6 +567,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{p}/accounts/{{account_uuid}}", get_account)
     app.router.add_get(f"{p}/key_permissions", key_permissions)
     app.router.add_get(f"{p}/portfolios", portfolios)
+    app.router.add_get(f"{p}/portfolios/{{portfolio_uuid}}", portfolio_breakdown)
     app.router.add_get(f"{p}/transaction_summary", transaction_summary)
     app.router.add_post(f"{p}/orders", create_order)
     app.router.add_post(f"{p}/orders/preview", preview_order)

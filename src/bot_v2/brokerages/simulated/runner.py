@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -46,7 +47,8 @@ CONTROL_TIMEOUT_SECONDS = 30.0
 class SimulatorConfig:
     """How to run the simulated exchange. ``tick_seconds <= 0`` disables the background price walk.
 
-    With ``websocket`` on, the WebSocket feed listens on a second, plain ws:// port (see ``ws_url``).
+    With ``websocket`` on, the WebSocket feed listens on a second port (see ``ws_url``), over TLS with the REST
+    certificate and CA, or over plain ws:// when ``websocket_plain`` is set.
     """
 
     state_dir: Path
@@ -62,6 +64,7 @@ class SimulatorConfig:
     persist_interval_seconds: float = 5.0
     history_minutes: int = 300
     websocket: bool = True
+    websocket_plain: bool = False
     clock: Clock = field(default_factory=SystemClock, repr=False, compare=False)
 
     def engine_config(self) -> EngineConfig:
@@ -125,20 +128,20 @@ class SimulatorService:
         self.port = int(runner.addresses[0][1])
         self.state.hosts = (f"{self.config.host}:{self.port}", f"localhost:{self.port}")
         if self.config.websocket:
-            await self._start_websocket()
+            await self._start_websocket(None if self.config.websocket_plain else tls.server_context())
         await self.persist(force=True)
         if self.config.tick_seconds > 0:
             self._tick_task = asyncio.create_task(self._tick_loop(), name="simulator-tick")
         log.info("simulator listening on %s:%s", self.config.host, self.port)
 
-    async def _start_websocket(self) -> None:
+    async def _start_websocket(self, ssl_context: ssl.SSLContext | None) -> None:
         app = web.Application()
         app.router.add_get("/", self.feed.handle)
         app.router.add_get("/ws", self.feed.handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._ws_runner = runner
-        await web.TCPSite(runner, self.config.host, 0).start()
+        await web.TCPSite(runner, self.config.host, 0, ssl_context=ssl_context).start()
         self.ws_port = int(runner.addresses[0][1])
         self._heartbeat_task = asyncio.create_task(run_heartbeats(self.feed), name="simulator-heartbeats")
 
@@ -296,10 +299,11 @@ class SimulatorControl:
         self.call(lambda: self._service.state.limiter.set_rate(per_second))
 
     def reset_faults(self) -> None:
-        """Clear latency, pending failures and drops, and restore the configured rate limit."""
+        """Clear latency, pending failures and drops, the feed's faults, and restore the configured rate limit."""
 
         def run() -> None:
             self._service.state.faults.reset()
+            self._service.feed.faults.reset()
             self._service.state.limiter.set_rate(self._service.config.rate_limit_per_second)
 
         self.call(run)
@@ -310,6 +314,22 @@ class SimulatorControl:
         if threading.get_ident() == self._loop_thread:
             return  # scheduled; it runs once the caller yields to the loop
         future.result(timeout=CONTROL_TIMEOUT_SECONDS)
+
+    def refuse_websockets(self, refusing: bool = True) -> None:
+        """Answer new WebSocket upgrades with 503 while ``refusing`` (with ``close_websockets``: a feed outage)."""
+        self.call(lambda: setattr(self._service.feed.faults, "refusing", refusing))
+
+    def stall_websockets(self, stalled: bool = True) -> None:
+        """Keep every socket open but send nothing (no heartbeats either) while ``stalled``."""
+        self.call(lambda: setattr(self._service.feed.faults, "stalled", stalled))
+
+    def skip_websocket_sequence(self, n: int = 1) -> None:
+        """Make the next ``n`` feed messages skip one ``sequence_num`` each (as if a message were lost)."""
+        self.call(lambda: setattr(self._service.feed.faults, "skip_sequences", n))
+
+    def websocket_connections(self) -> int:
+        """WebSocket connections accepted since the simulator started."""
+        return self.call(lambda: self._service.feed.connections)
 
     def register_key(self, name: str, public_pem: str) -> None:
         """Accept JWTs signed by this key name from now on."""
@@ -335,8 +355,9 @@ class RunningSimulator:
         self.key_file = service.state_dir / KEY_FILE
         self.api_key = key.name
         self.api_secret = key.private_pem
+        scheme = "ws" if service.config.websocket_plain else "wss"
         self.ws_url: str | None = (
-            f"ws://{service.config.host}:{service.ws_port}/ws" if service.ws_port is not None else None
+            f"{scheme}://{service.config.host}:{service.ws_port}/ws" if service.ws_port is not None else None
         )
         self.control = control
         self._stopper = stopper

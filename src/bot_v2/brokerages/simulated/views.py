@@ -17,6 +17,7 @@ __all__ = [
     "cfm_position_json",
     "fill_json",
     "order_json",
+    "portfolio_breakdown_json",
     "portfolio_uuid",
     "preview_json",
     "product_json",
@@ -318,4 +319,60 @@ def balance_summary_json(engine: Engine) -> dict[str, Any]:
             **window,
             "margin_window_type": "FCM_MARGIN_WINDOW_TYPE_OVERNIGHT",
         },
+    }
+
+
+def portfolio_breakdown_json(engine: Engine) -> dict[str, Any]:
+    """``GET /portfolios/{uuid}``: the default portfolio with its balances and one spot position per currency
+    (USD values at the ``<CCY>-USD`` mark; money as ``{value, currency}``, fiat/crypto totals as numbers)."""
+    seed = engine.config.seed
+    cash = crypto = ZERO
+    spot: list[dict[str, Any]] = []
+    for ccy in sorted(engine.ledger.balances):
+        bal = engine.ledger.balance(ccy)
+        is_cash = ccy in ("USD", "USDC")
+        pid = f"{ccy}-USD"
+        price = Decimal(1) if is_cash else engine.market.last_price(pid) if pid in engine.products else ZERO
+        fiat = bal.total * price
+        if is_cash:
+            cash += fiat
+        else:
+            crypto += fiat
+        spot.append(
+            {
+                "asset": ccy,
+                "account_uuid": account_uuid(seed, ccy),
+                "total_balance_fiat": float(fiat),
+                "total_balance_crypto": float(bal.total),
+                "available_to_trade_fiat": float(bal.available * price),
+                "allocation": 0.0,
+                "cost_basis": money(fiat),
+                "asset_img_url": "",
+                "is_cash": is_cash,
+            }
+        )
+    total = cash + crypto
+    for row in spot:
+        row["allocation"] = float(Decimal(str(row["total_balance_fiat"])) / total) if total else 0.0
+    upnl = sum((engine.unrealized_pnl(p) for p in engine.ledger.positions.values()), ZERO)
+    return {
+        "breakdown": {
+            "portfolio": {
+                "name": "Default",
+                "uuid": portfolio_uuid(seed),
+                "type": "DEFAULT",
+                "deleted": False,
+            },
+            "portfolio_balances": {
+                "total_balance": money(total),
+                "total_futures_balance": money(ZERO),
+                "total_cash_equivalent_balance": money(cash),
+                "total_crypto_balance": money(crypto),
+                "futures_unrealized_pnl": money(upnl),
+                "perp_unrealized_pnl": money(ZERO),
+            },
+            "spot_positions": spot,
+            "perp_positions": [],
+            "futures_positions": [],
+        }
     }

@@ -261,7 +261,13 @@ class StateManager:
 
     async def _commit(self, prepared: list[durable.Prepared]) -> dict[str, int]:
         """Make ``prepared`` durable, then cache it; the caller holds the lock."""
-        committed = await durable.commit(prepared, self._cold, self._warm, self.bot_id)
+        try:
+            committed = await durable.commit(prepared, self._cold, self._warm, self.bot_id)
+        except StateUnavailableError:
+            # The outcome is unknown: a hung (or killed) server may commit the batch when it resumes. HOT
+            # must not keep serving the old values of these keys: they are read from WARM until cached again.
+            self._dirty.update(p.key for p in prepared)
+            raise
         await self._cache(committed.puts, committed.evict)
         return committed.versions
 

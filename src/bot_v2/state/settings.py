@@ -56,7 +56,15 @@ class StateSettings:
     # is back within one interval of Redis answering (docs/STATE.md "Degraded HOT").
     hot_probe_interval_seconds: float = 0.02
     hot_probe_max_interval_seconds: float = 0.02
-    hot_probe_timeout_seconds: float = 1.0
+    hot_probe_timeout_seconds: float = 0.25
+    # Hung servers (docs/STATE.md "Hung servers"): a stopped Redis or PostgreSQL accepts connections and
+    # answers nothing. Every HOT command (the socket timeout) and every WARM operation the loop makes (the
+    # acquire and the whole statement; the connection is dropped, not reused) fails as unavailable after
+    # these bounds, so a hang is detected within one bound of the next operation and no cycle waits longer.
+    # Checkpoints, restores of a checkpoint and migrations move whole snapshots: warm_bulk_timeout_seconds.
+    hot_command_timeout_seconds: float = 0.15
+    warm_command_timeout_seconds: float = 0.15
+    warm_bulk_timeout_seconds: float = 60.0
     hot_degraded_warn_interval_seconds: float = 60.0  # "still degraded" warnings at most this often
     # COLD (S3) availability: see docs/STATE.md "Degraded COLD: the spool".
     cold_required_at_start: bool = True  # False: start degraded (spooling) if COLD does not answer

@@ -21,7 +21,9 @@ def build_tiers(settings: StateSettings, keyspace: KeySpace) -> tuple[HotTier, W
             raise ConfigError("state hot_backend=redis needs redis_url (REDIS_URL)")
         from bot_v2.state.tiers.redis_hot import RedisHotTier
 
-        hot = RedisHotTier(settings.redis_url, keyspace, timeout)
+        hot = RedisHotTier(
+            settings.redis_url, keyspace, timeout, command_timeout_seconds=settings.hot_command_timeout_seconds
+        )
     else:
         from bot_v2.state.tiers.memory_hot import MemoryHotTier
 
@@ -31,7 +33,13 @@ def build_tiers(settings: StateSettings, keyspace: KeySpace) -> tuple[HotTier, W
             raise ConfigError("state warm_backend=postgres needs database_url (DATABASE_URL)")
         from bot_v2.state.tiers.postgres_warm import PostgresWarmTier
 
-        warm = PostgresWarmTier(settings.database_url, keyspace, timeout)
+        warm = PostgresWarmTier(
+            settings.database_url,
+            keyspace,
+            timeout,
+            command_timeout_seconds=settings.warm_command_timeout_seconds,
+            bulk_timeout_seconds=settings.warm_bulk_timeout_seconds,
+        )
     else:
         from bot_v2.state.tiers.sqlite_warm import SqliteWarmTier
 

@@ -26,6 +26,7 @@ from bot_v2.state.models import (
     WarmRow,
     WarmWrite,
 )
+from bot_v2.state.tiers.warm import SnapshotPage
 
 _GET_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
@@ -53,6 +54,10 @@ SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE 
 (expires_at IS NULL OR expires_at > $2) GROUP BY tier
 """
 _TIERS = {tier.value: tier for tier in Tier}
+# What a batch adds to the command timeout per row it reads or writes: a 1,000-row upsert takes 12-25 ms
+# here (12-25 us a row), so this leaves 4-8x headroom for a big batch (start-up, a restore page, a seed)
+# while the loop's batches of a few rows stay at the bare command timeout.
+SECONDS_PER_ROW = 0.0001
 _MIGRATION_LOCK = 0x5E1EC7  # pg_advisory_xact_lock id: one migrator at a time across bots
 
 UPSERT_SQL = """
@@ -127,9 +132,8 @@ RETURNING s.key
 """
 
 _SNAPSHOT_SQL = """
-SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
-state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND category <> ALL($3::text[])
-ORDER BY key
+SELECT key, category, tier, version, checksum, value, cold_ref, expires_at FROM state_records
+WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND category <> ALL($3::text[]) ORDER BY key
 """
 # EXCLUDED.version is the checkpoint's version + 1: the result is max(current, checkpoint) + 1
 _RESTORE_SQL = """
@@ -230,10 +234,22 @@ class PostgresWarmTier:
 
     name = "postgres"
 
-    def __init__(self, url: str, keyspace: KeySpace, connect_timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        keyspace: KeySpace,
+        connect_timeout_seconds: float = 5.0,
+        *,
+        command_timeout_seconds: float = 60.0,
+        bulk_timeout_seconds: float = 60.0,
+    ) -> None:
         self._url = url
         self._bot = keyspace.bot_id
         self._timeout = connect_timeout_seconds
+        # Bounds of one operation, from the acquire to the last row (see _conn): the loop's reads and writes,
+        # and the snapshot-sized ones (checkpoints, checkpoint restores, migrations).
+        self._command_timeout = command_timeout_seconds
+        self._bulk_timeout = max(bulk_timeout_seconds, command_timeout_seconds)
         self._pool: asyncpg.Pool | None = None
         self._schema_version = 0
         self._fence: int | None = None
@@ -251,13 +267,42 @@ class PostgresWarmTier:
         )
 
     @asynccontextmanager
-    async def _conn(self, action: str) -> AsyncIterator[Any]:
-        """Acquire a connection; the one place asyncpg errors become bot errors (URL password masked)."""
+    async def _conn(self, action: str, *, rows: int = 0, bulk: bool = False) -> AsyncIterator[Any]:
+        """Acquire a connection for one operation; the one place asyncpg errors become bot errors (URL
+        password masked).
+
+        A hung server (SIGSTOP, a partition) accepts connections and answers nothing. The operation is bounded
+        by the command timeout plus ``SECONDS_PER_ROW`` per row of the batch (``bulk``: the bulk timeout),
+        from the acquire (which may open a connection) to its last row. When the bound passes, the connection
+        is TERMINATED, not cancelled: a cancelled asyncpg call leaves its connection mid-operation (the pool's
+        release then waits for a cancel request the hung server never answers, a transaction's rollback for
+        a reply), while a terminated one fails the pending call at once and the pool drops it (a fresh one is
+        opened once the server answers). The same happens when the caller is cancelled mid-operation. What
+        the server does with a statement it received before it stopped is unknown to the caller, as after a
+        kill: it may commit when it resumes.
+        """
         if self._pool is None:
             raise StateUnavailableError(f"postgresql at {mask_url(self._url)}: not connected")
+        limit = self._bulk_timeout if bulk else round(self._command_timeout + rows * SECONDS_PER_ROW, 3)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        expired = False
         try:
-            async with self._pool.acquire() as conn:
-                yield conn
+            async with self._pool.acquire(timeout=limit) as conn:
+
+                def expire() -> None:
+                    nonlocal expired
+                    expired = True
+                    conn.terminate()
+
+                watchdog = loop.call_at(deadline, expire)
+                try:
+                    yield conn
+                except asyncio.CancelledError:
+                    conn.terminate()  # cancelled mid-operation: never hand this connection out again
+                    raise
+                finally:
+                    watchdog.cancel()
         except StateError:
             raise
         except (
@@ -270,6 +315,10 @@ class PostgresWarmTier:
             asyncpg.exceptions.OperatorInterventionError,
             asyncpg.exceptions.InternalClientError,
         ) as exc:
+            if expired or isinstance(exc, TimeoutError):  # the pending call failed when we dropped it
+                raise StateUnavailableError(
+                    f"postgresql at {mask_url(self._url)}: {action} failed: no answer within {limit}s"
+                ) from None
             raise self._unavailable(action, exc) from None
         except asyncpg.PostgresError as exc:
             raise StateError(
@@ -277,9 +326,9 @@ class PostgresWarmTier:
             ) from None
 
     @asynccontextmanager
-    async def _fenced(self, action: str) -> AsyncIterator[Any]:
+    async def _fenced(self, action: str, *, rows: int = 0, bulk: bool = False) -> AsyncIterator[Any]:
         """A connection in a transaction whose first statement checks the fence (see the port docstring)."""
-        async with self._conn(action) as conn, conn.transaction():
+        async with self._conn(action, rows=rows, bulk=bulk) as conn, conn.transaction():
             if self._fence is not None:
                 epoch = await conn.fetchval(_FENCE_SQL, self._bot)
                 if epoch is not None and epoch > self._fence:
@@ -311,7 +360,7 @@ class PostgresWarmTier:
             raise
 
     async def _migrate(self) -> None:
-        async with self._conn("migrate") as conn, conn.transaction():
+        async with self._conn("migrate", bulk=True) as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute(VERSION_TABLE)
             current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM state_schema_version")
@@ -339,7 +388,7 @@ class PostgresWarmTier:
             [r.cold_ref for r in rows],
             [r.expires_at for r in rows],
         )
-        async with self._conn("upsert") as conn:
+        async with self._conn("upsert", rows=len(rows)) as conn:
             if self._fence is None:
                 records = await conn.fetch(UPSERT_SQL, *params)
             else:
@@ -352,28 +401,28 @@ class PostgresWarmTier:
     async def get_many(self, keys: Sequence[str], now: datetime) -> dict[str, WarmRow]:
         if not keys:
             return {}
-        async with self._conn("read") as conn:
+        async with self._conn("read", rows=len(keys)) as conn:
             records = await conn.fetch(_GET_SQL, self._bot, now, list(keys))
         return {rec["key"]: _row(rec) for rec in records}
 
     async def get_versions(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
         if not keys:
             return {}
-        async with self._conn("read versions") as conn:
+        async with self._conn("read versions", rows=len(keys)) as conn:
             records = await conn.fetch(_VERSIONS_SQL, self._bot, list(keys))
         return {rec[0]: (rec[1], rec[2]) for rec in records}
 
     async def delete_many(self, keys: Sequence[str], now: datetime) -> list[str]:
         if not keys:
             return []
-        async with self._fenced("delete") as conn:
+        async with self._fenced("delete", rows=len(keys)) as conn:
             records = await conn.fetch(_DELETE_SQL, self._bot, now, list(keys))
         return [rec[0] for rec in records if rec[1]]
 
     async def move_many(self, moves: Sequence[TierMove]) -> list[str]:
         if not moves:
             return []
-        async with self._fenced("move") as conn:
+        async with self._fenced("move", rows=len(moves)) as conn:
             records = await conn.fetch(
                 _MOVE_SQL,
                 self._bot,
@@ -395,35 +444,37 @@ class PostgresWarmTier:
         self, after_key: str, limit: int, now: datetime, *, tier: Tier | None = None
     ) -> list[WarmRow]:
         tier_name = None if tier is None else tier.value
-        async with self._conn("page rows") as conn:
+        async with self._conn("page rows", rows=limit) as conn:
             records = await conn.fetch(_PAGE_SQL, self._bot, now, after_key, limit, tier_name)
         return [_row(rec) for rec in records]
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
-        async with self._conn("stats") as conn:
+        async with self._conn("stats", bulk=True) as conn:
             records = await conn.fetch(_STATS_SQL, self._bot, now)
         return {rec[0]: rec[1] for rec in records}, sum(int(rec[2]) for rec in records)
 
-    async def snapshot_rows(
-        self, now: datetime, exclude_categories: Sequence[str], page_size: int = 1000
-    ) -> list[WarmRow]:
-        rows: list[WarmRow] = []
+    async def snapshot_pages(
+        self, now: datetime, exclude_categories: Sequence[str], page_size: int
+    ) -> AsyncIterator[SnapshotPage]:
+        # asyncpg decodes a fetched page on the event loop; the page is handed over as columns (zip in C),
+        # never as a row object per row
         async with (
-            self._conn("snapshot") as conn,
+            self._conn("snapshot", bulk=True) as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             cursor = await conn.cursor(_SNAPSHOT_SQL, self._bot, now, list(exclude_categories))
             while True:
                 page = await cursor.fetch(page_size)
-                rows.extend(_row(rec) for rec in page)
+                if page:
+                    yield SnapshotPage(*zip(*page, strict=True))
                 if len(page) < page_size:
-                    return rows
+                    return
 
     async def replace_rows(
         self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
     ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
         keys = [r.key for r in rows]
-        async with self._fenced("restore") as conn:
+        async with self._fenced("restore", bulk=True) as conn:
             records = await conn.fetch(
                 _RESTORE_SQL,
                 self._bot,
@@ -442,7 +493,7 @@ class PostgresWarmTier:
         return {rec[0]: (rec[1], tiers[rec[2]]) for rec in records}, [rec[0] for rec in deleted]
 
     async def put_checkpoint(self, info: CheckpointInfo, blob: bytes) -> None:
-        async with self._fenced("store checkpoint") as conn:
+        async with self._fenced("store checkpoint", bulk=True) as conn:
             await conn.execute(
                 _PUT_CHECKPOINT_SQL,
                 self._bot,
@@ -458,17 +509,17 @@ class PostgresWarmTier:
             )
 
     async def list_checkpoints(self) -> list[CheckpointInfo]:
-        async with self._conn("list checkpoints") as conn:
+        async with self._conn("list checkpoints", bulk=True) as conn:
             records = await conn.fetch(_LIST_CHECKPOINTS_SQL, self._bot)
         return [_info(rec) for rec in records]
 
     async def get_checkpoint(self, checkpoint_id: str) -> tuple[CheckpointInfo, bytes] | None:
-        async with self._conn("read checkpoint") as conn:
+        async with self._conn("read checkpoint", bulk=True) as conn:
             rec = await conn.fetchrow(_GET_CHECKPOINT_SQL, self._bot, checkpoint_id)
         return None if rec is None else (_info(rec), bytes(rec["blob"]))
 
     async def prune_checkpoints(self, keep: int) -> list[str]:
-        async with self._fenced("prune checkpoints") as conn:
+        async with self._fenced("prune checkpoints", bulk=True) as conn:
             records = await conn.fetch(_PRUNE_CHECKPOINTS_SQL, self._bot, keep)
         return [rec[0] for rec in records]
 

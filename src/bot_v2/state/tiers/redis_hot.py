@@ -160,10 +160,23 @@ class RedisHotTier:
 
     name = "redis"
 
-    def __init__(self, url: str, keyspace: KeySpace, connect_timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        keyspace: KeySpace,
+        connect_timeout_seconds: float = 5.0,
+        *,
+        command_timeout_seconds: float | None = None,
+    ) -> None:
         self._url = url
         self._keys = keyspace
         self._timeout = connect_timeout_seconds
+        # A hung Redis (SIGSTOP, a partition) accepts connections and never answers: every command fails
+        # after this (the socket timeout; redis-py then drops the connection, so no late reply is ever read
+        # as the answer to another command). None: max(connect timeout, 5 s), for tools without settings.
+        self._command_timeout = (
+            max(connect_timeout_seconds, 5.0) if command_timeout_seconds is None else command_timeout_seconds
+        )
         self._client: aioredis.Redis | None = None
         self._apply_script: AsyncScript | None = None
         self._headers_script: AsyncScript | None = None
@@ -193,11 +206,12 @@ class RedisHotTier:
             self._client = aioredis.Redis.from_url(
                 self._url,
                 socket_connect_timeout=self._timeout,
-                socket_timeout=max(self._timeout, 5.0),
+                socket_timeout=self._command_timeout,
                 decode_responses=False,
-                # A cache fails fast: one immediate retry (a pooled connection may be stale after a Redis
-                # restart), not redis-py's default 10 retries with backoff (seconds per command when down).
-                retry=Retry(NoBackoff(), 1),
+                # A cache fails fast: one immediate retry after a connection error (a pooled connection may
+                # be stale after a Redis restart), not redis-py's default 10 retries with backoff (seconds per
+                # command when down); never after a timeout (a hung server would cost the timeout twice).
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
             )
             # Batches call EVALSHA. The script is loaded here (which also proves scripting is allowed), so
             # the first batch is one round trip; after a Redis restart emptied the script cache, redis-py

@@ -1,10 +1,11 @@
 """COLD availability of one ``StateManager``: its ``TierSupervisor``, the spool sync and ``system:s3_available``.
 
 A COLD write the store cannot take goes to the local spool (``tiers/spool.py``) and succeeds; the supervisor
-then probes the store with backoff (an operation asks once the interval passed), and when it answers the
-spool is uploaded oldest first, every object verified, before COLD writes go to the store again. The METADATA
-record ``system:s3_available`` says which of the two is true; it is written (one single-key batch through the
-manager) only when it changes.
+then probes the store on its own timer at a short fixed interval (``cold_probe_interval_seconds``, like HOT:
+a refused connection costs next to nothing, and the spool must start draining as soon as S3 answers, idle bot
+or not), and when it answers the spool is uploaded oldest first, several puts in flight, every object
+verified, before COLD writes go to the store again. The METADATA record ``system:s3_available`` says which
+of the two is true; it is written (one single-key batch through the manager) only when it changes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ColdSync:
                 settings.cold_probe_max_interval_seconds,
                 settings.cold_probe_timeout_seconds,
                 settings.cold_degraded_warn_interval_seconds,
+                watch=True,
             ),
             (ColdState.UP, ColdState.DEGRADED, ColdState.SYNCING),
             ping=cold.probe,
@@ -86,6 +88,9 @@ class ColdSync:
 
     def _spool(self) -> None:
         self._cold.spooling = True
+        # a writer probes the store on a timer, so its reads need not ask the dead endpoint meanwhile; a
+        # reader never probes (nor syncs): its reads keep asking the store
+        self._cold.down = self._writable()
 
     def _warn_down(self, exc: BaseException) -> None:
         logger.warning(

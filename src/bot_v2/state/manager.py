@@ -58,7 +58,7 @@ from bot_v2.state.settings import StateSettings
 from bot_v2.state.tiers.cold import ColdTier
 from bot_v2.state.tiers.factory import build_tiers
 from bot_v2.state.tiers.hot import HotTier
-from bot_v2.state.tiers.spool import SpoolingColdTier
+from bot_v2.state.tiers.spool import SpoolingColdTier, spooling_tier
 from bot_v2.state.tiers.warm import WarmTier
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class StateManager:
         self._hot = hot
         self._warm = warm
         if not isinstance(cold, SpoolingColdTier):
-            cold = SpoolingColdTier(cold, settings.spool_dir / keyspace.bot_id)
+            cold = spooling_tier(cold, settings, keyspace.bot_id)
         self._cold = cold
         self._lock = asyncio.Lock()
         self._read_only = settings.read_only
@@ -99,6 +99,7 @@ class StateManager:
             cache=self._cache,
             after_cold_write=self._cold_sync.publish_flag,
             after_restore=self._cold_sync.republish_flag,
+            after_checkpoint=cold.checkpointed,
         )
         self.checkpoints = CheckpointStore(settings, warm, cold, host)
         """Checkpoints of this bot: ``create_checkpoint``, ``list_checkpoints``, ``restore_checkpoint``."""
@@ -127,7 +128,7 @@ class StateManager:
         cold = (
             inner_cold
             if isinstance(inner_cold, SpoolingColdTier)
-            else SpoolingColdTier(inner_cold, settings.spool_dir / keyspace.bot_id)
+            else spooling_tier(inner_cold, settings, keyspace.bot_id)
         )
         hot_error, cold_error = await connect_tiers(settings, hot, warm, cold)
         manager = cls(settings, keyspace, hot, warm, cold)

@@ -38,6 +38,10 @@ class CheckpointHost(Protocol):
     async def after_restore(self) -> None:
         """A restore rewrote the state: make ``system:s3_available`` agree with the COLD state again."""
 
+    async def after_checkpoint(self, snapshot_at: float) -> None:
+        """A checkpoint whose snapshot began at ``snapshot_at`` (wall clock seconds) is stored in WARM: local
+        copies of COLD segments an earlier checkpoint already holds may go (``tiers/cold_recent.py``)."""
+
 
 class LockedHost:
     """A ``CheckpointHost`` made of a write lock and the owner's operations (the ``StateManager`` builds one)."""
@@ -51,6 +55,7 @@ class LockedHost:
         cache: Callable[[Sequence[HotRecord], Sequence[str]], Awaitable[None]],
         after_cold_write: Callable[[], Awaitable[None]],
         after_restore: Callable[[], Awaitable[None]],
+        after_checkpoint: Callable[[float], Awaitable[None]],
     ) -> None:
         self._lock = lock
         self.check_writable = check_writable
@@ -58,6 +63,7 @@ class LockedHost:
         self._cache = cache
         self._after_cold_write = after_cold_write
         self._after_restore = after_restore
+        self._after_checkpoint = after_checkpoint
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
@@ -75,3 +81,6 @@ class LockedHost:
 
     async def after_restore(self) -> None:
         await self._after_restore()
+
+    async def after_checkpoint(self, snapshot_at: float) -> None:
+        await self._after_checkpoint(snapshot_at)

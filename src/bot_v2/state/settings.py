@@ -68,8 +68,11 @@ class StateSettings:
     hot_degraded_warn_interval_seconds: float = 60.0  # "still degraded" warnings at most this often
     # COLD (S3) availability: see docs/STATE.md "Degraded COLD: the spool".
     cold_required_at_start: bool = True  # False: start degraded (spooling) if COLD does not answer
-    cold_probe_interval_seconds: float = 1.0  # first probe after COLD failed; doubles per failed probe
-    cold_probe_max_interval_seconds: float = 30.0
+    # While COLD is down it is probed on a timer every cold_probe_interval_seconds (doubling per failed probe
+    # up to cold_probe_max_interval_seconds; the defaults make it a short FIXED interval, as for HOT): one
+    # HeadBucket without retries, so the spool starts draining within one interval of S3 answering.
+    cold_probe_interval_seconds: float = 0.1
+    cold_probe_max_interval_seconds: float = 0.1
     cold_probe_timeout_seconds: float = 5.0
     cold_degraded_warn_interval_seconds: float = 60.0
     checkpoint_interval_seconds: float = 300.0
@@ -90,6 +93,11 @@ class StateSettings:
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "state" / "spool"
+
+    @property
+    def cold_recent_dir(self) -> Path:
+        """Local copies of recently written COLD segments (``tiers/cold_recent.py``), one directory per bot."""
+        return self.data_dir / "state" / "cold-recent"
 
     def __repr__(self) -> str:
         return (

@@ -7,6 +7,10 @@ in this process, so a stopped and restarted server still has them, like a real S
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,8 +22,11 @@ import pytest
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.state import ColdState, StateCategory, StateManager, StateWrite
+from bot_v2.state.keys import KeySpace
 from bot_v2.state.manager import S3_AVAILABLE_KEY
 from bot_v2.state.settings import StateSettings
+from bot_v2.state.tiers.s3_cold import S3ColdTier
+from bot_v2.state.tiers.spool import DRAIN_CONCURRENCY, SpoolingColdTier
 from tests.fixtures.services import (
     S3_TEST_BUCKET,
     S3_TEST_CREDENTIALS,
@@ -27,7 +34,7 @@ from tests.fixtures.services import (
     ServiceError,
     unavailable,
 )
-from tests.helpers import eventually_async
+from tests.helpers import eventually, eventually_async
 
 ORDERS, ARCHIVE, CHECKPOINTS = StateCategory.ORDERS, StateCategory.ARCHIVE, StateCategory.CHECKPOINTS
 
@@ -64,6 +71,10 @@ def cold_settings(real_state_settings: StateSettings, private_s3: MotoServer) ->
 
 def spool_of(settings: StateSettings) -> Path:
     return settings.spool_dir / settings.bot_id
+
+
+def recent_of(settings: StateSettings) -> Path:
+    return settings.cold_recent_dir / settings.bot_id
 
 
 def spooled(settings: StateSettings) -> dict[str, bytes]:
@@ -123,8 +134,12 @@ async def test_s3_down_spools_cold_writes_then_syncs_them_verified(
         assert await sm.get_state("archive:7") == {"i": 7, "outage": True}  # served from the spool
         assert await sm.get_state("checkpoints:note-2") == 2
         assert await sm.get_state("archive:30") == "late"
-        with pytest.raises(StateUnavailableError):  # a body only S3 holds cannot be read while it is down
-            await sm.get_state("archive:2")
+        # archive:2's segment went to S3 before the outage: a local copy of it serves the read
+        assert await sm.get_state("archive:2") == {"i": 2}
+        for copy in recent_of(settings).iterdir():  # without the copy, only S3 holds it: refused at once
+            copy.unlink()
+        with pytest.raises(StateUnavailableError, match="not held locally"):
+            await sm.get_state("archive:3")
         stats = await sm.get_storage_stats()
         assert stats.degraded_cold and stats.cold_spooled_objects == 4
         waiting = spooled(settings)
@@ -201,3 +216,146 @@ async def test_new_process_syncs_the_spool_left_by_one_that_died_while_s3_was_do
         assert verified.keys_in_checkpoint == 60 + 1
         assert create_seconds < 5
         await third.checkpoints.prune(0)
+
+
+async def test_checkpoints_while_s3_is_down_cover_records_written_just_before_the_outage(
+    cold_settings: StateSettings, private_s3: MotoServer
+) -> None:
+    """archive:late reached S3 after the last checkpoint and before the outage: no checkpoint holds it and S3
+    cannot be asked, yet checkpoints keep succeeding (its segment's local copy), restore while S3 is down,
+    and the spool drains on the probe timer alone once S3 answers."""
+    settings = cold_settings
+    async with await StateManager.create(settings) as sm:
+        await sm.batch_set_state({f"archive:{i}": i for i in range(5)}, ARCHIVE)
+        await sm.checkpoints.create_checkpoint("before")
+        await sm.set_state("archive:late", "after the checkpoint", ARCHIVE)
+
+        private_s3.stop()
+        down = [await sm.checkpoints.create_checkpoint(f"down {i}") for i in range(3)]
+        assert sm.degraded_cold and sm.health().cold_spooled_objects == 3  # the checkpoint objects
+        await sm.set_state("archive:late", "changed while down", ARCHIVE)  # spooled segment
+        await sm.set_state("orders:1", "while down", ORDERS)
+        report = await sm.checkpoints.restore_checkpoint(down[0].checkpoint_id)  # while S3 is down
+        assert report.keys_in_checkpoint == 5 + 1  # archive:0..4, archive:late (S3 failed after its snapshot)
+        assert await sm.get_state("archive:late") == "after the checkpoint"
+        assert await sm.get_state("orders:1") is None and await sm.get_state("archive:4") == 4
+        waiting = spooled(settings)
+        assert len(waiting) == 3 + 2  # + the spooled write and the restore's segment
+        await sm.set_state("archive:late", "newest, spooled", ARCHIVE)
+        assert await sm.get_state("archive:late") == "newest, spooled"  # its newest copy is in the spool
+        newest = await sm.checkpoints.create_checkpoint("newest while down")
+
+        private_s3.start()  # no operation from here on: the probe timer finds S3 and drains the spool
+
+        async def drained() -> bool:  # health() does no I/O: nothing here could start a probe
+            return sm.health().cold_state is ColdState.UP
+
+        await eventually_async(drained, timeout=10, interval=0.01)
+        assert list(spool_of(settings).iterdir()) == []
+        for suffix, data in waiting.items():
+            assert bucket_object(settings, suffix) == data
+        assert await sm.get_state("archive:late") == "newest, spooled"
+        assert (await sm.verify_coherence()).ok
+        verified = await sm.checkpoints.restore_checkpoint(newest.checkpoint_id, verify_only=True)
+        assert verified.keys_in_checkpoint == 5 + 1 + 1  # + system:s3_available (false)
+        await sm.checkpoints.prune(0)
+
+
+_DRAIN_CHILD = """
+import asyncio, sys
+from pathlib import Path
+from bot_v2.state.keys import KeySpace
+from bot_v2.state.tiers.s3_cold import S3ColdTier
+from bot_v2.state.tiers.spool import SpoolingColdTier
+
+async def main(url, bucket, bot_id, spool):
+    inner = S3ColdTier(bucket, KeySpace(bot_id), endpoint_url=url, access_key_id="testing",
+                       secret_access_key="testing", connect_timeout_seconds=1.0)
+    tier = SpoolingColdTier(inner, Path(spool))
+    await tier.load_spool()
+    print("draining", flush=True)
+    await tier.sync()
+    print("drained", flush=True)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_process_killed_mid_drain_loses_nothing_and_resends_at_most_its_puts_in_flight(
+    cold_settings: StateSettings, private_s3: MotoServer, tmp_path: Path
+) -> None:
+    """A process draining a spool of 200 objects is SIGKILLed once some left the spool: every object that
+    left it is in the bucket with its bytes, at most the puts in flight are in both, and the next drain
+    uploads the rest."""
+    settings = cold_settings
+    spool = spool_of(settings)
+    private_s3.stop()
+    writer = SpoolingColdTier(
+        S3ColdTier(
+            settings.s3_bucket or "",
+            KeySpace(settings.bot_id),
+            endpoint_url=settings.s3_endpoint_url,
+            connect_timeout_seconds=1.0,
+            access_key_id=S3_TEST_CREDENTIALS["aws_access_key_id"],
+            secret_access_key=S3_TEST_CREDENTIALS["aws_secret_access_key"],
+        ),
+        spool,
+    )
+    await writer.load_spool()
+    objects = {f"{i:04d}.seg.gz": os.urandom(64) + i.to_bytes(4, "big") for i in range(200)}
+    await writer.put_segment("0000.seg.gz", objects["0000.seg.gz"])  # fails, spools, then spools the rest
+    for name, data in list(objects.items())[1:]:
+        await writer.put_segment(name, data)
+    await writer.close()
+    assert len(list(spool.iterdir())) == 200
+
+    private_s3.start()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _DRAIN_CHILD,
+            settings.s3_endpoint_url or "",
+            settings.s3_bucket or "",
+            settings.bot_id,
+            str(spool),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "draining"
+        eventually(lambda: len(list(spool.iterdir())) < 190, timeout=20, interval=0.002)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
+    left = {path.name.split(".", 2)[2] for path in spool.iterdir()}
+    assert 0 < len(left) < 190  # killed mid-drain
+    in_bucket = bucket_segments(settings)
+    gone = set(objects) - left
+    assert all(in_bucket.get(name) == objects[name] for name in gone)  # nothing that left the spool is lost
+    assert len(left & set(in_bucket)) <= DRAIN_CONCURRENCY  # re-sent next time: at most the puts in flight
+
+    async with await StateManager.create(settings) as sm:  # the next process drains the rest
+        assert sm.health().cold_state is ColdState.UP
+    assert list(spool.iterdir()) == []
+    assert bucket_segments(settings) == objects
+
+
+def bucket_segments(settings: StateSettings) -> dict[str, bytes]:
+    client = boto3.client(
+        "s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1", **S3_TEST_CREDENTIALS
+    )
+    prefix = f"state/{settings.bot_id}/segments/"
+    try:
+        listed = client.list_objects_v2(Bucket=S3_TEST_BUCKET, Prefix=prefix).get("Contents", [])
+        return {
+            item["Key"][len(prefix) :]: bytes(
+                client.get_object(Bucket=S3_TEST_BUCKET, Key=item["Key"])["Body"].read()
+            )
+            for item in listed
+        }
+    finally:
+        client.close()

@@ -3,7 +3,9 @@ COLD tier: edge cases that a real S3 cannot be made to produce on demand."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from bot_v2.state.keys import KeySpace
 from bot_v2.state.manager import S3_AVAILABLE_KEY
 from bot_v2.state.tiers.cold import ObjectInfo
 from bot_v2.state.tiers.memory_hot import MemoryHotTier
-from bot_v2.state.tiers.spool import SpoolingColdTier
+from bot_v2.state.tiers.spool import DRAIN_CONCURRENCY, RECENT_MARGIN_SECONDS, SpoolingColdTier
 from bot_v2.state.tiers.sqlite_warm import SqliteWarmTier
 from tests.helpers import eventually_async
 
@@ -24,7 +26,9 @@ ARCHIVE = StateCategory.ARCHIVE
 
 class FlakyColdTier:
     """An in-memory COLD tier that can be switched off (``down``), fail after N more puts
-    (``puts_left``), or lie about what it stored (``corrupt_heads``)."""
+    (``puts_left``), or lie about what it stored (``corrupt_heads``). With ``answer_puts`` a put answers
+    with the SHA-256 of what it stored, as S3 does (``corrupt_answers``: of other bytes), after
+    ``put_delay`` seconds; ``max_in_flight`` counts the puts that overlapped."""
 
     name = "flaky"
 
@@ -33,6 +37,10 @@ class FlakyColdTier:
         self.down = False
         self.puts_left: int | None = None
         self.corrupt_heads = False
+        self.answer_puts = False
+        self.corrupt_answers = False
+        self.put_delay = 0.0
+        self.in_flight = self.max_in_flight = 0
         self.calls: list[str] = []
 
     def __repr__(self) -> str:
@@ -46,14 +54,26 @@ class FlakyColdTier:
     async def connect(self) -> None:
         self._check("connect")
 
-    async def _put(self, kind: str, name: str, data: bytes) -> None:
+    async def probe(self) -> None:
+        self._check("probe")
+
+    async def _put(self, kind: str, name: str, data: bytes) -> str | None:
         self._check(f"put {name}")
         if self.puts_left is not None:
             if self.puts_left <= 0:
                 self.down = True
                 raise StateUnavailableError("flaky cold died mid-sync")
             self.puts_left -= 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.put_delay)
+        finally:
+            self.in_flight -= 1
         self.objects[(kind, name)] = data
+        if not self.answer_puts:
+            return None
+        return hashlib.sha256(data + (b"!" if self.corrupt_answers else b"")).hexdigest()
 
     async def _get(self, kind: str, name: str) -> bytes:
         self._check(f"get {name}")
@@ -71,8 +91,8 @@ class FlakyColdTier:
             return ObjectInfo(len(data), hashlib.sha256(data + b"!").hexdigest())
         return ObjectInfo(len(data), hashlib.sha256(data).hexdigest())
 
-    async def put_segment(self, name: str, data: bytes) -> None:
-        await self._put("segment", name, data)
+    async def put_segment(self, name: str, data: bytes) -> str | None:
+        return await self._put("segment", name, data)
 
     async def get_segment(self, name: str) -> bytes:
         return await self._get("segment", name)
@@ -84,8 +104,8 @@ class FlakyColdTier:
     async def head_segment(self, name: str) -> ObjectInfo | None:
         return await self._head("segment", name)
 
-    async def put_checkpoint(self, name: str, data: bytes) -> None:
-        await self._put("checkpoint", name, data)
+    async def put_checkpoint(self, name: str, data: bytes) -> str | None:
+        return await self._put("checkpoint", name, data)
 
     async def get_checkpoint(self, name: str) -> bytes:
         return await self._get("checkpoint", name)
@@ -147,7 +167,7 @@ async def test_down_writes_spool_and_reads_come_from_the_spool(tmp_path: Path) -
     inner.down = False
     uploaded: list[str] = []
     assert await tier.sync(lambda entry: uploaded.append(entry.name)) == (3, 9)
-    assert uploaded == ["b.seg.gz", "c.ckpt", "d.seg.gz"]
+    assert sorted(uploaded) == ["b.seg.gz", "c.ckpt", "d.seg.gz"]  # started oldest first, several in flight
     assert not tier.spooling and spool_files(tmp_path / "spool") == []
     assert inner.objects[("segment", "b.seg.gz")] == b"bbb"
     assert inner.objects[("checkpoint", "c.ckpt")] == b"cccc"
@@ -188,6 +208,73 @@ async def test_an_upload_failing_verification_stays_in_the_spool(tmp_path: Path)
     assert await tier.sync() == (1, 7)
 
 
+async def test_sync_starts_puts_oldest_first_keeps_a_bounded_number_in_flight_and_trusts_their_answer(
+    tmp_path: Path,
+) -> None:
+    inner = FlakyColdTier()
+    tier = SpoolingColdTier(inner, tmp_path / "spool")
+    await tier.connect()
+    inner.down = True
+    names = [f"{i:02d}.seg.gz" for i in range(30)]
+    for name in names:
+        await tier.put_segment(name, name.encode())
+    inner.down, inner.answer_puts, inner.put_delay = False, True, 0.005
+    inner.calls.clear()
+    assert await tier.sync() == (30, sum(map(len, names)))
+    assert inner.calls == [f"put {name}" for name in names]  # started in spool order; no HeadObject
+    assert inner.max_in_flight == DRAIN_CONCURRENCY
+    assert spool_files(tmp_path / "spool") == [] and not tier.spooling
+
+
+async def test_an_object_whose_put_answer_differs_stays_in_the_spool(tmp_path: Path) -> None:
+    inner = FlakyColdTier()
+    tier = SpoolingColdTier(inner, tmp_path / "spool")
+    await tier.connect()
+    inner.down = True
+    for i in range(3):
+        await tier.put_segment(f"{i}.seg.gz", b"x" * (i + 1))
+    inner.down, inner.answer_puts, inner.corrupt_answers = False, True, True
+    with pytest.raises(StateUnavailableError, match="failed verification"):
+        await tier.sync()
+    assert tier.spooled_objects == 3 and len(spool_files(tmp_path / "spool")) == 3 and tier.spooling
+    inner.corrupt_answers = False
+    assert await tier.sync() == (3, 1 + 2 + 3)
+
+
+async def test_recent_segment_copies_serve_reads_while_down_and_go_once_a_later_checkpoint_holds_them(
+    tmp_path: Path,
+) -> None:
+    inner = FlakyColdTier()
+    recent = tmp_path / "recent"
+    tier = SpoolingColdTier(inner, tmp_path / "spool", recent_dir=recent)
+    await tier.connect()
+    await tier.put_segment("a.seg.gz", b"aaa")  # the store takes it; a local copy is kept
+    await tier.put_checkpoint("c.ckpt", b"cc")  # checkpoint objects are in WARM too: no copy
+    assert [p.name.split(".", 1)[1] for p in recent.iterdir()] == ["a.seg.gz"]
+    inner.down, tier.down = True, True  # the owner marks the store down (probing it on a timer)
+    inner.calls.clear()
+    assert await tier.get_segment("a.seg.gz") == b"aaa"
+    await tier.put_segment("b.seg.gz", b"bbbb")  # spooled
+    (copy,) = recent.iterdir()
+    copy.write_bytes(b"torn")  # a copy torn by a crash is dropped, and the dead store is not asked
+    with pytest.raises(StateUnavailableError, match="not held locally"):
+        await tier.get_segment("a.seg.gz")
+    assert inner.calls == ["put b.seg.gz"] and list(recent.iterdir()) == []
+
+    inner.down = False
+    assert await tier.sync() == (1, 4)  # a synced segment moves from the spool to the copies
+    assert spool_files(tmp_path / "spool") == [] and len(list(recent.iterdir())) == 1
+    inner.calls.clear()
+    assert await tier.get_segment("b.seg.gz") == b"bbbb" and inner.calls == []
+    await tier.checkpointed(time.time())  # holds b, but a batch may commit after its snapshot: kept
+    assert len(list(recent.iterdir())) == 1
+    await tier.checkpointed(time.time() + RECENT_MARGIN_SECONDS + 1)  # the checkpoint before held it
+    assert len(list(recent.iterdir())) == 1  # the previous snapshot time (less the margin) is the bound
+    await tier.checkpointed(time.time() + 2 * RECENT_MARGIN_SECONDS + 2)
+    assert list(recent.iterdir()) == []
+    assert await tier.get_segment("b.seg.gz") == b"bbbb"  # from the store again
+
+
 async def test_torn_temp_files_are_removed_and_a_new_process_finds_the_spool(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     inner = FlakyColdTier()
@@ -200,7 +287,7 @@ async def test_torn_temp_files_are_removed_and_a_new_process_finds_the_spool(tmp
     (spool / ".00000000000000000001.segment.torn.seg.gz.tmp").write_bytes(b"half")  # crash mid-write
     (spool / "README").write_text("not ours")
 
-    second = SpoolingColdTier(inner, spool)  # the next process
+    second = SpoolingColdTier(inner, spool, drain_concurrency=1)  # the next process; one put at a time
     assert await second.load_spool() == 2
     assert second.torn_files_removed == 1 and second.spooling
     assert spool_files(spool)[-1] == "README"  # unknown files are left alone

@@ -406,6 +406,7 @@ class CheckpointStore:
             duration_seconds=time.perf_counter() - started,
         )
         await self._store(info, blob)
+        await self._host.after_checkpoint(now.timestamp())  # local COLD segment copies it covers may go
         logger.info(
             "checkpoint %s (%s): %d keys, %d -> %d bytes in %.3fs",
             checkpoint_id,

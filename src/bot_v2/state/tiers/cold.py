@@ -31,8 +31,13 @@ class ColdTier(Protocol):
     async def connect(self) -> None:
         """Prove the store is reachable (and the bucket / directory exists)."""
 
-    async def put_segment(self, name: str, data: bytes) -> None:
-        """Write one segment object atomically (readers see all of it or nothing)."""
+    async def probe(self) -> None:
+        """Ask once, cheaply, whether the store answers (no retries: the caller probes again soon)."""
+
+    async def put_segment(self, name: str, data: bytes) -> str | None:
+        """Write one segment object atomically (readers see all of it or nothing). Return the SHA-256 (hex)
+        of the bytes the store confirms it stored, if its answer proves them (S3: the checksum it verified
+        on arrival, or the ETag of a single-part upload), else None: the spool sync then asks ``head_*``."""
 
     async def get_segment(self, name: str) -> bytes:
         """Read a segment; raise ``StateIntegrityError`` if it does not exist."""
@@ -49,8 +54,9 @@ class ColdTier(Protocol):
     async def head_checkpoint(self, name: str) -> ObjectInfo | None:
         """Size (and SHA-256 if known) of a stored checkpoint object, None if it does not exist."""
 
-    async def put_checkpoint(self, name: str, data: bytes) -> None:
-        """Write one checkpoint object atomically (beside the segments, under ``checkpoints/``)."""
+    async def put_checkpoint(self, name: str, data: bytes) -> str | None:
+        """Write one checkpoint object atomically (beside the segments, under ``checkpoints/``); return as
+        ``put_segment``."""
 
     async def get_checkpoint(self, name: str) -> bytes:
         """Read a checkpoint object; raise ``StateIntegrityError`` if it does not exist."""

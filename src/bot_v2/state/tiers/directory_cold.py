@@ -32,6 +32,9 @@ class DirectoryColdTier:
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: {exc}") from None
 
+    async def probe(self) -> None:
+        await self.connect()
+
     @staticmethod
     def _write_file(target: Path, data: bytes) -> None:
         tmp = target.with_name(f".{target.name}.tmp")
@@ -41,11 +44,12 @@ class DirectoryColdTier:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
 
-    async def put_segment(self, name: str, data: bytes) -> None:
+    async def put_segment(self, name: str, data: bytes) -> str | None:
         try:
             await asyncio.to_thread(self._write_file, self._dir / name, data)
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: write {name} failed: {exc}") from None
+        return None  # no store answer to check: a spool sync reads the file back (head_segment)
 
     async def get_segment(self, name: str) -> bytes:
         try:
@@ -93,13 +97,14 @@ class DirectoryColdTier:
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: {exc}") from None
 
-    async def put_checkpoint(self, name: str, data: bytes) -> None:
+    async def put_checkpoint(self, name: str, data: bytes) -> str | None:
         try:
             await asyncio.to_thread(self._write_file, self._checkpoints / name, data)
         except OSError as exc:
             raise StateUnavailableError(
                 f"cold directory {self._checkpoints}: write {name} failed: {exc}"
             ) from None
+        return None
 
     async def get_checkpoint(self, name: str) -> bytes:
         try:

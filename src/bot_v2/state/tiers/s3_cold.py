@@ -1,10 +1,20 @@
-"""COLD tier on S3 or any S3-compatible endpoint; boto3 calls run in a worker thread."""
+"""COLD tier on S3 or any S3-compatible endpoint; boto3 calls run in the tier's own worker threads.
+
+One boto3 client (thread-safe) with a connection pool of ``POOL_CONNECTIONS`` and a thread pool of the same
+size, so a spool sync can keep several puts in flight (``tiers/spool.py``) without queueing behind, or
+starving, the event loop's default executor. A put answers with the checksum S3 verified on arrival, which
+is returned so the sync needs no HeadObject. ``probe`` asks HeadBucket once through a second client without
+retries: a degraded tier is probed at a short fixed interval, so a refused connection must fail at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import hashlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +31,23 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
+
+POOL_CONNECTIONS = 16
+"""HTTP connections (and worker threads) of one tier: the spool sync's puts in flight plus the bot's own calls."""
+
+
+def _stored_sha256(response: Any, data: bytes) -> str | None:
+    """The SHA-256 (hex) of ``data`` if S3's answer to its put proves it stored these bytes: the SHA-256 it
+    checked on arrival, or else the ETag, which is the MD5 of a single-part upload without SSE-KMS. None if
+    the answer proves nothing (then the caller reads the object's metadata back)."""
+    digest = hashlib.sha256(data)
+    reported = response.get("ChecksumSHA256")
+    if reported and "-" not in reported:
+        return digest.hexdigest() if base64.b64decode(reported) == digest.digest() else None
+    etag = str(response.get("ETag", "")).strip('"')
+    if len(etag) == 32 and etag == hashlib.md5(data, usedforsecurity=False).hexdigest():
+        return digest.hexdigest()
+    return None
 
 
 class S3ColdTier:
@@ -47,11 +74,18 @@ class S3ColdTier:
             connect_timeout=connect_timeout_seconds,
             read_timeout=max(connect_timeout_seconds, 10.0),
             retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=POOL_CONNECTIONS,
         )
         session = boto3.session.Session(
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
         )
         self._client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self._prober: S3Client = session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            config=config.merge(botocore.config.Config(retries={"max_attempts": 1}, max_pool_connections=1)),
+        )
+        self._threads = ThreadPoolExecutor(POOL_CONNECTIONS, thread_name_prefix="s3-cold")
 
     def __repr__(self) -> str:
         return f"S3ColdTier(endpoint={mask_url(self._endpoint)!r}, bucket={self._bucket!r})"
@@ -74,21 +108,30 @@ class S3ColdTier:
 
     async def _call(self, action: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         with self._translate(action):
-            return await asyncio.to_thread(fn, **kwargs)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._threads, functools.partial(fn, **kwargs))
 
     async def connect(self) -> None:
         async with asyncio.timeout(self._timeout * 3):
             await self._call("head bucket", self._client.head_bucket, Bucket=self._bucket)
 
-    async def put_segment(self, name: str, data: bytes) -> None:
-        await self._call(
-            f"put {name}",
-            self._client.put_object,
-            Bucket=self._bucket,
-            Key=self._prefix + name,
-            Body=data,
-            ChecksumAlgorithm="SHA256",  # S3 checks the body on arrival and keeps the digest (head_*)
-        )
+    async def probe(self) -> None:
+        await self._call("probe (head bucket)", self._prober.head_bucket, Bucket=self._bucket)
+
+    async def _put(self, key: str, name: str, data: bytes) -> str | None:
+        def put() -> str | None:
+            response = self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=data,
+                ChecksumAlgorithm="SHA256",  # S3 checks the body on arrival and keeps the digest (head_*)
+            )
+            return _stored_sha256(response, data)
+
+        return await self._call(f"put {name}", put)
+
+    async def put_segment(self, name: str, data: bytes) -> str | None:
+        return await self._put(self._prefix + name, name, data)
 
     async def _head(self, key: str, name: str) -> ObjectInfo | None:
         def head() -> ObjectInfo | None:
@@ -123,15 +166,8 @@ class S3ColdTier:
             f"delete {name}", self._client.delete_object, Bucket=self._bucket, Key=self._prefix + name
         )
 
-    async def put_checkpoint(self, name: str, data: bytes) -> None:
-        await self._call(
-            f"put {name}",
-            self._client.put_object,
-            Bucket=self._bucket,
-            Key=self._checkpoints + name,
-            Body=data,
-            ChecksumAlgorithm="SHA256",
-        )
+    async def put_checkpoint(self, name: str, data: bytes) -> str | None:
+        return await self._put(self._checkpoints + name, name, data)
 
     async def get_checkpoint(self, name: str) -> bytes:
         def read() -> bytes:
@@ -167,4 +203,9 @@ class S3ColdTier:
         return await self._call("list", count)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._client.close)
+        def close() -> None:
+            self._client.close()
+            self._prober.close()
+
+        await asyncio.to_thread(close)
+        self._threads.shutdown(wait=False, cancel_futures=True)

@@ -4,8 +4,18 @@ DESIGN.md "Recovery", *S3 down*: a COLD write (segment or checkpoint object) tha
 ``StateUnavailableError`` is written to a local spool directory instead (temp file + fsync + rename + fsync of
 the directory, so a crash never leaves a half object under a real name) and the write succeeds. From then on
 the wrapper is *spooling*: writes go straight to the spool without touching the dead endpoint, reads of a
-spooled object are served from the spool, until ``sync()`` uploaded every spooled object (oldest first, each
-verified by size and SHA-256 before its spool file is deleted) and switched spooling off.
+spooled object are served from the spool, until ``sync()`` uploaded every spooled object and switched spooling
+off. The sync sends them oldest first with up to ``drain_concurrency`` puts in flight (S3 answers a put in a
+few milliseconds, mostly waiting: one at a time most of a drain would be idle), verifies each from the
+store's answer to its put (the SHA-256 S3 checked on arrival; ``head_*`` only when the answer proves nothing)
+and removes only a verified object from the spool. A crash mid-sync therefore re-sends at most the objects
+that were in flight, and never loses one.
+
+With ``recent_dir`` (the manager always gives one) the wrapper also keeps ``RecentSegments``
+(``cold_recent.py``): local copies of the segments written since the checkpoint before the last one, so
+that a checkpoint taken while the store is down finds every COLD body locally or in an earlier checkpoint.
+While ``down`` (set by the owner when the store failed, cleared when a sync starts) a read of an object held
+neither in the spool nor there fails at once instead of waiting on the dead endpoint.
 
 Spool files are named ``<sequence>.<kind>.<object name>`` (``kind`` is ``segment`` or ``checkpoint``); the
 sequence (nanoseconds, strictly increasing, continued across processes) orders them. ``load_spool()`` (run by
@@ -30,7 +40,9 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from bot_v2.errors import StateError, StateUnavailableError
+from bot_v2.state.settings import StateSettings
 from bot_v2.state.tiers.cold import ColdTier, ObjectInfo
+from bot_v2.state.tiers.cold_recent import RecentSegments
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +50,10 @@ T = TypeVar("T")
 SEGMENT, CHECKPOINT = "segment", "checkpoint"
 _FILE = re.compile(r"^(\d{20})\.(segment|checkpoint)\.([^/\\]+)$")
 _TMP_SUFFIX = ".tmp"
+DRAIN_CONCURRENCY = 8
+#: Local segment copies are kept this much longer than the checkpoint before the last one needs them: a batch
+#: commits its WARM rows a little after its segment was written, and must be in a checkpoint before its copy goes.
+RECENT_MARGIN_SECONDS = 60.0
 
 
 class SpooledObject(NamedTuple):
@@ -69,6 +85,11 @@ def _ignore(_: StateUnavailableError) -> None:
     return None
 
 
+def spooling_tier(inner: ColdTier, settings: StateSettings, bot_id: str) -> SpoolingColdTier:
+    """The manager's wrapper of its COLD tier: the bot's spool and recent-segment directories."""
+    return SpoolingColdTier(inner, settings.spool_dir / bot_id, recent_dir=settings.cold_recent_dir / bot_id)
+
+
 class SpoolingColdTier:
     """Wraps a ``ColdTier``; writes it cannot take go to ``spool_dir`` (see the module docstring).
 
@@ -81,12 +102,19 @@ class SpoolingColdTier:
         inner: ColdTier,
         spool_dir: Path,
         on_unavailable: Callable[[StateUnavailableError], None] | None = None,
+        *,
+        recent_dir: Path | None = None,
+        drain_concurrency: int = DRAIN_CONCURRENCY,
     ) -> None:
         self.inner = inner
         self.name = inner.name
         self.spool_dir = spool_dir
         self.on_unavailable = on_unavailable or _ignore
+        self.recent = RecentSegments(recent_dir) if recent_dir is not None else None
+        self.drain_concurrency = max(1, drain_concurrency)
         self.spooling = False
+        self.down = False  # the store failed and no probe answered since: reads not held locally fail at once
+        self._checkpointed_at: float | None = None  # snapshot time of the newest checkpoint stored
         self.torn_files_removed = 0
         self._index: dict[tuple[str, str], SpooledObject] = {}
         self._seq = 0
@@ -142,6 +170,8 @@ class SpoolingColdTier:
         except OSError as exc:  # not an outage of the inner tier: the local disk itself is unusable
             raise StateError(f"COLD spool directory {self.spool_dir} is unusable: {exc}") from None
         self._index, self._seq = index, max(self._seq, seq)
+        if self.recent is not None:
+            await self.recent.load()
         self.torn_files_removed += torn
         if torn:
             logger.warning(
@@ -196,14 +226,17 @@ class SpoolingColdTier:
             raise
 
     async def _put(
-        self, kind: str, name: str, data: bytes, put: Callable[[str, bytes], Awaitable[None]]
+        self, kind: str, name: str, data: bytes, put: Callable[[str, bytes], Awaitable[str | None]]
     ) -> None:
         if not self.spooling:
             try:
-                await put(name, data)
-                return
+                stored = await put(name, data)
             except StateUnavailableError as exc:
                 self._failed(exc)
+            else:
+                if kind == SEGMENT and self.recent is not None:
+                    await self.recent.add(name, data, stored)
+                return
         await self._spool(kind, name, data)
 
     async def _get(self, kind: str, name: str, get: Callable[[str], Awaitable[bytes]]) -> bytes:
@@ -217,9 +250,19 @@ class SpoolingColdTier:
                 raise StateUnavailableError(
                     f"COLD spool {self.spool_dir}: read {name} failed: {exc}"
                 ) from None
+        if kind == SEGMENT and self.recent is not None:
+            data = await self.recent.get(name)
+            if data is not None:
+                return data
+        if self.down:  # the store is probed on a timer; asking it here would only wait on a dead endpoint
+            raise StateUnavailableError(
+                f"{self.inner!r}: unavailable (COLD degraded), {kind} {name} is not held locally"
+            )
         return await self._inner(get(name))
 
     async def _delete(self, kind: str, name: str, delete: Callable[[str], Awaitable[None]]) -> None:
+        if kind == SEGMENT and self.recent is not None:
+            await self.recent.forget(name)
         entry = self._index.pop((kind, name), None)
         if entry is not None:
             await asyncio.to_thread(entry.path.unlink, missing_ok=True)
@@ -236,7 +279,15 @@ class SpoolingColdTier:
 
     async def probe(self) -> None:
         """Ask the inner tier whether it answers (raises ``StateUnavailableError`` if not)."""
-        await self.inner.connect()
+        await self.inner.probe()
+
+    async def checkpointed(self, snapshot_at: float) -> None:
+        """A checkpoint whose snapshot began at ``snapshot_at`` (wall clock) is stored in WARM: forget the
+        local segment copies the checkpoint before it already held (written before that one's snapshot,
+        less ``RECENT_MARGIN_SECONDS``); every record they hold is in a stored checkpoint."""
+        previous, self._checkpointed_at = self._checkpointed_at, snapshot_at
+        if self.recent is not None and previous is not None:
+            await self.recent.forget_before(previous - RECENT_MARGIN_SECONDS)
 
     async def put_segment(self, name: str, data: bytes) -> None:
         await self._put(SEGMENT, name, data, self.inner.put_segment)
@@ -298,53 +349,127 @@ class SpoolingColdTier:
     # --- sync -------------------------------------------------------------------------------------
 
     async def sync(self, on_synced: Callable[[SpooledObject], None] | None = None) -> tuple[int, int]:
-        """Upload every spooled object to the inner tier, oldest first; each is verified (size and SHA-256
-        read back with ``head_*``) before its spool file is deleted. Objects spooled meanwhile are synced too.
-        When the spool is empty, spooling is switched off. Return (objects, bytes) uploaded.
+        """Upload every spooled object to the inner tier, oldest first, ``drain_concurrency`` at a time; each
+        is verified (``_upload``) before it leaves the spool. Objects spooled meanwhile are synced too. When
+        the spool is empty, spooling is switched off. Return (objects, bytes) uploaded.
 
-        Any failure raises (``StateUnavailableError``) and leaves the objects not yet verified in the spool.
+        Any failure raises (``StateUnavailableError``) once the puts in flight have ended, and leaves the
+        objects not yet verified in the spool.
         """
-        objects = nbytes = 0
+        self.down = False  # the store answered a probe
+        done = [0, 0]
+
+        def count(entry: SpooledObject, size: int) -> None:
+            done[0], done[1] = done[0] + 1, done[1] + size
+            if on_synced is not None:
+                on_synced(entry)
+
         while True:
             pending = self.spooled()
-            if not pending:
-                if not self._in_flight:
-                    self.spooling = False  # no await between the check and this: nothing is left behind
-                    return objects, nbytes
-                await asyncio.sleep(0.001)  # a spool write is finishing: sync it too
+            if pending:
+                await self._drain(pending, count)
                 continue
-            for entry in pending:
-                if self._index.get((entry.kind, entry.name)) is not entry:
-                    continue  # deleted (pruned) or re-spooled meanwhile
-                try:
-                    data = await asyncio.to_thread(entry.path.read_bytes)
-                except FileNotFoundError:
-                    self._index.pop((entry.kind, entry.name), None)
-                    continue
-                except OSError as exc:
-                    raise StateUnavailableError(
-                        f"COLD spool {self.spool_dir}: read {entry.name}: {exc}"
-                    ) from None
-                await self._upload(entry, data)
-                if self._index.get((entry.kind, entry.name)) is entry:
-                    del self._index[(entry.kind, entry.name)]
-                    await asyncio.to_thread(entry.path.unlink, missing_ok=True)
-                objects, nbytes = objects + 1, nbytes + len(data)
-                if on_synced is not None:
-                    on_synced(entry)
+            if not self._in_flight:
+                self.spooling = False  # no await between the check and this: nothing is left behind
+                return done[0], done[1]
+            await asyncio.sleep(0.001)  # a spool write is finishing: sync it too
 
-    async def _upload(self, entry: SpooledObject, data: bytes) -> None:
+    async def _drain(self, pending: list[SpooledObject], count: Callable[[SpooledObject, int], None]) -> None:
+        """Sync ``pending`` with at most ``drain_concurrency`` puts in flight, started strictly oldest first
+        (each object is read here, in order, then its put runs as a task); after the first failure no new put
+        starts, the ones in flight finish (and leave the spool if verified), then the failure is raised."""
+        window = asyncio.Semaphore(self.drain_concurrency)
+        failures: list[Exception] = []
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(entry: SpooledObject, data: bytes, digest: str) -> None:
+            try:
+                await self._upload(entry, data, digest)
+                await self._retire(entry, digest)
+                count(entry, len(data))
+            except Exception as exc:
+                failures.append(exc)
+            finally:
+                window.release()
+
+        try:
+            for entry in pending:
+                await window.acquire()
+                try:
+                    read = None if failures else await self._read_spooled(entry)
+                except StateUnavailableError as exc:  # the local disk: let the puts in flight finish
+                    failures.append(exc)
+                    read = None
+                if read is None:
+                    window.release()
+                    if failures:
+                        break
+                    continue
+                task = asyncio.create_task(one(entry, *read), name=f"cold-sync-{entry.name}")
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.wait(set(running))
+        except BaseException:  # cancelled (close()): what is in flight stays in the spool unless verified
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        if failures:
+            raise failures[0]
+
+    async def _read_spooled(self, entry: SpooledObject) -> tuple[bytes, str] | None:
+        """(bytes, SHA-256) of a spooled object, or None if it was deleted (pruned) or re-spooled meanwhile."""
+        key = (entry.kind, entry.name)
+        if self._index.get(key) is not entry:
+            return None
+        try:
+            return await asyncio.to_thread(_read_hashed, entry.path)
+        except FileNotFoundError:
+            if self._index.get(key) is entry:
+                del self._index[key]
+            return None
+        except OSError as exc:
+            raise StateUnavailableError(f"COLD spool {self.spool_dir}: read {entry.name}: {exc}") from None
+
+    async def _retire(self, entry: SpooledObject, digest: str) -> None:
+        """The object is verified in the store: only now may the spool forget it (a synced segment becomes
+        a recent-segment copy, moved rather than deleted). A crash before this re-sends it, nothing more."""
+        key = (entry.kind, entry.name)
+        if self._index.get(key) is not entry:  # re-spooled or deleted meanwhile: that path owns the file
+            return
+        del self._index[key]
+        kept = False
+        if entry.kind == SEGMENT and self.recent is not None:
+            kept = await self.recent.adopt(entry.path, entry.name, digest)
+        if not kept:
+            await asyncio.to_thread(entry.path.unlink, missing_ok=True)
+
+    async def _upload(self, entry: SpooledObject, data: bytes, digest: str) -> None:
+        """Put one object; verified when the store's answer names the same SHA-256, else by ``head_*``
+        (size, and SHA-256 where the store keeps one)."""
         if entry.kind == SEGMENT:
             put, head = self.inner.put_segment, self.inner.head_segment
         else:
             put, head = self.inner.put_checkpoint, self.inner.head_checkpoint
-        await self._inner(put(entry.name, data))
-        info = await self._inner(head(entry.name))
-        digest = hashlib.sha256(data).hexdigest()
-        if info is None or info.size != len(data) or (info.sha256 is not None and info.sha256 != digest):
-            exc = StateUnavailableError(
-                f"{self.inner!r}: {entry.kind} {entry.name!r} failed verification after upload "
-                f"(stored {info}, expected {len(data)} bytes sha256 {digest}); kept in the spool"
-            )
-            self._failed(exc)
-            raise exc
+        stored = await self._inner(put(entry.name, data))
+        if stored is not None:
+            if stored == digest:
+                return
+            info: object = f"sha256 {stored}"
+        else:
+            found = await self._inner(head(entry.name))
+            if found is not None and found.size == len(data) and found.sha256 in (None, digest):
+                return
+            info = found
+        exc = StateUnavailableError(
+            f"{self.inner!r}: {entry.kind} {entry.name!r} failed verification after upload "
+            f"(stored {info}, expected {len(data)} bytes sha256 {digest}); kept in the spool"
+        )
+        self._failed(exc)
+        raise exc
+
+
+def _read_hashed(path: Path) -> tuple[bytes, str]:
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()

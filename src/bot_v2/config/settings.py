@@ -39,6 +39,8 @@ PAPER_BOT_ID_SUFFIX = "-paper"
 #: A paper bot keeps events.jsonl, health.json and embedded state in ``<data_dir>/paper``, its log in
 #: ``<log_dir>/paper``.
 PAPER_DATA_SUBDIR = "paper"
+#: The Advanced Trade WebSocket feed (market data and the user channel), for the coinbase broker.
+DEFAULT_WS_URL = "wss://advanced-trade-ws.coinbase.com"
 #: PERPS_HISTORY_RETENTION_DAYS at most: ten years (a sanity bound that keeps the cutoff a valid date).
 _MAX_RETENTION_DAYS = 3650
 _TRUE = {"1", "true", "yes", "on"}
@@ -72,6 +74,10 @@ ENV_VARS: tuple[str, ...] = (
     "COINBASE_CA_FILE",
     "COINBASE_TIMEOUT_SECONDS",
     "COINBASE_ENABLE_DERIVATIVES",
+    "COINBASE_WS_ENABLED",
+    "COINBASE_WS_URL",
+    "COINBASE_WS_STALE_SECONDS",
+    "COINBASE_WS_REST_SYNC_SECONDS",
     "SIM_SEED",
     "SIM_TICK_SECONDS",
     "REDIS_URL",
@@ -126,6 +132,7 @@ class SimulatorSettings:
     seed: int = 42
     tick_seconds: float = 0.25
     external: bool = False
+    websocket: bool = True  # the bot follows the in-process simulator's feed (COINBASE_WS_ENABLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +179,8 @@ class BotSettings:
     reconcile_every_cycles: int = 20
     #: Terminal orders, final intents and booked fills older than this move to the COLD archive.
     history_retention_days: float = 7.0
+    #: With the user channel healthy, open orders are polled over REST only this often (and after a reconnect).
+    ws_rest_sync_seconds: float = 30.0
     metrics_port: int | None = None
     lease: LeaseSettings = field(default_factory=LeaseSettings)
     #: The live bot id a dry-run (paper) bot shadows; None for a live bot.
@@ -432,6 +441,9 @@ def load_settings(
         intent_grace_seconds=intent_grace,
         reconcile_every_cycles=reconcile_every,
         history_retention_days=retention_days,
+        ws_rest_sync_seconds=parse_float(
+            "COINBASE_WS_REST_SYNC_SECONDS", pick("COINBASE_WS_REST_SYNC_SECONDS", 30.0), minimum=0.0
+        ),
         metrics_port=(
             parse_int("METRICS_PORT", env["METRICS_PORT"], minimum=1) if env.get("METRICS_PORT") else None
         ),
@@ -538,11 +550,19 @@ def _exchange_settings(
         raise MissingCredentialsError(
             "COINBASE_KEY_FILE: an external simulator needs its key file (or key+secret)"
         )
+    ws_enabled = parse_bool("COINBASE_WS_ENABLED", pick("COINBASE_WS_ENABLED", True))
+    ws_url = str(pick("COINBASE_WS_URL", "")).strip() or None
+    if ws_url is None and broker is BrokerKind.COINBASE:
+        ws_url = DEFAULT_WS_URL
+    if ws_url is not None and not ws_url.startswith(("wss://", "ws://")):
+        raise ConfigError(f"COINBASE_WS_URL: give a wss:// URL such as {DEFAULT_WS_URL}, got {ws_url!r}")
+    ws_stale = parse_float("COINBASE_WS_STALE_SECONDS", pick("COINBASE_WS_STALE_SECONDS", 5.0), minimum=1.5)
     simulator = SimulatorSettings(
         state_dir=data_dir / "simulator",
         seed=parse_int("SIM_SEED", pick("SIM_SEED", 42)),
         tick_seconds=parse_float("SIM_TICK_SECONDS", pick("SIM_TICK_SECONDS", 0.25), minimum=0.01),
         external=external_sim,
+        websocket=ws_enabled,
     )
     connection = CoinbaseConnection(
         base_url=base_url,
@@ -552,6 +572,8 @@ def _exchange_settings(
         ca_file=ca_file,
         timeout_seconds=timeout,
         enable_derivatives=enable_derivatives,
+        ws_url=ws_url if ws_enabled else None,
+        ws_stale_seconds=ws_stale,
     )
     secrets = tuple(s for s in (api_secret, api_key) if s)
     return connection, simulator, secrets

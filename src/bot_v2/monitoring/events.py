@@ -56,6 +56,8 @@ class EventType(enum.StrEnum):
     CHECKPOINT_RESTORED = "checkpoint_restored"
     LEASE = "lease"  # kind: acquired | takeover | released | renew_failed | renewed_again | watchdog | fenced
     HISTORY_ARCHIVED = "history_archived"  # terminal history moved to COLD (ok=False: the run failed)
+    WS_CONNECTED = "ws_connected"  # the market data feed is healthy again (quotes from memory)
+    WS_DISCONNECTED = "ws_disconnected"  # the feed dropped (gap, stale, closed ...): REST quotes meanwhile
 
 
 #: Event types fsync'd on write: the ones an operator needs after a crash.
@@ -73,6 +75,7 @@ IMPORTANT_EVENTS: frozenset[EventType] = frozenset(
         EventType.CHECKPOINT_FAILED,
         EventType.CHECKPOINT_RESTORED,
         EventType.LEASE,
+        EventType.WS_DISCONNECTED,
     }
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ class HealthStatus:
     last_cycle_ms: float | None = None
     pid: int | None = None
     bot_id: str | None = None
+    market_data: Mapping[str, Any] | None = None  # the WebSocket feed's health (None: no feed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class HealthStatus:
             "last_cycle_ms": self.last_cycle_ms,
             "pid": self.pid,
             "bot_id": self.bot_id,
+            **({"market_data": dict(self.market_data)} if self.market_data is not None else {}),
         }
 
 

@@ -87,6 +87,11 @@ class BotMetrics:
         self.state_outage_seconds = Gauge(
             "perps_bot_state_last_outage_seconds", "Length of the last recovered outage", ["tier"], registry=r
         )
+        self.state_journal_records = Gauge(
+            "perps_bot_state_journal_records",
+            "Durable writes in the local WARM journal, waiting for PostgreSQL (0 while it answers)",
+            registry=r,
+        )
         self.lease_epoch = Gauge(
             "perps_bot_lease_epoch", "Fencing epoch of the lease this process holds", registry=r
         )
@@ -104,6 +109,43 @@ class BotMetrics:
         self.last_checkpoint_timestamp = Gauge(
             "perps_bot_last_checkpoint_timestamp_seconds",
             "Unix time of the newest checkpoint the loop took",
+            registry=r,
+        )
+
+        self.ws_connected = Gauge(
+            "perps_bot_ws_connected",
+            "1 while the WebSocket feed is healthy (subscribed, gap-free, heard from within the stale limit)",
+            registry=r,
+        )
+        self.ws_messages = Counter(
+            "perps_bot_ws_messages", "WebSocket feed messages received (rate() = message rate)", registry=r
+        )
+        self.ws_reconnects = Counter(
+            "perps_bot_ws_reconnects",
+            "Feed sockets dropped and resubscribed, by cause (gap, stale, closed, refused, error)",
+            ["reason"],
+            registry=r,
+        )
+        self.ws_sequence_gaps = Counter(
+            "perps_bot_ws_sequence_gaps", "Feed messages whose sequence_num skipped one", registry=r
+        )
+        self.quote_age_seconds = Gauge(
+            "perps_bot_quote_age_seconds",
+            "Age of the quote the cycle used (exchange time to now)",
+            ["symbol"],
+            registry=r,
+        )
+        self.market_data_cycles = Counter(
+            "perps_bot_market_data_cycles",
+            "Cycles by where their quotes came from (ws: the feed, rest: the fallback)",
+            ["source"],
+            registry=r,
+        )
+        self.fill_booking_seconds = Histogram(
+            "perps_bot_fill_booking_seconds",
+            "Exchange fill time to the fill booked by the bot, by how it learned of it (ws, rest)",
+            ["source"],
+            buckets=_CYCLE_BUCKETS,
             registry=r,
         )
 

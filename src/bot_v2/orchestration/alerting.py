@@ -1,4 +1,5 @@
-"""Runbook alerts, evaluated by the running loop: daily loss, error rate, open positions, market data age.
+"""Runbook alerts, evaluated by the running loop: daily loss, error rate, open positions, market data age,
+WebSocket down.
 
 After every cycle (also after a failed one) the loop measures the same quantities the dashboard shows
 (``RiskEngine.alert_snapshot`` on the last good snapshot, the error rate over the recent cycles) and hands the
@@ -29,7 +30,7 @@ from bot_v2.risk import (
 
 logger = logging.getLogger(__name__)
 
-ALERT_NAMES = ("daily_loss", "error_rate", "open_positions", "market_data")
+ALERT_NAMES = ("daily_loss", "error_rate", "open_positions", "market_data", "websocket")
 _GAUGE = {AlertLevel.WARNING: 1, AlertLevel.CRITICAL: 2}
 
 
@@ -39,13 +40,17 @@ def current_alerts(
     outcomes: CycleOutcomes,
     now: datetime,
     thresholds: AlertThresholds | None = None,
+    websocket_down_seconds: float | None = None,
 ) -> list[Alert]:
-    """The alerts raised now; before the first good snapshot only the error rate can be judged."""
+    """The alerts raised now; before the first good snapshot only the error rate (and the feed) can be judged.
+
+    ``websocket_down_seconds``: how long the market data feed has been down (None: no feed configured)."""
     error_rate = Decimal(outcomes.errors) / Decimal(outcomes.cycles) * 100 if outcomes.cycles else Decimal(0)
     if snapshot is None:
         measured = AlertSnapshot(Decimal(0), error_rate, 0, 0.0)
     else:
         measured = dataclasses.replace(risk.alert_snapshot(snapshot, now), error_rate_pct=error_rate)
+    measured = dataclasses.replace(measured, websocket_down_seconds=websocket_down_seconds)
     return evaluate_alerts(measured, thresholds)
 
 

@@ -59,6 +59,7 @@ from bot_v2.orchestration.execution import OrderExecutor
 from bot_v2.orchestration.history import HistoryArchiver
 from bot_v2.orchestration.lease import LeaseKeeper
 from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapshot
+from bot_v2.orchestration.marketfeed import open_feed
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
 from bot_v2.orchestration.tierwatch import TierWatcher
@@ -243,7 +244,18 @@ async def _run_bot(
         derivatives=settings.enable_derivatives,
         reconciler=reconciler,
         reconcile_every_cycles=settings.reconcile_every_cycles,
+        feed=open_feed(
+            runtime.exchange,
+            settings.symbols,
+            tracker=tracker,
+            events=events,
+            metrics=metrics,
+            user_channel=not settings.dry_run,  # paper fills never reach the exchange's user channel
+            rest_sync_seconds=settings.ws_rest_sync_seconds,
+        ),
     )
+    if cycle.feed is not None:
+        cycle.feed.start(cycle.book_orders)
     scheduler = await _checkpoint_scheduler(runtime, checkpoints, events, metrics)
     archiver = (
         HistoryArchiver(state, tracker, retention_days=settings.history_retention_days, events=events)
@@ -277,6 +289,8 @@ async def _run_bot(
     finally:
         for remove in removers:
             remove()
+        if cycle.feed is not None:  # before the final sync: no booking between cycles from now on
+            await cycle.feed.close()
         await lifecycle.shutdown()
     summary.cycles = cadence.stats.cycles
     summary.trading_state = "HALTED" if summary.halted else risk.state.value
@@ -446,7 +460,11 @@ class _Lifecycle:
         outages and recoveries and the runbook alerts, then checkpoint and archive history if due."""
         now = utc_now()
         cycle = self.cycle
-        await self.alerts.observe(current_alerts(cycle.risk, cycle.last_snapshot, cycle.outcomes, now), now)
+        down = cycle.feed.down_seconds() if cycle.feed is not None else None
+        alerts = current_alerts(
+            cycle.risk, cycle.last_snapshot, cycle.outcomes, now, websocket_down_seconds=down
+        )
+        await self.alerts.observe(alerts, now)
         if isinstance(self.runtime.state, StateManager):
             await self.tiers.observe(self.runtime.state.health(), now)
         if self.checkpoints is not None and number != self.last_cycle:  # in the background: never waited for
@@ -473,11 +491,20 @@ class _Lifecycle:
             last_cycle_ms=round(duration_ms, 3) if duration_ms is not None else None,
             pid=os.getpid(),
             bot_id=self.settings.bot_id,
+            market_data=self._market_data(),
         )
         try:
             await write_health_async(self.settings.health_path, status)
         except OSError as exc:
             logger.error("health file %s: %s", self.settings.health_path, exc)
+
+    def _market_data(self) -> dict[str, Any] | None:
+        """The feed's health for health.json (and the dashboard); None without a feed."""
+        feed = self.cycle.feed
+        if feed is None:
+            return None
+        source = self.last_report.market_source if self.last_report is not None else None
+        return {"source": source, **feed.status().to_dict()}
 
     async def shutdown(self) -> None:
         """Cancel or keep open orders, final sync, one flush, clear the running marker, take the shutdown

@@ -4,10 +4,13 @@ Order of a cycle:
 
 1. read the operator control key and apply it to the risk engine (kill switch, reduce-only, pending requests
    to clear latched reasons);
-2. fetch quotes (REST best bid/ask) and balances; append this cycle's mids to the price history;
-3. sync open orders and their fills (fills booked exactly once); look unresolved (PENDING / UNKNOWN) intents
-   up by client order id; every ``reconcile_every_cycles`` cycles, or when an operator asked
-   (``--reconcile``), run order discovery by client-id prefix (``Reconciler.discover``);
+2. take quotes from the WebSocket feed (REST best bid/ask while it is down) and balances; append this cycle's
+   mids to the price history;
+3. sync open orders and their fills over REST (fills booked exactly once) -- with a healthy feed only when
+   ``MarketFeed.rest_sync_due`` (the user channel books fills between cycles through ``book_orders``);
+   look unresolved (PENDING / UNKNOWN) intents up by client order id; every ``reconcile_every_cycles``
+   cycles, or when an operator asked (``--reconcile``), run order discovery by client-id prefix
+   (``Reconciler.discover``);
 4. build the ``RiskSnapshot`` and run the state-level guards (``evaluate_cycle``);
 5. ask the strategy for every symbol first (a symbol with an unresolved intent gets no new order: its row
    says ``skipped``, ``unresolved intent ...``); then ``OrderExecutor.submit_all`` judges all the cycle's
@@ -20,6 +23,7 @@ Order of a cycle:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot_v2.brokerages.base import Broker
-from bot_v2.domain import Fill, OrderRequest, OrderType, Product, Symbol
+from bot_v2.domain import Fill, OrderId, OrderRequest, OrderType, Product, Symbol, utc_now
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
@@ -42,6 +46,7 @@ from bot_v2.orchestration.market import (
     record_marks,
     risk_snapshot,
 )
+from bot_v2.orchestration.marketfeed import MarketFeed
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler
 from bot_v2.orchestration.tracking import OrderTracker, SyncResult, emit_resolutions
@@ -86,6 +91,7 @@ class CycleReport:
     flushed_keys: int = 0
     duration_ms: float = 0.0
     flush_ms: float = 0.0
+    market_source: str | None = None  # where the cycle's quotes came from: "ws" (the feed) or "rest"
 
 
 def safety_value(risk: RiskEngine, now: datetime) -> dict[str, object]:
@@ -121,6 +127,7 @@ class TradingCycle:
         derivatives: bool = False,
         reconciler: Reconciler | None = None,
         reconcile_every_cycles: int = 0,
+        feed: MarketFeed | None = None,
     ) -> None:
         self.symbols = tuple(symbols)
         self.products = dict(products)
@@ -139,15 +146,35 @@ class TradingCycle:
         self.reconcile_every_cycles = reconcile_every_cycles  # 0: only on request
         self.outcomes = CycleOutcomes()
         self.last_snapshot: RiskSnapshot | None = None  # the last good snapshot, for the runbook alerts
+        self.feed = feed
+        self.lock = asyncio.Lock()  # a cycle and the user channel's bookings never interleave
 
     async def run(self, number: int, now: datetime) -> CycleReport:
-        """Run one cycle at ``now``; exceptions propagate to the loop's error policy."""
+        """Run one cycle at ``now`` (holding ``lock``); exceptions propagate to the loop's error policy."""
+        async with self.lock:
+            return await self._run(number, now)
+
+    async def book_orders(self, order_ids: set[OrderId]) -> None:
+        """Book, between cycles, the fills of orders a user-channel update named, and write them at once."""
+        async with self.lock:
+            now = utc_now()
+            sync = await self.tracker.sync(self.broker, now, only=order_ids, source="ws")
+            await self.book_sync(sync, CycleReport(0, now), now)
+            await self.tracker.batch.flush(self.state)
+
+    async def _run(self, number: int, now: datetime) -> CycleReport:
         started = time.perf_counter()
         report = CycleReport(number=number, started_at=now)
         report.transitions += await self._apply_controls(now)
         control = self.controls.last_good
 
-        market = await fetch_market(self.broker, self.symbols, self.derivatives)
+        feed = self.feed
+        market = await fetch_market(
+            self.broker, self.symbols, self.derivatives, feed.quotes if feed else None
+        )
+        report.market_source = market.source
+        if feed is not None:
+            feed.observe_cycle(market.quotes, market.source)
         record_marks(self.history, market.quotes, now)
         for symbol, quote in market.quotes.items():
             self.tracker.batch.put(
@@ -156,7 +183,10 @@ class TradingCycle:
                 StateCategory.MARKS,
             )
 
-        await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
+        if feed is None or feed.rest_sync_due():
+            await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
+            if feed is not None:
+                feed.rest_synced()
         if self.tracker.unresolved_intents:
             await self._resolve_pending(report, now)
         await self._maybe_reconcile(number, control, report, now)

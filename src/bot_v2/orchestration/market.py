@@ -1,4 +1,5 @@
-"""Market inputs of one cycle: quotes (REST best bid/ask), equity, price history, the risk snapshot.
+"""Market inputs of one cycle: quotes (the WebSocket feed's, or REST best bid/ask), equity, price history, the
+risk snapshot.
 
 Everything here is read-only toward the exchange; the cycle decides what to do with it.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -35,24 +36,38 @@ _USD_LIKE = frozenset({"USD", "USDC", "USDT"})
 
 @dataclass(frozen=True, slots=True)
 class MarketData:
-    """One cycle's quotes and account facts."""
+    """One cycle's quotes and account facts; ``source`` says where the quotes came from (``ws`` or ``rest``)."""
 
     quotes: Mapping[Symbol, Quote]
     balances: Sequence[Balance]
     futures: FuturesBalanceSummary | None
+    source: str = "rest"
 
     @property
     def marks(self) -> dict[Symbol, Decimal]:
         return {s: q.mid for s, q in self.quotes.items() if q.mid > 0}
 
 
-async def fetch_market(broker: Broker, symbols: Sequence[Symbol], derivatives: bool) -> MarketData:
-    """Fetch quotes and balances (and the CFM summary when derivatives are on) concurrently."""
+async def fetch_market(
+    broker: Broker,
+    symbols: Sequence[Symbol],
+    derivatives: bool,
+    feed_quotes: Callable[[], Mapping[Symbol, Quote] | None] | None = None,
+) -> MarketData:
+    """Fetch quotes and balances (and the CFM summary when derivatives are on) concurrently.
+
+    ``feed_quotes``: the WebSocket feed's quotes from memory (None while the feed cannot be trusted); REST best
+    bid/ask is asked only when it has none."""
+    streamed = feed_quotes() if feed_quotes is not None else None
     async with task_group() as group:
-        quotes = group.create_task(broker.get_quotes(symbols))
+        quotes = group.create_task(broker.get_quotes(symbols)) if streamed is None else None
         balances = group.create_task(broker.list_balances())
         futures = group.create_task(broker.get_futures_balance_summary()) if derivatives else None
-    return MarketData(quotes.result(), balances.result(), futures.result() if futures is not None else None)
+    fut = futures.result() if futures is not None else None
+    if quotes is None:
+        assert streamed is not None
+        return MarketData({s: streamed[s] for s in symbols if s in streamed}, balances.result(), fut, "ws")
+    return MarketData(quotes.result(), balances.result(), fut, "rest")
 
 
 def equity_usd(market: MarketData) -> Decimal:

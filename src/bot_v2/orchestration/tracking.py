@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot_v2.brokerages.base import Broker
-from bot_v2.domain import ClientOrderId, Fill, Order, OrderId, OrderStatus, Symbol, TradeId
+from bot_v2.domain import ClientOrderId, Fill, Order, OrderId, OrderStatus, Symbol, TradeId, utc_now
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
@@ -264,8 +264,12 @@ class OrderTracker:
         self.record_intent(intent.with_status(IntentStatus.UNKNOWN, now, reason=reason))
         return True
 
-    def ingest_fills(self, fills: Iterable[Fill]) -> tuple[list[Fill], Decimal]:
-        """Book fills not seen before (by trade id), oldest first; return them and the PnL they realized."""
+    def ingest_fills(self, fills: Iterable[Fill], *, source: str = "rest") -> tuple[list[Fill], Decimal]:
+        """Book fills not seen before (by trade id), oldest first; return them and the PnL they realized.
+
+        ``source``: how the bot learned of them (``ws``: a user-channel update, ``rest``: polling) -- the
+        ``perps_bot_fill_booking_seconds`` histogram measures exchange fill time to now per source."""
+        booked_at = utc_now()
         new: list[Fill] = []
         realized = Decimal(0)
         for fill in sorted(fills, key=lambda f: (f.trade_time, f.trade_id)):
@@ -275,6 +279,8 @@ class OrderTracker:
             realized += self.book.apply(fill, self.contract_sizes.get(fill.symbol, Decimal(1)))
             self.batch.put(keys.fill_key(fill.trade_id), fill_to_dict(fill), StateCategory.FILLS)
             self.metrics.fills.labels(symbol=fill.symbol).inc()
+            lag = (booked_at - fill.trade_time).total_seconds()
+            self.metrics.fill_booking_seconds.labels(source=source).observe(max(lag, 0.0))
             new.append(fill)
         for position in self.book.take_dirty():
             self.batch.put(keys.position_key(position.symbol), position.to_dict(), StateCategory.POSITIONS)
@@ -282,10 +288,16 @@ class OrderTracker:
 
     # --- exchange sync --------------------------------------------------------------------------------
 
-    async def sync(self, broker: Broker, now: datetime) -> SyncResult:
-        """Poll every open order and its fills; book new fills; finish orders that are terminal."""
+    async def sync(
+        self, broker: Broker, now: datetime, *, only: Collection[OrderId] | None = None, source: str = "rest"
+    ) -> SyncResult:
+        """Poll every open order and its fills; book new fills; finish orders that are terminal.
+
+        ``only``: just these of the followed orders (the ones a user-channel update named; ``source`` "ws")."""
         result = SyncResult()
         open_orders = self.open_orders
+        if only is not None:
+            open_orders = [o for o in open_orders if o.order_id in only]
         if not open_orders:
             return result
         fetched: list[asyncio.Task[Order]] = []
@@ -302,7 +314,7 @@ class OrderTracker:
                 self.batch.put(keys.order_key(order.client_order_id), record.to_dict(), StateCategory.ORDERS)
                 result.updated_orders.append(record)
         fills = await fills_of(broker, (o.order_id for o in open_orders))
-        result.new_fills, result.realized_pnl = self.ingest_fills(fills)
+        result.new_fills, result.realized_pnl = self.ingest_fills(fills, source=source)
         for record in open_orders:
             current = self.orders[record.client_order_id]
             if current.status.is_terminal:

@@ -49,6 +49,7 @@ async def _start_simulator(settings: BotSettings, stack: AsyncExitStack) -> tupl
         api_secret=sim.api_secret,
         key_file=None,
         ca_file=sim.ca_path,
+        ws_url=sim.ws_url if settings.simulator.websocket else None,
     )
     logger.info("started in-process simulated exchange at %s", sim.base_url)
     return connection, sim

@@ -6,6 +6,7 @@
 | error_rate     | >= 10 %        | >= 25 %        |
 | position_count | >= 10 open     | >= 20 open     |
 | market_data    | >= 5 min old   | >= 15 min old (or never received) |
+| websocket      | down >= 5 min  | down >= 15 min (the runbook's "WebSocket down") |
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class AlertThresholds:
     position_count_critical: int = 20
     market_data_down_warning_seconds: float = 300.0
     market_data_down_critical_seconds: float = 900.0
+    websocket_down_warning_seconds: float = 300.0
+    websocket_down_critical_seconds: float = 900.0
 
     def __post_init__(self) -> None:
         pairs = (
@@ -61,6 +64,7 @@ class AlertThresholds:
                 self.market_data_down_warning_seconds,
                 self.market_data_down_critical_seconds,
             ),
+            ("websocket_down", self.websocket_down_warning_seconds, self.websocket_down_critical_seconds),
         )
         for name, warning, critical in pairs:
             if isinstance(warning, bool) or isinstance(critical, bool):
@@ -103,13 +107,15 @@ class AlertSnapshot:
     """The measurements the alerts judge (``RiskEngine.alert_snapshot`` builds one from a ``RiskSnapshot``).
 
     ``market_data_age_seconds`` is the age of the oldest traded symbol's quote; ``None`` means a traded symbol
-    has never had a quote (treated as down beyond the critical threshold).
+    has never had a quote (treated as down beyond the critical threshold). ``websocket_down_seconds``: how long
+    the WebSocket feed has not been healthy (None: the bot runs without a feed).
     """
 
     daily_pnl_pct: Decimal
     error_rate_pct: Decimal
     open_positions: int
     market_data_age_seconds: float | None
+    websocket_down_seconds: float | None = None
 
 
 def evaluate_alerts(snapshot: AlertSnapshot, thresholds: AlertThresholds | None = None) -> list[Alert]:
@@ -144,6 +150,12 @@ def evaluate_alerts(snapshot: AlertSnapshot, thresholds: AlertThresholds | None 
         alerts.append(_alert("market_data", AlertLevel.CRITICAL, f"market data {age / 60:.1f} min old"))
     elif age >= t.market_data_down_warning_seconds:
         alerts.append(_alert("market_data", AlertLevel.WARNING, f"market data {age / 60:.1f} min old"))
+
+    down = snapshot.websocket_down_seconds
+    if down is not None and down >= t.websocket_down_warning_seconds:
+        level = AlertLevel.CRITICAL if down >= t.websocket_down_critical_seconds else AlertLevel.WARNING
+        text = f"WebSocket feed down for {down / 60:.1f} min (quotes from REST)"
+        alerts.append(_alert("websocket", level, text))
     return alerts
 
 

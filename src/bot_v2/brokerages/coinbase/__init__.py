@@ -9,5 +9,15 @@ The only place where SDK types and errors exist.
 from bot_v2.brokerages.coinbase.broker import CoinbaseBroker
 from bot_v2.brokerages.coinbase.connection import CoinbaseConnection
 from bot_v2.brokerages.coinbase.ratelimit import RateLimitInfo
+from bot_v2.brokerages.coinbase.stream import CoinbaseStream, StreamSettings, StreamStatus
+from bot_v2.brokerages.coinbase.streambook import OrderUpdate
 
-__all__ = ["CoinbaseBroker", "CoinbaseConnection", "RateLimitInfo"]
+__all__ = [
+    "CoinbaseBroker",
+    "CoinbaseConnection",
+    "CoinbaseStream",
+    "OrderUpdate",
+    "RateLimitInfo",
+    "StreamSettings",
+    "StreamStatus",
+]

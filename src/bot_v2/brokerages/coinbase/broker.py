@@ -27,6 +27,12 @@ from bot_v2.brokerages.coinbase.connection import CoinbaseConnection, build_clie
 from bot_v2.brokerages.coinbase.errors_map import order_rejection, sdk_errors
 from bot_v2.brokerages.coinbase.orders import create_order_kwargs, decimal_str, preview_order_kwargs, rfc3339
 from bot_v2.brokerages.coinbase.ratelimit import RateLimitInfo, RateLimitTracker
+from bot_v2.brokerages.coinbase.stream import (
+    CoinbaseStream,
+    OrderCallback,
+    StateCallback,
+    StreamSettings,
+)
 from bot_v2.domain import (
     Balance,
     CancelResult,
@@ -120,6 +126,36 @@ class CoinbaseBroker:
     def rate_limit(self) -> RateLimitInfo | None:
         """The last rate-limit headers seen (limit, remaining, reset), or None before the first answer."""
         return self._rate.info
+
+    def open_stream(
+        self,
+        symbols: Sequence[Symbol],
+        *,
+        user_channel: bool = True,
+        on_state: StateCallback | None = None,
+        on_order: OrderCallback | None = None,
+    ) -> CoinbaseStream | None:
+        """The WebSocket feed for ``symbols`` on this account's connection (not started), or None when the
+        connection has no ``ws_url``. ``user_channel``: also follow this key's orders."""
+        url = self._connection.ws_url
+        if url is None:
+            return None
+        key, secret = getattr(self._client, "api_key", None), getattr(self._client, "api_secret", None)
+        credentials = (key, secret) if isinstance(key, str) and isinstance(secret, str) else None
+        ca_file = self._connection.ca_file
+        return CoinbaseStream(
+            StreamSettings(
+                url,
+                stale_seconds=self._connection.ws_stale_seconds,
+                user_channel=user_channel and bool(credentials),
+            ),
+            symbols,
+            credentials=credentials,
+            ca_file=str(ca_file) if ca_file is not None else None,
+            masker=self._masker,
+            on_state=on_state,
+            on_order=on_order,
+        )
 
     async def __aenter__(self) -> CoinbaseBroker:
         return self

@@ -29,7 +29,9 @@ class CoinbaseConnection:
 
     ``base_url`` is a bare ``host[:port]`` (the SDK prepends ``https://``). Give either ``api_key`` and
     ``api_secret`` (a PEM EC key or base64 Ed25519 key) or ``key_file`` (a CDP JSON key file), not both.
-    ``ca_file`` makes the session trust only that CA bundle (and ignore ``REQUESTS_CA_BUNDLE``).
+    ``ca_file`` makes the session trust only that CA bundle (and ignore ``REQUESTS_CA_BUNDLE``); the WebSocket
+    feed at ``ws_url`` (None: no feed, REST quotes every cycle) is verified against it too.
+    ``ws_stale_seconds``: a feed silent for longer is dropped and resubscribed (REST meanwhile).
     """
 
     base_url: str = DEFAULT_HOST
@@ -40,6 +42,8 @@ class CoinbaseConnection:
     timeout_seconds: float = 10.0
     enable_derivatives: bool = False
     max_workers: int = 4
+    ws_url: str | None = None
+    ws_stale_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if "://" in self.base_url or "/" in self.base_url or not self.base_url:
@@ -50,6 +54,10 @@ class CoinbaseConnection:
             raise ConfigError(f"timeout_seconds must be positive, got {self.timeout_seconds}")
         if self.max_workers < 1:
             raise ConfigError(f"max_workers must be at least 1, got {self.max_workers}")
+        if self.ws_url is not None and not self.ws_url.startswith(("wss://", "ws://")):
+            raise ConfigError(f"ws_url must be a wss:// (or ws://) URL, got {self.ws_url!r}")
+        if self.ws_stale_seconds <= 0:
+            raise ConfigError(f"ws_stale_seconds must be positive, got {self.ws_stale_seconds}")
 
     def __repr__(self) -> str:
         key = mask_secret(self.api_key) if self.api_key is not None else None
@@ -58,7 +66,8 @@ class CoinbaseConnection:
             f"CoinbaseConnection(base_url={self.base_url!r}, api_key={key!r}, api_secret={secret!r}, "
             f"key_file={self.key_file!r}, ca_file={self.ca_file!r}, "
             f"timeout_seconds={self.timeout_seconds!r}, "
-            f"enable_derivatives={self.enable_derivatives!r}, max_workers={self.max_workers!r})"
+            f"enable_derivatives={self.enable_derivatives!r}, max_workers={self.max_workers!r}, "
+            f"ws_url={self.ws_url!r}, ws_stale_seconds={self.ws_stale_seconds!r})"
         )
 
     __str__ = __repr__

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -195,6 +196,7 @@ class CycleSample:
     message: str
     trading_state: str
     seen: float  # time.monotonic() when the poller saw it
+    wall_ms: float | None = None  # health written - cycle started: every cycle's length, failed ones too
 
 
 def read_health(path: Path) -> dict[str, Any]:
@@ -202,6 +204,16 @@ def read_health(path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError, ValueError):
         return {}
+
+
+def _wall_ms(health: dict[str, Any]) -> float | None:
+    """How long the last cycle took, from its start to its health write (a failed cycle has no last_cycle_ms)."""
+    try:
+        started = datetime.fromisoformat(str(health["last_cycle_at"]))
+        written = datetime.fromisoformat(str(health["timestamp"]))
+    except (KeyError, ValueError):
+        return None
+    return round((written - started).total_seconds() * 1000, 1)
 
 
 class HealthPoller:
@@ -242,6 +254,7 @@ class HealthPoller:
                     str(health.get("message", "")),
                     str(health.get("trading_state", "")),
                     time.monotonic(),
+                    _wall_ms(health),
                 )
             )
 
@@ -497,3 +510,100 @@ async def run_rounds(
     finally:
         services.close()
     return rounds, orders
+
+
+# --- outages: kill or hang, realistic size ---------------------------------------------------------------
+
+
+def add_outage_args(parser: Any, *, keys: int = 1000) -> None:
+    """``--mode kill|hang`` and ``--keys N``, the same on every drill."""
+    parser.add_argument(
+        "--mode",
+        choices=("kill", "hang"),
+        default="kill",
+        help="kill: SIGKILL the server, start it again; hang: SIGSTOP it for the outage, SIGCONT to end it",
+    )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=keys,
+        help=f"realistic mixed records (_records.py) in the bot's state before round 1 (default {keys})",
+    )
+
+
+class Outage:
+    """Breaks a server the drill owns: ``kill`` (SIGKILL, then start it again) or ``hang`` (SIGSTOP: it keeps
+    its connections and answers nothing, then SIGCONT). PostgreSQL: every process of the cluster."""
+
+    def __init__(self, server: Any, mode: str) -> None:
+        self.server = server
+        self.mode = mode
+        self.active = False
+
+    async def begin(self) -> None:
+        """In a thread: the bot shares this event loop and must keep cycling meanwhile."""
+        if self.mode == "hang":
+            await asyncio.to_thread(self.server.send_signal, signal.SIGSTOP)
+        else:
+            await asyncio.to_thread(self.server.kill)
+        self.active = True
+
+    async def end(self) -> None:
+        """Kill: start it (returns once it answers); hang: SIGCONT (it answers at once). In a thread (a
+        PostgreSQL start takes a second or more: run inline it would stall the bot's loop as long)."""
+        if self.mode == "hang":
+            await asyncio.to_thread(self.server.send_signal, signal.SIGCONT)
+        else:
+            await asyncio.to_thread(self.server.start)
+        self.active = False
+
+    def release(self) -> None:
+        """Never leave a stopped server behind (a drill that failed mid-outage)."""
+        if self.active and self.mode == "hang":
+            with contextlib.suppress(Exception):
+                self.server.send_signal(signal.SIGCONT)
+        self.active = False
+
+
+async def seed(state: Any, keys: int) -> None:
+    """``keys`` realistic hot-set records (``_records.hot_set``), written through the bot's StateManager in
+    batches of 1,000."""
+    import _records
+
+    records = _records.hot_set(keys)
+    for start in range(0, len(records), 1000):
+        await state.batch_write(records[start : start + 1000])
+
+
+class LoopStall:
+    """The longest the drill's event loop (the bot's too: it runs in-process) was late for a 5 ms timer: a
+    call that blocks the loop shows here, one that awaits a hung server shows in the cycle's length."""
+
+    def __init__(self) -> None:
+        self.max_ms = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def reset(self) -> None:
+        self.max_ms = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + 0.005
+            await asyncio.sleep(0.005)
+            self.max_ms = max(self.max_ms, (loop.time() - due) * 1000)
+
+
+def outage_cycles(samples: Iterable[CycleSample]) -> dict[str, float | None]:
+    """The longest cycle (start -> health written, failed ones included) among ``samples``."""
+    walls = [s.wall_ms for s in samples if s.wall_ms is not None]
+    return {"max_cycle_ms": round(max(walls), 1) if walls else None}

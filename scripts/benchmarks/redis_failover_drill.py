@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Redis failover drill: SIGKILL redis-server under a running bot, bring it back, measure the recovery.
+"""Redis failover drill: SIGKILL (or SIGSTOP) redis-server under a running bot, bring it back, measure.
 
     .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 3                 # 1,000 keys
     .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 3 --keys 10000
+    .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 3 --mode hang     # SIGSTOP / SIGCONT
     .venv/bin/python scripts/benchmarks/redis_failover_drill.py --rounds 1 --baseline-cycles 5 --down-cycles 5
 
 A dev-profile bot (in-process simulated exchange, BTC-USD, a strategy that trades every cycle) runs on a
@@ -11,9 +12,14 @@ first round the bot's state gets ``--keys`` realistic mixed hot-set records (``_
 positions, guard and risk state, marks; default 1,000), so the restore moves a realistic hot set. Each round:
 
 1. ``--baseline-cycles`` healthy cycles (the latency baseline of this round);
-2. redis-server is SIGKILLed; ``detect_ms`` = kill -> ``StateManager.health().degraded_hot``;
+2. redis-server is SIGKILLed (``--mode hang``: SIGSTOPped -- it keeps its connections and answers nothing,
+   so only the bot's command timeout can tell); ``detect_ms`` = kill / stop -> ``health().degraded_hot``;
 3. ``--down-cycles`` cycles with Redis dead (they must keep succeeding, served by PostgreSQL);
-4. redis-server is started again (empty: no persistence); ``start()`` returns once it answers PING.
+   ``max_cycle_ms`` = the longest cycle from the kill / stop to HOT up (start -> health written, failed
+   cycles included: a cycle blocked by the hung server shows here), ``loop_stall_ms`` = the longest the
+   event loop was late for a 5 ms timer in that time;
+4. redis-server is started again (empty: no persistence; hang: SIGCONT, it keeps its data and answers at
+   once); ``start()`` returns once it answers PING.
    ``answer_to_up_ms`` = Redis answering -> HOT ``up`` with a new ``HotRecovery`` (hot set restored from WARM
    and verified), found by the manager's own probe timer (nothing in the drill asks it to probe);
    ``recover_ms`` = start() called -> HOT up (adds the server's start); ``keys_moved``, ``restore_ms`` and
@@ -26,7 +32,8 @@ positions, guard and risk state, marks; default 1,000), so the restore moves a r
 Timings poll ``health()`` (no I/O) and ``health.json`` every ``--poll-ms`` (default 10 ms): that is their
 resolution. Detection also waits for the next state operation (the next cycle), i.e. up to one interval.
 REDIS_URL is refused (the drill must own the server it kills); DATABASE_URL may point at an external server.
-Writes var/benchmarks/redis_failover_drill.json and ends with a RESULT line.
+Writes var/benchmarks/redis_failover_drill.json (``--mode hang``: redis_failover_drill_hang.json) and ends
+with a RESULT line.
 """
 
 from __future__ import annotations
@@ -47,13 +54,6 @@ from bot_v2.state.models import HotRecord
 from bot_v2.state.tiers.hot import pack_record
 
 NAME = "redis_failover_drill"
-
-
-async def seed(bot: d.RunningBot, keys: int) -> None:
-    """The realistic hot set, written through the bot's own StateManager (1,000 records per batch)."""
-    records = _records.hot_set(keys)
-    for start in range(0, len(records), 1000):
-        await bot.state.batch_write(records[start : start + 1000])
 
 
 async def floor_mset(url: str, keys: int) -> float:
@@ -81,27 +81,34 @@ async def one_round(bot: d.RunningBot, redis: Any, args: argparse.Namespace, n: 
     poll = args.poll_ms / 1000
     state = bot.state
     if n == 1 and args.keys:
-        await seed(bot, args.keys)
+        await d.seed(state, args.keys)
     baseline = await bot.poller.wait_cycles(args.baseline_cycles, ok=True)
     recoveries_before = state.health().hot_recoveries
+    outage = d.Outage(redis, args.mode)
+    stall = d.LoopStall()
+    stall.start()
+    try:
+        t_kill = time.monotonic()
+        await outage.begin()
+        t_detect = await d.wait_until(lambda: state.health().degraded_hot, 30, poll, "HOT degraded")
+        down = await bot.poller.wait_cycles(args.down_cycles, after=t_detect)
+        bot.check_alive()
 
-    t_kill = time.monotonic()
-    redis.kill()
-    t_detect = await d.wait_until(lambda: state.health().degraded_hot, 30, poll, "HOT degraded")
-    down = await bot.poller.wait_cycles(args.down_cycles, after=t_detect)
-    bot.check_alive()
+        t_restart = time.monotonic()
+        await outage.end()
+        t_answering = time.monotonic()
+        h = state.health
 
-    t_restart = time.monotonic()
-    redis.start()
-    t_answering = time.monotonic()
-    h = state.health
-
-    t_up = await d.wait_until(
-        lambda: h().hot_state.value == "up" and h().hot_recoveries > recoveries_before,
-        60,
-        poll,
-        "HOT restored",
-    )
+        t_up = await d.wait_until(
+            lambda: h().hot_state.value == "up" and h().hot_recoveries > recoveries_before,
+            60,
+            poll,
+            "HOT restored",
+        )
+    finally:
+        outage.release()
+        await stall.stop()
+    during = [s for s in bot.poller.since(t_kill) if s.seen <= t_up + poll]
     first_ok = await bot.poller.wait_cycles(1, after=t_up, ok=True)
     after = await bot.poller.wait_cycles(2, after=t_up)
     coherence = await state.verify_coherence()
@@ -112,8 +119,11 @@ async def one_round(bot: d.RunningBot, redis: Any, args: argparse.Namespace, n: 
     floor_ms = await floor_mset(redis.url, recovery.keys_restored if recovery else args.keys)
     return {
         "round": n,
+        "mode": args.mode,
         "keys": args.keys,
         "detect_ms": d.ms(t_detect - t_kill),
+        "max_cycle_ms": d.outage_cycles(during)["max_cycle_ms"],
+        "loop_stall_ms": round(stall.max_ms, 1),
         "cycles_while_down": len(down),
         "ok_cycles_while_down": sum(s.ok for s in down),
         "redis_start_ms": d.ms(t_answering - t_restart),
@@ -156,7 +166,8 @@ async def drill(args: argparse.Namespace) -> int:
 def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) -> int:
     rows = [
         [
-            r["round"], r["detect_ms"], r["cycles_while_down"], r["ok_cycles_while_down"],
+            r["round"], r["detect_ms"], r["max_cycle_ms"], r["loop_stall_ms"], r["cycles_while_down"],
+            r["ok_cycles_while_down"],
             r["healthy"]["p50_ms"], r["degraded"]["p50_ms"], r["degraded"]["max_ms"], r["redis_start_ms"],
             r["recover_ms"], r["answer_to_up_ms"], r["restore_ms"], r["probe_ms"], r["floor_ms"], r["ratio"],
             r["keys_moved"], r["coherent"], r["cycle_errors"],
@@ -164,11 +175,13 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
         for r in rounds
     ]  # fmt: skip
     columns = [
-        "round", "detect ms", "cycles down", "ok down", "cycle p50 healthy", "cycle p50 degraded",
+        "round", "detect ms", "max cycle ms", "loop stall ms", "cycles down", "ok down", "cycle p50 healthy",
+        "cycle p50 degraded",
         "cycle max degraded", "redis start ms", "recover ms", "answer->up ms", "restore ms", "probe ms",
         "floor MSET ms", "restore / floor", "keys moved", "coherent", "errors",
     ]  # fmt: skip
-    d.console.print(d.table("Redis SIGKILL under a running bot (per round)", columns, rows))
+    what = "SIGSTOP / SIGCONT" if args.mode == "hang" else "SIGKILL"
+    d.console.print(d.table(f"Redis {what} under a running bot (per round)", columns, rows))
     healthy = [r["healthy"]["p50_ms"] for r in rounds]
     degraded = [r["degraded"]["p50_ms"] for r in rounds]
     summary = {
@@ -179,6 +192,14 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
         "recover_ms": {
             "median": d.med(r["recover_ms"] for r in rounds),
             "max": d.top(r["recover_ms"] for r in rounds),
+        },
+        "max_cycle_ms": {
+            "median": d.med(r["max_cycle_ms"] for r in rounds),
+            "max": d.top(r["max_cycle_ms"] for r in rounds),
+        },
+        "loop_stall_ms": {
+            "median": d.med(r["loop_stall_ms"] for r in rounds),
+            "max": d.top(r["loop_stall_ms"] for r in rounds),
         },
         "restore_ms": {
             "median": d.med(r["restore_ms"] for r in rounds),
@@ -217,7 +238,9 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
             "Summary (median / max over rounds)",
             ["what", "median", "max"],
             [
-                ["detect ms (kill -> degraded)", *mm(summary, "detect_ms")],
+                ["detect ms (kill / stop -> degraded)", *mm(summary, "detect_ms")],
+                ["longest cycle ms, outage", *mm(summary, "max_cycle_ms")],
+                ["longest loop stall ms, outage", *mm(summary, "loop_stall_ms")],
                 [
                     "recover ms (start -> HOT up)",
                     summary["recover_ms"]["median"],
@@ -235,15 +258,20 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
             ],
         )
     )
-    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary})
+    out = d.BENCH_DIR / f"{NAME}_hang.json" if args.mode == "hang" else None
+    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary}, out)
     d.console.print(f"wrote {path}")
     ok = summary["coherent"] and summary["cycle_errors"] == 0
     print(
         d.result_line(
             NAME,
             len(rounds),
+            mode=args.mode,
             keys=args.keys,
             detect_ms=summary["detect_ms"]["median"],
+            detect_max_ms=summary["detect_ms"]["max"],
+            max_cycle_ms=summary["max_cycle_ms"]["max"],
+            loop_stall_ms=summary["loop_stall_ms"]["max"],
             recover_ms=summary["recover_ms"]["median"],
             answer_to_up_ms=summary["answer_to_up_ms"]["median"],
             restore_ms=summary["restore_ms"]["median"],
@@ -268,12 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=3, help="kill/restore rounds (default 3)")
-    parser.add_argument(
-        "--keys",
-        type=int,
-        default=1000,
-        help="realistic hot-set records seeded before round 1 (default 1000)",
-    )
+    d.add_outage_args(parser)
     parser.add_argument("--interval", type=float, default=0.1, help="cycle interval in s (default 0.1)")
     parser.add_argument(
         "--baseline-cycles", type=int, default=20, help="healthy cycles per round (default 20)"

@@ -11,14 +11,22 @@ redis-server + PostgreSQL + a throwaway moto S3 server (COLD), with the loop's o
 1. baseline with S3 up: ``--ops`` on-demand checkpoints and ``--ops`` COLD writes (``archive:*`` records,
    whose body lives in an S3 segment), each timed; the cycle rate and latency;
 2. moto is stopped; for ``--down-seconds`` the drill keeps taking checkpoints and COLD writes (the loop keeps
-   trying its own periodic checkpoints); ``detect_ms`` = stop -> first failed COLD operation; reported: how
+   trying its own periodic checkpoints); ``detect_ms`` = stop -> COLD degraded (seen after an operation, so
+   its resolution is one checkpoint + one COLD write); reported: how
    many COLD operations failed / succeeded, the loop's ``checkpoint_failed`` events, cycles completed, cycle
    latency, and the spool depth (files under ``<data>/state/spool``) if the state layer spools;
 3. moto is started again (objects survive: moto keeps them in this process); ``recover_ms`` = start() called
-   -> first successful checkpoint (retried every ``--poll-ms``); with a spool, ``sync_ms`` = start() -> spool
-   empty (waited for up to ``--sync-timeout`` s; 0 skips the wait);
+   -> first successful checkpoint (retried every ``--poll-ms``); with a spool, ``sync_ms`` = S3 answering
+   (start() returned) -> spool empty, found by the manager's own probe timer (nothing in the drill asks it to
+   probe; waited for up to ``--sync-timeout`` s, 0 skips the wait), reported with the objects and bytes the
+   sync uploaded (the manager's ``ColdRecovery``), ``sync_ms_per_object``, ``drain_ms`` (the sync itself:
+   probe answered -> spool empty) and the COLD probe interval;
 4. after: ``verify_coherence()``, the newest checkpoint verified (``restore_checkpoint("latest",
-   verify_only=True)``), and every COLD write that was accepted during the outage readable.
+   verify_only=True)``), and every COLD write that was accepted during the outage readable;
+5. the floor of this round: the same spooled blobs (copied when S3 was started) sent again to S3 by a bare
+   boto3 ``put_object`` each, one after the other (``floor_ms_per_object``; ``sync_ratio`` =
+   ``sync_ms_per_object`` / floor, target <= 1.0). Drain and floor alternate round by round, so a loaded
+   machine slows both alike.
 
 S3_ENDPOINT_URL is refused (the drill must own the endpoint it stops); REDIS_URL / DATABASE_URL may be
 external. Writes var/benchmarks/s3_failover_drill.json and ends with a RESULT line.
@@ -30,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +62,34 @@ def spool_depth(spool_dir: Path) -> int | None:
     if not spool_dir.exists():
         return None
     return sum(1 for p in spool_dir.rglob("*") if p.is_file())
+
+
+def spooled_blobs(spool_dir: Path) -> list[bytes]:
+    """The spooled objects' bytes (a file may be synced away while this reads: skipped)."""
+    blobs = []
+    for path in sorted(p for p in spool_dir.rglob("*") if p.is_file()):
+        with contextlib.suppress(FileNotFoundError):
+            blobs.append(path.read_bytes())
+    return blobs
+
+
+def put_floor(url: str, blobs: list[bytes]) -> float | None:
+    """ms per object of a bare, sequential boto3 put_object of ``blobs`` (after one warm-up put); run in a
+    thread (the bot shares the drill's event loop)."""
+    import boto3
+
+    if not blobs:
+        return None
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **d.S3_TEST_CREDENTIALS)
+    prefix = f"floor/{uuid.uuid4().hex[:8]}"
+    try:
+        client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/warm-up", Body=blobs[0])
+        started = time.perf_counter()
+        for i, blob in enumerate(blobs):
+            client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/{i}", Body=blob)
+        return (time.perf_counter() - started) * 1000 / len(blobs)
+    finally:
+        client.close()
 
 
 async def timed(fn: Any) -> tuple[bool, float, str]:
@@ -102,31 +139,38 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
     spool_dir = bot.settings.state.spool_dir
     events_path = bot.settings.events_path
     failed_events_before = len(read_events(events_path, EventType.CHECKPOINT_FAILED))
+    if n == 1 and args.keys:
+        await d.seed(state, args.keys)  # checkpoints of a realistic size
+    outage = d.Outage(s3, args.mode)
     t_base = time.monotonic()
     baseline_ops = await cold_ops(bot, f"r{n}-up", args.ops)
     baseline = await bot.poller.wait_cycles(args.baseline_cycles, after=t_base, ok=True)
 
     t_stop = time.monotonic()
-    s3.kill()
+    await outage.begin()  # kill: the thread's server stops; hang: the moto process is SIGSTOPped
     t_kill = time.monotonic()  # the endpoint is closed now (moto's shutdown itself takes ~0.5 s)
     down_ops: list[dict[str, Any]] = []
     max_spool = spool_depth(spool_dir)
     batch = 0
+    t_degraded = None
     while time.monotonic() - t_kill < args.down_seconds or not down_ops:
         down_ops += await cold_ops(bot, f"r{n}-down{batch}", 1)
         batch += 1
+        if t_degraded is None and state.degraded_cold:
+            t_degraded = time.monotonic()
         depth = spool_depth(spool_dir)
         if depth is not None:
             max_spool = max(max_spool or 0, depth)
         await asyncio.sleep(poll)
     down_cycles = bot.poller.since(t_kill)
     bot.check_alive()
-    first_failure = next((op["at"] for op in down_ops if not op["ok"]), None)
     failed_events = len(read_events(events_path, EventType.CHECKPOINT_FAILED)) - failed_events_before
     spool_at_restart = spool_depth(spool_dir)
 
+    blobs = spooled_blobs(spool_dir)
+    recoveries_before = state.health().cold_recoveries
     t_restart = time.monotonic()
-    s3.start()
+    await outage.end()
     t_answering = time.monotonic()
 
     async def checkpoint_ok() -> bool:
@@ -138,8 +182,15 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
     if spool_at_restart and args.sync_timeout > 0:
         with contextlib.suppress(TimeoutError):  # not drained in time: sync_ms stays empty, depth is reported
             t_synced = await d.wait_until(
-                lambda: not spool_depth(spool_dir), args.sync_timeout, poll, "spool drained"
+                lambda: not spool_depth(spool_dir) and state.health().cold_recoveries > recoveries_before,
+                args.sync_timeout,
+                poll,
+                "spool drained",
             )
+    recovery = state.health().last_cold_recovery if t_synced is not None else None
+    objects = recovery.objects_synced if recovery else None
+    sync_ms = d.ms(t_synced - t_answering) if t_synced is not None else None
+    floor_ms = await asyncio.to_thread(put_floor, s3.url, blobs)
     after = await bot.poller.wait_cycles(2, after=t_ok, ok=True)
 
     coherence = await state.verify_coherence()
@@ -150,7 +201,10 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
     down_failed = [op for op in down_ops if not op["ok"]]
     return {
         "round": n,
-        "detect_ms": d.ms(first_failure - t_kill) if first_failure is not None else None,
+        "mode": args.mode,
+        "keys": args.keys,
+        "max_cycle_ms": d.outage_cycles(down_cycles)["max_cycle_ms"],
+        "detect_ms": d.ms(t_degraded - t_kill) if t_degraded is not None else None,
         "s3_stop_ms": d.ms(t_kill - t_stop),
         "ops_while_down": len(down_ops),
         "checkpoints_failed_while_down": sum(op["op"] == "checkpoint" for op in down_failed),
@@ -171,7 +225,16 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
         "spool_depth_at_restart": spool_at_restart,
         "s3_start_ms": d.ms(t_answering - t_restart),
         "recover_ms": d.ms(t_ok - t_restart),
-        "sync_ms": d.ms(t_synced - t_restart) if t_synced is not None else None,
+        "sync_ms": sync_ms,
+        "objects_synced": objects,
+        "bytes_synced": recovery.bytes_synced if recovery else None,
+        "sync_ms_per_object": round(sync_ms / objects, 2) if sync_ms is not None and objects else None,
+        "drain_ms": d.ms(recovery.sync_seconds) if recovery else None,
+        "drain_ms_per_object": round(recovery.sync_seconds * 1000 / objects, 2)
+        if recovery and objects
+        else None,
+        "floor_ms_per_object": round(floor_ms, 2) if floor_ms is not None else None,
+        "cold_probe_interval_ms": d.ms(bot.settings.state.cold_probe_interval_seconds),
         "spool_depth_after": spool_depth(spool_dir),
         "coherent": coherence.ok and verified[0] and not unreadable,
         "coherence_checked": coherence.checked,
@@ -193,6 +256,7 @@ async def drill(args: argparse.Namespace) -> int:
         one_round,
         "stop S3 / write COLD / restart",
         with_s3=True,
+        s3_process=args.mode == "hang",
         extra_env={"CHECKPOINT_INTERVAL_SECONDS": str(args.checkpoint_interval)},
         banner=f", loop checkpoints every {args.checkpoint_interval}s, spool code in src/bot_v2/state: "
         f"{'yes' if has_spool else 'no'}",
@@ -200,18 +264,27 @@ async def drill(args: argparse.Namespace) -> int:
     return report(rounds, args, has_spool)
 
 
+def ratio(r: dict[str, Any]) -> float | None:
+    """sync ms per object / the floor's ms per object, in one round."""
+    if r["sync_ms_per_object"] is None or not r["floor_ms_per_object"]:
+        return None
+    return round(r["sync_ms_per_object"] / r["floor_ms_per_object"], 2)
+
+
 def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bool) -> int:
     columns = [
         "round", "detect ms", "ckpt failed", "cold writes failed", "accepted", "loop ckpt_failed",
         "failed op ms p50", "cycles down (ok)", "cycles/s up", "cycles/s down", "spool max", "recover ms",
-        "sync ms", "coherent",
+        "synced", "KB", "sync ms", "ms/object", "floor ms/object", "ratio", "coherent",
     ]  # fmt: skip
     rows = [
         [
             r["round"], r["detect_ms"], r["checkpoints_failed_while_down"], r["cold_writes_failed_while_down"],
             r["cold_writes_accepted_while_down"], r["loop_checkpoint_failed_events"], r["failed_op_ms"]["p50_ms"],
             f"{r['cycles_while_down']} ({r['ok_cycles_while_down']})", r["cycles_per_s_healthy"],
-            r["cycles_per_s_down"], r["spool_depth_max"], r["recover_ms"], r["sync_ms"], r["coherent"],
+            r["cycles_per_s_down"], r["spool_depth_max"], r["recover_ms"], r["objects_synced"],
+            None if r["bytes_synced"] is None else round(r["bytes_synced"] / 1024, 1), r["sync_ms"],
+            r["sync_ms_per_object"], r["floor_ms_per_object"], ratio(r), r["coherent"],
         ]
         for r in rounds
     ]  # fmt: skip
@@ -232,6 +305,13 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
             "median": d.med(r["sync_ms"] for r in rounds),
             "max": d.top(r["sync_ms"] for r in rounds),
         },
+        "objects_synced": d.med(r["objects_synced"] for r in rounds),
+        "bytes_synced": d.med(r["bytes_synced"] for r in rounds),
+        "sync_ms_per_object": d.med(r["sync_ms_per_object"] for r in rounds),
+        "drain_ms_per_object": d.med(r["drain_ms_per_object"] for r in rounds),
+        "floor_ms_per_object": d.med(r["floor_ms_per_object"] for r in rounds),
+        "sync_ratio": d.med(ratio(r) for r in rounds),
+        "cold_probe_interval_ms": rounds[0]["cold_probe_interval_ms"] if rounds else None,
         "checkpoint_ms_healthy_p50": d.med(r["baseline_op_ms"]["checkpoint_p50"] for r in rounds),
         "cold_write_ms_healthy_p50": d.med(r["baseline_op_ms"]["cold_write_p50"] for r in rounds),
         "failed_op_ms_p50": d.med(r["failed_op_ms"]["p50_ms"] for r in rounds),
@@ -254,9 +334,15 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
             "Summary (median / max over rounds)",
             ["what", "median", "max"],
             [
-                ["detect ms (endpoint closed -> 1st COLD op failed)", *mm(summary, "detect_ms")],
+                ["detect ms (endpoint closed -> COLD degraded)", *mm(summary, "detect_ms")],
                 ["recover ms (start -> checkpoint ok)", *mm(summary, "recover_ms")],
-                ["spool sync ms (start -> spool empty)", summary["sync_ms"]["median"], summary["sync_ms"]["max"]],
+                ["spool sync ms (S3 answers -> spool empty)", *mm(summary, "sync_ms")],
+                ["objects / bytes synced", summary["objects_synced"], summary["bytes_synced"]],
+                ["sync ms per object / floor (put_object)", summary["sync_ms_per_object"],
+                 summary["floor_ms_per_object"]],
+                ["sync / floor per object (target <= 1.0)", summary["sync_ratio"], None],
+                ["drain ms per object (probe answered -> empty)", summary["drain_ms_per_object"], None],
+                ["COLD probe interval ms", summary["cold_probe_interval_ms"], None],
                 ["checkpoint ms, S3 up (baseline)", summary["checkpoint_ms_healthy_p50"], None],
                 ["COLD write ms, S3 up (baseline)", summary["cold_write_ms_healthy_p50"], None],
                 ["failed COLD op ms, S3 down", summary["failed_op_ms_p50"], None],
@@ -270,15 +356,26 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
             f"[yellow]no active S3-down spool[/] (spool code in src/bot_v2/state: {'yes' if has_spool else 'no'}):"
             " COLD writes and checkpoints fail while S3 is down; trading continues (WARM is the durable copy)."
         )
-    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary})
+    out = d.BENCH_DIR / f"{NAME}_hang.json" if args.mode == "hang" else None
+    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary}, out)
     d.console.print(f"wrote {path}")
     print(
         d.result_line(
             NAME,
             len(rounds),
+            mode=args.mode,
+            keys=args.keys,
+            max_cycle_ms=d.top(r["max_cycle_ms"] for r in rounds),
             detect_ms=summary["detect_ms"]["median"],
             recover_ms=summary["recover_ms"]["median"],
             sync_ms=summary["sync_ms"]["median"],
+            objects=summary["objects_synced"],
+            bytes=summary["bytes_synced"],
+            sync_ms_per_object=summary["sync_ms_per_object"],
+            floor_ms_per_object=summary["floor_ms_per_object"],
+            sync_ratio=summary["sync_ratio"],
+            drain_ms_per_object=summary["drain_ms_per_object"],
+            cold_probe_interval_ms=summary["cold_probe_interval_ms"],
             spool=active,
             spool_depth_max=summary["spool_depth_max"],
             checkpoints_failed=summary["checkpoints_failed"],
@@ -300,6 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=3, help="stop/start rounds (default 3)")
+    d.add_outage_args(parser)
     parser.add_argument("--interval", type=float, default=0.1, help="cycle interval in s (default 0.1)")
     parser.add_argument(
         "--baseline-cycles", type=int, default=10, help="healthy cycles per round (default 10)"

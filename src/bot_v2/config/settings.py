@@ -88,6 +88,9 @@ ENV_VARS: tuple[str, ...] = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
     "STATE_MAX_VALUE_BYTES",
+    "STATE_HOT_COMMAND_TIMEOUT_SECONDS",
+    "STATE_WARM_COMMAND_TIMEOUT_SECONDS",
+    "STATE_WARM_BULK_TIMEOUT_SECONDS",
     "CHECKPOINT_INTERVAL_SECONDS",
     "CHECKPOINT_RETENTION",
     "METRICS_PORT",
@@ -623,6 +626,18 @@ def _state_settings(
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
         max_value_bytes=parse_int(
             "STATE_MAX_VALUE_BYTES", pick("STATE_MAX_VALUE_BYTES", 1_048_576), minimum=1024
+        ),
+        # hung servers (docs/STATE.md "Hung servers"): a command without an answer by then is an outage
+        hot_command_timeout_seconds=parse_float(
+            "STATE_HOT_COMMAND_TIMEOUT_SECONDS", pick("STATE_HOT_COMMAND_TIMEOUT_SECONDS", 0.15), minimum=0.01
+        ),
+        warm_command_timeout_seconds=parse_float(
+            "STATE_WARM_COMMAND_TIMEOUT_SECONDS",
+            pick("STATE_WARM_COMMAND_TIMEOUT_SECONDS", 0.15),
+            minimum=0.01,
+        ),
+        warm_bulk_timeout_seconds=parse_float(
+            "STATE_WARM_BULK_TIMEOUT_SECONDS", pick("STATE_WARM_BULK_TIMEOUT_SECONDS", 60.0), minimum=1
         ),
         checkpoint_interval_seconds=parse_float(
             "CHECKPOINT_INTERVAL_SECONDS", pick("CHECKPOINT_INTERVAL_SECONDS", 300), minimum=1

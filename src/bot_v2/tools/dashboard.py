@@ -277,7 +277,20 @@ def alert_inputs(data: DashboardData) -> tuple[AlertSnapshot, list[str]]:
         from bot_v2.risk import RiskConfig
 
         engine = RiskEngine(RiskConfig())
-    return engine.alert_snapshot(snapshot, data.now), notes
+    measured = engine.alert_snapshot(snapshot, data.now)
+    feed = market_feed(data.health)
+    if feed is not None:
+        down = _decimal(feed.get("down_seconds"))
+        measured = dataclasses.replace(
+            measured, websocket_down_seconds=float(down) if down is not None else None
+        )
+    return measured, notes
+
+
+def market_feed(health: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """health.json's ``market_data`` (the WebSocket feed's health), or None when the bot runs without a feed."""
+    feed = (health or {}).get("market_data")
+    return feed if isinstance(feed, Mapping) else None
 
 
 def frame_alerts(data: DashboardData) -> tuple[list[Alert], list[str]]:
@@ -526,6 +539,33 @@ def exchange_table(view: ExchangeView) -> Table:
     return table
 
 
+def feed_table(data: DashboardData) -> Table:
+    """The WebSocket feed: connected or REST fallback, since when, reconnects, gaps, quote age per symbol."""
+    table = Table(title="Market data feed", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    feed = market_feed(data.health)
+    if feed is None:
+        table.add_row("feed", "none (REST quotes every cycle)")
+        return table
+    connected = feed.get("connected") is True
+    status = _styled("connected", "green") if connected else _styled("DOWN: REST fallback", "bold red")
+    if not connected:
+        status += f" for {fmt(feed.get('down_seconds'))} s"
+    table.add_row("WebSocket", status)
+    table.add_row("last cycle's quotes", fmt(feed.get("source")))
+    table.add_row(
+        "reconnects / sequence gaps", f"{fmt(feed.get('reconnects'))} / {fmt(feed.get('sequence_gaps'))}"
+    )
+    table.add_row("messages", fmt(feed.get("messages")))
+    if feed.get("last_disconnect"):
+        table.add_row("last disconnect", str(feed.get("last_disconnect")))
+    ages = feed.get("quote_age_seconds")
+    for symbol, age in sorted(ages.items()) if isinstance(ages, Mapping) else []:
+        table.add_row(f"quote age {symbol}", f"{fmt(age)} s")
+    return table
+
+
 def build_frame(data: DashboardData) -> Group:
     """The whole frame as a vertical group (``--once`` and piped output)."""
     parts: list[RenderableType] = [
@@ -535,6 +575,7 @@ def build_frame(data: DashboardData) -> Group:
         events_table(data),
         alerts_table(data),
         state_table(data),
+        feed_table(data),
     ]
     if data.exchange is not None:
         parts.append(exchange_table(data.exchange))
@@ -550,7 +591,9 @@ def build_layout(data: DashboardData) -> Layout:
         left.append(exchange_table(data.exchange))
     layout["body"].split_row(
         Layout(Group(*left), name="left"),
-        Layout(Group(events_table(data), alerts_table(data), state_table(data)), name="right"),
+        Layout(
+            Group(events_table(data), alerts_table(data), state_table(data), feed_table(data)), name="right"
+        ),
     )
     return layout
 

@@ -54,3 +54,14 @@ def test_custom_thresholds_and_validation() -> None:
 def test_alert_to_dict() -> None:
     (a,) = evaluate_alerts(AlertSnapshot(Decimal(-3), Decimal(0), 0, 1.0))
     assert a.to_dict() == {"name": "daily_loss", "level": "CRITICAL", "message": "daily PnL -3.00%"}
+
+
+def test_websocket_down_alert_follows_the_runbook() -> None:
+    def websocket(down: float | None) -> str | None:
+        snap = AlertSnapshot(Decimal(0), Decimal(0), 0, 1.0, websocket_down_seconds=down)
+        return next((a.level.value for a in evaluate_alerts(snap) if a.name == "websocket"), None)
+
+    assert websocket(None) is None  # no feed configured
+    assert websocket(299.0) is None
+    assert websocket(300.0) == "WARNING"  # 5 min
+    assert websocket(900.0) == "CRITICAL"  # 15 min

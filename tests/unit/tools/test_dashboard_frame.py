@@ -118,3 +118,20 @@ def test_missing_state_and_files_render_without_crashing() -> None:
     text = render(build_frame(empty))
     assert "UNKNOWN" in text and "no events.jsonl yet" in text and "no state yet" in text
     assert frame_json(empty)["state"]["error"] == "no state yet"
+
+
+def test_feed_health_and_the_websocket_down_alert() -> None:
+    healthy = {"connected": True, "down_seconds": 0.0, "source": "ws", "reconnects": 2, "sequence_gaps": 1,
+               "messages": 1234, "last_disconnect": "gap: sequence_num 9 after 7",
+               "quote_age_seconds": {"BTC-USD": 0.12}}  # fmt: skip
+    text = render(build_frame(data(health={**data().health, "market_data": healthy})))
+    assert "Market data feed" in text and "connected" in text and "quote age BTC-USD" in text
+    assert "2 / 1" in text  # reconnects / gaps
+    assert not [a for a in frame_alerts(data(health={**data().health, "market_data": healthy}))[0]
+                if a.name == "websocket"]  # fmt: skip
+    down = {**healthy, "connected": False, "down_seconds": 360.0, "source": "rest"}
+    frame = data(health={**data().health, "market_data": down})
+    assert "DOWN: REST fallback" in render(build_frame(frame))
+    alerts = {a.name: a.level.value for a in frame_alerts(frame)[0]}
+    assert alerts["websocket"] == "WARNING"  # the runbook's "WebSocket down": 5 min warning, 15 min critical
+    assert "none (REST quotes every cycle)" in render(build_frame(data()))

@@ -37,7 +37,8 @@ TRADES_SNAPSHOT = 50
 @dataclass(slots=True)
 class FeedFaults:
     """Fault switches for the feed: ``refusing`` answers new upgrades with 503 (an exchange that is down);
-    ``stalled`` keeps sockets open but sends nothing (not even heartbeats); ``skip_sequences`` makes the next
+    ``stalled`` keeps sockets open but sends nothing (not even heartbeats) and answers subscriptions only once
+    it ends; ``skip_sequences`` makes the next
     that many messages (whichever socket they go to) jump one sequence number (a lost message)."""
 
     refusing: bool = False
@@ -81,6 +82,8 @@ class Feed:
         self._clients.add(client)
         try:
             async for msg in ws:
+                while self.faults.stalled:  # a stalled exchange answers nothing, subscriptions included
+                    await asyncio.sleep(0.01)
                 if msg.type is WSMsgType.TEXT:
                     await self._on_message(client, msg.data)
                 elif msg.type is WSMsgType.ERROR:

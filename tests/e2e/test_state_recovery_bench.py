@@ -27,6 +27,11 @@ RESULT = re.compile(
     r"cold_sync_ms_per_object=[\d.]+ cold_floor_ms_per_object=[\d.]+$",
     re.MULTILINE,
 )
+COLD_RESULT = re.compile(
+    r"^RESULT bench=state_recovery_cold objects=5 sync_ms=[\d.]+ bytes=\d+ sync_ms_per_object=[\d.]+ "
+    r"floor_ms_per_object=[\d.]+ ratio=[\d.]+ cold_probe_interval_ms=\d+$",
+    re.MULTILINE,
+)
 
 
 def test_state_recovery_bench_smoke(tmp_path: Path) -> None:
@@ -56,6 +61,7 @@ def test_state_recovery_bench_smoke(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert RESULT.search(proc.stdout), proc.stdout[-3000:]
+    assert COLD_RESULT.search(proc.stdout), proc.stdout[-3000:]
     data = json.loads(output.read_text())
     assert {"meta", "repair", "hot", "cold"} <= data.keys()
     repair, hot, cold = data["repair"][0], data["hot"][0], data["cold"][0]

@@ -52,6 +52,7 @@ from bot_v2.domain import Position  # noqa: E402
 from bot_v2.monitoring.metrics import BotMetrics  # noqa: E402
 from bot_v2.orchestration.bot import BotRunSummary, run_bot  # noqa: E402
 from bot_v2.orchestration.wiring import Runtime, open_runtime  # noqa: E402
+from bot_v2.state import StateWrite  # noqa: E402
 from bot_v2.strategies import Decision, MarketView  # noqa: E402
 
 BENCH_DIR = ROOT / "var" / "benchmarks"
@@ -98,10 +99,11 @@ class Services:
                     service.stop()
 
 
-def start_services(breaks: str, *, with_s3: bool = False) -> Services:
+def start_services(breaks: str, *, with_s3: bool = False, s3_process: bool = False) -> Services:
     """Start throwaway services; ``breaks`` (redis / postgres / s3 / none) must not come from the environment.
     PostgreSQL runs durable (fsync and synchronous_commit on, unlike the test fixtures): a drill that SIGKILLs
-    it must not lose commits to the test-only ``synchronous_commit=off``."""
+    it must not lose commits to the test-only ``synchronous_commit=off``. ``s3_process``: moto in a process
+    of its own (``_chaos.MotoProcess``: it can be SIGSTOPped; the default runs in a thread of this one)."""
     env_var = {"redis": "REDIS_URL", "postgres": "DATABASE_URL", "s3": "S3_ENDPOINT_URL"}.get(breaks)
     if env_var and os.environ.get(env_var):
         raise DrillRefused(
@@ -128,6 +130,14 @@ def start_services(breaks: str, *, with_s3: bool = False) -> Services:
         if with_s3:
             if os.environ.get("S3_ENDPOINT_URL"):
                 s3 = ExternalService(os.environ["S3_ENDPOINT_URL"])
+            elif s3_process:
+                from _chaos import MotoProcess
+
+                moto = MotoProcess(Path(tempfile.mkdtemp(prefix="perps-drill-moto-")))
+                owned.append(moto)
+                moto.start()
+                moto.create_bucket(S3_DRILL_BUCKET)
+                s3 = moto  # type: ignore[assignment]
             else:
                 s3 = MotoServer()
                 s3.start()
@@ -478,6 +488,7 @@ async def run_rounds(
     step: str,
     *,
     with_s3: bool = False,
+    s3_process: bool = False,
     extra_env: dict[str, str] | None = None,
     banner: str = "",
 ) -> tuple[list[dict[str, Any]], int]:
@@ -487,7 +498,7 @@ async def run_rounds(
     (``redis``, ``postgres`` or ``s3``); everything is stopped and removed at the end.
     """
     log = configure_logging(name)
-    services = start_services(breaks, with_s3=with_s3)
+    services = start_services(breaks, with_s3=with_s3, s3_process=s3_process)
     rounds: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
@@ -565,12 +576,13 @@ class Outage:
         self.active = False
 
 
-async def seed(state: Any, keys: int) -> None:
-    """``keys`` realistic hot-set records (``_records.hot_set``), written through the bot's StateManager in
-    batches of 1,000."""
+async def seed(state: Any, keys: int, namespace: str = "drill:") -> None:
+    """``keys`` realistic hot-set records (``_records.hot_set``, their categories kept), written through the
+    bot's StateManager in batches of 1,000. Their keys start with ``namespace``: the bot's own loaders
+    (``orders:*``, ``positions:*``) must not read them as its orders and positions at a restart."""
     import _records
 
-    records = _records.hot_set(keys)
+    records = [StateWrite(namespace + w.key, w.value, w.category) for w in _records.hot_set(keys)]
     for start in range(0, len(records), 1000):
         await state.batch_write(records[start : start + 1000])
 

@@ -14,7 +14,14 @@ every ``--modes`` entry with a fresh bot id and client id prefix:
   exchange is called (deterministic);
 * ``after_ack``    -- PERPS_TEST_CRASH_AT=after_ack: SIGKILL after the exchange acknowledged the first order,
   before any bookkeeping (deterministic);
-* ``random``       -- SIGKILL at a random moment within ``--random-max`` s after the first healthy cycle.
+* ``random``       -- SIGKILL at a random moment within ``--random-max`` s after the first healthy cycle
+  (``--mode hang``: SIGSTOP there instead, SIGCONT after ``--hang-seconds``; ``resume_ms`` = SIGCONT -> the
+  next cycle of the same process, which is then stopped cleanly and restarted like ``clean``).
+
+``--mode hang`` runs ``clean`` and ``random`` (the crash points are kills by nature). Before each first
+phase the bot's state gets ``--keys`` realistic mixed records (``_records.py``, default 1,000): the restart
+loads a realistic state. The floor of each round is its ``clean`` restart (same run, same keys): ``ratio`` =
+crash (or hang) restart / clean restart.
 
 Then the bot is restarted for ``--cycles-after`` cycles. Measured: ``restart_ms`` = process spawned -> first
 cycle in its ``health.json`` (interpreter start, imports, connections, reconciliation, warm-up and one cycle;
@@ -179,8 +186,29 @@ def bot_summary(stdout: str) -> dict[str, Any]:
     return {}
 
 
+async def seed_state(env: dict[str, str], root: Path, keys_count: int) -> None:
+    """``keys_count`` realistic records in the bot's state before its first start (through its own settings)."""
+    if keys_count:
+        async with open_state(load_settings("dev", env, root=root)) as state:
+            await d.seed(state, keys_count)
+
+
+async def hang_bot(proc: subprocess.Popen[str], poller: d.HealthPoller, seconds: float) -> float:
+    """SIGSTOP the bot for ``seconds``, SIGCONT it; return ms from SIGCONT to its next cycle."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    t_cont = time.monotonic()
+    resumed = await poller.wait_cycles(1, after=t_cont, within=60)
+    return round((resumed[0].seen - t_cont) * 1000, 1)
+
+
 async def first_phase(mode: str, env: dict[str, str], args: argparse.Namespace, log: Path) -> dict[str, Any]:
     poll = args.poll_ms / 1000
+    hang = mode == "random" and args.mode == "hang"
+    resume_ms = None
     crash = {"PERPS_TEST_CRASH_AT": mode} if mode in ("after_intent", "after_ack") else {}
     proc = spawn_bot(env | crash, 100_000 if not crash else 1_000, log)
     poller = d.HealthPoller(Path(env["PERPS_DATA_DIR"]) / "health.json", poll, pid=proc.pid)
@@ -194,7 +222,11 @@ async def first_phase(mode: str, env: dict[str, str], args: argparse.Namespace, 
             first = await poller.wait_cycles(1, after=0, ok=True, within=60)
             delay = random.uniform(0, args.random_max)
             await asyncio.sleep(max(0.0, first[0].seen + delay - time.monotonic()))
-            proc.send_signal(signal.SIGKILL)
+            if hang:
+                resume_ms = await hang_bot(proc, poller, args.hang_seconds)
+                proc.send_signal(signal.SIGTERM)
+            else:
+                proc.send_signal(signal.SIGKILL)
             killed_after = round(delay * 1000, 1)
         code, _ = await wait_exit(proc, 60)
     finally:
@@ -202,9 +234,10 @@ async def first_phase(mode: str, env: dict[str, str], args: argparse.Namespace, 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    expected = 0 if mode == "clean" else -signal.SIGKILL
+    expected = 0 if mode == "clean" or hang else -signal.SIGKILL
     return {"exit_code": code, "as_expected": code == expected, "cycles_before_crash": len(poller.samples),
-            "killed_ms_after_first_cycle": killed_after}  # fmt: skip
+            "killed_ms_after_first_cycle": killed_after, "resume_ms": resume_ms,
+            "unclean_expected": mode != "clean" and not hang}  # fmt: skip
 
 
 async def restart(env: dict[str, str], args: argparse.Namespace, log: Path) -> dict[str, Any]:
@@ -264,6 +297,7 @@ async def one_mode(
         "PERPS_INTENT_GRACE_SECONDS": "0",
         **d.QUIET_RISK_ENV,
     }
+    await seed_state(env, root, args.keys)
     before = await first_phase(mode, env, args, log)
     after = await restart(env, args, log)
     orders, exchange_fills = await asyncio.to_thread(sim.exchange_view, prefix)
@@ -286,6 +320,10 @@ async def one_mode(
     return {
         "round": n,
         "mode": mode,
+        "outage": "hang" if before["resume_ms"] is not None else "kill",
+        "keys": args.keys,
+        "resume_ms": before["resume_ms"],
+        "unclean_expected": before["unclean_expected"],
         "first_exit_code": before["exit_code"],
         "crashed_as_expected": before["as_expected"],
         "killed_ms_after_first_cycle": before["killed_ms_after_first_cycle"],
@@ -320,7 +358,7 @@ def verdict(r: dict[str, Any]) -> bool:
         and r["pending_intents"] == 0
         and r["fills_exactly_once"]
         and r["positions_equal"]
-        and r["unclean_shutdown"] == (r["mode"] != "clean")
+        and r["unclean_shutdown"] == r["unclean_expected"]
     )
 
 
@@ -329,6 +367,8 @@ async def drill(args: argparse.Namespace) -> int:
     log = d.BENCH_DIR / f"{NAME}.bots.log"
     log.write_text("")
     modes = ["after_ack", "clean"] if args.fast else args.modes
+    if args.mode == "hang":  # the crash points are kills by nature: hang the bot at a random moment
+        modes = ["clean", "random"]
     services = d.start_services("none")
     results: list[dict[str, Any]] = []
     try:
@@ -380,11 +420,22 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, modes: list[
     crashes = [r for r in results if r["mode"] != "clean"]
     baseline = d.med(r["restart_ms"] for r in results if r["mode"] == "clean")
     crash_restart = d.med(r["restart_ms"] for r in crashes)
+    ratios = [
+        r["restart_ms"] / clean["restart_ms"]
+        for r in crashes
+        for clean in results
+        if clean["mode"] == "clean"
+        and clean["round"] == r["round"]
+        and r["restart_ms"]
+        and clean["restart_ms"]
+    ]
     summary = {
         "per_mode": per_mode,
         "restart_ms_clean": baseline,
         "restart_ms_crash": crash_restart,
         "crash_vs_clean": round(crash_restart / baseline, 2) if baseline and crash_restart else None,
+        "ratio_median": d.med(ratios),
+        "resume_ms_max": d.top(r["resume_ms"] for r in results),
         "duplicates": sum(r["duplicates"] for r in results),
         "adopted_orders": sum(r["adopted_orders"] for r in results),
         "resolved_intents": sum(r["resolved_intents"] for r in results),
@@ -402,14 +453,21 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, modes: list[
              for m, v in per_mode.items()],
         )
     )  # fmt: skip
-    path = d.write_json(NAME, {"settings": vars(args), "modes": modes, "rounds": results, "summary": summary})
+    out = d.BENCH_DIR / f"{NAME}_hang.json" if args.mode == "hang" else None
+    payload = {"settings": vars(args), "modes": modes, "rounds": results, "summary": summary}
+    path = d.write_json(NAME, payload, out)
     d.console.print(f"wrote {path}")
     print(
         d.result_line(
             NAME,
             args.rounds,
+            mode=args.mode,
+            keys=args.keys,
             modes=",".join(modes),
             recover_ms=crash_restart,
+            floor_ms=baseline,
+            ratio=summary["ratio_median"],
+            resume_ms=summary["resume_ms_max"],
             clean_restart_ms=baseline,
             crash_vs_clean=summary["crash_vs_clean"],
             adopted=summary["adopted_orders"],
@@ -440,6 +498,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated, of {','.join(MODES)} (default all)",
     )
     parser.add_argument("--fast", action="store_true", help="only after_ack and clean (smoke test)")
+    d.add_outage_args(parser)
+    parser.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=1.0,
+        help="--mode hang: the bot stays stopped this long (default 1)",
+    )
     parser.add_argument("--interval", type=float, default=0.1, help="cycle interval in s (default 0.1)")
     parser.add_argument("--cycles-before", type=int, default=5, help="clean mode: cycles before SIGTERM")
     parser.add_argument("--cycles-after", type=int, default=5, help="cycles of the restarted bot (default 5)")

@@ -55,7 +55,8 @@ from bot_v2.orchestration.wiring import Runtime, open_runtime  # noqa: E402
 from bot_v2.state import StateWrite  # noqa: E402
 from bot_v2.strategies import Decision, MarketView  # noqa: E402
 
-BENCH_DIR = ROOT / "var" / "benchmarks"
+#: JSON and logs go here; DRILL_OUT_DIR moves them (tests: several runs at once must not share files)
+BENCH_DIR = Path(os.environ.get("DRILL_OUT_DIR") or ROOT / "var" / "benchmarks")
 S3_DRILL_BUCKET = "perps-drill"
 console = Console(width=None if sys.stdout.isatty() else 160)
 

@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import re
@@ -74,6 +75,12 @@ DONE = "DRILL BOT DONE "
 
 
 async def child_bot(cycles: int) -> int:
+    # the bot's INFO lines (recovery, position validation, fills) go to stderr: the drill's bots.log
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("urllib3", "asyncio", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = load_settings("dev", dict(os.environ))
     async with open_runtime(settings) as runtime:
         from bot_v2.orchestration.bot import run_bot

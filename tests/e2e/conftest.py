@@ -131,3 +131,80 @@ def run_driver(env: dict[str, str], *args: str, timeout: float = 60) -> subproce
         timeout=timeout,
         check=False,
     )
+
+
+# --- failover drills, run once per session (test_failover_drills and the runbook walk share them) ------------
+
+#: One round, tiny settings: a smoke run of each drill (~15 s each).
+DRILLS: dict[str, list[str]] = {
+    "redis_failover_drill": ["--baseline-cycles", "5", "--down-cycles", "5"],
+    "postgres_failover_drill": ["--baseline-cycles", "5", "--down-cycles", "3"],
+    "s3_failover_drill": [
+        "--baseline-cycles",
+        "5",
+        "--ops",
+        "1",
+        "--down-seconds",
+        "0.5",
+        "--sync-timeout",
+        "0",
+    ],
+    "engine_crash_drill": ["--fast", "--cycles-after", "3", "--cycles-before", "3"],
+}
+
+
+@dataclass(frozen=True)
+class DrillRun:
+    """One drill subprocess: its result, RESULT-line fields, JSON path and the bot log it wrote."""
+
+    proc: subprocess.CompletedProcess[str]
+    result: dict[str, str]
+    json_path: Path
+    log_text: str
+
+
+@pytest.fixture(scope="session")
+def drill_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], DrillRun]:
+    """Run a drill (``--rounds 1`` + ``DRILLS[name]``) into a private output dir, once per session."""
+    import shutil
+
+    from tests.fixtures.services import find_postgres_bin
+
+    if shutil.which("redis-server") is None or find_postgres_bin() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server / PostgreSQL needed by the drills", pytrace=False)
+        pytest.skip("redis-server / PostgreSQL not installed")
+    out = tmp_path_factory.mktemp("drills")
+    runs: dict[str, DrillRun] = {}
+
+    def run(name: str) -> DrillRun:
+        if name not in runs:
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if k not in ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL")
+            }
+            env["DRILL_OUT_DIR"] = str(out)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / "benchmarks" / f"{name}.py"),
+                    "--rounds",
+                    "1",
+                    *DRILLS[name],
+                ],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            fields = dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+            logs = sorted(out.glob(f"{name}*.log"))
+            text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in logs)
+            runs[name] = DrillRun(proc, fields, out / f"{name}.json", text)
+        return runs[name]
+
+    return run

@@ -8,72 +8,29 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.services import find_postgres_bin
+from tests.e2e.conftest import DRILLS, DrillRun
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "scripts" / "benchmarks"
 
-DRILLS = {
-    "redis_failover_drill": ["--baseline-cycles", "5", "--down-cycles", "5"],
-    "postgres_failover_drill": ["--baseline-cycles", "5", "--down-cycles", "3"],
-    "s3_failover_drill": [
-        "--baseline-cycles",
-        "5",
-        "--ops",
-        "1",
-        "--down-seconds",
-        "0.5",
-        "--sync-timeout",
-        "0",
-    ],
-    "engine_crash_drill": ["--fast", "--cycles-after", "3", "--cycles-before", "3"],
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _services_available() -> None:
-    import shutil
-
-    if shutil.which("redis-server") is None or find_postgres_bin() is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("redis-server / PostgreSQL needed by the drills", pytrace=False)
-        pytest.skip("redis-server / PostgreSQL not installed")
-
-
-def _run(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL")}
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / f"{name}.py"), "--rounds", "1", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    fields = dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
-    return proc, fields
-
 
 @pytest.mark.parametrize("name", list(DRILLS))
-def test_drill_runs_and_reports(name: str) -> None:
-    json_path = ROOT / "var" / "benchmarks" / f"{name}.json"
-    json_path.unlink(missing_ok=True)
-    proc, result = _run(name, *DRILLS[name])
+def test_drill_runs_and_reports(name: str, drill_run: Callable[[str], DrillRun]) -> None:
+    run = drill_run(name)
+    proc, result = run.proc, run.result
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert result.get("drill") == name and result.get("rounds") == "1", proc.stdout[-2000:]
     assert result["coherent"] == "true", result
-    assert json_path.exists()
-    payload = json.loads(json_path.read_text())
+    assert run.json_path.exists()
+    payload = json.loads(run.json_path.read_text())
     assert payload["drill"] == name and len(payload["rounds"]) >= 1
     if name == "redis_failover_drill":
         assert result["errors"] == "0" and int(result["keys_moved"]) > 0

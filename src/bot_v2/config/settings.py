@@ -93,6 +93,9 @@ ENV_VARS: tuple[str, ...] = (
     "STATE_WARM_BULK_TIMEOUT_SECONDS",
     "CHECKPOINT_INTERVAL_SECONDS",
     "CHECKPOINT_RETENTION",
+    "CHECKPOINT_RETENTION_COUNT",
+    "CHECKPOINT_ENABLE_COMPRESSION",
+    "STATE_BATCH_SIZE",
     "METRICS_PORT",
 )
 
@@ -611,7 +614,7 @@ def _state_settings(
     ):
         if url and url.split("://", 1)[0] not in schemes:
             raise ConfigError(f"{var}: expected a {'/'.join(schemes)}:// URL")
-    return StateSettings(
+    state = StateSettings(
         bot_id=bot_id,
         data_dir=data_dir,
         hot_backend=hot,
@@ -642,5 +645,46 @@ def _state_settings(
         checkpoint_interval_seconds=parse_float(
             "CHECKPOINT_INTERVAL_SECONDS", pick("CHECKPOINT_INTERVAL_SECONDS", 300), minimum=1
         ),
-        checkpoint_retention=parse_int("CHECKPOINT_RETENTION", pick("CHECKPOINT_RETENTION", 10), minimum=1),
+        checkpoint_retention=_checkpoint_retention(env),
     )
+    batch_size = _batch_size(env)
+    if batch_size is None:
+        return state
+    return dataclasses.replace(state, hot_restore_page_size=batch_size, coherence_page_size=batch_size)
+
+
+def _checkpoint_retention(env: Mapping[str, str]) -> int:
+    """``CHECKPOINT_RETENTION`` or the runbook's name for it, ``CHECKPOINT_RETENTION_COUNT`` (default 10).
+
+    ``CHECKPOINT_ENABLE_COMPRESSION``: checkpoints are always zlib-compressed (format 2); 1 is accepted, 0 is
+    refused rather than silently ignored.
+    """
+    given = {
+        n: parse_int(n, env[n], minimum=1)
+        for n in ("CHECKPOINT_RETENTION", "CHECKPOINT_RETENTION_COUNT")
+        if env.get(n)
+    }
+    if len(set(given.values())) > 1:
+        raise ConfigError(
+            f"CHECKPOINT_RETENTION_COUNT: {given['CHECKPOINT_RETENTION_COUNT']} disagrees with CHECKPOINT_RETENTION="
+            f"{given['CHECKPOINT_RETENTION']} (the same setting); set one of them"
+        )
+    raw = env.get("CHECKPOINT_ENABLE_COMPRESSION")
+    if raw and not parse_bool("CHECKPOINT_ENABLE_COMPRESSION", raw):
+        raise ConfigError(
+            "CHECKPOINT_ENABLE_COMPRESSION: checkpoints are always zlib-compressed (level 1: cheaper than "
+            "writing the raw bytes); remove the variable or set it to 1"
+        )
+    return next(iter(given.values()), 10)
+
+
+def _batch_size(env: Mapping[str, str]) -> int | None:
+    """``STATE_BATCH_SIZE`` (the runbook's "keys per batch operation"): the page of the state layer's batch
+    passes -- a HOT restore after a Redis outage and the coherence passes (defaults 2000 / 500)."""
+    raw = env.get("STATE_BATCH_SIZE")
+    if not raw:
+        return None
+    size = parse_int("STATE_BATCH_SIZE", raw, minimum=1)
+    if size > 100_000:
+        raise ConfigError(f"STATE_BATCH_SIZE: at most 100000 keys per batch, got {size}")
+    return size

@@ -48,7 +48,7 @@ from bot_v2.errors import ConfigError, FencedError, RetryableError, UnknownSymbo
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.health import HealthStatus, write_health_async
 from bot_v2.monitoring.metrics import METRICS, BotMetrics
-from bot_v2.orchestration import keys
+from bot_v2.orchestration import keys, oplog
 from bot_v2.orchestration.alerting import AlertWatcher, current_alerts
 from bot_v2.orchestration.cadence import Cadence
 from bot_v2.orchestration.checkpointing import CheckpointScheduler, CheckpointSource
@@ -62,7 +62,7 @@ from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapsh
 from bot_v2.orchestration.marketfeed import open_feed
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
-from bot_v2.orchestration.tierwatch import TierWatcher
+from bot_v2.orchestration.tierwatch import TierWatcher, is_warm_outage
 from bot_v2.orchestration.tracking import OrderTracker
 from bot_v2.orchestration.warmup import persist_history, warm_start
 from bot_v2.orchestration.wiring import Runtime
@@ -395,7 +395,7 @@ class _Lifecycle:
         self.last_report: CycleReport | None = None
         self.lease = lease
         self.archiver = archiver
-        self.tiers = TierWatcher(events, metrics)
+        self.tiers = TierWatcher(events, metrics, runtime.settings.state)
         self.alerts = AlertWatcher(events, metrics)
 
     async def run_cycle(self, number: int) -> bool:
@@ -416,6 +416,8 @@ class _Lifecycle:
             return False
         except RetryableError as exc:
             self._count_error("retryable", exc)
+            if is_warm_outage(exc):
+                self.tiers.warm_failed(now)
             self.cycle.outcomes.record(False)
             await self.events.emit(
                 EventType.CYCLE_ERROR, now, cycle=number, error=exc.one_line(), policy="retry"
@@ -445,6 +447,9 @@ class _Lifecycle:
             report.new_fills,
             report.duration_ms,
         )
+        if report.pnl is not None:
+            oplog.cycle_pnl(number, *report.pnl)
+        await self.tiers.cycle_ok(report.flushed_keys, now)
         await self._health(True, f"cycle {number} ok ({state})", number, now, report.duration_ms)
         self._heartbeat()
         await self._periodic_checkpoint(number)

@@ -25,7 +25,6 @@ from bot_v2.errors import (
     InputError,
     LeaseHeldError,
     OrderRejectedError,
-    StateError,
     StateIntegrityError,
     TradingHaltedError,
 )
@@ -376,42 +375,16 @@ async def restore_checkpoint(
 ) -> int:
     """Verify a checkpoint and, unless ``verify_only``, restore it. A restore takes the bot's lease for its
     duration (refused while a bot holds it; no bot can start meanwhile) and writes fenced with its epoch."""
-    from bot_v2.monitoring.events import EventStore, EventType
-    from bot_v2.orchestration.keys import RUNNING_KEY
-    from bot_v2.orchestration.lease import LeaseKeeper, new_claim
+    from bot_v2.orchestration import maintenance
 
-    async with AsyncExitStack() as stack:
-        state = await stack.enter_async_context(open_state(reader_settings(settings)))
-        if not verify_only:
-            # a restore completes no trading cycle: its watchdog is the restore itself, not the loop's bound
-            lease = dataclasses.replace(settings.lease, watchdog_seconds=math.inf)
-            keeper = LeaseKeeper(state, lease, new_claim("restore"), bot_id=settings.bot_id)
-            try:
-                await keeper.acquire()
-            except LeaseHeldError as exc:
-                raise LeaseHeldError(
-                    f"--restore-checkpoint refused: {exc}; stop the bot first (or use --verify-only, which "
-                    "writes nothing)"
-                ) from None
-            stack.push_async_callback(keeper.release)
-            renewal = asyncio.get_running_loop().create_task(keeper.run(), name="restore-lease")
-            stack.push_async_callback(_cancel, renewal)
-            await state.take_ownership(keeper.epoch)
-        action = "Verifying" if verify_only else "Verifying and restoring"
-        try:
-            with render.progress(f"{action} checkpoint {checkpoint_id} of bot {settings.bot_id!r}..."):
-                report = await state.checkpoints.restore_checkpoint(checkpoint_id, verify_only=verify_only)
-        except StateError as exc:
-            if type(exc) is StateError:  # an unknown or malformed id, or no checkpoint at all: bad input
-                raise InputError(f"--restore-checkpoint: {exc}") from None
-            raise  # integrity (corruption) and tier errors keep their own exit codes
-        marker_restored = False
-        if not verify_only:
-            marker_restored = await state.get_state(RUNNING_KEY) is not None
-    if not verify_only:
-        events = EventStore(settings.events_path)
-        await events.emit(EventType.CHECKPOINT_RESTORED, by="cli", **asdict(report))
-        events.close()
+    action = "Verifying" if verify_only else "Verifying and restoring"
+    try:
+        with render.progress(f"{action} checkpoint {checkpoint_id} of bot {settings.bot_id!r}..."):
+            report, marker_restored = await maintenance.restore_checkpoint(
+                settings, checkpoint_id, verify_only=verify_only
+            )
+    except LeaseHeldError as exc:
+        raise LeaseHeldError(f"{exc} (or use --verify-only, which writes nothing)") from None
     if as_json:
         render.print_json(asdict(report) | {"running_marker_restored": marker_restored})
     else:

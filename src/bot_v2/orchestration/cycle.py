@@ -91,6 +91,8 @@ class CycleReport:
     flushed_keys: int = 0
     duration_ms: float = 0.0
     flush_ms: float = 0.0
+    #: (realized, unrealized, today's, fees) in USD after the cycle; None until it completed
+    pnl: tuple[Decimal, Decimal, Decimal | None, Decimal] | None = None
     market_source: str | None = None  # where the cycle's quotes came from: "ws" (the feed) or "rest"
 
 
@@ -203,6 +205,7 @@ class TradingCycle:
             report.rows = [self._refresh_position(row) for row in report.rows]
 
         report.flush_ms, report.flushed_keys = await self.flush(market, now)
+        report.pnl = self._pnl(market, snapshot)
         await self._record_transitions(report.transitions)
         self.outcomes.record(True)
         report.duration_ms = (time.perf_counter() - started) * 1000
@@ -378,6 +381,15 @@ class TradingCycle:
         if quantity == row.position:
             return row
         return dataclasses.replace(row, position=quantity)
+
+    def _pnl(
+        self, market: MarketData, snapshot: RiskSnapshot
+    ) -> tuple[Decimal, Decimal, Decimal | None, Decimal]:
+        """Realized, unrealized, today's (the daily-loss guard's tracker) PnL and fees, for the cycle's log."""
+        book = self.tracker.book
+        daily = self.risk.daily_pnl_tracker
+        today = daily.pnl_usd(snapshot.unrealized_pnl_usd) if daily is not None else None
+        return book.realized_pnl, book.unrealized_pnl(market.marks), today, book.fees
 
     async def flush(self, market: MarketData | None, now: datetime) -> tuple[float, int]:
         """Queue guard state, safety mode and PnL, then write the whole batch at once; return (ms, keys)."""

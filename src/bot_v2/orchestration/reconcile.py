@@ -50,7 +50,7 @@ from bot_v2.domain import Fill, Order, OrderStatus, Symbol
 from bot_v2.errors import StateIntegrityError
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
-from bot_v2.orchestration import keys
+from bot_v2.orchestration import keys, oplog
 from bot_v2.orchestration.ledger import derive_positions
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.tracking import (
@@ -118,6 +118,7 @@ class ReconcileReport:
     trading_state: str = TradingState.ACTIVE.value
     keys_written: int = 0
     duration_ms: float = 0.0
+    positions_checked: int = 0  # positions and spot balances compared with the exchange
     # not reported: what the caller books (fills for the risk engine and events, guard transitions)
     new_fills: list[Fill] = field(default_factory=list)
     realized_pnl: Decimal = ZERO
@@ -355,9 +356,18 @@ class Reconciler:
     async def _cancel_open(self, report: ReconcileReport) -> None:
         ids = [o.order_id for o in self.tracker.open_orders if not o.status.is_terminal]
         if not ids:
+            oplog.cancelled_pending(0, 0, 0.0, "cancel")
             return
+        started = time.perf_counter()
         results = await self.broker.cancel_orders(ids)
         report.cancelled_orders = [r.order_id for r in results if r.success]
+        batch_size = max(1, int(getattr(self.broker, "cancel_batch_size", len(ids))))
+        oplog.cancelled_pending(
+            len(report.cancelled_orders),
+            -(-len(ids) // batch_size),
+            (time.perf_counter() - started) * 1000,
+            "cancel",
+        )
 
     async def _compare_positions(
         self, report: ReconcileReport, now: datetime, exchange_fills: Sequence[Fill] | None
@@ -366,6 +376,7 @@ class Reconciler:
         if exchange_fills is not None:
             derived = derive_positions(exchange_fills, self.tracker.contract_sizes)
             for symbol in sorted(set(derived) | set(self.tracker.book.positions)):
+                report.positions_checked += 1
                 bot_qty = self.tracker.book.quantity(symbol)
                 exchange_qty = derived[symbol].quantity if symbol in derived else ZERO
                 # archived history (history.py): its fills are not asked for again, their net is stored
@@ -380,9 +391,11 @@ class Reconciler:
             report.book(await self.tracker.sync(self.broker, now))
             balance_mismatches = await self._balance_mismatches()
         report.mismatches += balance_mismatches
+        report.positions_checked += len(set(self.spot_base_currencies.values()))
         if self.derivative_symbols:
             exchange_positions = {p.symbol: p.quantity for p in await self.broker.list_positions()}
             for symbol in self.derivative_symbols:
+                report.positions_checked += 1
                 bot_qty = self.tracker.book.quantity(symbol)
                 exchange_qty = exchange_positions.get(symbol, ZERO)
                 if bot_qty != exchange_qty:
@@ -448,6 +461,22 @@ class Reconciler:
                 keys_moved=report.keys_written,
                 coherent=report.coherent,
             )
+        oplog.position_validation(
+            report.positions_checked,
+            [
+                f"{m.symbol}: bot {m.bot_quantity} vs exchange {m.exchange_quantity} ({m.source})"
+                for m in report.mismatches
+            ],
+        )
+        oplog.engine_recovered(
+            unclean=report.unclean_shutdown,
+            adopted=len(report.adopted_orders),
+            intents=len(report.resolved_intents),
+            missed_fills=report.missed_fills,
+            coherent=report.coherent,
+            trading_state=report.trading_state,
+            elapsed_ms=report.duration_ms,
+        )
         log = logger.warning if (report.unclean_shutdown or not report.coherent) else logger.info
         log(
             "reconciliation: unclean=%s adopted=%d intents=%d cancelled=%d missed_fills=%d mismatches=%d "

@@ -31,7 +31,7 @@ from bot_v2.brokerages.base import Broker
 from bot_v2.domain import ClientOrderId, Fill, Order, OrderId, OrderStatus, Symbol, TradeId, utc_now
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
-from bot_v2.orchestration import keys
+from bot_v2.orchestration import keys, oplog
 from bot_v2.orchestration.batch import StateBatch
 from bot_v2.orchestration.concurrency import task_group
 from bot_v2.orchestration.ledger import PositionBook, PositionRecord
@@ -277,6 +277,15 @@ class OrderTracker:
                 continue
             self.known_trade_ids.add(fill.trade_id)
             realized += self.book.apply(fill, self.contract_sizes.get(fill.symbol, Decimal(1)))
+            oplog.order_filled(
+                fill.client_order_id or fill.order_id,
+                fill.side.value,
+                fill.quantity,
+                fill.symbol,
+                fill.price,
+                fill.commission,
+                fill.trade_id,
+            )
             self.batch.put(keys.fill_key(fill.trade_id), fill_to_dict(fill), StateCategory.FILLS)
             self.metrics.fills.labels(symbol=fill.symbol).inc()
             lag = (booked_at - fill.trade_time).total_seconds()

@@ -81,6 +81,9 @@ class StateManager:
         self._read_only = settings.read_only
         self._epoch: int | None = None  # the lease epoch WARM writes are fenced with (take_ownership)
         self.hot_stale_puts_refused = 0  # puts the version-guarded HOT refused (a newer version was there)
+        # keys read from HOT / from WARM (or COLD): the cache hit rate operators check after a recovery
+        self._hot_hits = 0
+        self._hot_misses = 0
         # keys whose HOT copy may be stale (a cache update failed): never served from HOT
         self._dirty: set[str] = set()
         self._closed = False
@@ -349,6 +352,8 @@ class StateManager:
                     codec.verify(key, record.value, record.checksum)
                     found[key] = record.value
         misses = [k for k in keys if k not in found]
+        self._hot_hits += len(found)
+        self._hot_misses += len(misses)
         if misses:
             async with self._lock:  # no write may slip between our WARM read and the promotion
                 found.update(await self._load(misses, promote=not self._read_only))
@@ -470,6 +475,8 @@ class StateManager:
             next_cold_probe_in_seconds=cold.next_probe_in(),
             cold_recoveries=cold.recoveries,
             last_cold_recovery=cold.last_recovery,
+            hot_hits=self._hot_hits,
+            hot_misses=self._hot_misses,
         )
 
     async def recover_hot(self) -> bool:

@@ -227,6 +227,8 @@ class StateHealth:
     next_cold_probe_in_seconds: float | None = None
     cold_recoveries: int = 0
     last_cold_recovery: ColdRecovery | None = None
+    hot_hits: int = 0  # keys reads found in HOT since the manager was created
+    hot_misses: int = 0  # keys reads had to fetch from WARM / COLD (absent keys included)
 
     @property
     def degraded_hot(self) -> bool:

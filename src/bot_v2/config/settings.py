@@ -632,7 +632,7 @@ def _state_settings(
         ),
         # hung servers (docs/STATE.md "Hung servers"): a command without an answer by then is an outage
         hot_command_timeout_seconds=parse_float(
-            "STATE_HOT_COMMAND_TIMEOUT_SECONDS", pick("STATE_HOT_COMMAND_TIMEOUT_SECONDS", 0.15), minimum=0.01
+            "STATE_HOT_COMMAND_TIMEOUT_SECONDS", pick("STATE_HOT_COMMAND_TIMEOUT_SECONDS", 0.1), minimum=0.01
         ),
         warm_command_timeout_seconds=parse_float(
             "STATE_WARM_COMMAND_TIMEOUT_SECONDS",

@@ -62,7 +62,7 @@ class StateSettings:
     # acquire and the whole statement; the connection is dropped, not reused) fails as unavailable after
     # these bounds, so a hang is detected within one bound of the next operation and no cycle waits longer.
     # Checkpoints, restores of a checkpoint and migrations move whole snapshots: warm_bulk_timeout_seconds.
-    hot_command_timeout_seconds: float = 0.15
+    hot_command_timeout_seconds: float = 0.1
     warm_command_timeout_seconds: float = 0.15
     warm_bulk_timeout_seconds: float = 60.0
     hot_degraded_warn_interval_seconds: float = 60.0  # "still degraded" warnings at most this often

@@ -81,6 +81,11 @@ ENV_VARS: tuple[str, ...] = (
     "SIM_SEED",
     "SIM_TICK_SECONDS",
     "REDIS_URL",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_PASSWORD",
+    "REDIS_SENTINEL_PASSWORD",
+    "REDIS_DB",
     "DATABASE_URL",
     "S3_ENDPOINT_URL",
     "S3_BUCKET",
@@ -420,6 +425,8 @@ def load_settings(
         for s in (
             env.get("AWS_SECRET_ACCESS_KEY"),
             _url_password(state.redis_url),
+            state.redis_password,
+            state.redis_sentinel_password,
             _url_password(state.database_url),
         )
         if s
@@ -512,6 +519,24 @@ def _strategy_params(strategy: str, base: Mapping[str, Any], env: Mapping[str, s
     return MappingProxyType(params)
 
 
+def _sentinels(env: Mapping[str, str]) -> tuple[tuple[tuple[str, int], ...], str | None]:
+    """REDIS_SENTINELS (host:port,...) and REDIS_SENTINEL_MASTER: both or neither."""
+    raw, master = env.get("REDIS_SENTINELS", "").strip(), env.get("REDIS_SENTINEL_MASTER", "").strip()
+    if bool(raw) != bool(master):
+        missing = "REDIS_SENTINEL_MASTER" if raw else "REDIS_SENTINELS"
+        raise ConfigError(f"{missing}: REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together; set both")
+    if not raw:
+        return (), None
+    sentinels: list[tuple[str, int]] = []
+    for entry in (part.strip() for part in raw.split(",")):
+        host, sep, port = entry.rpartition(":")
+        host = host.strip("[]")  # [::1]:26379
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REDIS_SENTINELS: expected host:port[,host:port...], got {entry!r}")
+        sentinels.append((host, int(port)))
+    return tuple(sentinels), master
+
+
 def _url_password(url: str | None) -> str | None:
     from urllib.parse import urlsplit
 
@@ -590,16 +615,20 @@ def _state_settings(
 ) -> StateSettings:
     hot_default, warm_default, cold_default = base["state_backends"]
     redis_url = env.get("REDIS_URL") or None
+    sentinels, sentinel_master = _sentinels(env)
+    if redis_url and sentinels:
+        raise ConfigError("REDIS_SENTINELS: set either REDIS_URL or REDIS_SENTINELS, not both")
     database_url = env.get("DATABASE_URL") or None
     s3_endpoint = env.get("S3_ENDPOINT_URL") or None
     s3_bucket = env.get("S3_BUCKET") or None
     # A URL in the environment switches a tier to the real service; otherwise the profile decides.
-    hot = HotBackend.REDIS if redis_url else HotBackend(hot_default)
+    hot = HotBackend.REDIS if (redis_url or sentinels) else HotBackend(hot_default)
     warm = WarmBackend.POSTGRES if database_url else WarmBackend(warm_default)
     cold = ColdBackend.S3 if (s3_endpoint or s3_bucket) else ColdBackend(cold_default)
-    if hot is HotBackend.REDIS and not redis_url:
+    if hot is HotBackend.REDIS and not (redis_url or sentinels):
         raise ConfigError(
-            "REDIS_URL: this profile keeps HOT state in Redis; set REDIS_URL (redis://host:6379/0)"
+            "REDIS_URL: this profile keeps HOT state in Redis; set REDIS_URL (redis://host:6379/0) "
+            "or REDIS_SENTINELS + REDIS_SENTINEL_MASTER"
         )
     if warm is WarmBackend.POSTGRES and not database_url:
         raise ConfigError("DATABASE_URL: this profile keeps WARM state in PostgreSQL; set DATABASE_URL")
@@ -621,6 +650,11 @@ def _state_settings(
         warm_backend=warm,
         cold_backend=cold,
         redis_url=redis_url,
+        redis_sentinels=sentinels,
+        redis_sentinel_master=sentinel_master,
+        redis_password=env.get("REDIS_PASSWORD") or None,
+        redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+        redis_db=parse_int("REDIS_DB", env.get("REDIS_DB") or 0, minimum=0),
         database_url=database_url,
         s3_endpoint_url=s3_endpoint,
         s3_bucket=s3_bucket,

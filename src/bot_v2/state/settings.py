@@ -34,6 +34,13 @@ class StateSettings:
     warm_backend: WarmBackend = WarmBackend.SQLITE
     cold_backend: ColdBackend = ColdBackend.DIRECTORY
     redis_url: str | None = field(default=None, repr=False)
+    # Redis Sentinel instead of redis_url (docs/RUNBOOK.md "High availability"): the sentinels' addresses,
+    # the master's name, the data nodes' password and db, the sentinels' own password.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_password: str | None = field(default=None, repr=False)
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_db: int = 0
     database_url: str | None = field(default=None, repr=False)
     s3_endpoint_url: str | None = None
     s3_bucket: str | None = None
@@ -103,6 +110,7 @@ class StateSettings:
         return (
             f"StateSettings(bot_id={self.bot_id!r}, data_dir={str(self.data_dir)!r}, "
             f"hot={self.hot_backend.value}, warm={self.warm_backend.value}, cold={self.cold_backend.value}, "
-            f"redis_url={mask_url(self.redis_url)!r}, database_url={mask_url(self.database_url)!r}, "
+            f"redis_url={mask_url(self.redis_url)!r}, redis_sentinels={self.redis_sentinels!r}, "
+            f"redis_sentinel_master={self.redis_sentinel_master!r}, database_url={mask_url(self.database_url)!r}, "
             f"s3_endpoint_url={self.s3_endpoint_url!r}, s3_bucket={self.s3_bucket!r})"
         )

@@ -76,6 +76,15 @@ def test_flag_left_out_keeps_profile_value(tmp_path: Path) -> None:
         ({"COINBASE_TIMEOUT_SECONDS": "0"}, "COINBASE_TIMEOUT_SECONDS"),
         ({"COINBASE_KEY_FILE": "/nonexistent/key.json"}, "COINBASE_KEY_FILE"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"REDIS_SENTINELS": "no-port", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "h:99999", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "h:26379"}, "REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        (
+            {"REDIS_SENTINELS": "h:1", "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "redis://h"},
+            "REDIS_SENTINELS",
+        ),
+        ({"REDIS_DB": "-1"}, "REDIS_DB"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"STATE_MAX_VALUE_BYTES": "-1"}, "STATE_MAX_VALUE_BYTES"),
         ({"RISK_MAX_LEVERAGE": "lots"}, "RISK_MAX_LEVERAGE"),
@@ -145,6 +154,31 @@ def test_urls_switch_tiers_and_secrets_are_masked(tmp_path: Path) -> None:
     for secret in ("hunter2hunter2", "pgsecretpw99", "awssecretvalue1234", "MHcCAQEEIabcdef"):
         assert secret not in text
     assert "awssecretvalue1234" in settings.secrets
+
+
+def test_sentinels_put_hot_on_redis_and_their_passwords_are_masked(tmp_path: Path) -> None:
+    env = {
+        "REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26380,[::1]:26381",
+        "REDIS_SENTINEL_MASTER": "perps",
+        "REDIS_PASSWORD": "datanodesecret1",
+        "REDIS_SENTINEL_PASSWORD": "sentinelsecret2",
+        "REDIS_DB": "3",
+    }
+    settings = load_settings("dev", env, root=tmp_path)
+    state = settings.state
+    assert state.hot_backend is HotBackend.REDIS and state.redis_url is None
+    assert state.redis_sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("::1", 26381))
+    assert (state.redis_sentinel_master, state.redis_db) == ("perps", 3)
+    text = repr(settings)
+    assert "datanodesecret1" not in text and "sentinelsecret2" not in text and "26380" in text
+    assert {"datanodesecret1", "sentinelsecret2"} <= set(settings.secrets)
+
+
+def test_a_multi_host_database_url_is_accepted_and_masked(tmp_path: Path) -> None:
+    url = "postgresql://bot:pgsecretpw99@10.0.0.1:5432,10.0.0.2:5432/bot?target_session_attrs=read-write"
+    settings = load_settings("dev", {"DATABASE_URL": url}, root=tmp_path)
+    assert settings.state.warm_backend is WarmBackend.POSTGRES and settings.state.database_url == url
+    assert "pgsecretpw99" not in repr(settings) and "pgsecretpw99" in settings.secrets
 
 
 def test_env_file_parsing_and_precedence(tmp_path: Path) -> None:

@@ -17,12 +17,21 @@ def build_tiers(settings: StateSettings, keyspace: KeySpace) -> tuple[HotTier, W
     warm: WarmTier
     cold: ColdTier
     if settings.hot_backend == HotBackend.REDIS:
-        if not settings.redis_url:
-            raise ConfigError("state hot_backend=redis needs redis_url (REDIS_URL)")
+        if not settings.redis_url and not settings.redis_sentinels:
+            raise ConfigError("state hot_backend=redis needs redis_url (REDIS_URL) or REDIS_SENTINELS")
+        from bot_v2.state.tiers.redis_connect import RedisTarget
         from bot_v2.state.tiers.redis_hot import RedisHotTier
 
+        target = RedisTarget(
+            url=settings.redis_url,
+            sentinels=settings.redis_sentinels,
+            master=settings.redis_sentinel_master,
+            password=settings.redis_password,
+            sentinel_password=settings.redis_sentinel_password,
+            db=settings.redis_db,
+        )
         hot = RedisHotTier(
-            settings.redis_url, keyspace, timeout, command_timeout_seconds=settings.hot_command_timeout_seconds
+            target, keyspace, timeout, command_timeout_seconds=settings.hot_command_timeout_seconds
         )
     else:
         from bot_v2.state.tiers.memory_hot import MemoryHotTier

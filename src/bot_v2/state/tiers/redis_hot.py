@@ -17,6 +17,7 @@ from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import HotRecord
 from bot_v2.state.tiers.hot import pack_record, parse_header, unpack_record
+from bot_v2.state.tiers.redis_connect import RedisTarget, accept_master
 
 # One call per batch: atomic (nothing runs between its commands), one round trip. KEYS: the puts without TTL,
 # the puts with TTL, then the keys to delete. ARGV: the two put counts, '1' to guard by version or '0' to
@@ -162,13 +163,15 @@ class RedisHotTier:
 
     def __init__(
         self,
-        url: str,
+        url: str | RedisTarget,
         keyspace: KeySpace,
         connect_timeout_seconds: float = 5.0,
         *,
         command_timeout_seconds: float | None = None,
     ) -> None:
-        self._url = url
+        # a URL, or a Sentinel-named master the client follows (redis_connect: a promotion is an outage)
+        self._target = url if isinstance(url, RedisTarget) else RedisTarget(url=url)
+        self._url = self._target.describe()
         self._keys = keyspace
         self._timeout = connect_timeout_seconds
         # A hung Redis (SIGSTOP, a partition) accepts connections and never answers: every command fails
@@ -203,8 +206,7 @@ class RedisHotTier:
 
     async def connect(self) -> None:
         with self._translate("connect"):
-            self._client = aioredis.Redis.from_url(
-                self._url,
+            self._client = self._target.client(
                 socket_connect_timeout=self._timeout,
                 socket_timeout=self._command_timeout,
                 decode_responses=False,
@@ -234,6 +236,7 @@ class RedisHotTier:
             await self.connect()
             return
         client = self.client
+        accept_master(client)  # Sentinel: a new master is accepted here; the restore from WARM follows
         with self._translate("PING"):
             await client.connection_pool.disconnect(inuse_connections=False)
             pipe = client.pipeline(transaction=False)

@@ -1,0 +1,138 @@
+"""High availability: HOT follows a Redis Sentinel promotion (never serving what the promoted replica missed),
+WARM follows a PostgreSQL replica promoted with ``pg_ctl promote`` (multi-host DATABASE_URL,
+``target_session_attrs=read-write``). Real processes: tests/fixtures/ha.py."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable
+from dataclasses import replace
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from bot_v2.errors import StateUnavailableError
+from bot_v2.state import HotState, StateCategory, StateManager
+from bot_v2.state.settings import StateSettings
+from tests.fixtures.ha import SENTINEL_MASTER, PostgresReplicaPair, RedisSentinelSet
+from tests.helpers import eventually_async
+
+ORDERS = StateCategory.ORDERS
+
+
+def _fast(settings: StateSettings) -> StateSettings:
+    return replace(
+        settings,
+        hot_probe_interval_seconds=0.02,
+        hot_probe_max_interval_seconds=0.1,
+        hot_probe_timeout_seconds=1.0,
+        connect_timeout_seconds=1.0,
+    )
+
+
+async def test_sentinel_promotion_is_followed_and_what_the_replica_missed_is_never_served(
+    real_state_settings: StateSettings, redis_sentinel_set: RedisSentinelSet
+) -> None:
+    cluster = redis_sentinel_set
+    settings = _fast(
+        replace(
+            real_state_settings,
+            redis_url=None,
+            redis_sentinels=cluster.addresses,
+            redis_sentinel_master=SENTINEL_MASTER,
+        )
+    )
+    assert "sentinel://" in repr(await _describe(settings))
+    keys = [f"orders:{i}" for i in range(40)]
+    async with await StateManager.create(settings) as sm:
+        await sm.batch_set_state(dict.fromkeys(keys, "v1"), ORDERS)
+        master = aioredis.Redis(port=cluster.master.port)
+        await master.execute_command("WAIT", 1, 2000)  # the replica holds v1 of every key
+        await master.aclose()
+        cluster.replica.send_signal(signal.SIGSTOP)  # the replica misses what follows (asynchronous)
+        missed = keys[:10]
+        await sm.batch_set_state(dict.fromkeys(missed, "v2"), ORDERS)  # acknowledged by the old master only
+        old_port = cluster.master.port
+        cluster.master.kill()
+        cluster.replica.send_signal(signal.SIGCONT)
+        # the bot is idle through the whole failover: no operation notices the outage before the new master
+        await asyncio.to_thread(cluster.wait_for_promotion, old_port)
+        assert cluster.master_port() == cluster.replica.port
+
+        # the promoted replica still holds v1 of the missed keys; the bot must serve v2
+        assert await sm.batch_get_state(missed) == dict.fromkeys(missed, "v2")
+
+        async def hot_back() -> bool:
+            assert await sm.get_state(missed[0]) == "v2"
+            return sm.health().hot_state is HotState.UP
+
+        await eventually_async(hot_back, timeout=15, interval=0.02)
+        recovery = sm.health().last_hot_recovery
+        assert recovery is not None and recovery.keys_restored == len(keys)
+        report = await sm.verify_coherence()
+        assert report.ok and report.checked == len(keys)
+        assert await sm.batch_get_state(keys) == {k: "v2" if k in missed else "v1" for k in keys}
+        await sm.set_state("orders:new", "after", ORDERS)  # writes land on the new master
+        promoted = aioredis.Redis(port=cluster.replica.port)
+        assert await promoted.exists(f"state:{settings.bot_id}:orders:new") == 1
+        await promoted.aclose()
+
+
+async def _describe(settings: StateSettings) -> object:
+    from bot_v2.state.keys import KeySpace
+    from bot_v2.state.tiers.factory import build_tiers
+
+    hot, _warm, _cold = build_tiers(settings, KeySpace(settings.bot_id))
+    return hot
+
+
+async def test_warm_follows_a_promoted_postgres_replica(
+    real_state_settings: StateSettings, postgres_replica_pair: PostgresReplicaPair
+) -> None:
+    pair = postgres_replica_pair
+    pair.set_synchronous(True)  # zero loss: a commit waits for the replica's flush
+    settings = _fast(replace(real_state_settings, database_url=pair.multi_host_url()))
+    async with await StateManager.create(settings) as sm:
+        await sm.batch_set_state({f"orders:{i}": i for i in range(20)}, ORDERS)
+        pair.primary.kill()
+
+        # with no primary a write fails, or (the outage journal) is kept locally and replayed afterwards
+        try:
+            await sm.set_state("orders:during", "x", ORDERS)
+            journaled = 1
+        except StateUnavailableError:
+            journaled = 0
+        await asyncio.to_thread(pair.promote)
+
+        async def follows() -> bool:
+            try:
+                await sm.set_state("orders:after", "y", ORDERS)
+            except StateUnavailableError:
+                return False
+            return True
+
+        await eventually_async(follows, timeout=15, interval=0.05)
+        assert await sm.batch_get_state([f"orders:{i}" for i in range(20)]) == {
+            f"orders:{i}": i for i in range(20)
+        }
+        url = f"postgresql://postgres@127.0.0.1:{pair.replica.port}/postgres"
+
+        async def rows_on_new_primary() -> int:  # a journaled write is replayed in the background
+            conn = await asyncpg.connect(url)
+            try:
+                count: int = await conn.fetchval(
+                    "SELECT count(*) FROM state_records WHERE bot_id = $1 AND key LIKE 'orders:%'",
+                    settings.bot_id,
+                )
+            finally:
+                await conn.close()
+            return count
+
+        await eventually_async(lambda: _equals(rows_on_new_primary(), 21 + journaled), timeout=10)
+        rows = await rows_on_new_primary()
+        assert rows == 21 + journaled
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected

@@ -48,6 +48,12 @@ the orders of the bot's client order id prefix) and the state (opened read-only,
                     ``fenced`` event is judged by that: created before the takeover, it was sent while the
                     process held the lease and only its answer came late -- a ``late_acks`` note)
 
+and, after an S3 fault, from the bots' events:
+
+  checkpoints_failed  a checkpoint_failed event (but for a fenced writer's) from the fault's start to the end
+                    of its check: a checkpoint never needs S3 (its COLD reads are local, its COLD write is
+                    spooled)
+
 While the bots run, a check reads the exchange, waits for a whole cycle, reads the state, then the exchange
 again: every order and fill of the first read must be in the state, every stored fill in the second read. The
 state is read from another process between two of the writer's batches, so a fill not booked yet or a HOT copy
@@ -67,10 +73,10 @@ first completed cycle that ended after the fault ended.
 Writes var/benchmarks/chaos.json, the soak's own log var/benchmarks/chaos.log, every bot's events, log and
 output under var/benchmarks/chaos.bots/, prints a progress line per fault, a table by fault kind and, last,
 ``RESULT minutes=... faults=... restarts=... orders=... fills=... duplicates=0 lost=0 incoherent=0
-guard_violations=0``. Exit 1 when an invariant failed, a fault did not settle within --settle-timeout or a
-check could not run; 2 when refused (REDIS_URL / DATABASE_URL / S3_ENDPOINT_URL set: the soak kills its
-servers, so it must own them). Bounded in time (--minutes of faults + the last fault's settling + the final
-check); every process it started is stopped at the end, also on SIGINT / SIGTERM.
+guard_violations=0 checkpoints_failed=0``. Exit 1 when an invariant failed, a fault did not settle within
+--settle-timeout or a check could not run; 2 when refused (REDIS_URL / DATABASE_URL / S3_ENDPOINT_URL set:
+the soak kills its servers, so it must own them). Bounded in time (--minutes of faults + the last fault's
+settling + the final check); every process it started is stopped at the end, also on SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -128,6 +134,9 @@ KINDS: dict[str, tuple[str, str]] = {
 TIER_OF = {"redis": "hot", "s3": "cold"}
 HOLDING = ("acquired", "takeover")
 CATEGORIES = ("duplicates", "lost", "incoherent", "guard_violations")
+#: Judged from the bots' events after an S3 fault, not by ``check()``: see the module doc.
+CHECKPOINTS_FAILED = "checkpoints_failed"
+ALL_CATEGORIES = (*CATEGORIES, CHECKPOINTS_FAILED)
 UNEXPECTED = ("halted", "crashed")
 RESPAWN_GAP_SECONDS = 2.0
 
@@ -306,7 +315,7 @@ class Soak:
         self.exits: list[dict[str, Any]] = []
         self.checks: list[dict[str, Any]] = []
         self.errors: list[str] = []
-        self.found: dict[str, dict[str, str]] = {k: {} for k in CATEGORIES}  # violation -> where first seen
+        self.found: dict[str, dict[str, str]] = {k: {} for k in ALL_CATEGORIES}  # violation -> first seen
         self.paused: list[Any] = []  # servers and bots under SIGSTOP right now
         self.started = time.monotonic()
         self.poll = args.poll_ms / 1000
@@ -519,6 +528,15 @@ class Soak:
             tail = c.FileSegment(part.path, start, part.end)
             out += [(bot, e) for e in tail.events()]
         return out
+
+    def checkpoints_failed(self, fault: Fault) -> list[str]:
+        """checkpoint_failed events of any bot from the S3 fault's start to the end of its check, but for a
+        fenced writer's: a checkpoint never needs S3 (docs/STATE.md "Degraded COLD")."""
+        return [
+            f"{bot.name} {event.get('ts')} {event.get('reason')}: {event.get('error')}"
+            for bot, event in self.since(fault)
+            if event.get("type") == EventType.CHECKPOINT_FAILED and not event.get("fenced")
+        ]
 
     def unknown_after(self, fault: Fault) -> list[tuple[Bot, dict[str, Any]]]:
         """intent_unknown events of orders whose intent was written after the fault started (not the lookups
@@ -903,7 +921,7 @@ class Soak:
     def progress(self, fault: Fault) -> str:
         check = fault.check
         holder = self.holder()
-        broken = {k: len(check.get(k) or []) for k in CATEGORIES}
+        broken = {k: len(check.get(k) or []) for k in ALL_CATEGORIES}
         verdict = "ok" if fault.settled and not any(broken.values()) and not check.get("error") else "FAILED"
         details = [f"{k} {v}" for k, v in broken.items() if v]
         if check.get("error"):
@@ -935,6 +953,11 @@ class Soak:
             finally:
                 self.measure(fault)
             fault.check = await self.check(f"fault {fault.n} {fault.kind}")
+            if fault.target == "s3":
+                failed = self.checkpoints_failed(fault)
+                fault.check[CHECKPOINTS_FAILED] = failed
+                for item in failed:
+                    self.found[CHECKPOINTS_FAILED].setdefault(item, f"fault {fault.n} {fault.kind}")
         finally:
             await self.collect_exits()
             fault.exits = self.exits[first_exit:]  # every exit from the fault's start to the end of its check
@@ -1045,7 +1068,7 @@ def by_kind(faults: list[Fault], kinds: list[str]) -> dict[str, dict[str, Any]]:
             "recover_ms_p50": d.med(recover),
             "recover_ms_max": d.top(recover),
             "not_settled": sum(not f.settled for f in rows),
-            "violations": sum(sum(len(f.check.get(k) or []) for k in CATEGORIES) for f in rows),
+            "violations": sum(sum(len(f.check.get(k) or []) for k in ALL_CATEGORIES) for f in rows),
         }
     return out
 
@@ -1114,7 +1137,8 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> int:
         f"RESULT minutes={args.minutes:g} faults={len(soak.faults)} restarts={soak.restarts} "
         f"orders={final.get('orders')} fills={final.get('fills')} duplicates={len(soak.found['duplicates'])} "
         f"lost={len(soak.found['lost'])} incoherent={len(soak.found['incoherent'])} "
-        f"guard_violations={len(soak.found['guard_violations'])}",
+        f"guard_violations={len(soak.found['guard_violations'])} "
+        f"checkpoints_failed={len(soak.found[CHECKPOINTS_FAILED])}",
         flush=True,
     )
     return 1 if failed else 0

@@ -79,7 +79,7 @@ def test_chaos_soak_keeps_every_invariant() -> None:
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(
         r"RESULT minutes=1 faults=\d+ restarts=\d+ orders=\d+ fills=\d+ duplicates=0 lost=0 incoherent=0 "
-        r"guard_violations=0",
+        r"guard_violations=0 checkpoints_failed=0",
         last,
     ), output
     result = dict(re.findall(r"(\w+)=(\S+)", last))

@@ -367,11 +367,11 @@ def test_running_bot_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path)
                     body = response.read().decode()
             except OSError as exc:
                 raise AssertionError(str(exc)) from exc
-            assert 'perps_bot_cycles_total{outcome="ok"}' in body
+            assert 'perps_bot_cycles_total{bot_id="' in body and 'outcome="ok"}' in body
             return body
 
         body = eventually(scraped, timeout=30)
-        assert 'perps_bot_mark_price{symbol="BTC-USD"}' in body
+        assert re.search(r'perps_bot_mark_price\{bot_id="[^"]+",symbol="BTC-USD"\}', body)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -46,14 +46,17 @@ EDIT_PREVIEW_TTL_SECONDS = 600
 
 
 @contextmanager
-def serve_metrics(port: int, host: str = "127.0.0.1") -> Iterator[None]:
-    """Serve the bot's Prometheus registry on ``host:port`` for the life of the run."""
+def serve_metrics(port: int, host: str = "127.0.0.1", *, bot_id: str | None = None) -> Iterator[None]:
+    """Serve the bot's Prometheus registry on ``host:port`` for the life of the run; with ``bot_id`` every
+    series carries ``bot_id="<id>"`` (several bots, one Prometheus: monitoring/labels.py)."""
     from prometheus_client import start_http_server
 
+    from bot_v2.monitoring.labels import bot_registry
     from bot_v2.monitoring.metrics import REGISTRY
 
+    registry = REGISTRY if bot_id is None else bot_registry(bot_id, REGISTRY)
     try:
-        server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+        server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise ConfigError(f"METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror})") from None
     logger.info("serving Prometheus metrics on http://%s:%d/metrics", host, port)
@@ -105,7 +108,7 @@ async def run_with_lease(
         )
     async with AsyncExitStack() as stack:
         if settings.metrics_port is not None:
-            stack.enter_context(serve_metrics(settings.metrics_port))
+            stack.enter_context(serve_metrics(settings.metrics_port, bot_id=settings.bot_id))
         # read-only until it holds the lease (a refused second start writes nothing); HOT is still required
         # at start, as for any bot: only commands that merely look start without it
         not_yet_owner = dataclasses.replace(settings.state, read_only=True)

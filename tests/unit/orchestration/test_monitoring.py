@@ -55,3 +55,22 @@ def test_metrics_use_a_private_registry() -> None:
     assert first.registry.get_sample_value("perps_bot_cycles_total", {"outcome": "ok"}) == 1
     assert first.registry.get_sample_value("perps_bot_trading_state") == 1
     assert second.registry.get_sample_value("perps_bot_cycles_total", {"outcome": "ok"}) is None
+
+
+def test_the_served_registry_names_the_bot_on_every_series() -> None:
+    from prometheus_client import generate_latest
+
+    from bot_v2.monitoring.labels import bot_registry
+
+    metrics = BotMetrics()
+    metrics.cycles.labels(outcome="ok").inc()
+    metrics.set_trading_state("ACTIVE")
+    metrics.cycle_seconds.observe(0.01)
+    served = bot_registry("bot-7", metrics.registry)
+    assert served.get_sample_value("perps_bot_cycles_total", {"bot_id": "bot-7", "outcome": "ok"}) == 1
+    assert served.get_sample_value("perps_bot_trading_state", {"bot_id": "bot-7"}) == 0
+    assert served.get_sample_value("perps_bot_cycle_seconds_count", {"bot_id": "bot-7"}) == 1
+    text = generate_latest(served).decode()
+    series = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert series and all('bot_id="bot-7"' in line for line in series)
+    assert 'perps_bot_cycles_total{bot_id="bot-7",outcome="ok"} 1.0' in text

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.state.coherence import HotCoherence, chunks, hot_puts, kinds
-from bot_v2.state.models import HotRecord, HotRecovery, HotState, Tier, WarmRow
+from bot_v2.state.models import HotRecovery, HotState
 from bot_v2.state.settings import StateSettings
 from bot_v2.state.supervisor import ProbePolicy, TierSupervisor
-from bot_v2.state.tiers.hot import HotTier
+from bot_v2.state.tiers.hot import HotTier, PackedRecord
 from bot_v2.state.tiers.warm import WarmTier
 
 logger = logging.getLogger(__name__)
@@ -108,14 +108,17 @@ class HotSync:
     async def _restore(self) -> bool:
         """HOT answers again: rewrite the hot set from WARM in one pass and verify what was written.
 
-        Pages of ``hot_restore_page_size`` rows in key order: the WARM read of page k+1 runs while page k is
-        written to HOT (one ``apply(replace=True)`` under the manager lock, WARM being the truth) and page
-        k-1 is verified (one MGET: version, checksum and value bytes must be what was written; a record
-        that is not is rewritten from WARM and counted as repaired). A key a write cached since the restore
-        began is skipped (HOT already holds its newer version). The names HOT held before (a partition, not a
-        crash) are listed while the first page is read; with the dirty keys, those not in the hot set are
-        deleted from HOT. Until this finished reads use WARM; writes already go through to HOT. False: HOT
-        failed meanwhile (degraded again)."""
+        Pages of ``hot_restore_page_size`` rows in key order, packed by WARM as HOT stores them
+        (``WarmTier.hot_page``: PostgreSQL builds the bytes and checks each body's checksum in the query, so
+        no record is built per row here): the WARM read of page k+1 runs while page k is written to HOT (one
+        ``put_packed``, unguarded, under the manager lock, WARM being the truth) and page k-1 is verified
+        (one MGET compared with the bytes written: version, checksum and value; a record that is not is
+        rewritten from WARM and counted as repaired; it runs while page k is written). A key a write cached
+        since the restore began is skipped (HOT already holds its newer version); a row whose body fails its
+        checksum is not cached.
+        The names HOT held before (a partition, not a crash) are listed while the first page is read; with
+        the dirty keys, those not in the hot set are deleted from HOT. Until this finished reads use WARM;
+        writes already go through to HOT. False: HOT failed meanwhile (degraded again)."""
         started = time.perf_counter()
         supervisor = self.supervisor
         supervisor.begin_recovery()
@@ -124,25 +127,35 @@ class HotSync:
         snapshot = set(self._dirty)
         size = self._page_size
         names = asyncio.ensure_future(self._names())
-        reads: asyncio.Future[list[WarmRow]] | None = asyncio.ensure_future(self._page(""))
-        verifying: list[HotRecord] = []
+        reads: asyncio.Future[list[PackedRecord]] | None = asyncio.ensure_future(self._page(""))
+        verifying: list[PackedRecord] = []
         seen: set[str] = set()
         restored = corrupt = verified = repaired = 0
         try:
             while reads is not None:
                 rows = await reads
                 reads = asyncio.ensure_future(self._page(rows[-1].key)) if len(rows) == size else None
-                keys = [row.key for row in rows]
-                seen.update(keys)
-                puts, drops, bad = hot_puts(keys, {row.key: row for row in rows}, datetime.now(UTC))
-                async with self._lock:
-                    if not supervisor.recovering:
-                        return False  # a write-through failed meanwhile: degraded again
-                    fresh = [p for p in puts if p.key not in written]
-                    with supervisor.io():  # from WARM: replaces whatever HOT holds
-                        await self._hot.apply(fresh, [k for k in drops if k not in written], replace=True)
-                restored, corrupt = restored + len(puts), corrupt + bad
-                checked, fixed = await self._verify(verifying)
+                seen.update(row.key for row in rows)
+                drops = [row.key for row in rows if row.packed is None]
+                for key in drops:
+                    logger.error(
+                        "state key %r: WARM record fails its checksum; not cached (reads raise)", key
+                    )
+                verify = asyncio.ensure_future(self._verify(verifying))  # page k-1, while page k is written
+                try:
+                    async with self._lock:
+                        if not supervisor.recovering:
+                            return False  # a write-through failed meanwhile: degraded again
+                        puts = [r for r in rows if r.packed is not None]
+                        fresh = [r for r in puts if r.key not in written]
+                        with supervisor.io():  # from WARM: replaces whatever HOT holds
+                            await self._hot.put_packed(fresh, [k for k in drops if k not in written])
+                    checked, fixed = await verify
+                finally:
+                    if not verify.done():  # the write failed: collect the read-back's outcome too
+                        verify.cancel()
+                        await asyncio.gather(verify, return_exceptions=True)
+                restored, corrupt = restored + len(puts), corrupt + len(drops)
                 verified, repaired, verifying = verified + checked, repaired + fixed, puts
             checked, fixed = await self._verify(verifying)
             verified, repaired = verified + checked, repaired + fixed
@@ -154,12 +167,12 @@ class HotSync:
                     if not supervisor.recovering:
                         return False
                     now = datetime.now(UTC)
-                    puts, drops, bad = hot_puts(chunk, await self._warm.get_many(chunk, now), now)
-                    puts = [p for p in puts if p.key not in written]
-                    drops = [k for k in drops if k not in written]
+                    fixes, gone, bad = hot_puts(chunk, await self._warm.get_many(chunk, now), now)
+                    fixes = [p for p in fixes if p.key not in written]
+                    gone = [k for k in gone if k not in written]
                     with supervisor.io():
-                        await self._hot.apply(puts, drops, replace=True)
-                restored, evicted, corrupt = restored + len(puts), evicted + len(drops) - bad, corrupt + bad
+                        await self._hot.apply(fixes, gone, replace=True)
+                restored, evicted, corrupt = restored + len(fixes), evicted + len(gone) - bad, corrupt + bad
             async with self._lock:
                 if not supervisor.recovering:
                     return False
@@ -195,16 +208,16 @@ class HotSync:
         )
         return True
 
-    async def _page(self, after: str) -> list[WarmRow]:
-        return await self._warm.page_rows(after, self._page_size, datetime.now(UTC), tier=Tier.HOT)
+    async def _page(self, after: str) -> list[PackedRecord]:
+        return await self._warm.hot_page(after, self._page_size, datetime.now(UTC))
 
     async def _names(self) -> set[str]:
         """Every key HOT holds now (names only, SCAN)."""
         return {key async for page in self._hot.scan("*", max(self._page_size, 1000)) for key in page}
 
-    async def _verify(self, puts: Sequence[HotRecord]) -> tuple[int, int]:
-        """Read back what a page wrote (one round trip: ``HotTier.differing`` compares version, checksum and
-        value bytes where they are) and rewrite from WARM, under the lock, every record that is not exactly
+    async def _verify(self, puts: Sequence[PackedRecord]) -> tuple[int, int]:
+        """Read back what a page wrote (one round trip: ``HotTier.differing`` compares the packed bytes:
+        version, checksum and value) and rewrite from WARM, under the lock, every record that is not exactly
         what was written; a key a write cached since holds WARM's current record already. Return (verified,
         repaired)."""
         written = self._written or set()

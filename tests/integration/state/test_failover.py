@@ -24,7 +24,7 @@ from tests.integration.state.conftest import spied_tiers
 from tests.unit.state.fakes import TierSpy, down
 
 ORDERS, FILLS = StateCategory.ORDERS, StateCategory.FILLS
-HOT_CALLS = ("get_many", "apply", "delete_many", "scan", "count", "ping")
+HOT_CALLS = ("get_many", "apply", "put_packed", "differing", "delete_many", "scan", "count", "ping")
 
 
 def fast_probes(settings: StateSettings) -> StateSettings:
@@ -178,7 +178,7 @@ async def test_write_through_failure_during_restore_stays_safe(state_settings: S
         break_hot(hot)
         await sm.set_state("orders:1", 11, ORDERS)
         del hot.fail["ping"]
-        hot.fail["scan"] = down("hot")  # restore writes the hot set, then fails verifying it
+        del hot.fail["put_packed"]  # the restore writes the hot set, then fails reading it back (differing)
         assert not await sm.recover_hot()
         assert sm.health().hot_state is HotState.DEGRADED and sm.health().dirty_keys == 1
         assert await sm.get_state("orders:1") == 11
@@ -301,7 +301,7 @@ async def test_redis_killed_mid_run_serves_warm_then_restores_hot_set(
         assert recovery.keys_restored == hot_set and recovery.keys_verified == hot_set
         assert recovery.keys_moved >= hot_set and recovery.corrupt_in_warm == 0
         assert stats.hot_keys == hot_set and stats.hot_dirty_keys == 0
-        assert await raw_redis.dbsize() == hot_set
+        assert await raw_redis.dbsize() == hot_set + 1  # + the bot's write token, state:<bot_id>
         assert 0 < await raw_redis.pttl(f"state:{sm.bot_id}:marks:BTC") <= 60_000
         report = await sm.verify_coherence()
         assert report.ok and report.checked == hot_set

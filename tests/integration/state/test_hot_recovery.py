@@ -70,7 +70,7 @@ async def test_default_probe_brings_hot_back_after_sigkill_and_restart_without_a
         assert recovery is not None and recovery.keys_restored == 500 and recovery.keys_verified == 500
         # one probe interval (20 ms) + the restore, with slack for a loaded CI machine
         assert elapsed < 0.5 + recovery.restore_seconds, elapsed
-        assert await raw.dbsize() == 500
+        assert await raw.dbsize() == 500 + 1  # + the bot's write token, state:<bot_id>
         assert await sm.get_state("orders:7") == {"i": 70}
         assert (await sm.verify_coherence()).ok
 
@@ -78,9 +78,10 @@ async def test_default_probe_brings_hot_back_after_sigkill_and_restart_without_a
 async def test_restore_verification_catches_a_value_corrupted_in_redis_between_pages(
     own_settings: StateSettings, own_redis: RedisServer, raw: aioredis.Redis
 ) -> None:
-    """A second client writes a wrong record over a key the restore wrote in its first page, before the
-    second page is written: the page's read-back (MGET + checksum comparison) finds it and rewrites it
-    from WARM, and HOT is up only with every record as WARM has it."""
+    """A second client writes a wrong record over a key the restore wrote in its first page, after that page
+    was written and before it is read back (while the second page is written): the read-back (MGET compared
+    with the bytes written) finds it and rewrites it from WARM, and HOT is up only with every record as WARM
+    has it."""
     settings = replace(own_settings, hot_restore_page_size=100, hot_probe_interval_seconds=3600.0)
     settings = replace(settings, hot_probe_max_interval_seconds=3600.0)  # this test probes by hand
     hot, warm, cold = spied_tiers(settings)
@@ -93,21 +94,21 @@ async def test_restore_verification_catches_a_value_corrupted_in_redis_between_p
         await sm.get_state("orders:001")
         assert sm.health().degraded_hot
         own_redis.start()
-        applies = 0
+        read_backs = 0
 
-        async def corrupt_after_first_page(*_: object, **__: object) -> None:
-            nonlocal applies
-            applies += 1
-            if applies == 2:  # page 1 (orders:000-099) is in Redis; page 2 is about to be written
+        async def corrupt_before_first_read_back(*_: object, **__: object) -> None:
+            nonlocal read_backs
+            read_backs += 1
+            if read_backs == 1:  # page 1 (orders:000-099) is in Redis; its read-back is about to run
                 assert await raw.get(name) is not None  # written by the restore's first page
                 header, _, value = good.partition(b"\n")
                 await raw.set(name, header + b"\n" + value.replace(b"42", b"24"))  # same header, other bytes
 
-        hot.before["apply"] = corrupt_after_first_page
+        hot.before["differing"] = corrupt_before_first_read_back
         await raw.connection_pool.disconnect()
         assert await sm.recover_hot()
         recovery = sm.health().last_hot_recovery
-        assert recovery is not None and applies >= 3
+        assert recovery is not None and read_backs >= 3
         assert recovery.keys_restored == 300 and recovery.keys_verified == 300
         assert recovery.mismatches_repaired == 1
         restored = await raw.get(name)

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot_v2.state.codec import checksum
 from bot_v2.state.models import HotRecord
+from bot_v2.state.tiers.hot import packed
 
 
 def record(key: str, version: int = 1, value: bytes = b'{"v":1}', ttl_ms: int | None = None) -> HotRecord:
@@ -73,9 +74,22 @@ async def test_differing_lists_records_not_held_exactly(hot_tier: Any) -> None:
     )
     await hot_tier.apply([same, older._replace(version=2), other._replace(value=b"BYTES"), gone])
     await hot_tier.delete_many(["d:gone"])
-    assert await hot_tier.differing([same, older, other, gone]) == ["d:older", "d:other", "d:gone"]
-    assert await hot_tier.differing([same]) == []
+    expected = [packed(r) for r in (same, older, other, gone)]
+    assert await hot_tier.differing(expected) == ["d:older", "d:other", "d:gone"]
+    assert await hot_tier.differing(expected[:1]) == []
     assert await hot_tier.differing([]) == []
     many = [record(f"d:{i:05d}", 1, f"v{i}".encode()) for i in range(3000)]
     await hot_tier.apply(many)
-    assert await hot_tier.differing(many) == []
+    assert await hot_tier.differing([packed(r) for r in many]) == []
+
+
+async def test_put_packed_stores_unguarded_with_ttl_and_deletes(hot_tier: Any) -> None:
+    newer, expiring, gone = record("q:1", 9, b"nine"), record("q:2", 1, b"t", ttl_ms=60_000), record("q:3")
+    await hot_tier.apply([newer, gone])
+    older = record("q:1", 2, b"two")
+    await hot_tier.put_packed([packed(older), packed(expiring)], ["q:3"])
+    got = await hot_tier.get_many(["q:1", "q:2", "q:3"])
+    assert {k: (r.version, r.value) for k, r in got.items()} == {"q:1": (2, b"two"), "q:2": (1, b"t")}
+    assert await hot_tier.differing([packed(older), packed(expiring)]) == []
+    assert await hot_tier.apply([record("q:1", 3, b"three")]) == 0  # the guard starts from what is held now
+    assert (await hot_tier.get_many(["q:1"]))["q:1"].version == 3

@@ -50,7 +50,7 @@ async def _calls(client: aioredis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in info.items()}
 
 
-async def test_batch_is_one_script_call(
+async def test_batch_is_one_transaction_and_reads_versions_only_for_keys_it_does_not_know(
     tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis, state_bot_id: str
 ) -> None:
     owner, _ = tiers
@@ -58,13 +58,26 @@ async def test_batch_is_one_script_call(
     puts = [record(f"o:{i}", 1) for i in range(50)] + [record(f"m:{i}", 1, ttl_ms=60_000) for i in range(5)]
     before = await _calls(raw)
     assert await owner.apply(puts, ["d:1"]) == 0
-    after = await _calls(raw)
-    delta = {name: after[name] - before.get(name, 0) for name in after}
-    assert delta["evalsha"] == 1
-    assert delta.get("multi", 0) == delta.get("script", 0) == 0  # no MULTI, no SCRIPT LOAD
+    delta = await _delta(raw, before)
+    # keys it never wrote: one script reads their versions (headers only), then one MULTI/EXEC
+    assert delta.get("eval") == 1 and delta.get("multi") == delta.get("exec") == delta.get("mset") == 1
+    assert delta.get("evalsha", 0) == delta.get("mget", 0) == delta.get("get", 0) - 1 == 0  # GET: the token
     assert await owner.count() == 55
     assert 0 < await raw.pttl(KeySpace(state_bot_id).redis_key("m:0")) <= 60_000
     assert await raw.pttl(KeySpace(state_bot_id).redis_key("o:0")) == -1
+
+    before = await _calls(raw)
+    assert await owner.apply([record(f"o:{i}", 2) for i in range(50)]) == 0
+    delta = await _delta(raw, before)
+    # versions it wrote itself, nobody else wrote since: no read at all, one MULTI/EXEC
+    assert delta.get("multi") == delta.get("exec") == delta.get("mset") == 1
+    assert delta.get("eval", 0) == delta.get("evalsha", 0) == delta.get("getrange", 0) == 0
+    assert {r.version for r in (await owner.get_many([f"o:{i}" for i in range(50)])).values()} == {2}
+
+
+async def _delta(client: aioredis.Redis, before: dict[str, int]) -> dict[str, int]:
+    after = await _calls(client)
+    return {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
 
 
 async def test_script_cache_flushed_is_reloaded(
@@ -74,8 +87,9 @@ async def test_script_cache_flushed_is_reloaded(
     await owner.apply([record("o:1", 2)])
     await raw.script_flush()  # what a Redis restart does to the script cache
     assert await owner.apply([record("o:1", 1)]) == 1
-    assert await owner.apply([record("o:1", 3)]) == 0
+    assert await owner.apply([record("o:1", 3), record("o:2", 1)]) == 0  # o:2: its version is read
     assert (await owner.get_many(["o:1"]))["o:1"].version == 3
+    assert (await owner.versions(["o:1", "o:2"]))["o:2"][0] == 1  # the headers script, loaded again
 
 
 async def test_malformed_or_foreign_values_are_replaced(
@@ -101,6 +115,42 @@ async def test_zombie_batch_never_replaces_the_new_owners_records(
     assert await zombie.apply(stale) == 5
     got = await owner.get_many([f"o:{i}" for i in range(10)])
     assert [got[f"o:{i}"].value for i in range(10)] == [b"owner"] * 5 + [b"zombie"] * 5
+
+
+async def test_a_writer_that_knew_older_versions_is_refused_after_another_writer_moved_on(
+    tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis
+) -> None:
+    """The zombie wrote these keys itself (it knows their versions and decides without reading); the owner
+    then wrote newer versions. The zombie's next batch is above what it knew, yet older than what HOT holds:
+    its EXEC is refused (the owner moved the write token), it reads the versions again and stores nothing."""
+    owner, zombie = tiers
+    keys = [f"z:{i}" for i in range(20)]
+    assert await zombie.apply([record(key, 2, b"zombie-2") for key in keys]) == 0
+    assert await owner.apply([record(key, 5, b"owner-5") for key in keys[:10]]) == 0
+    before = await _calls(raw)
+    assert await zombie.apply([record(key, 3, b"zombie-3") for key in keys]) == 10
+    delta = await _delta(raw, before)
+    assert delta.get("exec") == 2  # the first was refused (nil), the second stored the keys still older
+    got = await owner.get_many(keys)
+    assert [got[key].value for key in keys] == [b"owner-5"] * 10 + [b"zombie-3"] * 10
+    assert await owner.apply([record(key, 4, b"owner-4") for key in keys[10:]]) == 0  # owner: same check
+    assert await zombie.apply([record(key, 3, b"zombie-3") for key in keys]) == 20
+    assert await zombie.apply([record(key, 6, b"zombie-6") for key in keys[:1]]) == 0  # newer: stored
+
+
+async def test_a_put_of_the_held_version_compares_the_bytes(
+    tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis, state_bot_id: str
+) -> None:
+    """Same version, same bytes: left as it is (TTL included); same version, other bytes: stored (the
+    script path: the bytes are compared in Redis)."""
+    owner, _ = tiers
+    name = KeySpace(state_bot_id).redis_key("v:1")
+    await owner.apply([record("v:1", 7, b"seven", ttl_ms=60_000)])
+    ttl = await raw.pttl(name)
+    assert await owner.apply([record("v:1", 7, b"seven", ttl_ms=600_000)]) == 0
+    assert 0 < await raw.pttl(name) <= ttl  # untouched
+    assert await owner.apply([record("v:1", 7, b"SEVEN")]) == 0
+    assert (await owner.get_many(["v:1"]))["v:1"].value == b"SEVEN" and await raw.pttl(name) == -1
 
 
 async def test_concurrent_writers_end_with_the_highest_version(

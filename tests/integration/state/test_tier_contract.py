@@ -11,6 +11,7 @@ from bot_v2.errors import StateError, StateIntegrityError
 from bot_v2.state import codec
 from bot_v2.state.models import ColdRecord, HotRecord, Tier, TierMove, WarmWrite
 from bot_v2.state.tiers.cold import decode_segment, encode_segment, new_segment_name
+from bot_v2.state.tiers.hot import pack_record
 from tests.helpers import eventually_async
 
 
@@ -267,6 +268,31 @@ async def test_warm_keyset_paging_of_one_tier(warm_tier: Any) -> None:
         after = page[-1].key
     assert seen == hot
     assert len(await warm_tier.page_rows("", 100, now, tier=Tier.WARM)) == 12
+
+
+async def test_warm_hot_page_packs_the_hot_set_as_hot_stores_it(warm_tier: Any) -> None:
+    """The database's packing (PostgreSQL: in the query) gives exactly ``hot.pack_record``'s bytes, the TTL
+    left, and None for a body that fails its checksum."""
+    from bot_v2.state.tiers.warm import pack_rows
+
+    now = datetime.now(UTC)
+    bodies = {f"p:{i:02d}": f'{{"i":{i},"s":"\u00e9t\u00e9"}}'.encode() for i in range(6)}
+    writes = [warm_write(k, v, tier=Tier.HOT) for k, v in bodies.items()]
+    writes.append(warm_write("p:ttl", b"t", tier=Tier.HOT, expires_at=now + timedelta(seconds=30)))
+    writes.append(warm_write("p:warm", b"w"))  # not in the hot set
+    bad = warm_write("p:bad", b"good", tier=Tier.HOT)
+    writes.append(bad._replace(checksum=codec.checksum(b"other")))  # body fails its checksum
+    await warm_tier.upsert_many(writes, now)
+    await warm_tier.upsert_many(writes[:2], now + timedelta(microseconds=123457))  # version 2
+    rows = await warm_tier.page_rows("", 100, now, tier=Tier.HOT)
+    page = await warm_tier.hot_page("", 100, now)
+    assert page == pack_rows(rows, now)
+    assert [r.key for r in page] == ["p:00", "p:01", "p:02", "p:03", "p:04", "p:05", "p:bad", "p:ttl"]
+    assert page[0].version == 2 and page[0].packed == pack_record(
+        HotRecord("p:00", 2, rows[0].checksum, bodies["p:00"], rows[0].updated_at)
+    )
+    assert page[6].packed is None and page[7].ttl_ms is not None and 29_000 < page[7].ttl_ms <= 30_000
+    assert [r.key for r in await warm_tier.hot_page("p:03", 2, now)] == ["p:04", "p:05"]
 
 
 async def test_warm_upsert_is_one_transaction(warm_tier: Any) -> None:

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from bot_v2.errors import StateIntegrityError
 from bot_v2.state.models import HotRecord
 
 _FORMAT = b"1"
+
+
+class PackedRecord(NamedTuple):
+    """A record as HOT stores it (:func:`pack_record` bytes), for restores that move records without building
+    them in Python (``WarmTier.hot_page``: the database packs them). ``packed`` is None for a row whose body
+    fails its checksum (never cached); ``ttl_ms`` as in ``HotRecord``."""
+
+    key: str
+    version: int
+    packed: bytes | None
+    ttl_ms: int | None = None
 
 
 class HotTier(Protocol):
@@ -31,11 +42,14 @@ class HotTier(Protocol):
         moving the values (missing keys absent; None for a record whose header is malformed). One round trip.
         For coherence passes that only compare with WARM: the value bytes are not checked here."""
 
-    async def differing(self, records: Sequence[HotRecord]) -> list[str]:
-        """Return the keys of ``records`` whose record HOT does not hold exactly: another version or checksum,
-        other value bytes, malformed, or missing. The values are compared where they are (Redis: byte for
-        byte, in a script) and never sent back. One round trip. For
-        reading back what a restore wrote."""
+    async def differing(self, records: Sequence[PackedRecord]) -> list[str]:
+        """Return the keys of ``records`` whose packed bytes HOT does not hold exactly: another version or
+        checksum, other value bytes, malformed, or missing. One round trip (Redis: one MGET, compared in
+        Python). For reading back what a restore wrote."""
+
+    async def put_packed(self, records: Sequence[PackedRecord], deletes: Sequence[str] = ()) -> None:
+        """Store ``records`` (``packed`` set) with their TTL and delete ``deletes``, unguarded, in one atomic
+        round trip: ``apply(replace=True)`` for records WARM packed (the hot-set restore)."""
 
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
@@ -81,8 +95,13 @@ def pack_record(record: HotRecord) -> bytes:
 
 def pack_header(record: HotRecord) -> bytes:
     """The header line of :func:`pack_record`, newline included."""
-    updated_us = int(record.updated_at.timestamp() * 1_000_000)
+    updated_us = round(record.updated_at.timestamp() * 1_000_000)  # exact (not truncated) microseconds
     return b"%s %d %s %d\n" % (_FORMAT, record.version, record.checksum.encode("ascii"), updated_us)
+
+
+def packed(record: HotRecord) -> PackedRecord:
+    """``record`` as a :class:`PackedRecord`."""
+    return PackedRecord(record.key, record.version, pack_record(record), record.ttl_ms)
 
 
 def parse_header(header: bytes) -> tuple[int, str] | None:

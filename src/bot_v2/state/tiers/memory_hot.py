@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from bot_v2.state.keys import glob_to_regex
 from bot_v2.state.models import HotRecord
+from bot_v2.state.tiers.hot import PackedRecord, pack_record, unpack_record
 
 
 class MemoryHotTier:
@@ -52,14 +53,18 @@ class MemoryHotTier:
                 found[key] = (record.version, record.checksum)
         return found
 
-    async def differing(self, records: Sequence[HotRecord]) -> list[str]:
+    async def differing(self, records: Sequence[PackedRecord]) -> list[str]:
         now = time.monotonic()
         out: list[str] = []
         for record in records:
             held = self._live(record.key, now)
-            if held is None or not _same_record(held, record):
+            if held is None or pack_record(held) != record.packed:
                 out.append(record.key)
         return out
+
+    async def put_packed(self, records: Sequence[PackedRecord], deletes: Sequence[str] = ()) -> None:
+        puts = [unpack_record(r.key, r.packed)._replace(ttl_ms=r.ttl_ms) for r in records if r.packed]
+        await self.apply(puts, deletes, replace=True)
 
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False

@@ -26,6 +26,7 @@ from bot_v2.state.models import (
     WarmRow,
     WarmWrite,
 )
+from bot_v2.state.tiers.hot import PackedRecord
 from bot_v2.state.tiers.warm import SnapshotPage
 
 _GET_SQL = """
@@ -48,6 +49,18 @@ _PAGE_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
 state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key > $3
 AND ($5::text IS NULL OR tier = $5) ORDER BY key LIMIT $4
+"""
+# page_rows(tier=HOT) packed as HOT stores it (hot.pack_record: '1 <version> <checksum> <updated_us>\n' then
+# the value) with the TTL left in ms: the body checksum and the bytes are done here, in C, so the restore
+# builds nothing per row in Python. A body failing its checksum comes back NULL (never cached).
+_HOT_PAGE_SQL = """
+SELECT key, version,
+    CASE WHEN value IS NOT NULL AND encode(sha256(value), 'hex') = checksum THEN convert_to('1 ' || version
+        || ' ' || checksum || ' ' || (extract(epoch FROM updated_at) * 1000000)::bigint || E'\\n', 'UTF8')
+        || value END,
+    CASE WHEN expires_at IS NOT NULL THEN greatest(1, floor(extract(epoch FROM expires_at - $2) * 1000))::bigint END
+FROM state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key > $3 AND tier = 'hot'
+ORDER BY key LIMIT $4
 """
 _STATS_SQL = """
 SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE bot_id = $1 AND
@@ -447,6 +460,11 @@ class PostgresWarmTier:
         async with self._conn("page rows", rows=limit) as conn:
             records = await conn.fetch(_PAGE_SQL, self._bot, now, after_key, limit, tier_name)
         return [_row(rec) for rec in records]
+
+    async def hot_page(self, after_key: str, limit: int, now: datetime) -> list[PackedRecord]:
+        async with self._conn("hot page", rows=limit) as conn:
+            records = await conn.fetch(_HOT_PAGE_SQL, self._bot, now, after_key, limit)
+        return [PackedRecord(rec[0], rec[1], rec[2], rec[3]) for rec in records]
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         async with self._conn("stats", bulk=True) as conn:

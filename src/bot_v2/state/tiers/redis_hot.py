@@ -1,4 +1,4 @@
-"""HOT tier on Redis (redis.asyncio): MGET reads, one version-guarded Lua script call (EVALSHA) per batch."""
+"""HOT tier on Redis (redis.asyncio): MGET reads; version-guarded writes in MULTI/EXEC (``redis_writes.py``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import HotRecord
-from bot_v2.state.tiers.hot import pack_record, parse_header, unpack_record
+from bot_v2.state.tiers.hot import PackedRecord, packed, parse_header, unpack_record
 from bot_v2.state.tiers.redis_connect import RedisTarget, accept_master
+from bot_v2.state.tiers.redis_writes import HotWriter
 
-# One call per batch: atomic (nothing runs between its commands), one round trip. KEYS: the puts without TTL,
+# The guard in one atomic script, for the rare batch ``HotWriter`` cannot decide from versions alone (a put of
+# the version HOT holds: value bytes to compare) or that lost the race to another writer three times; sent
+# with EVAL inside the writer's MULTI/EXEC. KEYS: the puts without TTL,
 # the puts with TTL, then the keys to delete. ARGV: the two put counts, '1' to guard by version or '0' to
 # replace (HotTier.apply), each put without TTL as its packed record (hot.pack_record), each put with TTL as
 # (TTL in ms, packed record). The held records are read with MGET, the stored ones written with MSET (all in
@@ -100,14 +103,18 @@ return refused
 """
 
 # (version, checksum) per key without the values: the header line of each record ('1 <version> <checksum>
-# <updated_us>', cut at the newline), false (nil) for a missing key, '!' for a value that is no record (no
-# newline, or another type: GET's WRONGTYPE error is caught). One round trip, ~90 bytes per key.
+# <updated_us>', cut at the newline) from its first 128 bytes (GETRANGE: a header is at most ~105 bytes; the
+# value never enters Lua, where converting it cost ~4 us a key), false (nil) for a missing key, '!' for a
+# value that is no record (no newline there, an empty string, or another type: WRONGTYPE is caught). One round
+# trip, ~90 bytes per key.
 _HEADERS_LUA = """
 local out = {}
 local find, sub = string.find, string.sub
 for i = 1, #KEYS do
-    local value = redis.pcall('GET', KEYS[i])
-    if type(value) == 'string' then
+    local value = redis.pcall('GETRANGE', KEYS[i], 0, 127)
+    if value == '' then
+        out[i] = redis.call('EXISTS', KEYS[i]) == 1 and '!'  -- GETRANGE reads a missing key as ''
+    elseif type(value) == 'string' then
         local newline = find(value, '\\n', 1, true)
         out[i] = newline and sub(value, 1, newline - 1) or '!'
     elseif type(value) == 'table' then
@@ -119,41 +126,7 @@ end
 return out
 """
 
-# Which records HOT does not hold exactly as written, without sending values back: KEYS the keys, ARGV[1]
-# the expected packed records concatenated (one argument, not N: per-argument packing is the client's cost),
-# ARGV[2] their lengths, comma-separated. The held records are read with MGET in chunks (one C call each; a
-# missing key or another type reads as nil); when all are there, their concatenation is compared with ARGV[1]
-# in one comparison (per-key Lua work, and Redis' SHA-1, cost more than the whole MSET); only when it differs
-# are the records compared one by one. Returns the 1-based indexes of the records that differ.
-_DIFFERING_LUA = """
-local blob, chunk = ARGV[1], 1000
-local held, complete = {}, true
-for first = 1, #KEYS, chunk do
-    local got = redis.call('MGET', unpack(KEYS, first, math.min(first + chunk - 1, #KEYS)))
-    for j = 1, #got do
-        if not got[j] then
-            complete = false
-            got[j] = ''
-        end
-        held[first + j - 1] = got[j]
-    end
-end
-if complete and table.concat(held) == blob then
-    return {}
-end
-local out, at, i, sub = {}, 1, 0, string.sub
-for len in string.gmatch(ARGV[2], '%d+') do
-    i = i + 1
-    local stop = at + tonumber(len)
-    if held[i] ~= sub(blob, at, stop - 1) then
-        out[#out + 1] = i
-    end
-    at = stop
-end
-return out
-"""
-
-_SCRIPTS = (_APPLY_LUA, _HEADERS_LUA, _DIFFERING_LUA)
+_SCRIPTS = (_HEADERS_LUA,)
 
 
 class RedisHotTier:
@@ -181,9 +154,8 @@ class RedisHotTier:
             max(connect_timeout_seconds, 5.0) if command_timeout_seconds is None else command_timeout_seconds
         )
         self._client: aioredis.Redis | None = None
-        self._apply_script: AsyncScript | None = None
         self._headers_script: AsyncScript | None = None
-        self._differing_script: AsyncScript | None = None
+        self._writer = HotWriter(keyspace)
 
     def __repr__(self) -> str:
         return f"RedisHotTier(url={mask_url(self._url)!r}, bot_id={self._keys.bot_id!r})"
@@ -215,17 +187,13 @@ class RedisHotTier:
                 # command when down); never after a timeout (a hung server would cost the timeout twice).
                 retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
             )
-            # Batches call EVALSHA. The script is loaded here (which also proves scripting is allowed), so
-            # the first batch is one round trip; after a Redis restart emptied the script cache, redis-py
-            # answers NOSCRIPT by loading it again and retrying once.
-            self._apply_script = self._client.register_script(_APPLY_LUA)
+            # The start-up repair calls EVALSHA. The script is loaded here (which also proves scripting is
+            # allowed); after a Redis restart emptied the script cache, redis-py answers NOSCRIPT by loading
+            # it again and retrying once.
             self._headers_script = self._client.register_script(_HEADERS_LUA)
-            self._differing_script = self._client.register_script(_DIFFERING_LUA)
             async with asyncio.timeout(self._timeout):
                 await self._client.ping()
-                await self._client.script_load(_APPLY_LUA)
                 await self._client.script_load(_HEADERS_LUA)
-                await self._client.script_load(_DIFFERING_LUA)
 
     async def ping(self) -> None:
         """PING on a fresh connection and load the scripts, in one round trip. Only probes call this, while
@@ -239,6 +207,7 @@ class RedisHotTier:
         accept_master(client)  # Sentinel: a new master is accepted here; the restore from WARM follows
         with self._translate("PING"):
             await client.connection_pool.disconnect(inuse_connections=False)
+            await self._writer.reset()  # the writes' held connection too
             pipe = client.pipeline(transaction=False)
             pipe.ping()
             for script in _SCRIPTS:
@@ -273,69 +242,49 @@ class RedisHotTier:
             if header is not None
         }
 
-    async def differing(self, records: Sequence[HotRecord]) -> list[str]:
-        """One Lua call compares the held records with the expected bytes where they are (see
-        ``_DIFFERING_LUA``): only the indexes of those that differ come back."""
+    async def differing(self, records: Sequence[PackedRecord]) -> list[str]:
+        """One MGET of the records; the bytes are compared here (hiredis parses the reply in C: ~0.1 us a
+        value, where a Lua script reading them costs ~4 us a key and redis-py's Python parser ~20 us)."""
         if not records:
             return []
-        client, script = self.client, self._differing_script
-        if script is None:  # unreachable: connect() sets it
-            raise StateUnavailableError(f"redis at {mask_url(self._url)}: not connected")
         prefix = self._keys.redis_prefix
-        packed = [pack_record(r) for r in records]
-        lengths = ",".join([str(len(p)) for p in packed])
-        with self._translate("differing script"):
-            found = await script([prefix + r.key for r in records], [b"".join(packed), lengths], client)
-        return [records[int(i) - 1].key for i in found]
+        expected = [r.packed for r in records]
+        with self._translate("MGET"):
+            held = await self.client.mget([prefix + r.key for r in records])
+        if held == expected:
+            return []
+        return [r.key for r, got, want in zip(records, held, expected, strict=True) if got != want]
 
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False
     ) -> int:
-        """Version-guarded puts, then deletes, in one Lua script call (see ``HotTier.apply``). ``replace``
-        needs no guard: one MULTI/EXEC pipeline (MSET, SET PX per TTL'd put, DEL), as cheap as a bare MSET."""
+        """Version-guarded puts, then deletes (see ``HotTier.apply``): one MULTI/EXEC round trip when this
+        tier knows the versions HOT holds, one more to read those it does not (``redis_writes.py``).
+        ``replace`` needs no guard: the same transaction without the versions, as cheap as a bare MSET."""
         if not puts:
             await self.delete_many(deletes)
             return 0
         if replace:
-            await self._replace(puts, deletes)
+            await self.put_packed([packed(r) for r in puts], deletes)
             return 0
-        client, script = self.client, self._apply_script
-        if script is None:  # unreachable: connect() sets both
-            raise StateUnavailableError(f"redis at {mask_url(self._url)}: not connected")
-        prefix = self._keys.redis_prefix
-        plain = [r for r in puts if r.ttl_ms is None]
-        expiring = [r for r in puts if r.ttl_ms is not None]
-        keys = [prefix + r.key for r in plain] + [prefix + r.key for r in expiring]
-        keys += [prefix + key for key in deletes]
-        args: list[bytes | int] = [len(plain), len(expiring), 0 if replace else 1]
-        args += [pack_record(r) for r in plain]
-        for r in expiring:
-            args += (r.ttl_ms or 0, pack_record(r))
-        with self._translate("apply script"):
-            return int(await script(keys, args, client))
+        client = self.client
+        with self._translate("guarded MULTI MSET"):
+            return await self._writer.apply(client, _APPLY_LUA, puts, deletes)
 
-    async def _replace(self, puts: Sequence[HotRecord], deletes: Sequence[str]) -> None:
-        prefix = self._keys.redis_prefix
-        pipe = self.client.pipeline(transaction=True)
-        plain = {prefix + r.key: pack_record(r) for r in puts if r.ttl_ms is None}
-        if plain:
-            pipe.mset(plain)
-        for r in puts:
-            if r.ttl_ms is not None and r.ttl_ms > 0:
-                pipe.set(prefix + r.key, pack_record(r), px=r.ttl_ms)
-        gone = [prefix + r.key for r in puts if r.ttl_ms is not None and r.ttl_ms <= 0]
-        gone += [prefix + key for key in deletes]
-        if gone:
-            pipe.delete(*gone)
+    async def put_packed(self, records: Sequence[PackedRecord], deletes: Sequence[str] = ()) -> None:
+        records = [r for r in records if r.packed is not None]
+        if not records and not deletes:
+            return
+        client = self.client
         with self._translate("MULTI MSET"):
-            await pipe.execute()
+            await self._writer.replace(client, records, deletes)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        prefix = self._keys.redis_prefix
+        client = self.client
         with self._translate("DEL"):
-            return int(await self.client.delete(*[prefix + key for key in keys]))
+            return await self._writer.delete(client, keys)
 
     async def scan(self, pattern: str = "*", page_size: int = 500) -> AsyncIterator[list[str]]:
         match = self._keys.redis_prefix + pattern
@@ -358,4 +307,5 @@ class RedisHotTier:
         if self._client is not None:
             client, self._client = self._client, None
             with self._translate("close"):
+                await self._writer.reset()
                 await client.aclose()

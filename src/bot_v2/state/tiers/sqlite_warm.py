@@ -46,6 +46,8 @@ from bot_v2.state.models import (
     WarmRow,
     WarmWrite,
 )
+from bot_v2.state.tiers.hot import PackedRecord
+from bot_v2.state.tiers.warm import pack_rows
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -511,6 +513,9 @@ class SqliteWarmTier:
         params = (self._bot, _us(now), after_key, limit, None if tier is None else tier.value)
         rows = await self._run("page rows", lambda db: db.execute(_PAGE_SQL, params).fetchall())
         return [_row(rec) for rec in rows]
+
+    async def hot_page(self, after_key: str, limit: int, now: datetime) -> list[PackedRecord]:
+        return pack_rows(await self.page_rows(after_key, limit, now, tier=Tier.HOT), now)
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         params = (self._bot, _us(now))

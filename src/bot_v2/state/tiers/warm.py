@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from bot_v2.state.codec import checksum
 from bot_v2.state.models import (
     CheckpointInfo,
+    HotRecord,
     LeaseClaim,
     LeaseGrant,
     LeaseRecord,
@@ -17,6 +19,7 @@ from bot_v2.state.models import (
     WarmRow,
     WarmWrite,
 )
+from bot_v2.state.tiers.hot import PackedRecord, pack_record
 
 
 class WarmTier(Protocol):
@@ -66,6 +69,12 @@ class WarmTier(Protocol):
     ) -> list[WarmRow]:
         """Keyset pagination over live rows: up to ``limit`` rows with key > ``after_key``, in key order
         (only rows in ``tier`` when given: ``Tier.HOT`` pages through the hot set)."""
+
+    async def hot_page(self, after_key: str, limit: int, now: datetime) -> list[PackedRecord]:
+        """``page_rows(tier=Tier.HOT)`` as HOT stores the rows: each packed (``hot.pack_record``) with its
+        remaining TTL, ``packed`` None for a row whose body fails its checksum. For the hot-set restore, which
+        then moves bytes without building a record per row in Python (PostgreSQL packs and checks them in the
+        query; ``pack_rows`` is the reference)."""
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         """Return (live row count per tier, total value bytes)."""
@@ -118,3 +127,20 @@ class WarmTier(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+def pack_rows(rows: Sequence[WarmRow], now: datetime) -> list[PackedRecord]:
+    """The reference ``hot_page`` of ``rows``: the bytes ``hot.pack_record`` gives, the TTL left at ``now``
+    in ms (at least 1), ``packed`` None for a body that fails its checksum."""
+    out: list[PackedRecord] = []
+    for row in rows:
+        ttl_ms = None
+        if row.expires_at is not None:
+            ttl_ms = max(1, int((row.expires_at - now).total_seconds() * 1000))
+        body = row.value
+        if body is None or checksum(body) != row.checksum:
+            out.append(PackedRecord(row.key, row.version, None, ttl_ms))
+            continue
+        record = HotRecord(row.key, row.version, row.checksum, body, row.updated_at, ttl_ms)
+        out.append(PackedRecord(row.key, row.version, pack_record(record), ttl_ms))
+    return out

@@ -18,7 +18,7 @@ import click
 from bot_v2.config import CliOverrides, Profile, load_settings, merged_environment
 from bot_v2.domain import MarginType, OrderRequest, OrderType, Side, Symbol, TimeInForce
 from bot_v2.domain.types import ClientOrderId, OrderId, ensure_utc
-from bot_v2.errors import InputError, PerpsBotError
+from bot_v2.errors import InputError, PerpsBotError, one_line, underlying
 from bot_v2.monitoring.logsetup import configure_logging
 from bot_v2.orchestration.controls import OPERATOR_CLEARABLE
 from bot_v2.risk import ReasonCode
@@ -370,14 +370,16 @@ def cli(**opts: Any) -> None:
         configure_logging(settings.log_dir, settings.log_level, settings.secrets)
         mode = modes[0] if modes else "run"
         code = asyncio.run(_dispatch(mode, settings, opts))
-    except PerpsBotError as exc:
-        logger.debug("command failed", exc_info=True)
-        _fail(exc.one_line(), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except Exception as exc:  # the last line of defence: one line out, the traceback to the log file
+    except Exception as raised:  # a task group's ExceptionGroup is judged by the error inside it
+        exc = underlying(raised)
+        if isinstance(exc, PerpsBotError):
+            logger.debug("command failed", exc_info=True)
+            _fail(exc.one_line(), exc.exit_code)
+        # the last line of defence: one line out, the traceback to the log file
         logger.exception("unexpected error")
-        _fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (details in the log)", 1)
+        _fail(f"internal error: {one_line(exc)} (details in the log)", 1)
     sys.exit(code)
 
 

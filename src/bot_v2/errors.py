@@ -23,6 +23,24 @@ class PerpsBotError(Exception):
         return f"{type(self).__name__}: {text}" if text else type(self).__name__
 
 
+def underlying(exc: BaseException) -> BaseException:
+    """The error an ``ExceptionGroup`` (a task group's failure) stands for: a ``PerpsBotError`` leaf if there
+    is one, else its first leaf. Any other exception is returned as it is."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        leaves = exc.exceptions
+        exc = next((e for e in leaves if isinstance(e, PerpsBotError)), leaves[0])
+    return exc
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, for any exception (a group: its underlying error's)."""
+    exc = underlying(exc)
+    if isinstance(exc, PerpsBotError):
+        return exc.one_line()
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 # --- input: the operator fixes it -------------------------------------------------------------------------
 
 

@@ -112,6 +112,24 @@ def print_account_snapshot(data: Mapping[str, Any]) -> None:
             f"kill switch: {fmt(state.get('kill_switch'))}  reduce-only: {fmt(state.get('reduce_only'))}  "
             f"reasons: {'; '.join(reasons) or '-'}  (as of {fmt(state.get('updated_at'))})"
         )
+    pnl = data.get("pnl")
+    if pnl:
+        console.print(
+            f"PnL (USD): realized [bold]{fmt(pnl.get('realized'))}[/bold]  unrealized {fmt(pnl.get('unrealized'))}"
+            f"  today {fmt(pnl.get('today'))}  fees {fmt(pnl.get('fees'))}  equity {fmt(pnl.get('equity_usd'))}"
+            f"  (as of {fmt(pnl.get('updated_at'))})"
+        )
+    else:
+        console.print("PnL: [dim]no cycle recorded yet[/dim]")
+    holdings = data.get("spot_holdings") or []
+    if holdings:
+        console.print(
+            table(
+                "Spot holdings",
+                ["Currency", "Quantity", "Mark (USD)", "Value (USD)"],
+                ([h["currency"], h["quantity"], h["mark_usd"], h["value_usd"]] for h in holdings),
+            )
+        )
     console.print(
         table(
             "Balances",
@@ -227,7 +245,9 @@ def print_order_preview(request: OrderRequest, preview: OrderPreview, verdict: A
     console.print("[bold green]APPROVED[/bold green]" if approved else "[bold red]REFUSED[/bold red]")
 
 
-def print_edit_preview(order: Order, preview: EditPreview, preview_id: str | None) -> None:
+def print_edit_preview(
+    order: Order, preview: EditPreview, preview_id: str | None, apply_prefix: str = "perps-bot"
+) -> None:
     console.print(
         table(
             f"Edit preview for {order.order_id}",
@@ -254,7 +274,7 @@ def print_edit_preview(order: Order, preview: EditPreview, preview_id: str | Non
     )
     if preview_id:
         console.print(
-            f"Apply with: [bold]perps-bot --apply-order-edit {order.order_id}:{preview_id}[/bold]",
+            f"Apply with: [bold]{apply_prefix} --apply-order-edit {order.order_id}:{preview_id}[/bold]",
             soft_wrap=True,
         )
 

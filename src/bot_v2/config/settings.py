@@ -24,6 +24,7 @@ from typing import Any
 
 from bot_v2.brokerages.coinbase import CoinbaseConnection
 from bot_v2.config.profiles import PROFILES, BrokerKind, Profile
+from bot_v2.config.strict import check_unknown_variables
 from bot_v2.domain import Symbol
 from bot_v2.errors import ConfigError, MissingCredentialsError
 from bot_v2.risk import RiskConfig, TradingState
@@ -330,6 +331,7 @@ def load_settings(
 ) -> BotSettings:
     """Build validated settings for ``profile`` from the environment mapping and CLI overrides."""
     overrides = overrides or CliOverrides()
+    check_unknown_variables(env)
     try:
         prof = Profile(str(profile).lower())
     except ValueError:

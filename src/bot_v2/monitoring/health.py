@@ -31,6 +31,8 @@ class HealthStatus:
     last_cycle_ms: float | None = None
     pid: int | None = None
     bot_id: str | None = None
+    #: the reason codes behind ``ok: false`` (HALTED, or REDUCE_ONLY by a latch: ``risk.unhealthy_reasons``)
+    reasons: tuple[str, ...] = ()
     market_data: Mapping[str, Any] | None = None  # the WebSocket feed's health (None: no feed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,6 +46,7 @@ class HealthStatus:
             "last_cycle_ms": self.last_cycle_ms,
             "pid": self.pid,
             "bot_id": self.bot_id,
+            "reasons": list(self.reasons),
             **({"market_data": dict(self.market_data)} if self.market_data is not None else {}),
         }
 

@@ -44,7 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot_v2.domain import OrderRequest, Symbol, utc_now
-from bot_v2.errors import ConfigError, FencedError, RetryableError, UnknownSymbolError
+from bot_v2.errors import ConfigError, FencedError, RetryableError, UnknownSymbolError, one_line
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.health import HealthStatus, write_health_async
 from bot_v2.monitoring.metrics import METRICS, BotMetrics
@@ -66,7 +66,7 @@ from bot_v2.orchestration.tierwatch import TierWatcher, is_warm_outage
 from bot_v2.orchestration.tracking import OrderTracker
 from bot_v2.orchestration.warmup import persist_history, warm_start
 from bot_v2.orchestration.wiring import Runtime
-from bot_v2.risk import GuardResult, RiskEngine
+from bot_v2.risk import GuardResult, RiskEngine, unhealthy_reasons
 from bot_v2.state import StateManager
 from bot_v2.strategies import PriceHistory, Strategy, create_strategy
 
@@ -94,6 +94,7 @@ class BotRunSummary:
     warm_start: dict[str, Any] | None = None
     fenced: bool = False  # a newer lease holder took over: this run sent and wrote nothing after that
     stepped_down: bool = False  # handed over on request (--step-down): open orders kept for the next holder
+    reasons: list[str] = field(default_factory=list)  # the risk engine's active reason codes at the end
 
     def record(self, report: CycleReport) -> None:
         by_symbol = {row.symbol: row for row in self.rows}
@@ -294,6 +295,7 @@ async def _run_bot(
         await lifecycle.shutdown()
     summary.cycles = cadence.stats.cycles
     summary.trading_state = "HALTED" if summary.halted else risk.state.value
+    summary.reasons = [code.value for code in risk.reasons]
     return summary
 
 
@@ -428,7 +430,7 @@ class _Lifecycle:
             await self._periodic_checkpoint(number)
             return True
         except Exception as exc:  # HaltError and anything unexpected: stop trading, never ignore
-            text = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
+            text = one_line(exc)
             self._count_error("halt", exc)
             self.summary.halted = True
             logger.exception("cycle %d: %s -- halting trading", number, text)
@@ -486,8 +488,14 @@ class _Lifecycle:
     async def _health(
         self, ok: bool, message: str, number: int, now: datetime, duration_ms: float | None = None
     ) -> None:
+        """Write health.json: ``ok`` only when the cycle went well AND trading is not stopped by HALTED or a
+        latched REDUCE_ONLY (``reasons`` names the codes; a message says which)."""
+        reasons = unhealthy_reasons(self.cycle.risk.state, self.cycle.risk.reasons)
+        if reasons and ok:
+            ok, message = False, f"{message}; {self.cycle.risk.state.value}: {', '.join(reasons)}"
         status = HealthStatus(
             ok=ok,
+            reasons=reasons,
             timestamp=utc_now(),
             message=message,
             trading_state="HALTED" if self.summary.halted else self.cycle.risk.state.value,

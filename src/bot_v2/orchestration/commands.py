@@ -29,6 +29,7 @@ from bot_v2.errors import (
     TradingHaltedError,
 )
 from bot_v2.orchestration.bot import BotRunSummary
+from bot_v2.orchestration.concurrency import task_group
 from bot_v2.orchestration.wiring import (
     Runtime,
     control_writer_settings,
@@ -72,6 +73,12 @@ async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> in
     """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM (``run_with_lease``)."""
     summary = await run_with_lease(settings, standby=standby, once=once)
     render.print_run_summary(summary)
+    if once and summary.trading_state == "HALTED" and not summary.halted:
+        # --dev-fast is a smoke test: a run that ends unable to trade did not pass it (exit 1)
+        raise TradingHaltedError(
+            f"the run ended HALTED ({', '.join(summary.reasons) or 'no reason recorded'}): no order could be "
+            "sent; see the trading state with --account-snapshot"
+        )
     if summary.fenced:
         raise FencedError(
             f"bot {settings.bot_id!r}: a newer lease holder took over; this process stopped without sending "
@@ -184,7 +191,7 @@ async def step_down(settings: BotSettings) -> int:
 
 async def _snapshot_data(runtime: Runtime) -> dict[str, Any]:
     exchange = runtime.exchange
-    async with asyncio.TaskGroup() as tg:
+    async with task_group() as tg:  # one error out, not an ExceptionGroup
         balances = tg.create_task(exchange.list_balances())
         positions = tg.create_task(exchange.list_positions())
         orders = tg.create_task(exchange.list_orders(statuses=[OrderStatus.OPEN]))
@@ -199,6 +206,7 @@ async def _snapshot_data(runtime: Runtime) -> dict[str, Any]:
 
         trading_state = await load_trading_state(runtime)
     skew = (server_time.result() - local_now).total_seconds()
+    pnl, book = await _stored_pnl(runtime, local_now)
     return {
         "profile": runtime.settings.profile.value,
         "bot_id": runtime.settings.bot_id,
@@ -212,7 +220,79 @@ async def _snapshot_data(runtime: Runtime) -> dict[str, Any]:
         "server_time": server_time.result(),
         "clock_skew_seconds": round(skew, 3),
         "trading_state": trading_state,
+        "pnl": pnl,
+        "bot_positions": book,
+        "spot_holdings": await _spot_holdings(runtime, balances.result()),
     }
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return None if value is None else Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+async def _stored_pnl(runtime: Runtime, now: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The bot's PnL as its last cycle stored it (``portfolio:pnl``) with today's (the daily-loss tracker in
+    ``guards:risk``: realized since 00:00 UTC + the change in unrealized), and its own positions."""
+    from bot_v2.orchestration import keys
+
+    if runtime.state is None:
+        return None, []
+    found = await runtime.state.batch_get_state([keys.PNL_KEY, keys.GUARDS_KEY])
+    book = [
+        dict(value)
+        for value in (
+            await runtime.state.batch_get_state(await runtime.state.get_keys_by_pattern("positions:*"))
+        ).values()
+        if isinstance(value, dict) and _decimal(value.get("quantity"))
+    ]
+    stored, guards = found.get(keys.PNL_KEY), found.get(keys.GUARDS_KEY)
+    if not isinstance(stored, dict):
+        return None, book
+    today: Decimal | None = None
+    daily = guards.get("daily_pnl") if isinstance(guards, dict) else None
+    if isinstance(daily, dict) and isinstance(guards, dict):
+        realized, baseline = (
+            _decimal(daily.get("realized_pnl_usd")),
+            _decimal(daily.get("unrealized_baseline_usd")),
+        )
+        unrealized = _decimal(guards.get("last_unrealized_pnl_usd"))
+        if str(daily.get("day")) == now.date().isoformat() and None not in (realized, baseline, unrealized):
+            today = realized + unrealized - baseline  # type: ignore[operator]
+    return {
+        "realized": _decimal(stored.get("realized_pnl")),
+        "unrealized": _decimal(stored.get("unrealized_pnl")),
+        "today": today,
+        "fees": _decimal(stored.get("fees")),
+        "equity_usd": _decimal(stored.get("equity_usd")),
+        "updated_at": stored.get("updated_at"),
+    }, book
+
+
+async def _spot_holdings(runtime: Runtime, balances: Any) -> list[dict[str, Any]]:
+    """Non-cash balances valued at the mid of ``<currency>-USD`` (spot: what the bot holds IS its position)."""
+    from bot_v2.domain import Symbol
+
+    cash = {"USD", "USDC"}
+    held = [b for b in balances if b.currency not in cash and b.total > 0]
+    symbols = [Symbol(f"{b.currency}-USD") for b in held]
+    listed = {p.symbol for p in await runtime.exchange.list_products(symbols)} if symbols else set()
+    quotes = await runtime.exchange.get_quotes([s for s in symbols if s in listed]) if listed else {}
+    rows = []
+    for balance, symbol in zip(held, symbols, strict=True):
+        quote = quotes.get(symbol)
+        mark = quote.mid if quote is not None else None
+        rows.append(
+            {
+                "currency": balance.currency,
+                "quantity": balance.total,
+                "mark_usd": mark,
+                "value_usd": balance.total * mark if mark is not None else None,
+            }
+        )
+    return rows
 
 
 async def account_snapshot(settings: BotSettings, *, as_json: bool) -> int:
@@ -265,10 +345,17 @@ async def edit_order_preview(
                 StateCategory.ORDERS,
                 ttl_seconds=EDIT_PREVIEW_TTL_SECONDS,
             )
-    render.print_edit_preview(order, preview, preview_id if not preview.errors else None)
+    render.print_edit_preview(
+        order, preview, preview_id if not preview.errors else None, apply_prefix=_cli_prefix(settings)
+    )
     if preview.errors:
         raise OrderRejectedError(f"edit preview refused: {', '.join(preview.errors)}", preview.errors[0])
     return 0
+
+
+def _cli_prefix(settings: BotSettings) -> str:
+    """``perps-bot --profile P [--dry-run]``: a printed follow-up command reaches the same bot."""
+    return f"perps-bot --profile {settings.profile.value}" + (" --dry-run" if settings.dry_run else "")
 
 
 async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id: str) -> int:

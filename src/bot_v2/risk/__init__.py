@@ -9,7 +9,15 @@ from bot_v2.risk.config import RISK_ENV_DOCS, RISK_ENV_VARS, DrawdownAction, Ris
 from bot_v2.risk.engine import STATE_SCHEMA_VERSION, RiskEngine, RiskVerdict
 from bot_v2.risk.guards import ORDER_GUARDS, Breach, GuardResult, OrderContext
 from bot_v2.risk.snapshot import RiskSnapshot, price_move_pct
-from bot_v2.risk.state import ActiveReason, DailyPnlTracker, ReasonCode, Recovery, TradingState, Transition
+from bot_v2.risk.state import (
+    ActiveReason,
+    DailyPnlTracker,
+    ReasonCode,
+    Recovery,
+    TradingState,
+    Transition,
+    unhealthy_reasons,
+)
 
 __all__ = [
     "ORDER_GUARDS",
@@ -36,4 +44,5 @@ __all__ = [
     "Transition",
     "evaluate_alerts",
     "price_move_pct",
+    "unhealthy_reasons",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "Recovery",
     "TradingState",
     "Transition",
+    "unhealthy_reasons",
 ]
 
 
@@ -208,3 +209,19 @@ class DailyPnlTracker:
             ),
             realized_pnl_usd=serde.read_decimal(d["realized_pnl_usd"], f"{where}.realized_pnl_usd"),
         )
+
+
+def unhealthy_reasons(state: TradingState, reasons: Mapping[ReasonCode, ActiveReason]) -> tuple[str, ...]:
+    """The reason codes that make the bot unhealthy (``health.json`` ``ok: false``), sorted.
+
+    HALTED for any reason is unhealthy: nothing trades. REDUCE_ONLY is unhealthy only by a latch -- a reason
+    that stays until 00:00 UTC or an operator clears it (daily loss, drawdown, reconcile mismatch, ...): the
+    bot will not heal by itself. An operator's reduce-only mode and a passing condition (stale marks) are
+    the bot doing what it was told, not a fault.
+    """
+    if state is TradingState.HALTED:
+        return tuple(sorted(code.value for code in reasons))
+    if state is TradingState.REDUCE_ONLY:
+        latched = (Recovery.OPERATOR, Recovery.DAY_ROLLOVER)
+        return tuple(sorted(code.value for code in reasons if code.recovery in latched))
+    return ()

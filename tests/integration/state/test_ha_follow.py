@@ -50,7 +50,7 @@ async def test_sentinel_promotion_is_followed_and_what_the_replica_missed_is_nev
         master = aioredis.Redis(port=cluster.master.port)
         await master.execute_command("WAIT", 1, 2000)  # the replica holds v1 of every key
         await master.aclose()
-        cluster.replica.send_signal(signal.SIGSTOP)  # the replica misses what follows (asynchronous)
+        cluster.cut_replication()  # the replica misses what follows (asynchronous replication's window)
         missed = keys[:10]
         await sm.batch_set_state(dict.fromkeys(missed, "v2"), ORDERS)  # acknowledged by the old master only
         old_port = cluster.master.port
@@ -59,6 +59,9 @@ async def test_sentinel_promotion_is_followed_and_what_the_replica_missed_is_nev
         # the bot is idle through the whole failover: no operation notices the outage before the new master
         await asyncio.to_thread(cluster.wait_for_promotion, old_port)
         assert cluster.master_port() == cluster.replica.port
+        promoted = aioredis.Redis(port=cluster.replica.port)
+        held = await promoted.get(f"state:{settings.bot_id}:{missed[0]}")
+        assert held is not None and held.endswith(b'"v1"')  # the new master holds the older copy
 
         # the promoted replica still holds v1 of the missed keys; the bot must serve v2
         assert await sm.batch_get_state(missed) == dict.fromkeys(missed, "v2")
@@ -74,7 +77,6 @@ async def test_sentinel_promotion_is_followed_and_what_the_replica_missed_is_nev
         assert report.ok and report.checked == len(keys)
         assert await sm.batch_get_state(keys) == {k: "v2" if k in missed else "v1" for k in keys}
         await sm.set_state("orders:new", "after", ORDERS)  # writes land on the new master
-        promoted = aioredis.Redis(port=cluster.replica.port)
         assert await promoted.exists(f"state:{settings.bot_id}:orders:new") == 1
         await promoted.aclose()
 

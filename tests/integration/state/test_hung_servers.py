@@ -2,7 +2,7 @@
 
 Each test stops a private redis-server or PostgreSQL of its own (stopping the session ones would stall every
 other test) and checks what the state layer promises (docs/STATE.md "Hung servers"): the operation that meets
-the hang returns within its bound -- served from WARM (Redis hung) or failed as ``StateUnavailableError`` (a
+the hang returns within its bound -- served from WARM (Redis hung), failed as ``StateUnavailableError`` or journaled (a
 WARM write, PostgreSQL hung) -- instead of the old socket timeout (5 s) or forever; after SIGCONT the stuck
 connections are gone (not reused with a late reply pending) and nothing written is lost. The bounds asserted
 here are the configured ones plus slack for a loaded CI machine; the drills measure the real figures
@@ -114,11 +114,15 @@ async def test_a_hung_postgres_fails_writes_within_the_bound_then_recovers_after
     async with await StateManager.create(settings) as sm:
         await sm.batch_set_state({f"orders:{i}": i for i in range(50)}, ORDERS)
         private_postgres.send_signal(signal.SIGSTOP)
+        accepted: list[str] = []  # a state layer with a WARM-outage journal accepts them; without, refused
         try:
             for attempt in range(3):  # each meets the hang on a pooled or a new connection: same bound
                 started = time.monotonic()
-                with pytest.raises(StateUnavailableError, match="no answer within"):
+                try:
                     await sm.set_state("orders:7", f"refused {attempt}", ORDERS)
+                    accepted.append(f"refused {attempt}")
+                except StateUnavailableError as exc:
+                    assert "no answer within" in str(exc)
                 assert time.monotonic() - started < 0.15 + SLACK
             value, read_s = await timed(sm.get_state("orders:8"))  # HOT still serves what it holds
             assert value == 8 and read_s < 0.15 + SLACK
@@ -140,8 +144,11 @@ async def test_a_hung_postgres_fails_writes_within_the_bound_then_recovers_after
             f"orders:{i}": i for i in range(50) if i not in (7, 9, 10)
         }
         # a write refused during the hang may still have committed when the server resumed (as after a
-        # kill): what the caller must never see is a value nobody wrote
-        assert values["orders:7"] in (7, "refused 0", "refused 1", "refused 2")
+        # kill): what the caller must never see is a value nobody wrote; an accepted one is never lost
+        if accepted:
+            assert values["orders:7"] == accepted[-1]
+        else:
+            assert values["orders:7"] in (7, "refused 0", "refused 1", "refused 2")
         assert values["orders:9"] == "after" and values["orders:10"] == "again"
         report = await sm.verify_coherence()
         assert report.ok, report

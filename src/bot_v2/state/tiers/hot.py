@@ -99,6 +99,20 @@ def pack_header(record: HotRecord) -> bytes:
     return b"%s %d %s %d\n" % (_FORMAT, record.version, record.checksum.encode("ascii"), updated_us)
 
 
+def pack_headers(records: Sequence[HotRecord]) -> list[bytes]:
+    """The header line of :func:`pack_record` for each record, in one pass (a batch's records share their
+    ``updated_at``: its microseconds are computed once). For writers that send header and value bytes
+    without joining them first (``redis_writes``)."""
+    micros: dict[datetime, int] = {}
+    out: list[bytes] = []
+    for r in records:
+        us = micros.get(r.updated_at)
+        if us is None:
+            us = micros[r.updated_at] = round(r.updated_at.timestamp() * 1_000_000)
+        out.append(b"%s %d %s %d\n" % (_FORMAT, r.version, r.checksum.encode("ascii"), us))
+    return out
+
+
 def packed(record: HotRecord) -> PackedRecord:
     """``record`` as a :class:`PackedRecord`."""
     return PackedRecord(record.key, record.version, pack_record(record), record.ttl_ms)

@@ -29,6 +29,9 @@ every kind comes once per round of the deck:
   exchange_latency                       0.3-1.5 s added to every request for 2-6 s
   exchange_lost_ack                      the next create-order is executed but never answered (it lands
                                          0.2-1 s after the connection closed)
+  exchange_ws_close                      (only with --kinds naming it) every WebSocket closed (1011) and new
+                                         ones refused for 0.5-3 s: the bots quote from REST meanwhile;
+                                         detect = ws_disconnected, recover = fault end -> ws_connected
 
 After a fault the soak waits until the system settled (bounded by --settle-timeout): the holder completed two
 cycles after the fault ended, a degraded tier reported its recovery, a lost ack was resolved, a dead or fenced
@@ -130,7 +133,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "exchange_429": ("exchange", "429"),
     "exchange_latency": ("exchange", "latency"),
     "exchange_lost_ack": ("exchange", "lost_ack"),
+    "exchange_ws_close": ("exchange", "ws_close"),
 }
+#: Kinds dealt only when --kinds names them (the default deck, and so every seed's sequence, is unchanged).
+OPT_IN_KINDS = ("exchange_ws_close",)
 TIER_OF = {"redis": "hot", "s3": "cold"}
 HOLDING = ("acquired", "takeover")
 CATEGORIES = ("duplicates", "lost", "incoherent", "guard_violations")
@@ -281,6 +287,8 @@ def draw(rng: random.Random, kind: str) -> dict[str, Any]:
             "latency_seconds": round(rng.uniform(0.3, 1.5), 2),
             "seconds": round(rng.uniform(2.0, 6.0), 2),
         }
+    if how == "ws_close":
+        return {"down_seconds": round(rng.uniform(0.5, 3.0), 2)}
     return {"land_after_seconds": round(rng.uniform(0.2, 1.0), 2)}
 
 
@@ -487,7 +495,16 @@ class Soak:
             fault.t1 = now()
         else:
             control = self.sim.control
-            if how in ("5xx", "429", "latency"):
+            if how == "ws_close":
+                self.mark(fault)
+                await asyncio.to_thread(control.refuse_websockets, True)
+                await asyncio.to_thread(control.close_websockets, 1011)
+                try:
+                    await asyncio.sleep(p["down_seconds"])
+                finally:
+                    await asyncio.to_thread(control.refuse_websockets, False)
+                fault.t1 = now()
+            elif how in ("5xx", "429", "latency"):
                 self.mark(fault)
                 if how == "latency":
                     await asyncio.to_thread(control.set_latency, p["latency_seconds"])
@@ -660,6 +677,10 @@ class Soak:
             if fault.target in ("exchange", "postgres"):
                 cycle_signs = (EventType.ORDER_FAILED, EventType.INTENT_UNKNOWN, EventType.CYCLE_ERROR)
                 signs += [noticed(b, e) for b, e in events if e.get("type") in cycle_signs]
+            if fault.how == "ws_close":
+                signs += [at(e) for _, e in events if e.get("type") == EventType.WS_DISCONNECTED]
+                back = [at(e) for _, e in events if e.get("type") == EventType.WS_CONNECTED and at(e) >= t1]
+                end = min(back) if back else None
             if fault.how == "latency":
                 slow = fault.params["latency_seconds"] * 1000
                 signs += [cy.at for cy in self.cycles_after(t0) if cy.ms is not None and cy.ms >= slow][:1]
@@ -1154,6 +1175,7 @@ def bot_env(
         "COINBASE_BASE_URL": sim.base_url,
         "COINBASE_KEY_FILE": str(sim.key_file),
         "COINBASE_CA_FILE": str(sim.ca_path),
+        "COINBASE_WS_URL": str(sim.ws_url),  # the bots quote from the feed, REST while it is down
         "REDIS_URL": services["redis"].url,
         "DATABASE_URL": services["postgres"].url,
         "S3_ENDPOINT_URL": services["s3"].url,
@@ -1249,8 +1271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kinds",
         type=lambda s: [k.strip() for k in s.split(",") if k.strip()],
-        default=list(KINDS),
-        help=f"comma-separated fault kinds (default all: {','.join(KINDS)})",
+        default=[k for k in KINDS if k not in OPT_IN_KINDS],
+        help=f"comma-separated fault kinds (default all but {','.join(OPT_IN_KINDS)}: {','.join(KINDS)})",
     )
     parser.add_argument(
         "--interval", type=float, default=0.5, help="the bots' cycle interval in s (default 0.5)"

@@ -232,13 +232,15 @@ def open_feed(
     user_channel: bool,
     rest_sync_seconds: float,
 ) -> MarketFeed | None:
-    """A ``MarketFeed`` when ``exchange`` is the Coinbase adapter with a WebSocket URL, else None."""
-    from bot_v2.brokerages.coinbase import CoinbaseBroker
-
-    if not isinstance(exchange, CoinbaseBroker):
+    """A ``MarketFeed`` when ``exchange`` is the Coinbase adapter (also behind the lease's ``LeasedBroker``,
+    which passes ``open_stream`` through) with a WebSocket URL, else None."""
+    open_stream = getattr(exchange, "open_stream", None)
+    if not callable(open_stream):
         return None
     on_state, on_order, holder = MarketFeed.callbacks()
-    stream = exchange.open_stream(symbols, user_channel=user_channel, on_state=on_state, on_order=on_order)
+    stream = open_stream(symbols, user_channel=user_channel, on_state=on_state, on_order=on_order)
+    if stream is not None and not isinstance(stream, CoinbaseStream):
+        return None
     if stream is None:
         return None
     feed = MarketFeed(

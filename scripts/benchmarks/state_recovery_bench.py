@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/benchmarks/state_recovery_bench.py --keys 1000,10000 --objects 10,100 --repeat 5
     .venv/bin/python scripts/benchmarks/state_recovery_bench.py --keys 200 --objects 5 --repeat 1   # smoke
+    .venv/bin/python scripts/benchmarks/state_recovery_bench.py --keys 1000,10000 --parts hot --repeat 7
 
 Against a throwaway redis-server, PostgreSQL cluster (fsync off) and moto S3 server, all started by this script
 the same way as the test fixtures (tests/fixtures/services.py), median / p95 over ``--repeat``:
@@ -15,11 +16,13 @@ marks; ~420 bytes encoded on average).
   copies made stale (older packed records written straight into Redis after WARM moved on); ms, ms per 1000
   keys for the pass (repair - baseline), ratio vs the baseline, and ``pass / floor``: the floor of reading
   the same keys in this run, one raw MGET of the N records + one range SELECT of their (key, version,
-  checksum) from PostgreSQL, one after the other (target <= 2x).
+  checksum) from PostgreSQL, one after the other (target <= 2x). Each round runs the three (no repair,
+  repair, floor) in a shuffled order, after one warm-up round.
 * ``hot``     (per N) -- SIGKILL redis-server, write ``--degraded-writes`` keys while degraded, start it (empty:
   no persistence), time ``recover_hot()`` (PING + one-pass hot-set rewrite + read-back verification of every
   key); the floor of this run: one range SELECT of the rows (key, version, checksum, value) + one raw MSET
-  of the same N packed records into an empty namespace (``floor``; target <= 2x), and the MSET alone.
+  of the same N packed records into an empty namespace (``floor``; target <= 2x), and the MSET alone. Each
+  round runs the outage + restore and the floor in a shuffled order, so load falls on both alike.
 * ``cold``    (per ``--objects`` M) -- stop moto, write M COLD objects while degraded (ARCHIVE-category
   batches, one segment each, plus one checkpoint) into the spool, start moto, time ``recover_cold()`` (probe +
   the spool sync: oldest first, several puts in flight, each verified from its put's answer); ms, objects,
@@ -28,8 +31,9 @@ marks; ~420 bytes encoded on average).
   manager's COLD probe interval (the default; this benchmark asks with ``recover_cold()`` instead) is
   reported beside them.
 
-Writes var/benchmarks/state_recovery.json and ends with one RESULT line per key count (COLD figures: the
-largest object count) and one ``RESULT bench=state_recovery_cold`` line per object count.
+``--parts`` picks which of repair, hot, cold run. Writes var/benchmarks/state_recovery.json and ends with
+one RESULT line per key count (COLD figures: the largest object count) and one
+``RESULT bench=state_recovery_cold`` line per object count.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import json
 import logging
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -120,6 +125,7 @@ class Bench:
             await sm.batch_write(records[start : start + CHUNK])
 
     async def cleanup(self, bot_id: str, client: aioredis.Redis) -> None:
+        await client.connection_pool.disconnect()  # redis-server may have restarted since its last use
         async for name in client.scan_iter(match=f"state:{bot_id}*", count=5000):
             await client.delete(name)
         conn = await asyncpg.connect(self.pg.url)
@@ -139,21 +145,49 @@ class Bench:
             async with await StateManager.create(s) as sm:
                 await self.populate(sm, n)
             no, yes, stale, repaired, floor = [], [], [], [], []
-            for r in range(self.args.repeat + 1):  # the first round warms up connections and statements
-                step(f"repair {n} keys: round {r}")
-                started = time.perf_counter()
-                sm = await StateManager.create(replace(s, repair_hot_at_start=False))
-                elapsed = ms_since(started)
-                await sm.close()
-                if r:
-                    no.append(elapsed)
-                started = time.perf_counter()
-                sm = await StateManager.create(s)
-                elapsed = ms_since(started)
-                await sm.close()
-                if r:
-                    yes.append(elapsed)
             records = _records.hot_set(n)
+            all_names = [f"state:{bot_id}:{w.key}" for w in records]
+            conn = await asyncpg.connect(self.pg.url)
+
+            async def create(settings: StateSettings) -> float:
+                started = time.perf_counter()
+                sm = await StateManager.create(settings)
+                elapsed = ms_since(started)
+                await sm.close()
+                return elapsed
+
+            async def read_floor() -> float:
+                # the floor: read the same keys from both tiers (raw MGET of the records, range SELECT of
+                # their versions), one after the other
+                started = time.perf_counter()
+                await client.mget(all_names)
+                await conn.fetch(
+                    "SELECT key, version, checksum FROM state_records WHERE bot_id = $1 AND key >= $2 "
+                    "ORDER BY key LIMIT $3",
+                    bot_id,
+                    "",
+                    n,
+                )
+                return ms_since(started)
+
+            try:
+                # the first round warms up connections and statements; then each round runs the three in a
+                # shuffled order, so load from other processes falls on all of them alike
+                for r in range(self.args.repeat + 1):
+                    step(f"repair {n} keys: round {r}")
+                    runs = {
+                        "no": lambda: create(replace(s, repair_hot_at_start=False)),
+                        "yes": lambda: create(s),
+                        "floor": read_floor,
+                    }
+                    order = list(runs)
+                    random.shuffle(order)
+                    for what in order:
+                        elapsed = await runs[what]()
+                        if r:
+                            {"no": no, "yes": yes, "floor": floor}[what].append(elapsed)
+            finally:
+                await conn.close()
             names = [f"state:{bot_id}:{records[i].key}" for i in stale_idx]
             old = dict(zip(names, await client.mget(names), strict=True)) if names else {}
             for r in range(self.args.repeat):
@@ -169,25 +203,6 @@ class Bench:
                 repaired.append(sm.health().hot_repaired_at_start)
                 await sm.close()
                 stale.append(elapsed)
-            # the floor: read the same keys from both tiers (raw MGET of the records, range SELECT of versions)
-            all_names = [f"state:{bot_id}:{w.key}" for w in records]
-            conn = await asyncpg.connect(self.pg.url)
-            try:
-                for r in range(self.args.repeat + 1):
-                    step(f"repair {n} keys: floor round {r}")
-                    started = time.perf_counter()
-                    await client.mget(all_names)
-                    await conn.fetch(
-                        "SELECT key, version, checksum FROM state_records WHERE bot_id = $1 AND key >= $2 "
-                        "ORDER BY key LIMIT $3",
-                        bot_id,
-                        "",
-                        n,
-                    )
-                    if r:
-                        floor.append(ms_since(started))
-            finally:
-                await conn.close()
         finally:
             await self.cleanup(bot_id, client)
             await client.aclose()
@@ -216,66 +231,71 @@ class Bench:
         writes = min(self.args.degraded_writes, n)
         restore, restore_inner, moved, floor_mset, floor_full = [], [], [], [], []
         client = aioredis.Redis.from_url(self.redis.url)
+        # the floor: the same N records, pre-encoded and packed, into an empty namespace
+        floor_bot = bot_id + "-floor"
+        now = datetime.now(UTC)
+        packed = {}
+        for w in _records.hot_set(n):
+            data = encode_value(w.value)
+            packed[f"state:{floor_bot}:{w.key}"] = pack_record(HotRecord(w.key, 1, checksum(data), data, now))
+        conn = await asyncpg.connect(self.pg.url)
+
+        async def floor() -> None:
+            await client.connection_pool.disconnect()  # redis-server may have restarted since the last round
+            await client.delete(*packed)
+            started = time.perf_counter()
+            await client.mset(packed)
+            elapsed = ms_since(started)
+            await client.delete(*packed)
+            started = time.perf_counter()
+            await conn.fetch(
+                "SELECT key, version, checksum, value FROM state_records WHERE bot_id = $1 AND key >= $2 "
+                "ORDER BY key LIMIT $3",
+                bot_id,
+                "",
+                n,
+            )
+            await client.mset(packed)
+            full = ms_since(started)
+            floor_mset.append(elapsed)
+            floor_full.append(full)
+
+        async def outage(sm: StateManager, r: int) -> None:
+            self.redis.kill()
+            await sm.get_state("orders:pb-00000000")  # detection: served from WARM, now degraded
+            if sm.health().hot_state is not HotState.DEGRADED:
+                raise RuntimeError("HOT did not degrade after redis-server was killed")
+            await sm.batch_write(_records.hot_set(writes, r + 2))
+            self.redis.start()
+            started = time.perf_counter()
+            if not await sm.recover_hot():
+                raise RuntimeError(f"recover_hot() failed: {sm.health().last_hot_error}")
+            restore.append(ms_since(started))
+            rec = sm.health().last_hot_recovery
+            assert rec is not None
+            restore_inner.append(rec.restore_seconds * 1000)
+            moved.append(
+                {
+                    "keys_restored": rec.keys_restored,
+                    "keys_verified": rec.keys_verified,
+                    "keys_evicted": rec.keys_evicted,
+                    "mismatches_repaired": rec.mismatches_repaired,
+                }
+            )
+
         try:
             async with await StateManager.create(s) as sm:
                 await self.populate(sm, n)
+                await floor()  # warm-up: connections, the statement
+                floor_mset.clear()
+                floor_full.clear()
                 for r in range(self.args.repeat):
+                    # the restore and its floor in a shuffled order each round: load falls on both alike
                     step(f"redis outage {n} keys: round {r + 1}")
-                    self.redis.kill()
-                    await sm.get_state("orders:pb-00000000")  # detection: served from WARM, now degraded
-                    if sm.health().hot_state is not HotState.DEGRADED:
-                        raise RuntimeError("HOT did not degrade after redis-server was killed")
-                    await sm.batch_write(_records.hot_set(writes, r + 2))
-                    self.redis.start()
-                    started = time.perf_counter()
-                    if not await sm.recover_hot():
-                        raise RuntimeError(f"recover_hot() failed: {sm.health().last_hot_error}")
-                    restore.append(ms_since(started))
-                    rec = sm.health().last_hot_recovery
-                    assert rec is not None
-                    restore_inner.append(rec.restore_seconds * 1000)
-                    moved.append(
-                        {
-                            "keys_restored": rec.keys_restored,
-                            "keys_verified": rec.keys_verified,
-                            "keys_evicted": rec.keys_evicted,
-                            "mismatches_repaired": rec.mismatches_repaired,
-                        }
-                    )
-            # the floor: the same N records, pre-encoded and packed, into an empty namespace
-            floor_bot = bot_id + "-floor"
-            now = datetime.now(UTC)
-            packed = {}
-            for w in _records.hot_set(n):
-                data = encode_value(w.value)
-                packed[f"state:{floor_bot}:{w.key}"] = pack_record(
-                    HotRecord(w.key, 1, checksum(data), data, now)
-                )
-            conn = await asyncpg.connect(self.pg.url)
-            try:
-                for r in range(self.args.repeat + 1):
-                    step(f"redis floor {n} keys: round {r}")
-                    await client.delete(*packed)
-                    started = time.perf_counter()
-                    await client.mset(packed)
-                    elapsed = ms_since(started)
-                    await client.delete(*packed)
-                    started = time.perf_counter()
-                    await conn.fetch(
-                        "SELECT key, version, checksum, value FROM state_records WHERE bot_id = $1 AND key >= $2 "
-                        "ORDER BY key LIMIT $3",
-                        bot_id,
-                        "",
-                        n,
-                    )
-                    await client.mset(packed)
-                    full = ms_since(started)
-                    if r:
-                        floor_mset.append(elapsed)
-                        floor_full.append(full)
-            finally:
-                await conn.close()
+                    for what in random.sample(["restore", "floor"], 2):
+                        await (outage(sm, r) if what == "restore" else floor())
         finally:
+            await conn.close()
             await self.cleanup(bot_id, client)
             await client.aclose()
         rec_ms, floor, full = stats(restore), stats(floor_mset), stats(floor_full)
@@ -452,6 +472,7 @@ async def run(args: argparse.Namespace, bench: Bench) -> tuple[list[Any], list[A
     repair: list[dict[str, Any]] = []
     hot: list[dict[str, Any]] = []
     cold: list[dict[str, Any]] = []
+    parts = set(args.parts.split(","))
     total = len(keys) * (3 * args.repeat + 2) + len(objects) * args.repeat
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("starting", total=total)
@@ -461,9 +482,11 @@ async def run(args: argparse.Namespace, bench: Bench) -> tuple[list[Any], list[A
             progress.advance(task)
 
         for n in keys:
-            repair.append(await bench.repair(n, step))
-            hot.append(await bench.hot_outage(n, step))
-        for m in objects:
+            if "repair" in parts:
+                repair.append(await bench.repair(n, step))
+            if "hot" in parts:
+                hot.append(await bench.hot_outage(n, step))
+        for m in objects if "cold" in parts else ():
             cold.append(await bench.cold_outage(m, step))
     return repair, hot, cold
 
@@ -475,12 +498,17 @@ def main() -> int:
     parser.add_argument("--keys", default="1000,10000", help="HOT key counts (repair, Redis outage)")
     parser.add_argument("--objects", default="10,100", help="COLD objects spooled per S3 outage")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--parts", default="repair,hot,cold", help="which of repair,hot,cold to run (comma-separated)"
+    )
     parser.add_argument("--stale", type=float, default=0.1, help="fraction of HOT copies made stale")
     parser.add_argument("--degraded-writes", type=int, default=100, help="keys written while Redis is down")
     parser.add_argument("--output", type=Path, default=ROOT / "var" / "benchmarks" / "state_recovery.json")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if not args.parts or not set(args.parts.split(",")) <= {"repair", "hot", "cold"}:
+        parser.error(f"--parts: a comma-separated subset of repair,hot,cold, not {args.parts!r}")
     logging.basicConfig(level=logging.ERROR)  # the degraded / recovered warnings are expected here
 
     redis, pg, moto = RedisServer(), PostgresServer(), MotoServer()
@@ -508,18 +536,26 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"meta": meta, "repair": repair, "hot": hot, "cold": cold}, indent=2))
     print(f"wrote {args.output}")
-    cp = max(cold, key=lambda r: r["objects"])
-    for rp in repair:  # one RESULT line per key count
-        hp = next(r for r in hot if r["keys"] == rp["keys"])
-        print(
-            f"RESULT keys={rp['keys']} repair_ms={rp['repair']['median_ms']:.1f} repair_ratio={rp['ratio']:.2f} "
-            f"repair_pass_ms={rp['pass_ms']:.1f} repair_floor_ms={rp['floor_read']['median_ms']:.1f} "
-            f"repair_vs_floor={rp['pass_vs_floor']:.2f} "
-            f"hot_restore_ms={hp['recover_hot']['median_ms']:.1f} "
-            f"hot_floor_ms={hp['floor_select_mset']['median_ms']:.1f} hot_ratio={hp['ratio']:.2f} "
-            f"cold_sync_ms_per_object={cp['ms_per_object']['median_ms']:.2f} "
-            f"cold_floor_ms_per_object={cp['floor_ms_per_object']['median_ms']:.2f}"
-        )
+    cp = max(cold, key=lambda r: r["objects"], default=None)
+    for n in sorted({r["keys"] for r in repair + hot}):  # one RESULT line per key count (the parts run)
+        line = f"RESULT keys={n}"
+        for rp in (r for r in repair if r["keys"] == n):
+            line += (
+                f" repair_ms={rp['repair']['median_ms']:.1f} repair_ratio={rp['ratio']:.2f}"
+                f" repair_pass_ms={rp['pass_ms']:.1f} repair_floor_ms={rp['floor_read']['median_ms']:.1f}"
+                f" repair_vs_floor={rp['pass_vs_floor']:.2f}"
+            )
+        for hp in (r for r in hot if r["keys"] == n):
+            line += (
+                f" hot_restore_ms={hp['recover_hot']['median_ms']:.1f}"
+                f" hot_floor_ms={hp['floor_select_mset']['median_ms']:.1f} hot_ratio={hp['ratio']:.2f}"
+            )
+        if cp is not None:
+            line += (
+                f" cold_sync_ms_per_object={cp['ms_per_object']['median_ms']:.2f}"
+                f" cold_floor_ms_per_object={cp['floor_ms_per_object']['median_ms']:.2f}"
+            )
+        print(line)
     for c in cold:  # one RESULT line per spooled object count
         print(
             f"RESULT bench=state_recovery_cold objects={c['objects']} "

@@ -12,6 +12,8 @@ Rules it keeps (DESIGN.md "State: tiers, batches, coherence"):
   ``create()`` repairs HOT keys older than WARM (``coherence.py``).
 * COLD never stops the bot either: COLD writes it cannot take are spooled locally and synced when it answers
   (``cold_sync.py``, ``system:s3_available``).
+* Nor does WARM: while it does not answer, durable writes go to a local fsync'd journal, reads of journaled
+  keys are served from it, and it is replayed (lease checked first) when WARM answers (``outage.py``).
 * Ownership (DESIGN.md "Ownership"): a manager opened ``read_only`` (readers, a standby, a bot before its
   lease) writes nothing to any tier -- no write, promotion, repair, restore or spool sync -- and every write
   raises ``StateReadOnlyError``. ``take_ownership(epoch)`` makes it the writer: WARM writes are fenced with the
@@ -53,8 +55,9 @@ from bot_v2.state.models import (
     StorageStats,
     WarmRow,
 )
+from bot_v2.state.outage import LeaseGate, WarmOutage
 from bot_v2.state.ports import LockedHost
-from bot_v2.state.settings import StateSettings
+from bot_v2.state.settings import StateSettings, WarmOutageMode
 from bot_v2.state.tiers.cold import ColdTier
 from bot_v2.state.tiers.factory import build_tiers
 from bot_v2.state.tiers.hot import HotTier
@@ -97,7 +100,7 @@ class StateManager:
         self._cold_supervisor = self._cold_sync.supervisor
         host = LockedHost(
             self._lock,
-            check_writable=self._check_writable,
+            check_writable=self._check_checkpoint_writable,
             read_cold=self._read_cold,
             cache=self._cache,
             after_cold_write=self._cold_sync.publish_flag,
@@ -106,6 +109,17 @@ class StateManager:
         )
         self.checkpoints = CheckpointStore(settings, warm, cold, host)
         """Checkpoints of this bot: ``create_checkpoint``, ``list_checkpoints``, ``restore_checkpoint``."""
+        self._outage = WarmOutage(
+            settings,
+            warm,
+            cold,
+            writing=host.writing,
+            cache=self._cache,
+            epoch=lambda: self._epoch,
+            restore_checkpoint=self.checkpoints.restore_checkpoint,
+            repair_hot=self._repair_after_restore,
+            may_probe=self._may_probe,
+        )
 
     def __repr__(self) -> str:
         tiers = f"hot={self._hot!r}, warm={self._warm!r}, cold={self._cold!r}"
@@ -136,11 +150,14 @@ class StateManager:
         hot_error, cold_error = await connect_tiers(settings, hot, warm, cold)
         manager = cls(settings, keyspace, hot, warm, cold)
         try:
+            manager._outage.load(writer=not settings.read_only)  # a journal an earlier run left
             if hot_error is not None:
                 manager._hot_supervisor.failed(hot_error)
             elif settings.repair_hot_at_start and not settings.read_only:
                 await manager._repair_at_start()
             await manager._cold_sync.at_start(cold_error, settings.read_only)
+            if not settings.read_only:
+                await manager._outage.replay_now()
         except BaseException:
             await manager.close()
             raise
@@ -156,11 +173,16 @@ class StateManager:
     async def _repair_at_start(self) -> None:
         self._repaired_at_start = await self._hot_sync.repair_at_start()
 
+    async def _repair_after_restore(self) -> None:
+        if self._hot_supervisor.up:
+            await self._coherence.check(self._settings.coherence_page_size, repair=True)
+
     async def close(self) -> None:
         """Close the tiers (COLD, HOT, then WARM). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        await self._outage.supervisor.close()
         await self._hot_supervisor.close()
         await self._cold_supervisor.close()
         for tier in (self._cold, self._hot, self._warm):
@@ -194,6 +216,13 @@ class StateManager:
                 f"state of bot {self.bot_id!r} is open read-only: {action} refused (only the lease holder writes)"
             )
 
+    def _check_checkpoint_writable(self, action: str) -> None:
+        """``_check_writable`` for checkpoints, and no new checkpoint while the journal holds writes WARM
+        lacks: it would miss them (and after a lost database it would be a checkpoint of nothing)."""
+        self._check_writable(action)
+        if action == "checkpoint" and self._outage.journaling:
+            raise StateUnavailableError("checkpoint not taken: the WARM journal is not replayed yet")
+
     async def take_ownership(self, epoch: int) -> None:
         """Become the bot's writer under lease ``epoch``: fence every later WARM write with it, then do what a
         reader skipped -- repair HOT against WARM (a crashed holder may have left older versions in Redis)
@@ -203,10 +232,17 @@ class StateManager:
         if not self._read_only:
             return
         self._read_only = False
+        self._outage.load(writer=True)  # again, now as the writer: a torn tail is cut
+        self._outage.check_start_epoch(epoch)
+        await self._outage.replay_now()
         if self._hot_supervisor.up and self._settings.repair_hot_at_start:
             await self._repair_at_start()
         self._maybe_probe()
         await self._cold_sync.republish_flag()
+
+    def set_lease_gate(self, gate: LeaseGate | None) -> None:
+        """How the journal replay renews (or, database lost, re-takes) the lease first (``outage.py``)."""
+        self._outage.gate = gate
 
     async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
         """Take this bot's lease if nobody holds a live one (see ``WarmTier.acquire_lease``)."""
@@ -255,7 +291,7 @@ class StateManager:
             return {}
         self._maybe_probe()
         async with self._lock:
-            versions = await self._commit(prepared)
+            versions = await self._durable(prepared)
         if self._cold_sync.flag_pending is not None:
             await self._cold_sync.publish_flag()
         return versions
@@ -275,11 +311,23 @@ class StateManager:
         await self._cache(committed.puts, committed.evict)
         return committed.versions
 
+    async def _durable(self, prepared: list[durable.Prepared]) -> dict[str, int]:
+        """``_commit`` to WARM, or append to the journal while WARM is down (``outage.py``); the caller holds
+        the lock. The first batch WARM refuses as unavailable starts the outage and goes to the journal."""
+        if self._outage.journaling:
+            self._outage.check_not_superseded()
+            return await self._outage.write(prepared)
+        try:
+            return await self._commit(prepared)
+        except StateUnavailableError as exc:
+            self._outage.failed(exc)
+            return await self._outage.write(prepared)
+
     async def _write_flag(self, value: bool) -> None:
         """One METADATA batch holding ``system:s3_available`` (for ``ColdSync``)."""
         write = self._prepare([StateWrite(S3_AVAILABLE_KEY, value, StateCategory.METADATA)])
         async with self._lock:
-            await self._commit(write)
+            await self._durable(write)
 
     def _may_probe(self) -> bool:
         """Probes (and the restore or sync they start) write: never for a reader or a closed manager."""
@@ -320,9 +368,15 @@ class StateManager:
             return 0
         self._maybe_probe()
         async with self._lock:
-            deleted = await self._warm.delete_many(checked, datetime.now(UTC))
-            await self._cache((), checked)
-        return len(deleted)
+            if not self._outage.journaling:
+                try:
+                    deleted = await self._warm.delete_many(checked, datetime.now(UTC))
+                    await self._cache((), checked)
+                    return len(deleted)
+                except StateUnavailableError as exc:
+                    self._outage.failed(exc)
+            self._outage.check_not_superseded()
+            return await self._outage.delete(checked)
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -340,6 +394,10 @@ class StateManager:
     async def _fetch(self, keys: list[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         self._maybe_probe()
+        if self._outage.journaling:  # the journal holds the newest copy of what it holds
+            journaled = self._outage.lookup(keys)
+            found.update((k, v) for k, v in journaled.items() if v is not None)
+            keys = [k for k in keys if k not in journaled]
         if self._hot_supervisor.up:
             cacheable = [k for k in keys if k not in self._dirty] if self._dirty else keys
             if cacheable:
@@ -356,7 +414,12 @@ class StateManager:
         self._hot_misses += len(misses)
         if misses:
             async with self._lock:  # no write may slip between our WARM read and the promotion
-                found.update(await self._load(misses, promote=not self._read_only))
+                try:
+                    found.update(await self._load(misses, promote=not self._read_only))
+                except StateUnavailableError as exc:
+                    if not self._read_only:  # a writer's WARM read failed: its writes journal from now on
+                        self._outage.failed(exc)
+                    raise
         return found
 
     async def _load(self, keys: Sequence[str], promote: bool, to_hot: bool = False) -> dict[str, bytes]:
@@ -451,6 +514,20 @@ class StateManager:
     # --- HOT availability: degraded mode, probe, restore -------------------------------------------
 
     @property
+    def degraded_warm(self) -> bool:
+        """True while durable writes go to the local journal (WARM down, or its journal not replayed yet)."""
+        return self._outage.journaling
+
+    @property
+    def warm_outage_mode(self) -> WarmOutageMode:
+        """What the loop may send while WARM is down (``PERPS_WARM_OUTAGE_MODE``)."""
+        return self._settings.warm_outage_mode
+
+    async def recover_warm(self) -> bool:
+        """Probe WARM now and, if it answers, replay the journal; return whether WARM takes writes again."""
+        return await self._outage.replay_now()
+
+    @property
     def degraded_hot(self) -> bool:
         """True while HOT is not serving reads (unreachable, or its hot set is being restored)."""
         return not self._hot_supervisor.up
@@ -467,6 +544,12 @@ class StateManager:
             hot_repaired_at_start=self._repaired_at_start,
             hot_recoveries=hot.recoveries,
             last_hot_recovery=hot.last_recovery,
+            warm_state=self._outage.supervisor.state,
+            warm_down_since=self._outage.supervisor.down_since,
+            last_warm_error=self._outage.supervisor.last_error,
+            journal_records=self._outage.records,
+            warm_recoveries=self._outage.supervisor.recoveries,
+            last_warm_recovery=self._outage.supervisor.last_recovery,
             cold_state=cold.state,
             cold_down_since=cold.down_since,
             last_cold_error=cold.last_error,

@@ -183,6 +183,32 @@ class HotState(enum.StrEnum):
     RESTORING = "restoring"
 
 
+class WarmState(enum.StrEnum):
+    """``up``: durable writes go to WARM. ``journaling``: WARM did not answer; durable writes go to the local
+    journal (``state/outage.py``). ``replaying``: WARM answers again; the journal is being replayed."""
+
+    UP = "up"
+    JOURNALING = "journaling"
+    REPLAYING = "replaying"
+
+
+@dataclass(frozen=True, slots=True)
+class WarmRecovery:
+    """One WARM outage, from the first journaled write to the truncated journal."""
+
+    detected_at: datetime | None
+    recovered_at: datetime
+    outage_seconds: float | None
+    replay_seconds: float
+    records_journaled: int
+    records_replayed: int
+    records_skipped: int  # already applied by an earlier, interrupted replay
+    batches: int
+    database_lost: bool = False  # WARM came back without this bot's lease: checkpoint restored first
+    checkpoint_id: str | None = None
+    data_loss_estimate_seconds: float | None = None  # database_lost: the window neither copy covers
+
+
 class ColdState(enum.StrEnum):
     """``up``: COLD writes go to the COLD store. ``degraded``: it did not answer; COLD writes go to the local
     spool. ``syncing``: it answers again; the spool is being uploaded (writes still go to the spool)."""
@@ -219,6 +245,12 @@ class StateHealth:
     hot_repaired_at_start: int
     hot_recoveries: int
     last_hot_recovery: HotRecovery | None
+    warm_state: WarmState = WarmState.UP
+    warm_down_since: datetime | None = None
+    last_warm_error: str | None = None
+    journal_records: int = 0  # durable writes in the local journal, waiting for WARM
+    warm_recoveries: int = 0
+    last_warm_recovery: WarmRecovery | None = None
     cold_state: ColdState = ColdState.UP
     cold_down_since: datetime | None = None
     last_cold_error: str | None = None
@@ -237,6 +269,10 @@ class StateHealth:
     @property
     def degraded_cold(self) -> bool:
         return self.cold_state is not ColdState.UP
+
+    @property
+    def degraded_warm(self) -> bool:
+        return self.warm_state is not WarmState.UP
 
 
 @dataclass(frozen=True, slots=True)

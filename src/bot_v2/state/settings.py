@@ -19,6 +19,13 @@ class WarmBackend(enum.StrEnum):
     POSTGRES = "postgres"
 
 
+class WarmOutageMode(enum.StrEnum):
+    """What the loop may send while WARM is down (``PERPS_WARM_OUTAGE_MODE``)."""
+
+    REDUCE_ONLY = "reduce_only"
+    FULL = "full"
+
+
 class ColdBackend(enum.StrEnum):
     DIRECTORY = "directory"
     S3 = "s3"
@@ -84,6 +91,16 @@ class StateSettings:
     cold_degraded_warn_interval_seconds: float = 60.0
     checkpoint_interval_seconds: float = 300.0
     checkpoint_retention: int = 10
+    # WARM (PostgreSQL) outage: see docs/STATE.md "Degraded WARM: the journal". Durable writes go to a local
+    # journal while WARM does not answer; it is probed on a timer and the journal replayed in batches of
+    # journal_replay_batch rows once it answers. warm_outage_mode: what the loop may send meanwhile
+    # (reduce_only: only orders that shrink a position; full: anything the risk guards allow), for at most
+    # warm_outage_max_seconds after the last lease renewal (docs/RUNBOOK.md "PostgreSQL failure").
+    warm_outage_mode: WarmOutageMode = WarmOutageMode.REDUCE_ONLY
+    warm_outage_max_seconds: float = 300.0
+    warm_probe_interval_seconds: float = 0.05
+    warm_probe_timeout_seconds: float = 1.0
+    journal_replay_batch: int = 500
 
     @property
     def sqlite_path(self) -> Path:

@@ -188,8 +188,9 @@ async def test_write_through_failure_during_restore_stays_safe(state_settings: S
 
 
 async def test_warm_down_still_serves_cached_keys_from_hot(state_settings: StateSettings) -> None:
-    hot, warm, cold = spied_tiers(state_settings)
-    async with await StateManager.create(state_settings, tiers=(hot, warm, cold)) as sm:
+    settings = replace(state_settings, warm_probe_interval_seconds=3600.0)  # probed when the test says
+    hot, warm, cold = spied_tiers(settings)
+    async with await StateManager.create(settings, tiers=(hot, warm, cold)) as sm:
         await sm.batch_set_state({"orders:1": 1, "orders:2": 2}, ORDERS)
         await sm.set_state("fills:1", 1, FILLS)
         for name in ("get_many", "upsert_many", "delete_many", "get_versions", "move_many"):
@@ -197,11 +198,12 @@ async def test_warm_down_still_serves_cached_keys_from_hot(state_settings: State
         assert await sm.batch_get_state(["orders:1", "orders:2"]) == {"orders:1": 1, "orders:2": 2}
         with pytest.raises(StateUnavailableError):
             await sm.get_state("fills:1")  # not cached: needs WARM
-        with pytest.raises(StateUnavailableError):
-            await sm.set_state("orders:1", 9, ORDERS)  # no durable write, no success (journal: separate)
-        assert not sm.health().degraded_hot
+        await sm.set_state("orders:1", 9, ORDERS)  # durable in the local journal (test_warm_journal.py)
+        assert not sm.health().degraded_hot and sm.health().degraded_warm
+        assert await sm.get_state("orders:1") == 9
         warm.fail.clear()
-        assert await sm.get_state("orders:1") == 1
+        assert await sm.recover_warm()
+        assert await sm.get_state("orders:1") == 9
         assert (await sm.verify_coherence()).ok
 
 

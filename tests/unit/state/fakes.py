@@ -26,6 +26,9 @@ class TierSpy:
     def schema_version(self) -> int:
         return int(self.inner.schema_version)
 
+    def set_fence(self, epoch: int | None) -> None:  # synchronous: not wrapped like the I/O calls
+        self.inner.set_fence(epoch)
+
     def scan(self, *args: Any, **kwargs: Any) -> Any:
         self.calls.append("scan")
         return self.inner.scan(*args, **kwargs)

@@ -16,7 +16,7 @@ namespace whose value names another bot, ``stray`` = Redis keys outside every bo
 ``cycle_errors`` = failed cycles of all bots in the round (target 0: Redis is a cache).
 
 REDIS_URL is refused (the drill kills the server). Writes var/benchmarks/multi_bot_drill.json and ends with a
-RESULT line; exit 1 when a target is missed.
+RESULT line (``--mode hang``: multi_bot_drill_hang.json); exit 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -186,7 +186,8 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
         "stray": sum(r["stray"] for r in rounds),
         "cycle_errors": sum(r["cycle_errors"] for r in rounds),
     }  # fmt: skip
-    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary})
+    out = d.BENCH_DIR / f"{NAME}_hang.json" if args.mode == "hang" else None
+    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary}, out)
     d.console.print(f"wrote {path}")
     ok = (
         summary["coherent"]

@@ -14,7 +14,9 @@ import redis.asyncio as aioredis
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.state import HotState, StateCategory, StateManager
+from bot_v2.state.keys import KeySpace
 from bot_v2.state.settings import StateSettings
+from bot_v2.state.tiers.factory import build_tiers
 from tests.fixtures.ha import SENTINEL_MASTER, PostgresReplicaPair, RedisSentinelSet
 from tests.helpers import eventually_async
 
@@ -43,7 +45,7 @@ async def test_sentinel_promotion_is_followed_and_what_the_replica_missed_is_nev
             redis_sentinel_master=SENTINEL_MASTER,
         )
     )
-    assert "sentinel://" in repr(await _describe(settings))
+    assert "sentinel://" in repr(_hot_tier(settings))  # logs name the sentinels and the master, no password
     keys = [f"orders:{i}" for i in range(40)]
     async with await StateManager.create(settings) as sm:
         await sm.batch_set_state(dict.fromkeys(keys, "v1"), ORDERS)
@@ -81,10 +83,7 @@ async def test_sentinel_promotion_is_followed_and_what_the_replica_missed_is_nev
         await promoted.aclose()
 
 
-async def _describe(settings: StateSettings) -> object:
-    from bot_v2.state.keys import KeySpace
-    from bot_v2.state.tiers.factory import build_tiers
-
+def _hot_tier(settings: StateSettings) -> object:
     hot, _warm, _cold = build_tiers(settings, KeySpace(settings.bot_id))
     return hot
 

@@ -2,11 +2,16 @@
 """S3 failover drill: stop the S3 endpoint (moto) under a running bot, write COLD data during the outage.
 
     .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3
+    .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3 --moto process   # moto: own process
+    .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3 --mode hang      # SIGSTOP moto
     .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 1 --ops 2 --down-seconds 1
 
 A dev-profile bot (in-process simulated exchange, BTC-USD, a strategy that trades every cycle) runs on
 redis-server + PostgreSQL + a throwaway moto S3 server (COLD), with the loop's own checkpoints every
-``--checkpoint-interval`` s. Each round:
+``--checkpoint-interval`` s. moto runs in a thread of the drill by default: its CPU then competes with the
+bot's under one GIL, so several puts in flight gain little over sequential ones; ``--moto process`` (always
+with ``--mode hang``) gives it a process of its own, as a real S3 has (its start then replays the objects
+it held, so ``recover_ms`` includes that). Each round:
 
 1. baseline with S3 up: ``--ops`` on-demand checkpoints and ``--ops`` COLD writes (``archive:*`` records,
    whose body lives in an S3 segment), each timed; the cycle rate and latency;
@@ -256,7 +261,7 @@ async def drill(args: argparse.Namespace) -> int:
         one_round,
         "stop S3 / write COLD / restart",
         with_s3=True,
-        s3_process=args.mode == "hang",
+        s3_process=args.mode == "hang" or args.moto == "process",
         extra_env={"CHECKPOINT_INTERVAL_SECONDS": str(args.checkpoint_interval)},
         banner=f", loop checkpoints every {args.checkpoint_interval}s, spool code in src/bot_v2/state: "
         f"{'yes' if has_spool else 'no'}",
@@ -408,6 +413,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--down-seconds", type=float, default=3.0, help="outage length in s (default 3)")
     parser.add_argument(
         "--checkpoint-interval", type=float, default=1.0, help="loop checkpoint interval s (>= 1)"
+    )
+    parser.add_argument(
+        "--moto",
+        choices=("thread", "process"),
+        default="thread",
+        help="kill mode: moto in a thread of the drill (default) or a process of its own (as S3 is: its CPU "
+        "is not the bot's; always a process with --mode hang)",
     )
     parser.add_argument(
         "--sync-timeout",

@@ -39,6 +39,7 @@ def test_drill_runs_and_reports(name: str, drill_run: Callable[[str], DrillRun])
         assert result["records_lost"] == "0"
     if name == "s3_failover_drill":
         assert int(result["cycles_down"]) > 0  # trading continues while S3 is down
+        assert result["checkpoints_failed"] == "0" and result["checkpoint_failed_events"] == "0"
     if name == "engine_crash_drill":
         assert result["duplicates"] == "0" and result["fills_once"] == "true"
         assert result["positions_equal"] == "true"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -342,6 +343,31 @@ async def test_a_process_killed_mid_drain_loses_nothing_and_resends_at_most_its_
         assert sm.health().cold_state is ColdState.UP
     assert list(spool.iterdir()) == []
     assert bucket_segments(settings) == objects
+
+
+async def test_a_hung_endpoint_fails_a_put_within_its_timeout_and_the_write_is_spooled(
+    tmp_path: Path,
+) -> None:
+    """A listener that accepts (the kernel completes the handshake) and never answers, like a SIGSTOPped S3:
+    the put fails after two bounded attempts instead of botocore's default minute, and the write is spooled."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        inner = S3ColdTier(
+            S3_TEST_BUCKET,
+            KeySpace("hung"),
+            endpoint_url=f"http://127.0.0.1:{hung.getsockname()[1]}",
+            access_key_id=S3_TEST_CREDENTIALS["aws_access_key_id"],
+            secret_access_key=S3_TEST_CREDENTIALS["aws_secret_access_key"],
+            command_timeout_seconds=0.2,
+        )
+        tier = SpoolingColdTier(inner, tmp_path / "spool")
+        await tier.load_spool()
+        started = time.monotonic()
+        await tier.put_segment("a.seg.gz", b"body")
+        assert time.monotonic() - started < 5  # 2 x 0.2 s + botocore's backoff; unbounded it hangs ~60 s
+        assert tier.spooling and tier.spooled_objects == 1
+        await tier.close()
 
 
 def bucket_segments(settings: StateSettings) -> dict[str, bytes]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.handlers
 
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 POOL_CONNECTIONS = 16
+COMMAND_TIMEOUT_SECONDS = 1.0
+"""An attempt of a call waits at most this long for S3's answer (and for a connection): a hung endpoint (it
+accepts and answers nothing) then fails the call within two attempts, and a COLD write goes to the spool.
+S3 answers a put of a checkpoint-sized object well within it; a false timeout costs a spooled object."""
 """HTTP connections (and worker threads) of one tier: the spool sync's puts in flight plus the bot's own calls."""
 
 
@@ -64,6 +69,7 @@ class S3ColdTier:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         connect_timeout_seconds: float = 5.0,
+        command_timeout_seconds: float = COMMAND_TIMEOUT_SECONDS,
     ) -> None:
         self._bucket = bucket
         self._prefix = f"state/{keyspace.bot_id}/segments/"
@@ -71,8 +77,8 @@ class S3ColdTier:
         self._endpoint = endpoint_url
         self._timeout = connect_timeout_seconds
         config = botocore.config.Config(
-            connect_timeout=connect_timeout_seconds,
-            read_timeout=max(connect_timeout_seconds, 10.0),
+            connect_timeout=min(connect_timeout_seconds, command_timeout_seconds),
+            read_timeout=command_timeout_seconds,
             retries={"max_attempts": 2, "mode": "standard"},
             max_pool_connections=POOL_CONNECTIONS,
         )
@@ -80,10 +86,17 @@ class S3ColdTier:
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
         )
         self._client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        # no "Expect: 100-continue" on puts: botocore would wait up to 1 s for the 100 (a hung endpoint sends
+        # none) before the body, and it costs a round trip on every put; our objects are small enough to send
+        self._client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
         self._prober: S3Client = session.client(
             "s3",
             endpoint_url=endpoint_url,
-            config=config.merge(botocore.config.Config(retries={"max_attempts": 1}, max_pool_connections=1)),
+            config=config.merge(
+                botocore.config.Config(
+                    retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=1
+                )
+            ),
         )
         self._threads = ThreadPoolExecutor(POOL_CONNECTIONS, thread_name_prefix="s3-cold")
 

@@ -54,8 +54,10 @@ async def test_batch_is_one_pg_transaction_and_one_redis_multi(
         await sm.batch_write(writes)
         after = await _commandstats(redis_client)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        assert delta.get("evalsha") == 1  # one version-guarded script call: atomic, one round trip
-        assert delta.get("multi", 0) == 0
+        # keys this writer never wrote: one script reads their versions (record headers only), then one
+        # MULTI/EXEC writes the batch (EXEC is refused if another writer changed HOT in between)
+        assert delta.get("eval") == 1 and delta.get("multi") == delta.get("exec") == 1
+        assert delta.get("evalsha", 0) == 0 and delta.get("mset") == 1
         assert delta.get("keys", 0) == 0
         xmins = await pg.fetchval(
             "SELECT count(DISTINCT xmin::text) FROM state_records WHERE bot_id = $1", sm.bot_id

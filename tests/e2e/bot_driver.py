@@ -7,7 +7,8 @@ COINBASE_KEY_FILE, COINBASE_CA_FILE, PERPS_DATA_DIR, PERPS_SYMBOLS, ...). ``--bu
 on the first cycle so the order path runs deterministically; without it the bot only holds (a restart that
 reconciles); ``--buy-every`` buys every cycle. ``--lease`` runs the way ``perps-bot`` does (the lease, fenced
 state, the gated exchange: ``commands.run_with_lease``), ``--standby`` as ``perps-bot --standby``; ``--cycles 0``
-runs until SIGTERM. PERPS_TEST_CRASH_AT is honoured by the bot itself. Prints ``DRIVER DONE <json summary>``.
+runs until SIGTERM. ``--mode-file PATH``: the test steers the strategy by writing ``buy``, ``sell`` or ``hold``
+to PATH (read every cycle). PERPS_TEST_CRASH_AT is honoured by the bot itself. Prints ``DRIVER DONE <json>``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import os
 import sys
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 from bot_v2.config import load_settings
 from bot_v2.domain import Position
@@ -49,9 +52,39 @@ class BuyOnce:
         return Decision.hold(view.symbol, "e2e hold")
 
 
-async def main(cycles: int, buy: bool, every: bool, lease: bool, standby: bool) -> int:
+class Steered:
+    """Reads ``path`` every decision: ``buy`` buys, ``sell`` sells a step of a long position, else holds."""
+
+    name = "e2e_steered"
+
+    def __init__(self, path: Path, quantity: Decimal) -> None:
+        self.path = path
+        self.quantity = quantity
+
+    @property
+    def required_history(self) -> int:
+        return 0
+
+    def decide(self, view: MarketView, position: Position | None) -> Decision:
+        try:
+            mode = self.path.read_text().strip()
+        except OSError:
+            mode = "hold"
+        held = position.quantity if position is not None else Decimal(0)
+        if mode == "buy":
+            return Decision.buy(view.symbol, self.quantity, "e2e steered buy")
+        if mode == "sell" and held > 0:
+            return Decision.sell(view.symbol, min(held, self.quantity), "e2e steered sell")
+        return Decision.hold(view.symbol, "e2e steered hold")
+
+
+async def main(
+    cycles: int, buy: bool, every: bool, lease: bool, standby: bool, mode_file: Path | None = None
+) -> int:
     settings = load_settings("dev", dict(os.environ))
-    strategy = BuyOnce(Decimal("0.001"), buy or every, every)
+    strategy: Any = BuyOnce(Decimal("0.001"), buy or every, every)
+    if mode_file is not None:
+        strategy = Steered(mode_file, Decimal("0.001"))
     if lease or standby:
         from bot_v2.orchestration.commands import run_with_lease
 
@@ -92,9 +125,12 @@ if __name__ == "__main__":
     parser.add_argument("--buy-every", action="store_true")
     parser.add_argument("--lease", action="store_true")
     parser.add_argument("--standby", action="store_true")
+    parser.add_argument("--mode-file", type=Path, default=None)
     args = parser.parse_args()
     try:
-        code = asyncio.run(main(args.cycles, args.buy, args.buy_every, args.lease, args.standby))
+        code = asyncio.run(
+            main(args.cycles, args.buy, args.buy_every, args.lease, args.standby, args.mode_file)
+        )
     except PerpsBotError as exc:  # as the CLI: one line, its exit code
         print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
         code = exc.exit_code

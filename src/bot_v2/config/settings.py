@@ -28,7 +28,7 @@ from bot_v2.config.strict import check_unknown_variables
 from bot_v2.domain import Symbol
 from bot_v2.errors import ConfigError, MissingCredentialsError
 from bot_v2.risk import RiskConfig, TradingState
-from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend
+from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend, WarmOutageMode
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,12}-[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})?$")
 _BOT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -68,6 +68,8 @@ ENV_VARS: tuple[str, ...] = (
     "PERPS_LEASE_TTL_SECONDS",
     "PERPS_LEASE_WATCHDOG_SECONDS",
     "PERPS_LEASE_SUBMIT_BUDGET_SECONDS",
+    "PERPS_WARM_OUTAGE_MODE",
+    "PERPS_WARM_OUTAGE_MAX_SECONDS",
     "COINBASE_API_KEY",
     "COINBASE_API_SECRET",
     "COINBASE_KEY_FILE",
@@ -612,6 +614,16 @@ def _exchange_settings(
     return connection, simulator, secrets
 
 
+def _warm_outage_mode(pick: Any) -> WarmOutageMode:
+    """``PERPS_WARM_OUTAGE_MODE`` (reduce_only | full): what the loop may send while PostgreSQL is down (for at
+    most ``PERPS_WARM_OUTAGE_MAX_SECONDS`` after the last lease renewal; docs/RUNBOOK.md)."""
+    raw = str(pick("PERPS_WARM_OUTAGE_MODE", "reduce_only")).strip().lower()
+    try:
+        return WarmOutageMode(raw)
+    except ValueError:
+        raise ConfigError(f"PERPS_WARM_OUTAGE_MODE: expected reduce_only or full, got {raw!r}") from None
+
+
 def _state_settings(
     base: Mapping[str, Any], env: Mapping[str, str], pick: Any, bot_id: str, data_dir: Path
 ) -> StateSettings:
@@ -663,6 +675,10 @@ def _state_settings(
         s3_region=str(pick("AWS_DEFAULT_REGION", "us-east-1")),
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        warm_outage_mode=_warm_outage_mode(pick),
+        warm_outage_max_seconds=parse_float(
+            "PERPS_WARM_OUTAGE_MAX_SECONDS", pick("PERPS_WARM_OUTAGE_MAX_SECONDS", 300.0), minimum=0
+        ),
         max_value_bytes=parse_int(
             "STATE_MAX_VALUE_BYTES", pick("STATE_MAX_VALUE_BYTES", 1_048_576), minimum=1024
         ),

@@ -65,6 +65,7 @@ from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
 from bot_v2.orchestration.tierwatch import TierWatcher, is_warm_outage
 from bot_v2.orchestration.tracking import OrderTracker
 from bot_v2.orchestration.warmup import persist_history, warm_start
+from bot_v2.orchestration.warmwatch import WarmWatcher
 from bot_v2.orchestration.wiring import Runtime
 from bot_v2.risk import GuardResult, RiskEngine, unhealthy_reasons
 from bot_v2.state import StateManager
@@ -399,6 +400,7 @@ class _Lifecycle:
         self.archiver = archiver
         self.tiers = TierWatcher(events, metrics, runtime.settings.state)
         self.alerts = AlertWatcher(events, metrics)
+        self.warm = WarmWatcher(events, metrics)
 
     async def run_cycle(self, number: int) -> bool:
         """One cycle under the error policy; False stops the loop (halt)."""
@@ -473,7 +475,9 @@ class _Lifecycle:
         )
         await self.alerts.observe(alerts, now)
         if isinstance(self.runtime.state, StateManager):
-            await self.tiers.observe(self.runtime.state.health(), now)
+            health = self.runtime.state.health()
+            await self.tiers.observe(health, now)
+            await self.warm.observe(health, now)
         if self.checkpoints is not None and number != self.last_cycle:  # in the background: never waited for
             fenced = None if self.lease is None else self.lease.fence
             self.checkpoints.start_if_due(utc_now(), on_fenced=fenced)

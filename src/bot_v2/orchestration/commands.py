@@ -105,7 +105,7 @@ async def run_with_lease(
     from bot_v2.monitoring.events import EventStore
     from bot_v2.monitoring.metrics import METRICS
     from bot_v2.orchestration.bot import run_bot
-    from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim
+    from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim, warm_lease_gate
 
     if standby and exchange_connection_needs_simulator(settings):
         raise InputError(
@@ -131,6 +131,7 @@ async def run_with_lease(
             bot_id=settings.bot_id,
             events=events,
             metrics=METRICS,
+            outage_max_seconds=settings.state.warm_outage_max_seconds,
         )
         if standby:
             runtime = await stack.enter_async_context(open_runtime(settings, state=state))
@@ -141,6 +142,7 @@ async def run_with_lease(
             stack.push_async_callback(keeper.release)
             runtime = await stack.enter_async_context(open_runtime(settings, state=state))
         await state.take_ownership(keeper.epoch)
+        state.set_lease_gate(warm_lease_gate(keeper, state))  # PostgreSQL back: renew before the replay
         runtime = dataclasses.replace(
             runtime,
             broker=LeasedBroker.wrap(runtime.broker, keeper),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from decimal import Decimal
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.domain import Fill, OrderId, OrderRequest, OrderType, Product, Symbol, utc_now
+from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
@@ -51,9 +53,13 @@ from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler
 from bot_v2.orchestration.tracking import OrderTracker, SyncResult, emit_resolutions
 from bot_v2.risk import RiskEngine, RiskSnapshot, Transition
+from bot_v2.state import StateManager
+from bot_v2.state.settings import WarmOutageMode
 from bot_v2.strategies.base import Action, MarketView, PriceHistory, Strategy
 
 __all__ = ["CycleReport", "SymbolRow", "TradingCycle", "safety_value"]
+
+logger = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 
@@ -215,7 +221,12 @@ class TradingCycle:
     # --- steps ------------------------------------------------------------------------------------------
 
     async def _apply_controls(self, now: datetime) -> list[Transition]:
-        poll = await self.controls.poll(self.state)
+        try:
+            poll = await self.controls.poll(self.state)
+        except StateUnavailableError:
+            if not self._warm_outage():
+                raise
+            poll = ControlPoll(self.controls.last_good, False)  # PostgreSQL down: the last control read holds
         if poll.error is not None:
             await self.events.emit(
                 EventType.CONTROL_REJECTED, now, key=keys.CONTROL_KEY, error=poll.error, kept=_control(poll)
@@ -223,9 +234,24 @@ class TradingCycle:
         control = poll.control
         kill, reduce = (control.kill_switch, control.reduce_only) if control else (False, False)
         transitions = self.risk.apply_controls(kill_switch=kill, reduce_only=reduce, now=now)
+        outage = self._warm_outage()
+        if self.risk.set_warm_outage(outage is WarmOutageMode.REDUCE_ONLY):
+            logger.warning(
+                "PostgreSQL recovery: %s",
+                "WARM outage: reduce-only until it answers (PERPS_WARM_OUTAGE_MODE=reduce_only)"
+                if outage
+                else "WARM outage over: the reduce-only outage mode is lifted",
+            )
         if poll.changed:
             await self.events.emit(EventType.CONTROL_APPLIED, now, control=_control(poll))
         return transitions + await self._apply_clear_requests(control, now)
+
+    def _warm_outage(self) -> WarmOutageMode | None:
+        """The outage mode in force while durable writes go to the local journal (None: WARM is up)."""
+        state = self.state
+        if isinstance(state, StateManager) and state.degraded_warm:
+            return state.warm_outage_mode
+        return None
 
     async def _apply_clear_requests(self, control: OperatorControl | None, now: datetime) -> list[Transition]:
         """Apply the operator's pending clear requests; the acknowledgement joins the cycle's batch, with the

@@ -12,18 +12,26 @@ The rules (DESIGN.md "Ownership"):
   submit budget" by this process's monotonic clock, counted from the moment the renewal was SENT.
 * ``LeasedBroker`` puts the gate in front of the exchange: no call at all once fenced, and an order, cancel or
   edit only while the lease has more than ``submit_budget_seconds`` left.
+* PostgreSQL (which holds the lease) down: nobody can acquire the lease without it, so the holder whose
+  renewals fail because the store does not answer keeps sending -- under ``PERPS_WARM_OUTAGE_MODE``, which
+  the risk engine applies (default reduce_only) -- for at most ``outage_max_seconds`` after its last renewal.
+  The one case where another process could hold the lease meanwhile is a partition (the standby reaches the
+  database, this holder does not): then the old holder sends at most reduce-only orders and cancels, and
+  when it reaches the database again it sees the newer epoch, is fenced, and never replays its journal
+  (``after_warm_outage``). docs/RUNBOOK.md "PostgreSQL failure" says why this bound and not the TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.config.settings import LeaseSettings
@@ -35,7 +43,7 @@ from bot_v2.state.models import LeaseClaim, LeaseGrant, LeaseRecord
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LeaseKeeper", "LeaseSettings", "LeaseStore", "LeasedBroker", "new_claim"]
+__all__ = ["LeaseKeeper", "LeaseSettings", "LeaseStore", "LeasedBroker", "new_claim", "warm_lease_gate"]
 
 #: How often a standby reads the lease while the holder is stepping down.
 HANDOVER_POLL_SECONDS = 0.01
@@ -75,6 +83,7 @@ class LeaseKeeper:
         events: EventStore | None = None,
         metrics: BotMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        outage_max_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -92,6 +101,11 @@ class LeaseKeeper:
         self._last_beat = clock()
         self._renew_failing = False
         self._watchdog_tripped = False
+        # WARM outage (see the module docstring): None = no allowance, orders stop with the lease's time
+        self.outage_max_seconds = outage_max_seconds
+        self._store_unreachable = False  # the last renewal failed because the store did not answer
+        self._renewed_sent = -math.inf  # monotonic time the last successful renewal (or acquire) was sent
+        self._outage_noted = False
 
     @property
     def epoch(self) -> int:
@@ -185,6 +199,7 @@ class LeaseKeeper:
             self.record = grant.record
             self.previous = before
             self._valid_until = sent + self.settings.ttl_seconds
+            self._renewed_sent = sent
             self._last_beat = self.clock()
             kind = "takeover" if before is not None and before.holder != self.claim.holder else "acquired"
             await self._event(
@@ -237,6 +252,7 @@ class LeaseKeeper:
             await self.fence(str(exc))
             return
         except (StateUnavailableError, StateError, TimeoutError) as exc:
+            self._store_unreachable = isinstance(exc, StateUnavailableError | TimeoutError)
             if not self._renew_failing:
                 self._renew_failing = True
                 error = (
@@ -257,6 +273,8 @@ class LeaseKeeper:
             return
         self.record = record
         self._valid_until = sent + self.settings.ttl_seconds
+        self._renewed_sent = sent
+        self._store_unreachable = self._outage_noted = False
         self._publish_remaining()
         if self._renew_failing:
             self._renew_failing = False
@@ -317,11 +335,53 @@ class LeaseKeeper:
         if the lease has no more than the submit budget left."""
         self.check_held()
         left = self.remaining_seconds
-        if left <= self.settings.submit_budget_seconds:
+        if left <= self.settings.submit_budget_seconds and not self._outage_allows(action):
             raise LeaseLostError(
                 f"{action} not sent: the lease of bot {self.bot_id!r} is good for {max(left, 0.0):.3f}s, "
                 f"less than the submit budget {self.settings.submit_budget_seconds}s (renewals failing?)"
             )
+
+    def _outage_allows(self, action: str) -> bool:
+        """The lease store does not answer and the last renewal is less than ``outage_max_seconds`` old: the
+        holder keeps sending (nobody can acquire without the store; see the module docstring)."""
+        if self.outage_max_seconds is None or not (self._renew_failing and self._store_unreachable):
+            return False
+        since = self.clock() - self._renewed_sent
+        if since >= self.outage_max_seconds:
+            return False
+        if not self._outage_noted:
+            self._outage_noted = True
+            logger.warning(
+                "lease of bot %r: the lease store (PostgreSQL) has not answered for %.3fs: %s goes out under "
+                "the WARM outage mode; orders stop %.0fs after the last renewal (PERPS_WARM_OUTAGE_MAX_SECONDS)",
+                self.bot_id,
+                since,
+                action,
+                self.outage_max_seconds,
+            )
+        return True
+
+    async def after_warm_outage(self, kind: Literal["renew", "reacquire"]) -> int | None:
+        """The state layer's lease gate (``StateManager.set_lease_gate``): before the journal is replayed,
+        renew the lease (same epoch) -- or, when the database came back without it, take it again. Returns
+        the epoch to replay under, or None (not renewed yet, or fenced: then nothing is replayed)."""
+        if self.fenced:
+            return None
+        if kind == "renew":
+            await self.renew()
+            return None if self.fenced or self._renew_failing else self.epoch
+        grant = await self._try_acquire()
+        if not grant.acquired:
+            await self.fence(
+                f"the database came back without this bot's lease and {grant.record.describe()} took it"
+            )
+            return None
+        logger.error(
+            "lease of bot %r taken again with epoch %d: the database came back without it",
+            self.bot_id,
+            grant.record.epoch,
+        )
+        return grant.record.epoch
 
     async def release(self) -> None:
         """Expire the lease now (clean stop, step-down) so the next holder need not wait for the TTL."""
@@ -408,3 +468,22 @@ class LeasedBroker:
     def wrap(cls, inner: Broker, keeper: LeaseKeeper) -> Broker:
         """``inner`` behind the lease, typed as the port it implements."""
         return cast(Broker, cls(inner, keeper))
+
+
+class _Owner(Protocol):
+    async def take_ownership(self, epoch: int) -> None: ...
+
+
+def warm_lease_gate(
+    keeper: LeaseKeeper, state: _Owner
+) -> Callable[[Literal["renew", "reacquire"]], Awaitable[int | None]]:
+    """The gate ``StateManager.set_lease_gate`` takes: ``keeper.after_warm_outage``, and a lease taken
+    again (lost database) fences the state's writes with the new epoch."""
+
+    async def gate(kind: Literal["renew", "reacquire"]) -> int | None:
+        epoch = await keeper.after_warm_outage(kind)
+        if epoch is not None and kind == "reacquire":
+            await state.take_ownership(epoch)
+        return epoch
+
+    return gate

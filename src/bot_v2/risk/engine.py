@@ -113,6 +113,7 @@ class RiskEngine:
         self._last_unrealized_usd = ZERO
         self._control_kill_switch = False
         self._control_reduce_only = False
+        self._warm_outage_reduce_only = False  # PostgreSQL down, PERPS_WARM_OUTAGE_MODE=reduce_only
         self._order_times: list[datetime] = []
 
     # --- read-only views ------------------------------------------------------------------------------------
@@ -147,7 +148,19 @@ class RiskEngine:
 
     @property
     def reduce_only_active(self) -> bool:
-        return self._config.reduce_only_mode or self._control_reduce_only
+        return self._config.reduce_only_mode or self._control_reduce_only or self._warm_outage_reduce_only
+
+    @property
+    def warm_outage_reduce_only(self) -> bool:
+        return self._warm_outage_reduce_only
+
+    def set_warm_outage(self, reduce_only: bool) -> bool:
+        """While WARM (PostgreSQL) is down in ``reduce_only`` outage mode only orders that shrink a position
+        pass (the ``reduce_only`` guard); set by the loop every cycle, never persisted (it ends with the
+        outage). Returns whether the value changed."""
+        changed = reduce_only != self._warm_outage_reduce_only
+        self._warm_outage_reduce_only = reduce_only
+        return changed
 
     def state_detail(self) -> str:
         """Describe the active reasons, e.g. ``"DAILY_LOSS_LIMIT: daily loss 2.10% >= limit 2%"``."""

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from bot_v2.config.settings import LeaseSettings
-from bot_v2.errors import FencedError, LeaseHeldError, LeaseLostError, StateReadOnlyError
+from bot_v2.errors import (
+    FencedError,
+    LeaseHeldError,
+    LeaseLostError,
+    StateError,
+    StateReadOnlyError,
+    StateUnavailableError,
+)
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim
 from bot_v2.state import StateCategory, StateManager, StateSettings
@@ -187,3 +194,61 @@ def _dead_pid() -> int:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class _LeaseStoreDown:
+    """The state as the keeper's lease store, with PostgreSQL 'down' on demand (renewals fail as unavailable)."""
+
+    def __init__(self, inner: StateManager) -> None:
+        self.inner = inner
+        self.down: Exception | None = None
+
+    async def acquire_lease(self, claim: LeaseClaim, ttl: float) -> Any:
+        return await self.inner.acquire_lease(claim, ttl)
+
+    async def renew_lease(self, holder: str, epoch: int, ttl: float) -> Any:
+        if self.down is not None:
+            raise self.down
+        return await self.inner.renew_lease(holder, epoch, ttl)
+
+    async def release_lease(self, holder: str, epoch: int) -> bool:
+        return await self.inner.release_lease(holder, epoch)
+
+    async def read_lease(self) -> Any:
+        return await self.inner.read_lease()
+
+
+async def test_warm_outage_orders_go_on_within_the_bound_and_never_past_it(state: StateManager) -> None:
+    """Nobody can take the lease without its store: while renewals fail because PostgreSQL does not answer,
+    orders go on (the risk engine applies PERPS_WARM_OUTAGE_MODE) for outage_max_seconds after the last
+    renewal; any other renewal failure stops them at the TTL, as before."""
+    now = [100.0]
+    store = _LeaseStoreDown(state)
+    claim = LeaseClaim("host:a", "other-host", 10_001, "primary")
+    k = LeaseKeeper(store, FAST, claim, bot_id="lease-unit", clock=lambda: now[0], outage_max_seconds=5.0)
+    await k.acquire()
+    store.down = StateUnavailableError("postgresql at x: renew lease failed: refused")
+    now[0] += 1.0  # well past the TTL
+    await k.renew()
+    k.check_submit("place_order")  # the store does not answer: the outage mode holds
+    now[0] += 4.5
+    with pytest.raises(LeaseLostError):
+        k.check_submit("place_order")  # past PERPS_WARM_OUTAGE_MAX_SECONDS
+    now[0] -= 4.5
+    store.down = StateError("something else")
+    await k.renew()
+    with pytest.raises(LeaseLostError):
+        k.check_submit("place_order")  # not an unreachable store: the TTL rules
+    store.down = None
+    assert await k.after_warm_outage("renew") == k.epoch  # PostgreSQL back: renewed, same epoch
+    k.check_submit("place_order")
+
+
+async def test_after_warm_outage_a_lease_taken_meanwhile_fences(state: StateManager) -> None:
+    ours = keeper(state, "a")
+    await ours.acquire()
+    await ours.release()
+    other = keeper(state, "bb")
+    await other.acquire()
+    assert await ours.after_warm_outage("reacquire") is None
+    assert ours.fenced

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from bot_v2.domain import Side
 from bot_v2.errors import StateIntegrityError
 from bot_v2.risk import (
     DrawdownAction,
@@ -300,3 +301,16 @@ def test_alert_snapshot_measures() -> None:
     assert a.open_positions == 1
     assert a.market_data_age_seconds == 400.0
     assert engine.alert_snapshot(snapshot(symbols=(BTC,), quotes=[]), NOW).market_data_age_seconds is None
+
+
+def test_warm_outage_reduce_only_lets_only_reducing_orders_pass() -> None:
+    """PostgreSQL down in PERPS_WARM_OUTAGE_MODE=reduce_only: set by the loop each cycle, never persisted."""
+    engine = RiskEngine(RiskConfig())
+    long = snapshot(positions=[position(BTC, "0.2")])
+    assert engine.set_warm_outage(True) and not engine.set_warm_outage(True)
+    assert engine.reduce_only_active and engine.warm_outage_reduce_only
+    assert not engine.check_order(order(Side.BUY, "0.1"), long, NOW).allowed
+    assert engine.check_order(order(Side.SELL, "0.1"), long, NOW).allowed
+    assert "warm" not in json.dumps(engine.export_state(), default=str)  # it ends with the outage
+    assert engine.set_warm_outage(False) and not engine.reduce_only_active
+    assert engine.check_order(order(Side.BUY, "0.1"), long, NOW).allowed

@@ -414,7 +414,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, modes: list[
         ]
         for r in results
     ]  # fmt: skip
-    d.console.print(d.table("Bot SIGKILLed, restarted (per round and mode)", columns, rows))
+    what = "SIGKILLed (random: SIGSTOPped, SIGCONTed)" if args.mode == "hang" else "SIGKILLed"
+    d.console.print(d.table(f"Bot {what}, restarted (per round and mode)", columns, rows))
     per_mode: dict[str, Any] = {}
     for mode in modes:
         rs = [r for r in results if r["mode"] == mode]

@@ -311,6 +311,31 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     "this state. Example: --restore-checkpoint latest",
 )
 @click.option(
+    "--cancel-all",
+    is_flag=True,
+    help="Cancel every open order of the bot (client ids with its prefix; only --order-symbol's with it): "
+    "through the running bot within one cycle, or directly when none runs. Example: --cancel-all --reason 'feed'",
+)
+@click.option(
+    "--flatten",
+    is_flag=True,
+    help="Close every position of the bot's book with reduce-only market orders (needs --yes, or type FLATTEN "
+    "at the prompt); judged by the guards: a HALTED bot sends nothing. Example: --flatten --yes --reason 'loss'",
+)
+@click.option(
+    "--place-order",
+    is_flag=True,
+    help="Send the --order-* order for real after the --preview-order verdict (refused unless the trading "
+    "state and guards allow it). Example: --place-order --order-symbol BTC-USD --order-side sell "
+    "--order-type market --order-quantity 0.01 --order-reduce-only",
+)
+@click.option("--yes", is_flag=True, help="Confirm --flatten without a prompt. Example: --flatten --yes")
+@click.option(
+    "--reason",
+    default="",
+    help="Why (recorded with the actor user@host:pid in the request and its events). Example: --reason 'SEV-1'",
+)
+@click.option(
     "--verify-only",
     is_flag=True,
     help="With --restore-checkpoint: verify the blob and every record's checksum, write nothing. "
@@ -332,6 +357,9 @@ def cli(**opts: Any) -> None:
             "take_checkpoint",
             "list_checkpoints",
             "restore_checkpoint",
+            "cancel_all",
+            "flatten",
+            "place_order",
         )
         if opts.get(m)
     ]
@@ -347,7 +375,7 @@ def cli(**opts: Any) -> None:
         _fail(
             "choose one of --account-snapshot, --preview-order, --edit-order-preview, --apply-order-edit, "
             "--kill-switch/--reduce-only-mode, --clear-reason, --checkpoint, --list-checkpoints, "
-            "--restore-checkpoint, --step-down, --reconcile",
+            "--restore-checkpoint, --step-down, --reconcile, --cancel-all, --flatten, --place-order",
             2,
         )
     if opts.get("standby") and (modes or opts.get("dev_fast")):
@@ -383,6 +411,15 @@ def cli(**opts: Any) -> None:
     sys.exit(code)
 
 
+def _confirm_flatten() -> None:
+    """--flatten without --yes: the operator types FLATTEN (a terminal is required)."""
+    if not sys.stdin.isatty():
+        raise InputError("--flatten: confirm with --yes (no terminal to type FLATTEN at)")
+    typed = click.prompt("Close every position with market orders? Type FLATTEN to confirm", default="")
+    if typed.strip() != "FLATTEN":
+        raise InputError("--flatten: not confirmed (type FLATTEN, or pass --yes)")
+
+
 async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
     from bot_v2.orchestration import commands
 
@@ -391,7 +428,7 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
     if mode == "step_down":
         return await commands.step_down(settings)
     if mode == "reconcile":
-        return await commands.reconcile(settings)
+        return await commands.reconcile(settings, reason=str(opts.get("reason") or ""))
     if mode == "account_snapshot":
         return await commands.account_snapshot(settings, as_json=bool(opts["as_json"]))
     if mode == "preview_order":
@@ -407,7 +444,19 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
             raise InputError(f"--apply-order-edit: expected ORDER_ID:PREVIEW_ID, got {raw!r}")
         return await commands.apply_order_edit(settings, OrderId(order_id), preview_id)
     if mode == "clear_reason":
-        return await commands.clear_reason(settings, ReasonCode(str(opts["clear_reason"]).upper()))
+        return await commands.clear_reason(
+            settings, ReasonCode(str(opts["clear_reason"]).upper()), why=str(opts.get("reason") or "")
+        )
+    if mode in ("cancel_all", "flatten", "place_order"):
+        if mode == "flatten" and not opts.get("yes"):
+            _confirm_flatten()
+        return await commands.emergency(
+            settings,
+            mode,
+            symbol=opts.get("order_symbol") if mode == "cancel_all" else None,
+            order=build_order_request(opts) if mode == "place_order" else None,
+            reason=str(opts.get("reason") or ""),
+        )
     if mode == "take_checkpoint":
         return await commands.take_checkpoint(settings, as_json=bool(opts["as_json"]))
     if mode == "list_checkpoints":
@@ -423,6 +472,7 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
         settings,
         kill_switch=_on_off("--kill-switch", opts.get("kill_switch")),
         reduce_only=_on_off("--reduce-only-mode", opts.get("reduce_only_mode")),
+        reason=str(opts.get("reason") or ""),
     )
 
 

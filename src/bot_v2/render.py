@@ -304,6 +304,50 @@ def _pending_text(requests: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"#{r['request_id']} {r['reason']}" for r in requests) or "none"
 
 
+def print_line(text: str) -> None:
+    console.print(text, soft_wrap=True)
+
+
+def print_emergency_result(result: Mapping[str, Any]) -> None:
+    """What the bot did for an emergency request (``--cancel-all`` / ``--flatten`` / ``--place-order``)."""
+    console.print(
+        f"[bold]{result.get('action')}[/bold] (request {result.get('request_id')}, by {result.get('source')}, "
+        f"reason {result.get('reason') or '-'!r}): {result.get('outcome')}",
+        soft_wrap=True,
+    )
+    if result.get("cancelled") or result.get("failed"):
+        console.print(
+            table(
+                "Cancelled orders",
+                ["Order id", "Result"],
+                [
+                    *([order_id, "cancelled"] for order_id in result.get("cancelled") or []),
+                    *([f["order_id"], f"failed: {f['error']}"] for f in result.get("failed") or []),
+                ],
+            )
+        )
+    rows = result.get("orders") or []
+    if rows:
+        console.print(
+            table(
+                "Orders",
+                ["Symbol", "Side", "Quantity", "Action", "Client id", "Verdict", "Error"],
+                (
+                    [
+                        r["symbol"],
+                        r["side"],
+                        r["quantity"],
+                        r["action"],
+                        r["client_order_id"],
+                        r["verdict"],
+                        r["error"],
+                    ]
+                    for r in rows
+                ),
+            )
+        )
+
+
 def print_controls(control: Mapping[str, Any]) -> None:
     rows: list[Sequence[Any]] = [(k, v) for k, v in sorted(control.items()) if k != "clear_requests"]
     rows.append(("clear_requests", _pending_text(control.get("clear_requests") or [])))

@@ -55,6 +55,7 @@ from bot_v2.orchestration.checkpointing import CheckpointScheduler, CheckpointSo
 from bot_v2.orchestration.controls import ControlWatcher
 from bot_v2.orchestration.crashpoints import crash_point_from_env
 from bot_v2.orchestration.cycle import CycleReport, SymbolRow, TradingCycle, safety_value
+from bot_v2.orchestration.emergency import EmergencyDesk
 from bot_v2.orchestration.execution import OrderExecutor
 from bot_v2.orchestration.history import HistoryArchiver
 from bot_v2.orchestration.lease import LeaseKeeper
@@ -246,6 +247,7 @@ async def _run_bot(
         derivatives=settings.enable_derivatives,
         reconciler=reconciler,
         reconcile_every_cycles=settings.reconcile_every_cycles,
+        emergency=EmergencyDesk(settings.client_id_prefix),
         feed=open_feed(
             runtime.exchange,
             settings.symbols,

@@ -381,25 +381,126 @@ async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id:
     return 0
 
 
-async def set_controls(settings: BotSettings, *, kill_switch: bool | None, reduce_only: bool | None) -> int:
+def actor(reason: str = "") -> str:
+    """Who acts and why: ``cli:<user>@<host>:<pid>`` plus `` (<reason>)`` -- the ``source`` stored with every
+    control, clear, reconcile and emergency request, and so in the events the bot writes for them."""
+    import getpass
+    import os
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    who = f"cli:{user}@{socket.gethostname()}:{os.getpid()}"
+    return f"{who} ({' '.join(reason.split())})" if reason.strip() else who
+
+
+#: How long an emergency command waits for the running bot's result: a few cycles and the lease TTL.
+def _emergency_wait_seconds(settings: BotSettings) -> float:
+    return max(10.0, 3 * settings.interval_seconds + settings.lease.ttl_seconds)
+
+
+async def emergency(
+    settings: BotSettings,
+    action: str,
+    *,
+    symbol: str | None = None,
+    order: OrderRequest | None = None,
+    reason: str = "",
+) -> int:
+    """``--cancel-all`` / ``--flatten`` / ``--place-order``: through the running bot (control key) when one holds
+    the lease, else by starting the bot for one cycle (``hold`` strategy, orders kept at its stop). Exit 0 when
+    everything was done, 1 when the exchange failed part of it, 2 when the guards or the trading state refused."""
+    from types import MappingProxyType
+
+    from bot_v2.config import ShutdownOrderPolicy
+    from bot_v2.domain import Symbol
+    from bot_v2.orchestration.emergency import EmergencyAction, queue_emergency, read_emergency_result
+
+    kind = EmergencyAction(action)
+    if order is not None:  # --place-order: the --preview-order verdict first; nothing is queued if refused
+        await preview_order(settings, order)
+    async with open_state(control_writer_settings(settings)) as state:
+        lease = await state.read_lease()
+        running = lease is not None and lease.live
+        request = await queue_emergency(
+            state,
+            kind,
+            symbol=Symbol(symbol.upper()) if symbol else None,
+            order=order,
+            source=actor(),
+            reason=reason,
+        )
+        if running:
+            assert lease is not None
+            render.print_line(
+                f"Request {request.request_id} ({kind.value}) queued for the running bot ({lease.describe()})"
+            )
+            deadline = time.monotonic() + _emergency_wait_seconds(settings)
+            result = await read_emergency_result(state, request.request_id)
+            while result is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                result = await read_emergency_result(state, request.request_id)
+            if result is None:
+                raise TradingHaltedError(
+                    f"--{kind.value.replace('_', '-')}: request {request.request_id} is queued but the running "
+                    "bot did not carry it out in time; it will at its next cycle (check its log and events)"
+                )
+    if not running:
+        once = dataclasses.replace(
+            settings,
+            strategy="hold",
+            strategy_params=MappingProxyType({}),
+            shutdown_order_policy=ShutdownOrderPolicy.KEEP,
+        )
+        for _ in range(3):  # a cycle that failed as retryable (exchange, lease renewal) is tried again
+            summary = await run_with_lease(once, standby=False, once=True)
+            async with open_state(reader_settings(settings)) as state:
+                result = await read_emergency_result(state, request.request_id)
+            if result is not None or summary.halted or summary.fenced:
+                break
+        if result is None:
+            raise TradingHaltedError(
+                f"--{kind.value.replace('_', '-')}: the bot started for it did not complete a cycle "
+                f"({summary.errors[-1] if summary.errors else 'see the log'}); request {request.request_id} stays "
+                "queued for the next start"
+            )
+    assert result is not None
+    render.print_emergency_result(result)
+    return _emergency_exit(result)
+
+
+def _emergency_exit(result: dict[str, Any]) -> int:
+    rows = result.get("orders") or []
+    if result.get("failed") or any(r.get("action") in ("rejected", "unknown") for r in rows):
+        return 1
+    if any(r.get("action") == "denied" for r in rows):
+        return 2
+    return 0
+
+
+async def set_controls(
+    settings: BotSettings, *, kill_switch: bool | None, reduce_only: bool | None, reason: str = ""
+) -> int:
     """Write the operator control key that running bots of this profile read every cycle."""
     from bot_v2.orchestration.controls import set_operator_control
 
     async with open_state(control_writer_settings(settings)) as state:
         control = await set_operator_control(
-            state, kill_switch=kill_switch, reduce_only=reduce_only, source="cli"
+            state, kill_switch=kill_switch, reduce_only=reduce_only, source=actor(reason)
         )
     render.print_controls(control)
     return 0
 
 
-async def clear_reason(settings: BotSettings, reason: ReasonCode) -> int:
+async def clear_reason(settings: BotSettings, reason: ReasonCode, why: str = "") -> int:
     """Queue a request that running bots of this profile clear the latched ``reason`` at their next cycle."""
     from bot_v2.orchestration.controls import request_reason_clear
     from bot_v2.orchestration.keys import SAFETY_KEY
 
     async with open_state(control_writer_settings(settings)) as state:
-        request, control = await request_reason_clear(state, reason, source="cli")
+        request, control = await request_reason_clear(state, reason, source=actor(why))
         safety = await state.get_state(SAFETY_KEY)
     render.print_clear_request(
         request.to_dict(),
@@ -409,14 +510,14 @@ async def clear_reason(settings: BotSettings, reason: ReasonCode) -> int:
     return 0
 
 
-async def reconcile(settings: BotSettings) -> int:
+async def reconcile(settings: BotSettings, reason: str = "") -> int:
     """Queue a request that running bots of this profile reconcile with the exchange at their next cycle."""
     from bot_v2.orchestration.controls import parse_reconcile_ack, request_reconcile
     from bot_v2.orchestration.keys import RECONCILE_ACK_KEY, WATERMARK_KEY
     from bot_v2.orchestration.reconcile import parse_watermark
 
     async with open_state(control_writer_settings(settings)) as state:
-        request, _ = await request_reconcile(state, source="cli")
+        request, _ = await request_reconcile(state, source=actor(reason))
         ack, watermark = await state.get_state(RECONCILE_ACK_KEY), await state.get_state(WATERMARK_KEY)
     try:
         last_run = None if ack is None else parse_reconcile_ack(ack)

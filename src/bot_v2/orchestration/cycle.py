@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.domain import Fill, OrderId, OrderRequest, OrderType, Product, Symbol, utc_now
@@ -39,6 +40,7 @@ from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.controls import ControlPoll, ControlWatcher, OperatorControl, apply_clear_request
+from bot_v2.orchestration.emergency import EmergencyDesk
 from bot_v2.orchestration.execution import ExecutionAction, ExecutionResult, OrderExecutor
 from bot_v2.orchestration.market import (
     CycleOutcomes,
@@ -97,6 +99,8 @@ class CycleReport:
     flushed_keys: int = 0
     duration_ms: float = 0.0
     flush_ms: float = 0.0
+    #: results of the operator's emergency requests this cycle carried out (``emergency.py``)
+    emergency: list[dict[str, Any]] = field(default_factory=list)
     #: (realized, unrealized, today's, fees) in USD after the cycle; None until it completed
     pnl: tuple[Decimal, Decimal, Decimal | None, Decimal] | None = None
     market_source: str | None = None  # where the cycle's quotes came from: "ws" (the feed) or "rest"
@@ -135,6 +139,7 @@ class TradingCycle:
         derivatives: bool = False,
         reconciler: Reconciler | None = None,
         reconcile_every_cycles: int = 0,
+        emergency: EmergencyDesk | None = None,
         feed: MarketFeed | None = None,
     ) -> None:
         self.symbols = tuple(symbols)
@@ -152,6 +157,7 @@ class TradingCycle:
         self.derivatives = derivatives
         self.reconciler = reconciler
         self.reconcile_every_cycles = reconcile_every_cycles  # 0: only on request
+        self.emergency = emergency  # the operator's --cancel-all / --flatten / --place-order (lease holder)
         self.outcomes = CycleOutcomes()
         self.last_snapshot: RiskSnapshot | None = None  # the last good snapshot, for the runbook alerts
         self.feed = feed
@@ -202,6 +208,7 @@ class TradingCycle:
         snapshot = self._snapshot(market)
         self.last_snapshot = snapshot
         report.transitions += self.risk.evaluate_cycle(snapshot, now)
+        snapshot = await self._emergency(market, snapshot, report, now)
 
         decisions = [await self._decide(symbol, market, snapshot, now) for symbol in self.symbols]
         report.rows = await self._execute(decisions, snapshot, now, report)
@@ -407,6 +414,32 @@ class TradingCycle:
         if quantity == row.position:
             return row
         return dataclasses.replace(row, position=quantity)
+
+    async def _emergency(
+        self, market: MarketData, snapshot: RiskSnapshot, report: CycleReport, now: datetime
+    ) -> RiskSnapshot:
+        """Carry out the operator's queued emergency requests before the strategy decides; book their fills
+        and return the snapshot the strategy's orders are then judged against."""
+        if self.emergency is None:
+            return snapshot
+        pending = await self.emergency.pending(self.state)
+        if not pending:
+            return snapshot
+        report.emergency = await self.emergency.carry_out(
+            pending,
+            broker=self.broker,
+            tracker=self.tracker,
+            executor=self.executor,
+            snapshot=snapshot,
+            now=now,
+        )
+        report.orders_placed += sum(
+            1 for result in report.emergency for row in result.get("orders", []) if row["action"] == "placed"
+        )
+        await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
+        snapshot = self._snapshot(market)
+        self.last_snapshot = snapshot
+        return snapshot
 
     def _pnl(
         self, market: MarketData, snapshot: RiskSnapshot

@@ -16,6 +16,9 @@ key                     category        value
 ``control:applied``     CONTROL         the last clear request the bot applied (its acknowledgement)
 ``control:reconcile_applied``
                         CONTROL         the last reconcile request (``--reconcile``) the bot ran
+``control:emergency``   CONTROL         queued ``--cancel-all`` / ``--flatten`` / ``--place-order`` requests
+``control:emergency_applied``
+                        CONTROL         the last emergency request the bot carried out, and the results
 ``reconcile:watermark`` METADATA        order discovery starts here next time (``{watermark, updated_at}``)
 ``metadata:running``    METADATA        the running marker ``{pid, started_at, unclean_previous}``: present
                                         while a bot runs, removed on clean exit (``checkpointing.py`` reads it)
@@ -48,6 +51,8 @@ SAFETY_KEY = "safety:mode"
 CONTROL_KEY = "control:operator"
 CLEAR_ACK_KEY = "control:applied"
 RECONCILE_ACK_KEY = "control:reconcile_applied"
+EMERGENCY_KEY = "control:emergency"
+EMERGENCY_ACK_KEY = "control:emergency_applied"
 WATERMARK_KEY = "reconcile:watermark"
 RUNNING_KEY = "metadata:running"
 LAST_RUN_KEY = "metadata:last_run"

@@ -1,0 +1,97 @@
+"""Emergency commands (issue 10, item 2): --cancel-all, --flatten, --place-order.
+
+Through a running bot (it holds the lease: the request goes through the control key and the bot carries it out
+within a cycle) and directly (no bot: the command starts one for a cycle). The exchange is the simulator over
+TLS with the real SDK; state is the dev profile's embedded tiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot_v2.brokerages.simulated import RunningSimulator
+from bot_v2.config import BotSettings
+from bot_v2.domain import OrderRequest, OrderStatus, OrderType, Side, Symbol
+from bot_v2.errors import GuardDeniedError
+from bot_v2.orchestration import commands
+from bot_v2.orchestration.emergency import read_emergency_result
+from bot_v2.orchestration.wiring import open_runtime, open_state, reader_settings
+from bot_v2.strategies.hold import HoldStrategy
+from tests.e2e.test_cli_commands import assert_one_line_error, run_cli
+from tests.helpers import eventually_async
+
+pytestmark = pytest.mark.e2e
+
+RESTING_BUY = OrderRequest(Symbol("BTC-USD"), Side.BUY, OrderType.LIMIT, Decimal("0.001"), Decimal("50000"))
+
+
+async def _open_orders(settings: BotSettings) -> list[str]:
+    async with open_runtime(reader_settings(settings), with_state=False) as runtime:
+        orders = await runtime.exchange.list_orders(statuses=[OrderStatus.OPEN])
+    return [o.client_order_id for o in orders if o.client_order_id.startswith(settings.client_id_prefix)]
+
+
+async def test_through_the_running_bot(
+    fresh_simulator: RunningSimulator, sim_settings: Callable[..., BotSettings]
+) -> None:
+    settings = sim_settings(PERPS_INTERVAL_SECONDS="0.2")
+    stop = asyncio.Event()
+    bot = asyncio.create_task(
+        commands.run_with_lease(settings, stop_event=stop, strategy=HoldStrategy.from_params({}))
+    )
+    try:
+
+        async def holder() -> bool:
+            async with open_state(reader_settings(settings)) as state:
+                lease = await state.read_lease()
+            return lease is not None and lease.live
+
+        await eventually_async(holder, timeout=30)
+        assert await commands.emergency(settings, "place_order", order=RESTING_BUY, reason="drill") == 0
+        assert len(await _open_orders(settings)) == 1
+        assert await commands.emergency(settings, "cancel_all", reason="drill") == 0
+        assert await _open_orders(settings) == []
+        async with open_state(reader_settings(settings)) as state:
+            result = await read_emergency_result(state, 2)
+        assert result is not None and result["action"] == "cancel_all" and len(result["cancelled"]) == 1
+        assert result["reason"] == "drill" and str(result["source"]).startswith("cli:")
+    finally:
+        stop.set()
+        summary = await bot
+    assert summary.orders_placed == 1 and not summary.errors
+
+
+async def test_place_order_is_refused_like_its_preview_when_halted(
+    sim_settings: Callable[..., BotSettings],
+) -> None:
+    settings = sim_settings(RISK_KILL_SWITCH_ENABLED="1")
+    with pytest.raises(GuardDeniedError):
+        await commands.emergency(settings, "place_order", order=RESTING_BUY)
+    async with open_state(reader_settings(settings)) as state:
+        assert await state.get_state("control:emergency") is None  # nothing queued
+
+
+def test_directly_when_no_bot_runs(tmp_path: Path) -> None:
+    order = ["--order-symbol", "BTC-USD", "--order-side", "buy", "--order-quantity", "0.001"]
+    placed = run_cli(tmp_path, "--place-order", *order, "--order-type", "limit", "--order-price", "50000")
+    assert placed.returncode == 0, placed.stdout[-2000:] + placed.stderr[-2000:]
+    assert "placed" in placed.stdout
+    cancelled = run_cli(tmp_path, "--cancel-all", "--order-symbol", "BTC-USD", "--reason", "SEV-2 drill")
+    assert cancelled.returncode == 0, cancelled.stderr[-2000:]
+    assert "cancelled 1 of 1" in cancelled.stdout
+    assert "Cancelled 1 pending orders" in (tmp_path / "logs" / "perps_bot.log").read_text()
+
+    bought = run_cli(tmp_path, "--place-order", *order, "--order-type", "market")
+    assert bought.returncode == 0, bought.stderr[-2000:]
+    assert_one_line_error(run_cli(tmp_path, "--flatten"), 2, "--flatten: confirm with --yes")
+    flat = run_cli(tmp_path, "--flatten", "--yes")
+    assert flat.returncode == 0, flat.stdout[-2000:] + flat.stderr[-2000:]
+    assert "1 of 1 closing orders placed" in flat.stdout
+    snapshot = json.loads(run_cli(tmp_path, "--account-snapshot", "--json").stdout)
+    assert all(Decimal(str(p["quantity"])) == 0 for p in snapshot["bot_positions"])

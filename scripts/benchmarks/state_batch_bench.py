@@ -118,6 +118,10 @@ async def bench_one(
         warm_backend=WarmBackend.POSTGRES,
         redis_url=redis_url,
         database_url=database_url,
+        # throughput, not hung-server detection: a 10,000-record batch on a loaded machine may take longer
+        # than the default command bounds (0.15 s), which would turn it into an outage mid-benchmark
+        hot_command_timeout_seconds=5.0,
+        warm_command_timeout_seconds=5.0,
     )
     items = {f"orders:pb-{i:08d}": make_value(i, value_bytes) for i in range(n)}
     keys = list(items)

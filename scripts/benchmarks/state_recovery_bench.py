@@ -111,6 +111,10 @@ class Bench:
             redis_url=self.redis.url,
             database_url=self.pg.url,
             connect_timeout_seconds=1.0,
+            # throughput, not hung-server detection: 10,000-record pages on a loaded machine may take longer
+            # than the default command bounds (0.15 s), which would turn a restore into a new outage
+            hot_command_timeout_seconds=5.0,
+            warm_command_timeout_seconds=5.0,
             # probes only when the benchmark asks (recover_hot / recover_cold), never in the background
             hot_probe_interval_seconds=3600.0,
             hot_probe_max_interval_seconds=3600.0,

@@ -63,6 +63,7 @@ return out
 T = TypeVar("T")
 
 _MAX_KNOWN = 200_000  # keys remembered; past this the map is dropped (always safe: keys are read again)
+_SEND_BYTES = 1 << 20  # bytes per socket write of a transaction (each bounded by the command timeout)
 _ATTEMPTS = 3  # refused EXECs (another writer in between) before the batch goes through the Lua script
 
 
@@ -285,11 +286,21 @@ class HotWriter:
         return int(done[0])
 
     async def _roundtrip(self, client: aioredis.Redis, commands: list[Wire]) -> list[Any]:
-        """Send ``commands`` (encoded) in one write on the held connection and read every reply."""
+        """Send ``commands`` (encoded) on the held connection, then read every reply. Sent in writes of about
+        ``_SEND_BYTES``: the command timeout bounds each write (a hung Redis is still found within it), not the
+        whole of a 10,000-record batch, which a loaded machine may take longer than that to push through."""
         conn = await self._connection(client)
-        await conn.send_packed_command(
-            [piece for command in commands for piece in command], check_health=False
-        )
+        chunk: list[bytes] = []
+        size = 0
+        for command in commands:
+            for piece in command:
+                chunk.append(piece)
+                size += len(piece)
+                if size >= _SEND_BYTES:
+                    await conn.send_packed_command(chunk, check_health=False)
+                    chunk, size = [], 0
+        if chunk:
+            await conn.send_packed_command(chunk, check_health=False)
         return [await conn.read_response() for _ in commands]
 
     async def _connection(self, client: aioredis.Redis) -> AbstractConnection:

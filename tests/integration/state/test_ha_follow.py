@@ -137,3 +137,44 @@ async def test_warm_follows_a_promoted_postgres_replica(
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+async def test_warm_follows_a_promotion_while_the_old_primary_hangs(
+    real_state_settings: StateSettings, postgres_replica_pair: PostgresReplicaPair
+) -> None:
+    """A partitioned (here: SIGSTOPped) old primary accepts TCP and answers nothing. The DSN names it first;
+    asyncpg alone spends its whole connect timeout on it and never tries the promoted replica."""
+    pair = postgres_replica_pair
+    settings = _fast(
+        replace(real_state_settings, database_url=pair.multi_host_url(), connect_timeout_seconds=2.0)
+    )
+    async with await StateManager.create(settings) as sm:
+        await sm.set_state("orders:before", 1, ORDERS)
+        pair.primary.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.to_thread(pair.promote)
+
+            async def follows() -> bool:
+                try:
+                    await sm.set_state("orders:after", 2, ORDERS)
+                except StateUnavailableError:
+                    return False
+                return True
+
+            await eventually_async(follows, timeout=15, interval=0.05)
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pair.replica.port}/postgres")
+            try:
+
+                async def on_new_primary() -> bool:
+                    return bool(
+                        await conn.fetchval(
+                            "SELECT count(*) FROM state_records WHERE bot_id = $1 AND key = 'orders:after'",
+                            settings.bot_id,
+                        )
+                    )
+
+                await eventually_async(on_new_primary, timeout=10)
+            finally:
+                await conn.close()
+        finally:
+            pair.primary.send_signal(signal.SIGCONT)

@@ -27,6 +27,7 @@ from bot_v2.state.models import (
     WarmWrite,
 )
 from bot_v2.state.tiers.hot import PackedRecord
+from bot_v2.state.tiers.pg_connect import connect_any_host
 from bot_v2.state.tiers.warm import SnapshotPage
 
 _GET_SQL = """
@@ -362,7 +363,12 @@ class PostgresWarmTier:
         try:
             async with asyncio.timeout(self._timeout):
                 self._pool = await asyncpg.create_pool(
-                    self._url, min_size=1, max_size=4, timeout=self._timeout, command_timeout=60
+                    self._url,
+                    min_size=1,
+                    max_size=4,
+                    timeout=self._timeout,
+                    command_timeout=60,
+                    connect=connect_any_host,  # a multi-host URL: every host at once (pg_connect.py)
                 )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise self._unavailable("connect", exc) from None

@@ -35,7 +35,9 @@ def test_drill_runs_and_reports(name: str, drill_run: Callable[[str], DrillRun])
     if name == "redis_failover_drill":
         assert result["errors"] == "0" and int(result["keys_moved"]) > 0
     if name == "postgres_failover_drill":
-        assert result["retryable"] == "true" and result["orders_while_down"] == "0"
+        assert result["retryable"] == "true"
+        # with the WARM journal the cycles trade on in the outage mode (reduce-only orders)
+        assert result["orders_while_down"] == "0" or result["journaled"] == "true"
         assert result["records_lost"] == "0"
     if name == "s3_failover_drill":
         assert int(result["cycles_down"]) > 0  # trading continues while S3 is down

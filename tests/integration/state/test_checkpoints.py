@@ -237,7 +237,7 @@ async def test_restore_from_cold_when_warm_lost_the_checkpoint(
 @pytest.mark.parametrize("background", [False, True], ids=["awaited", "background"])
 async def test_concurrent_writer_never_produces_a_torn_snapshot(csm: StateManager, background: bool) -> None:
     """Each writer batch is one transaction moving every key to the same new value: a consistent snapshot
-    holds one value for all keys. The snapshot reads 2500 rows in pages (50-row pages in the background
+    holds one value for all keys. The snapshot reads 2500 rows in pages (100-row pages in the background
     mode) while the writer commits."""
     sm = csm
     keys = [f"orders:{i:05d}" for i in range(2500)]
@@ -257,16 +257,25 @@ async def test_concurrent_writer_never_produces_a_torn_snapshot(csm: StateManage
     interleaved = 0
     try:
         infos = []
-        for _ in range(3):
+        # a checkpoint of 2500 rows can be quicker than one writer batch: take them until some overlapped a
+        # commit; each one's values are checked as it is taken (older ones are pruned)
+        for _ in range(60):
             before = commits
-            infos.append(await sm.checkpoints.create_checkpoint("race", background=background))
+            info = await sm.checkpoints.create_checkpoint("race", background=background)
             interleaved += commits > before
+            infos.append(info)
+            found = await sm._warm.get_checkpoint(info.checkpoint_id)
+            assert found is not None
+            values = set(decode_checkpoint(info.checkpoint_id, sm.bot_id, found[1]).columns.values)
+            assert len(values) == 1, f"torn snapshot: {sorted(values)[:5]}..."
+            if len(infos) >= 3 and interleaved >= 2:
+                break
             await asyncio.sleep(0)
     finally:
         stop.set()
         await task
     assert interleaved >= 1  # the writer did commit while checkpoints were being taken
-    for info in infos:
+    for info in infos[-3:]:
         report = await sm.checkpoints.restore_checkpoint(info.checkpoint_id)
         assert report.keys_in_checkpoint == 2500
         values = set((await sm.batch_get_state(keys)).values())

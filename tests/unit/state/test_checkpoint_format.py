@@ -13,28 +13,29 @@ import pytest
 
 from bot_v2.errors import StateIntegrityError
 from bot_v2.state import checkpoint_due, codec
-from bot_v2.state.checkpoint import (
-    _collector_paused,
-    _compress,
-    _HeaderWriter,
-    _Record,
+from bot_v2.state.checkpoint.format import (
+    Columns,
+    HeaderWriter,
+    Record,
+    compress,
     decode_checkpoint,
     encode_checkpoint,
 )
+from bot_v2.state.checkpoint.pacing import collector_paused
 from bot_v2.state.models import Tier
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CID = "20260102T030405000000Z-0123abcd"
 
 
-def _records() -> list[_Record]:
+def _records() -> list[Record]:
     out = []
     for i in range(50):
         value = codec.encode_value({"i": i, "name": "é"})
-        out.append(_Record(f"orders:{i}", "orders", Tier.HOT, i + 1, codec.checksum(value), value, None))
+        out.append(Record(f"orders:{i}", "orders", Tier.HOT, i + 1, codec.checksum(value), value, None))
     value = b'"x"'
     out.append(
-        _Record("marks:1", "marks", Tier.HOT, 3, codec.checksum(value), value, NOW + timedelta(hours=1))
+        Record("marks:1", "marks", Tier.HOT, 3, codec.checksum(value), value, NOW + timedelta(hours=1))
     )
     return out
 
@@ -84,17 +85,18 @@ def _forge(header: bytes, values: bytes, digests: bytes) -> tuple[bytes, str]:
 
 def test_encoding_a_slice_at_a_time_gives_the_same_bytes() -> None:
     records = _records()
-    writer = _HeaderWriter("bot", CID, NOW)
+    writer = HeaderWriter("bot", CID, NOW)
+    columns = Columns.of(records)
     for start in range(0, len(records), 7):
-        chunk = records[start : start + 7]
-        writer.add(chunk, [r.value for r in chunk])
-    writer.add([], [])
-    assert writer.seal(_compress([r.value for r in records])) == encode_checkpoint("bot", CID, NOW, records)
+        writer.add(columns.slice(start, start + 7))
+    writer.add(Columns.of([]))
+    assert writer.seal(compress([r.value for r in records])) == encode_checkpoint("bot", CID, NOW, records)
+    assert encode_checkpoint("bot", CID, NOW, columns) == encode_checkpoint("bot", CID, NOW, records)
     empty = encode_checkpoint("bot", CID, NOW, [])
     assert decode_checkpoint(CID, "bot", empty[0], empty[2]).records == []
 
 
-def _format_1(records: list[_Record], bot_id: str = "bot") -> tuple[bytes, str]:
+def _format_1(records: list[Record], bot_id: str = "bot") -> tuple[bytes, str]:
     """A blob as format 1 wrote it: one JSON document, values as JSON strings."""
     body = {
         "format": 1,
@@ -217,15 +219,15 @@ def test_other_bot_or_id_is_rejected() -> None:
 
 def test_the_collector_is_paused_only_while_a_snapshot_is_held() -> None:
     assert gc.isenabled()
-    with _collector_paused():
+    with collector_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), _collector_paused():
+    with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("snapshot failed")
     assert gc.isenabled()
     gc.disable()  # someone else paused it: left as it was
     try:
-        with _collector_paused():
+        with collector_paused():
             pass
         assert not gc.isenabled()
     finally:

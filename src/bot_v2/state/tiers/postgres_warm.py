@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -479,7 +479,7 @@ class PostgresWarmTier:
 
     async def snapshot_pages(
         self, now: datetime, exclude_categories: Sequence[str], page_size: int
-    ) -> AsyncIterator[SnapshotPage]:
+    ) -> AsyncGenerator[SnapshotPage, None]:
         # asyncpg decodes a fetched page on the event loop; the page is handed over as columns (zip in C),
         # never as a row object per row
         async with (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from bot_v2.state.codec import checksum
 from bot_v2.state.models import (
@@ -20,6 +20,24 @@ from bot_v2.state.models import (
     WarmWrite,
 )
 from bot_v2.state.tiers.hot import PackedRecord, pack_record
+
+
+class SnapshotPage(NamedTuple):
+    """One page of a snapshot by column: row ``i`` is entry ``i`` of every column, rows in key order.
+
+    Columns, not row objects: a checkpoint reads 10,000 rows beside the trading loop, and a row object built
+    per row (on the event loop, or on a thread holding the GIL) costs the loop more than the read itself.
+    ``values[i]`` is None when the body is in COLD segment ``cold_refs[i]``; ``tiers`` are ``Tier`` values.
+    """
+
+    keys: Sequence[str]
+    categories: Sequence[str]
+    tiers: Sequence[str]
+    versions: Sequence[int]
+    checksums: Sequence[str]
+    values: Sequence[bytes | None]
+    cold_refs: Sequence[str | None]
+    expires_at: Sequence[datetime | None]
 
 
 class WarmTier(Protocol):
@@ -79,12 +97,14 @@ class WarmTier(Protocol):
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         """Return (live row count per tier, total value bytes)."""
 
-    async def snapshot_rows(
-        self, now: datetime, exclude_categories: Sequence[str], page_size: int = 1000
-    ) -> list[WarmRow]:
-        """Every live row of this bot outside ``exclude_categories``, in key order, from ONE consistent
-        snapshot (PostgreSQL: one REPEATABLE READ read-only transaction, fetched ``page_size`` rows at a time
-        through a cursor; SQLite: one read transaction). Concurrent writers are not blocked."""
+    def snapshot_pages(
+        self, now: datetime, exclude_categories: Sequence[str], page_size: int
+    ) -> AsyncGenerator[SnapshotPage, None]:
+        """Every live row of this bot outside ``exclude_categories``, in key order, ``page_size`` rows a page,
+        all from ONE consistent snapshot (PostgreSQL: one REPEATABLE READ read-only transaction and a cursor;
+        SQLite: one read transaction on a connection and thread of its own). Concurrent writers are not
+        blocked. A page is read when the caller asks for it (it paces the read); close the iterator
+        (``contextlib.aclosing``) to end the snapshot early."""
 
     async def replace_rows(
         self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime

@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/benchmarks/redis_sentinel_drill.py --rounds 3
     .venv/bin/python scripts/benchmarks/redis_sentinel_drill.py --rounds 1 --keys 200 --missed 20
+    .venv/bin/python scripts/benchmarks/redis_sentinel_drill.py --rounds 3 --mode hang    # SIGSTOP the master
 
 Each round starts its own Redis master + replica + 3 Sentinels (tests/fixtures/ha.py: quorum 2,
 ``--down-after-ms``, default 500) and a dev-profile bot (in-process simulated exchange, a strategy that trades
@@ -24,8 +25,13 @@ The bot's state gets ``--keys`` realistic records. Then:
    (target 0); ``coherent`` = ``verify_coherence()`` on the new master; ``landed`` = a write after the
    failover is on the new master.
 
+``--mode hang``: the master is SIGSTOPped instead (frozen or partitioned: the bot's 0.1 s command timeout is
+what notices), and SIGCONTed once the bot follows the new master: it comes back as a master holding the
+writes the replica missed, until Sentinel demotes it (``old_master_demoted_ms``); the reader goes on for
+``--after-ms`` more and must still see nothing stale (the bot never goes back to it).
+
 REDIS_URL / DATABASE_URL are ignored: the drill owns every server. Writes var/benchmarks/redis_sentinel_drill.json
-and ends with a RESULT line; exit 1 when a target is missed.
+(hang: redis_sentinel_drill_hang.json) and ends with a RESULT line; exit 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -83,6 +89,17 @@ async def replica_view(port: int, bot_id: str, database_url: str) -> dict[str, i
     stale = sum(1 for k, v in warm.items() if k in held and held[k] < v)
     missing = sum(1 for k in warm if k not in held)
     return {"stale": stale, "missing": missing, "held": len(held), "warm_hot_rows": len(warm)}
+
+
+async def is_replica(port: int) -> bool:
+    client = aioredis.Redis(port=port, socket_timeout=0.2, socket_connect_timeout=0.2)
+    try:
+        info = await client.info("replication")
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+    return info.get("role") == "slave"
 
 
 class StaleReader:
@@ -153,7 +170,10 @@ async def one_round(postgres: PostgresServer, args: argparse.Namespace, n: int, 
             reader.start()
             old_port = cluster.master.port
             t_kill = time.monotonic()
-            await asyncio.to_thread(cluster.master.kill)
+            if args.mode == "hang":  # frozen / partitioned: it keeps its connections and its data
+                await asyncio.to_thread(cluster.master.send_signal, signal.SIGSTOP)
+            else:
+                await asyncio.to_thread(cluster.master.kill)
             await asyncio.to_thread(cluster.replica.send_signal, signal.SIGCONT)
             view = await replica_view(cluster.replica.port, bot_id, postgres.url)
             promotion = asyncio.create_task(
@@ -168,9 +188,21 @@ async def one_round(postgres: PostgresServer, args: argparse.Namespace, n: int, 
                     "HOT following the new master",
                 )
                 t_promoted = await promotion
+                demoted_ms = None
+                if args.mode == "hang":  # the old master returns with the writes the replica missed
+                    t_cont = time.monotonic()
+                    await asyncio.to_thread(cluster.master.send_signal, signal.SIGCONT)
+                    t_demoted = await d.wait_until(
+                        lambda: is_replica(old_port), 30, poll, "the old master demoted by Sentinel"
+                    )
+                    demoted_ms = d.ms(t_demoted - t_cont)
+                    await asyncio.sleep(args.after_ms / 1000)  # the reader keeps asking meanwhile
                 after = await bot.poller.wait_cycles(2, after=t_up)
             finally:
                 await reader.stop()
+                if args.mode == "hang" and cluster.master.running:
+                    with contextlib.suppress(Exception):
+                        cluster.master.send_signal(signal.SIGCONT)
             coherence = await state.verify_coherence()
             recovery = h().last_hot_recovery
             errors = [s for s in bot.poller.since(t_kill) if not s.ok and s.seen <= after[-1].seen]
@@ -183,7 +215,9 @@ async def one_round(postgres: PostgresServer, args: argparse.Namespace, n: int, 
             await promoted.aclose()
             return {
                 "round": n,
+                "mode": args.mode,
                 "keys": args.keys,
+                "old_master_demoted_ms": demoted_ms,
                 "missed_writes": len(missed),
                 "replica_stale": view["stale"],
                 "replica_missing": view["missing"],
@@ -269,7 +303,8 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
             ],
         )
     )
-    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary})
+    out = d.BENCH_DIR / f"{NAME}_hang.json" if args.mode == "hang" else None
+    path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary}, out)
     d.console.print(f"wrote {path}")
     followed_max = summary["followed_ms"]["max"]
     ok = (
@@ -284,6 +319,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
         d.result_line(
             NAME,
             len(rounds),
+            mode=args.mode,
             keys=args.keys,
             down_after_ms=args.down_after_ms,
             promoted_ms=summary["promoted_ms"]["median"],
@@ -310,6 +346,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=3, help="failovers, each on a fresh set (default 3)")
+    parser.add_argument(
+        "--mode",
+        choices=("kill", "hang"),
+        default="kill",
+        help="kill: SIGKILL the master; hang: SIGSTOP it, SIGCONT it after the promotion (it returns as a "
+        "master holding the missed writes and Sentinel demotes it)",
+    )
+    parser.add_argument(
+        "--after-ms", type=int, default=1000, help="hang: keep reading this long after the demotion"
+    )
     parser.add_argument("--keys", type=int, default=1000, help="realistic records in the bot's state")
     parser.add_argument(
         "--missed", type=int, default=100, help="records rewritten while the replica is stopped"

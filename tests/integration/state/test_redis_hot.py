@@ -174,3 +174,19 @@ async def test_concurrent_writers_end_with_the_highest_version(
             highest[r.key] = max(highest.get(r.key, 0), r.version)
     got = await tiers[0].get_many(keys)
     assert {key: r.version for key, r in got.items()} == highest
+
+
+async def test_a_batch_larger_than_one_socket_write_is_still_one_transaction(
+    tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis
+) -> None:
+    """~3 MiB of records go out in several socket writes (each bounded by the command timeout) inside one
+    MULTI/EXEC: Redis applies them together."""
+    owner, _ = tiers
+    big = [record(f"big:{i}", 1, bytes([65 + i % 26]) * 4096) for i in range(800)]
+    await owner.apply(big[:1])
+    before = await _calls(raw)
+    assert await owner.apply([r._replace(version=2) for r in big]) == 0
+    delta = await _delta(raw, before)
+    assert delta.get("multi") == delta.get("exec") == delta.get("mset") == 1
+    got = await owner.get_many([r.key for r in big])
+    assert all(got[r.key].version == 2 and got[r.key].value == r.value for r in big)

@@ -311,8 +311,8 @@ def _message_time(value: object) -> datetime:
         text = value.replace("Z", "+00:00")
         head, dot, frac = text.partition(".")
         if dot:
-            digits = "".join(ch for ch in frac if ch.isdigit())
-            text = f"{head}.{digits[:6]}{frac[len(digits) :]}"
+            digits = len(frac) - len(frac.lstrip("0123456789"))  # the fraction, not the offset's digits
+            text = f"{head}.{frac[: min(digits, 6)]}{frac[digits:]}"
         with contextlib.suppress(ValueError):
             parsed = datetime.fromisoformat(text)
             if parsed.tzinfo is not None:

@@ -262,6 +262,7 @@ async def drill(args: argparse.Namespace) -> int:
 
 
 def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    what = "SIGSTOPped (SIGCONT after the promotion)" if args.mode == "hang" else "SIGKILLed"
     columns = [
         "round", "replica stale", "replica missing", "promoted ms", "HOT up ms", "followed ms", "restore ms",
         "keys restored", "reads", "stale served", "lost", "coherent", "landed", "cycle errors",
@@ -272,9 +273,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
          r["landed"], r["cycle_errors"]]
         for r in rounds
     ]  # fmt: skip
-    d.console.print(
-        d.table("Redis master SIGKILLed, Sentinel promotes the replica (per round)", columns, rows)
-    )
+    d.console.print(d.table(f"Redis master {what}, Sentinel promotes the replica (per round)", columns, rows))
     target_ms = args.down_after_ms + 500
 
     def spread(key: str) -> dict[str, float | None]:

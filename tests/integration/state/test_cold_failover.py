@@ -7,7 +7,8 @@ in this process, so a stopped and restarted server still has them, like a real S
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import json
 import signal
 import socket
 import subprocess
@@ -263,86 +264,79 @@ async def test_checkpoints_while_s3_is_down_cover_records_written_just_before_th
 
 
 _DRAIN_CHILD = """
-import asyncio, sys
+import asyncio, json, sys
 from pathlib import Path
-from bot_v2.state.keys import KeySpace
-from bot_v2.state.tiers.s3_cold import S3ColdTier
-from bot_v2.state.tiers.spool import SpoolingColdTier
+from bot_v2.state import StateManager
+from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend
 
-async def main(url, bucket, bot_id, spool):
-    inner = S3ColdTier(bucket, KeySpace(bot_id), endpoint_url=url, access_key_id="testing",
-                       secret_access_key="testing", connect_timeout_seconds=1.0)
-    tier = SpoolingColdTier(inner, Path(spool))
-    await tier.load_spool()
-    print("draining", flush=True)
-    await tier.sync()
-    print("drained", flush=True)
+fields = json.loads(sys.argv[1])
+settings = StateSettings(**fields | {
+    "data_dir": Path(fields["data_dir"]), "hot_backend": HotBackend(fields["hot_backend"]),
+    "warm_backend": WarmBackend(fields["warm_backend"]), "cold_backend": ColdBackend(fields["cold_backend"]),
+})
 
-asyncio.run(main(*sys.argv[1:]))
+async def main():
+    print("starting", flush=True)
+    async with await StateManager.create(settings):  # S3 answers: the spool is synced before this returns
+        print("drained", flush=True)
+
+asyncio.run(main())
 """
 
 
 async def test_a_process_killed_mid_drain_loses_nothing_and_resends_at_most_its_puts_in_flight(
     cold_settings: StateSettings, private_s3: MotoServer, tmp_path: Path
 ) -> None:
-    """A process draining a spool of 200 objects is SIGKILLed once some left the spool: every object that
-    left it is in the bucket with its bytes, at most the puts in flight are in both, and the next drain
-    uploads the rest."""
+    """60 ARCHIVE batches spooled while S3 was down; a StateManager process syncing them at start is
+    SIGKILLed once some left the spool: every object that left it is in the bucket with its bytes, at most the
+    puts in flight are in both, and the next process uploads the rest: every record readable, coherent."""
     settings = cold_settings
     spool = spool_of(settings)
-    private_s3.stop()
-    writer = SpoolingColdTier(
-        S3ColdTier(
-            settings.s3_bucket or "",
-            KeySpace(settings.bot_id),
-            endpoint_url=settings.s3_endpoint_url,
-            connect_timeout_seconds=1.0,
-            access_key_id=S3_TEST_CREDENTIALS["aws_access_key_id"],
-            secret_access_key=S3_TEST_CREDENTIALS["aws_secret_access_key"],
-        ),
-        spool,
-    )
-    await writer.load_spool()
-    objects = {f"{i:04d}.seg.gz": os.urandom(64) + i.to_bytes(4, "big") for i in range(200)}
-    await writer.put_segment("0000.seg.gz", objects["0000.seg.gz"])  # fails, spools, then spools the rest
-    for name, data in list(objects.items())[1:]:
-        await writer.put_segment(name, data)
-    await writer.close()
-    assert len(list(spool.iterdir())) == 200
+    async with await StateManager.create(settings) as sm:
+        private_s3.stop()
+        for i in range(60):
+            await sm.set_state(f"archive:{i:03d}", {"i": i}, ARCHIVE)  # one spooled segment each
+    waiting = {path.name.split(".", 2)[2]: path.read_bytes() for path in spool.iterdir()}
+    assert len(waiting) == 60
 
     private_s3.start()
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _DRAIN_CHILD,
-            settings.s3_endpoint_url or "",
-            settings.s3_bucket or "",
-            settings.bot_id,
-            str(spool),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    fields = json.dumps(dataclasses.asdict(settings), default=str)
+    errors = tmp_path / "child.stderr"
+    with open(errors, "w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _DRAIN_CHILD, fields], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+
+    def draining() -> bool:
+        assert child.poll() is None, f"the draining process exited: {errors.read_text()[-2000:]}"
+        return len(list(spool.iterdir())) < 56
+
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "draining"
-        eventually(lambda: len(list(spool.iterdir())) < 190, timeout=20, interval=0.002)
+        assert child.stdout is not None and child.stdout.readline().strip() == "starting"
+        try:
+            eventually(draining, timeout=30, interval=0.002)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the draining process said: {errors.read_text()[-2000:]}") from exc
         child.send_signal(signal.SIGKILL)
     finally:
+        child.kill()
         child.wait(timeout=10)
         if child.stdout is not None:
             child.stdout.close()
     left = {path.name.split(".", 2)[2] for path in spool.iterdir()}
-    assert 0 < len(left) < 190  # killed mid-drain
+    assert 0 < len(left) < 56  # killed mid-drain
     in_bucket = bucket_segments(settings)
-    gone = set(objects) - left
-    assert all(in_bucket.get(name) == objects[name] for name in gone)  # nothing that left the spool is lost
+    gone = set(waiting) - left
+    assert all(in_bucket.get(name) == waiting[name] for name in gone)  # nothing that left the spool is lost
     assert len(left & set(in_bucket)) <= DRAIN_CONCURRENCY  # re-sent next time: at most the puts in flight
 
-    async with await StateManager.create(settings) as sm:  # the next process drains the rest
+    async with await StateManager.create(settings) as sm:  # the restarted process drains the rest
         assert sm.health().cold_state is ColdState.UP
-    assert list(spool.iterdir()) == []
-    assert bucket_segments(settings) == objects
+        assert list(spool.iterdir()) == []
+        assert bucket_segments(settings) == waiting
+        found = await sm.batch_get_state([f"archive:{i:03d}" for i in range(60)])
+        assert found == {f"archive:{i:03d}": {"i": i} for i in range(60)}
+        assert (await sm.verify_coherence()).ok
 
 
 async def test_a_hung_endpoint_fails_a_put_within_its_timeout_and_the_write_is_spooled(

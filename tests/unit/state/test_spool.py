@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from bot_v2.state import ColdState, StateCategory, StateManager, StateSettings, 
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.manager import S3_AVAILABLE_KEY
 from bot_v2.state.tiers.cold import ObjectInfo
+from bot_v2.state.tiers.cold_recent import RecentSegments
 from bot_v2.state.tiers.memory_hot import MemoryHotTier
 from bot_v2.state.tiers.spool import DRAIN_CONCURRENCY, RECENT_MARGIN_SECONDS, SpoolingColdTier
 from bot_v2.state.tiers.sqlite_warm import SqliteWarmTier
@@ -273,6 +275,21 @@ async def test_recent_segment_copies_serve_reads_while_down_and_go_once_a_later_
     await tier.checkpointed(time.time() + 2 * RECENT_MARGIN_SECONDS + 2)
     assert list(recent.iterdir()) == []
     assert await tier.get_segment("b.seg.gz") == b"bbbb"  # from the store again
+
+
+async def test_recent_copies_older_than_a_day_go_even_without_checkpoints(tmp_path: Path) -> None:
+    recent = RecentSegments(tmp_path / "recent")
+    await recent.load()
+    await recent.add("old.seg.gz", b"old")
+    (old,) = (tmp_path / "recent").iterdir()
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    recent = RecentSegments(tmp_path / "recent")  # the next process: written_at is the file's mtime
+    await recent.load()
+    assert await recent.get("old.seg.gz") == b"old"
+    for i in range(256):  # the age check runs every 256 copies kept
+        await recent.add(f"{i}.seg.gz", b"new")
+    assert await recent.get("old.seg.gz") is None and len(recent) == 256 and not old.exists()
 
 
 async def test_torn_temp_files_are_removed_and_a_new_process_finds_the_spool(tmp_path: Path) -> None:

@@ -8,6 +8,9 @@ is left is a COLD record written to S3 after the newest checkpoint and before th
 segment that was synced is *moved* here instead of deleted), and forgets them once a later checkpoint holds
 their records, so the window a checkpoint cannot cover never opens.
 
+Without checkpoints (a tool using the ``StateManager`` alone) nothing would ever forget a copy, so copies
+older than ``MAX_AGE_SECONDS`` go anyway, checked every ``_AGE_CHECK_EVERY`` copies kept.
+
 A copy is a cache, not a durable object: it is written without fsync (temp file + rename), named
 ``<sha256 of its bytes>.<segment name>``, and checked against that digest when read; a copy torn by a crash
 is dropped and the reader falls back to the store. Reads of a recent segment are served from here even while
@@ -29,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 _FILE = re.compile(r"^([0-9a-f]{64})\.([^/\\]+)$")
 _TMP_SUFFIX = ".tmp"
+MAX_AGE_SECONDS = 24 * 3600.0
+_AGE_CHECK_EVERY = 256
 
 
 class _Copy(NamedTuple):
@@ -43,6 +48,7 @@ class RecentSegments:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._copies: dict[str, _Copy] = {}
+        self._kept = 0  # copies added or adopted since the last age check
 
     def __len__(self) -> int:
         return len(self._copies)
@@ -80,6 +86,14 @@ class RecentSegments:
             self._copies[name] = await asyncio.to_thread(self._write, name, data, digest)
         except OSError as exc:
             logger.warning("COLD segment %s: local copy not kept in %s: %s", name, self.directory, exc)
+            return
+        await self._kept_one()
+
+    async def _kept_one(self) -> None:
+        self._kept += 1
+        if self._kept >= _AGE_CHECK_EVERY:
+            self._kept = 0
+            await self.forget_before(time.time() - MAX_AGE_SECONDS)
 
     def _adopt(self, source: Path, name: str, sha256: str) -> _Copy:
         path = self.directory / f"{sha256}.{name}"
@@ -92,6 +106,7 @@ class RecentSegments:
             self._copies[name] = await asyncio.to_thread(self._adopt, source, name, sha256)
         except OSError:
             return False
+        await self._kept_one()
         return True
 
     def _read(self, copy: _Copy) -> bytes | None:

@@ -23,7 +23,7 @@ sequence (nanoseconds, strictly increasing, continued across processes) orders t
 spool for the next one; temp files of a write torn by a crash are removed then.
 
 The wrapper only does the mechanics; the ``StateManager`` owns the degraded state machine (detection via
-``on_unavailable``, the probe with backoff, the ``system:s3_available`` record, recovery figures).
+``on_unavailable``, the probe on a timer, the ``system:s3_available`` record, recovery figures).
 """
 
 from __future__ import annotations

@@ -206,6 +206,16 @@ def _reason_text(reason: Any) -> str:
     return str(reason)
 
 
+def print_guard_results(verdict: Any) -> None:
+    """The bot's risk verdict, guard by guard."""
+    out = Table(title="Bot risk verdict", title_justify="left", header_style="bold")
+    for column in ("Guard", "Result", "Why"):
+        out.add_column(column)
+    for r in verdict.results:
+        out.add_row(r.guard, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", r.reason or "")
+    console.print(out)
+
+
 def print_order_preview(request: OrderRequest, preview: OrderPreview, verdict: Any) -> None:
     console.print(
         f"[bold]Order preview[/bold]  {request.side} {fmt(request.quantity)} {request.symbol} "
@@ -231,16 +241,7 @@ def print_order_preview(request: OrderRequest, preview: OrderPreview, verdict: A
             ],
         )
     )
-    rows = [
-        [r.guard, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", r.reason or ""]
-        for r in verdict.results
-    ]
-    out = Table(title="Bot risk verdict", title_justify="left", header_style="bold")
-    for column in ("Guard", "Result", "Why"):
-        out.add_column(column)
-    for row in rows:
-        out.add_row(*row)
-    console.print(out)
+    print_guard_results(verdict)
     approved = verdict.approved and not preview.errors
     console.print("[bold green]APPROVED[/bold green]" if approved else "[bold red]REFUSED[/bold red]")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -95,3 +96,26 @@ def test_directly_when_no_bot_runs(tmp_path: Path) -> None:
     assert "1 of 1 closing orders placed" in flat.stdout
     snapshot = json.loads(run_cli(tmp_path, "--account-snapshot", "--json").stdout)
     assert all(Decimal(str(p["quantity"])) == 0 for p in snapshot["bot_positions"])
+
+
+def test_apply_order_edit_is_judged_like_a_new_order(tmp_path: Path) -> None:
+    """Item 4: the edit goes through the guards and the trading state; the printed hint names the profile."""
+    order = ["--order-symbol", "BTC-USD", "--order-side", "buy", "--order-quantity", "0.001"]
+    placed = run_cli(tmp_path, "--place-order", *order, "--order-type", "limit", "--order-price", "50000")
+    assert placed.returncode == 0, placed.stderr[-2000:]
+    snapshot = json.loads(run_cli(tmp_path, "--account-snapshot", "--json").stdout)
+    (order_id,) = [o["order_id"] for o in snapshot["open_orders"]]
+    preview = run_cli(tmp_path, "--edit-order-preview", order_id, "--order-price", "49000")
+    assert preview.returncode == 0, preview.stdout[-2000:] + preview.stderr[-2000:]
+    hint = re.search(r"Apply with: (perps-bot --profile dev --apply-order-edit (\S+))", preview.stdout)
+    assert hint is not None, preview.stdout
+    edit_arg = hint.group(2)
+
+    assert run_cli(tmp_path, "--kill-switch", "on", "--reason", "test").returncode == 0
+    refused = run_cli(tmp_path, "--apply-order-edit", edit_arg)
+    assert_one_line_error(refused, 2, f"edit of {order_id} refused")
+    assert "HALTED" in refused.stderr
+
+    assert run_cli(tmp_path, "--kill-switch", "off").returncode == 0
+    applied = run_cli(tmp_path, "--apply-order-edit", edit_arg)
+    assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]

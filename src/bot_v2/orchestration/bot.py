@@ -43,7 +43,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bot_v2.domain import OrderRequest, Symbol, utc_now
+from bot_v2.domain import OrderId, OrderRequest, Symbol, utc_now
 from bot_v2.errors import ConfigError, FencedError, RetryableError, UnknownSymbolError, one_line
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.health import HealthStatus, write_health_async
@@ -59,7 +59,13 @@ from bot_v2.orchestration.emergency import EmergencyDesk
 from bot_v2.orchestration.execution import OrderExecutor
 from bot_v2.orchestration.history import HistoryArchiver
 from bot_v2.orchestration.lease import LeaseKeeper
-from bot_v2.orchestration.market import CycleOutcomes, fetch_market, risk_snapshot
+from bot_v2.orchestration.market import (
+    CycleOutcomes,
+    fetch_market,
+    resting_requests,
+    risk_snapshot,
+    with_resting,
+)
 from bot_v2.orchestration.marketfeed import open_feed
 from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler, load_risk_engine
@@ -631,8 +637,12 @@ class OrderEvaluation:
     trading_state: str
 
 
-async def evaluate_order(runtime: Runtime, request: OrderRequest) -> OrderEvaluation:
-    """Judge ``request`` with the bot's guards against the current market, stored positions and controls."""
+async def evaluate_order(
+    runtime: Runtime, request: OrderRequest, *, replacing: OrderId | None = None
+) -> OrderEvaluation:
+    """Judge ``request`` with the bot's guards against the current market, stored positions, resting orders
+    (each may fill: ``with_resting``) and controls -- the verdict the loop's executor would give. ``replacing``:
+    the resting order an edit replaces (not counted twice)."""
     settings = runtime.settings
     now = utc_now()
     risk = RiskEngine(settings.risk)
@@ -656,5 +666,6 @@ async def evaluate_order(runtime: Runtime, request: OrderRequest) -> OrderEvalua
         outcomes=CycleOutcomes(),
         open_orders=len(tracker.open_orders),
     )
+    snapshot = with_resting(snapshot, resting_requests(tracker.open_orders, exclude=replacing), request)
     verdict = risk.check_order(request, snapshot, now)
     return OrderEvaluation(verdict.allowed, verdict.results, verdict.state.value)

@@ -361,7 +361,10 @@ def _cli_prefix(settings: BotSettings) -> str:
 
 
 async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id: str) -> int:
-    """Apply a stored edit preview: the same size and price that were previewed, nothing else."""
+    """Apply a stored edit preview: the same size and price that were previewed, nothing else -- judged first
+    like a new order (guards, trading state, kill switch) with the edited order in place of the resting one."""
+    from bot_v2.orchestration.bot import evaluate_order
+
     async with open_runtime(control_writer_settings(settings)) as runtime:
         assert runtime.state is not None
         stored = await runtime.state.get_state(f"edit_previews:{preview_id}")
@@ -375,10 +378,40 @@ async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id:
             raise StateIntegrityError(f"edit_previews:{preview_id}: malformed stored preview") from None
         if utc_now() - created > timedelta(seconds=EDIT_PREVIEW_TTL_SECONDS):
             raise InputError(f"--apply-order-edit: preview {preview_id!r} expired; preview again")
+        current = await runtime.exchange.get_order(order_id)
+        edited = dataclasses.replace(
+            edited_request(current),
+            quantity=size,
+            limit_price=price if current.limit_price is not None else None,
+        )
+        verdict = await evaluate_order(runtime, edited, replacing=order_id)
+        if not verdict.approved:
+            render.print_guard_results(verdict)
+            failed = [r for r in verdict.results if not r.passed]
+            first = failed[0] if failed else None
+            raise GuardDeniedError(
+                first.guard if first else "risk",
+                f"edit of {order_id} refused: {first.reason if first else 'denied'} (trading {verdict.trading_state})",
+            )
         order = await runtime.exchange.edit_order(order_id, size, price, preview_id=None)
         await runtime.state.delete_state(f"edit_previews:{preview_id}")
     render.print_order(order, title="Order edited")
     return 0
+
+
+def edited_request(order: Any) -> OrderRequest:
+    """The order as a request (its size and price are what an edit changes)."""
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        order_type=order.order_type,
+        quantity=order.quantity,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        time_in_force=order.time_in_force,
+        reduce_only=order.reduce_only,
+        leverage=order.leverage,
+    )
 
 
 def actor(reason: str = "") -> str:

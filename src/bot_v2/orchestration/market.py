@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from bot_v2.brokerages.base import Broker
-from bot_v2.domain import Balance, FuturesBalanceSummary, OrderRequest, Position, Product, Quote, Side, Symbol
+from bot_v2.domain import (
+    Balance,
+    FuturesBalanceSummary,
+    OrderId,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Quote,
+    Side,
+    Symbol,
+)
 from bot_v2.orchestration.concurrency import task_group
 from bot_v2.orchestration.ledger import PositionRecord
+from bot_v2.orchestration.records import OrderRecord
 from bot_v2.risk import RiskSnapshot, price_move_pct
 from bot_v2.strategies.base import PriceHistory
 
@@ -128,6 +140,29 @@ def risk_snapshot(
         liquidation_buffer_pct=market.futures.liquidation_buffer_percentage if market.futures else None,
         open_orders_count=open_orders,
     )
+
+
+def resting_requests(
+    open_orders: Iterable[OrderRecord], exclude: OrderId | None = None
+) -> list[OrderRequest]:
+    """The unfilled part of each resting order (not terminal), as requests ``snapshot_for_next`` can count:
+    a resting order may fill at any moment, so exposure and position limits judge a new order as if every one
+    of them could (``exclude``: an order being edited, replaced by its edited version)."""
+    found = []
+    for record in open_orders:
+        remaining = record.quantity - record.filled_quantity
+        if record.status.is_terminal or remaining <= 0 or record.order_id == exclude:
+            continue
+        found.append(OrderRequest(record.symbol, record.side, OrderType.MARKET, remaining))
+    return found
+
+
+def with_resting(
+    snapshot: RiskSnapshot, resting: Sequence[OrderRequest], request: OrderRequest
+) -> RiskSnapshot:
+    """``snapshot_for_next`` over the resting orders; they are counted in ``open_orders_count`` already."""
+    judged = snapshot_for_next(snapshot, resting, request)
+    return dataclasses.replace(judged, open_orders_count=snapshot.open_orders_count) if resting else judged
 
 
 def snapshot_for_next(

@@ -295,7 +295,8 @@ async def drill(args: argparse.Namespace) -> int:
             if args.mode == "empty":
                 await take_backup(services.postgres, services.postgres.url, backup)
             bot_id = f"drill-{uuid.uuid4().hex[:8]}"
-            extra = {"PERPS_WARM_OUTAGE_MODE": args.outage_mode}
+            # the ladder trades every cycle: the 30-per-minute order-rate guard would stop it in round 2
+            extra = {"PERPS_WARM_OUTAGE_MODE": args.outage_mode, "RISK_MAX_ORDERS_PER_MINUTE": "none"}
             if args.mode == "empty":
                 extra["CHECKPOINT_INTERVAL_SECONDS"] = "1"  # a recent checkpoint to restore
             settings = d.drill_settings(

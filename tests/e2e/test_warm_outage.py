@@ -116,7 +116,7 @@ def test_a_postgres_outage_is_ridden_out_reduce_only_and_the_journal_replayed(
             pg.send_signal(signal.SIGSTOP)
         mode.write_text("buy")  # grows the position: refused while PostgreSQL is down
         eventually(lambda: denied() > denied_before, timeout=30, interval=0.05)
-        assert _health(settings.health_path).get("trading_state") == "REDUCE_ONLY"
+        eventually(lambda: _health(settings.health_path).get("trading_state") == "REDUCE_ONLY", timeout=10)
         mode.write_text("sell")  # reduces it: sent
         eventually(lambda: len(fills("SELL")) >= sells_before + 2, timeout=30, interval=0.05)
         mode.write_text("hold")

@@ -249,6 +249,8 @@ class LeaseKeeper:
                     self.claim.holder, self.epoch, self.settings.ttl_seconds
                 )
         except FencedError as exc:
+            if self._store_unreachable and await self._lease_row_lost():
+                return  # PostgreSQL came back without our lease: the state's recovery takes it again
             await self.fence(str(exc))
             return
         except (StateUnavailableError, StateError, TimeoutError) as exc:
@@ -290,6 +292,16 @@ class LeaseKeeper:
                 self.bot_id,
             )
             self.lost.set()
+
+    async def _lease_row_lost(self) -> bool:
+        """After an outage: the store has no lease row for this bot, or an older epoch than ours -- the database
+        came back from a backup (or empty), not taken over. ``after_warm_outage("reacquire")`` (the journal's
+        replay) takes the lease again; until then this is still the outage. A newer epoch: fenced."""
+        try:
+            held = await self.store.read_lease()
+        except (StateUnavailableError, StateError):
+            return False
+        return held is None or (self.record is not None and held.epoch < self.record.epoch)
 
     async def _watchdog(self) -> None:
         if self._watchdog_tripped:

@@ -83,6 +83,7 @@ class WarmOutage:
         self._index: dict[str, JournalRecord] = {}  # key -> its latest journaled record
         self.gate: LeaseGate | None = None
         self.superseded: str | None = None  # why the journal must not be replayed (a newer holder)
+        self._lost_logged = False  # "came back without this bot's data" said once per outage
         interval = settings.warm_probe_interval_seconds
         self.supervisor: TierSupervisor[WarmState, WarmRecovery] = TierSupervisor(
             "WARM",
@@ -217,7 +218,8 @@ class WarmOutage:
                     self._supersede(f"lease epoch {lease.epoch} in the database is newer than ours ({ours})")
                     return False
                 lost = lease is None or lease.epoch < ours
-                if lost:
+                if lost and not self._lost_logged:
+                    self._lost_logged = True
                     logger.error(
                         "%s recovery: the database came back without this bot's data (lease %s, our "
                         "epoch %d): restoring the newest checkpoint, then replaying the journal on top",
@@ -237,6 +239,7 @@ class WarmOutage:
             return False
         if lost:
             await self._repair_hot()
+        self._lost_logged = False
         self.supervisor.recovered(record)
         return True
 

@@ -202,6 +202,7 @@ class _LeaseStoreDown:
     def __init__(self, inner: StateManager) -> None:
         self.inner = inner
         self.down: Exception | None = None
+        self.lost = False  # PostgreSQL came back from a backup without the lease row
 
     async def acquire_lease(self, claim: LeaseClaim, ttl: float) -> Any:
         return await self.inner.acquire_lease(claim, ttl)
@@ -209,13 +210,15 @@ class _LeaseStoreDown:
     async def renew_lease(self, holder: str, epoch: int, ttl: float) -> Any:
         if self.down is not None:
             raise self.down
+        if self.lost:
+            raise FencedError("lease taken over (no row)")
         return await self.inner.renew_lease(holder, epoch, ttl)
 
     async def release_lease(self, holder: str, epoch: int) -> bool:
         return await self.inner.release_lease(holder, epoch)
 
     async def read_lease(self) -> Any:
-        return await self.inner.read_lease()
+        return None if self.lost else await self.inner.read_lease()
 
 
 async def test_warm_outage_orders_go_on_within_the_bound_and_never_past_it(state: StateManager) -> None:
@@ -252,3 +255,24 @@ async def test_after_warm_outage_a_lease_taken_meanwhile_fences(state: StateMana
     await other.acquire()
     assert await ours.after_warm_outage("reacquire") is None
     assert ours.fenced
+
+
+async def test_a_database_back_without_the_lease_is_not_a_takeover(state: StateManager) -> None:
+    """The keeper's own renewal may reach a database restored from a backup before the journal's recovery
+    does: no lease row (or an older epoch) after an outage is left to after_warm_outage("reacquire")."""
+    store = _LeaseStoreDown(state)
+    k = LeaseKeeper(store, FAST, LeaseClaim("host:a", "other-host", 10_001, "primary"), bot_id="lease-unit")
+    await k.acquire()
+    store.down = StateUnavailableError("postgresql at x: refused")
+    await k.renew()
+    store.down, store.lost = None, True
+    await k.renew()
+    assert not k.fenced
+    store.lost = False
+    await k.release()
+    await keeper(state, "bb").acquire()  # a real takeover: a newer epoch in the row
+    store.down = StateUnavailableError("postgresql at x: refused")
+    await k.renew()
+    store.down = None
+    await k.renew()
+    assert k.fenced

@@ -422,7 +422,12 @@ class TradingCycle:
         and return the snapshot the strategy's orders are then judged against."""
         if self.emergency is None:
             return snapshot
-        pending = await self.emergency.pending(self.state)
+        try:
+            pending = await self.emergency.pending(self.state)
+        except StateUnavailableError:
+            if not self._warm_outage():
+                raise
+            return snapshot  # PostgreSQL down: the queue lives there; its requests wait until it answers
         if not pending:
             return snapshot
         report.emergency = await self.emergency.carry_out(

@@ -40,6 +40,8 @@ ensure_services_packages() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql); fi
   command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+  # promtool checks and unit-tests deploy/prometheus/alerts.yml (tests/unit/test_deploy.py)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt_install "${missing[@]}"

@@ -68,6 +68,8 @@ class Feed:
         self._last_trade = engine.market.trade_count
         self._heartbeat_counter = 0
         self.faults = FeedFaults()
+        self._flowing = asyncio.Event()  # clear while stalled
+        self._flowing.set()
         self.connections = 0  # sockets accepted since start (drills count reconnects with it)
 
     # --- connection handling ------------------------------------------------------------------------------
@@ -82,8 +84,7 @@ class Feed:
         self._clients.add(client)
         try:
             async for msg in ws:
-                while self.faults.stalled:  # a stalled exchange answers nothing, subscriptions included
-                    await asyncio.sleep(0.01)
+                await self._flowing.wait()  # a stalled exchange answers nothing, subscriptions included
                 if msg.type is WSMsgType.TEXT:
                     await self._on_message(client, msg.data)
                 elif msg.type is WSMsgType.ERROR:
@@ -91,6 +92,18 @@ class Feed:
         finally:
             self._clients.discard(client)
         return ws
+
+    def set_stalled(self, stalled: bool) -> None:
+        """Stall the feed (sockets stay open, nothing is sent or answered) or let it flow again."""
+        self.faults.stalled = stalled
+        if stalled:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
+    def reset_faults(self) -> None:
+        self.faults.reset()
+        self._flowing.set()
 
     async def close_all(self, code: int = 1000, message: str = "") -> None:
         """Close every socket (1011 exercises the SDK's reconnect, 1000 a clean end)."""

@@ -303,7 +303,7 @@ class SimulatorControl:
 
         def run() -> None:
             self._service.state.faults.reset()
-            self._service.feed.faults.reset()
+            self._service.feed.reset_faults()
             self._service.state.limiter.set_rate(self._service.config.rate_limit_per_second)
 
         self.call(run)
@@ -321,7 +321,7 @@ class SimulatorControl:
 
     def stall_websockets(self, stalled: bool = True) -> None:
         """Keep every socket open but send nothing (no heartbeats either) while ``stalled``."""
-        self.call(lambda: setattr(self._service.feed.faults, "stalled", stalled))
+        self.call(lambda: self._service.feed.set_stalled(stalled))
 
     def skip_websocket_sequence(self, n: int = 1) -> None:
         """Make the next ``n`` feed messages skip one ``sequence_num`` each (as if a message were lost)."""

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from bot_v2.state import codec
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import HotRecord
+from bot_v2.state.tiers.hot import packed
 from bot_v2.state.tiers.redis_hot import RedisHotTier
 
 
@@ -190,3 +191,24 @@ async def test_a_batch_larger_than_one_socket_write_is_still_one_transaction(
     assert delta.get("multi") == delta.get("exec") == delta.get("mset") == 1
     got = await owner.get_many([r.key for r in big])
     assert all(got[r.key].version == 2 and got[r.key].value == r.value for r in big)
+
+
+async def test_a_writer_refuses_only_what_hot_holds_now(
+    tiers: tuple[RedisHotTier, RedisHotTier], raw: aioredis.Redis, state_bot_id: str
+) -> None:
+    """The owner knows it wrote version 5; another writer then rewrites the key from WARM at version 3 (WARM
+    lost commits: a promoted replica). The owner's version 4 is newer than what HOT holds now: stored, not
+    refused on the strength of what the owner knew. And a batch that is refused entirely leaves the write
+    token alone (a zombie refused again and again does not make the owner read its versions again)."""
+    owner, other = tiers
+    await owner.apply([record("l:1", 5, b"five")])
+    await other.put_packed([packed(record("l:1", 3, b"three"))])
+    assert await owner.apply([record("l:1", 4, b"four")]) == 0
+    assert (await owner.get_many(["l:1"]))["l:1"].version == 4
+    token_key = KeySpace(state_bot_id).redis_prefix[:-1]
+    await owner.apply([record("l:2", 9, b"nine")])
+    token = await raw.get(token_key)
+    assert await other.apply([record("l:2", 1, b"old")]) == 1
+    assert await other.apply([record("l:2", 2, b"old")]) == 1
+    assert await raw.get(token_key) == token
+    assert await owner.apply([record("l:2", 10, b"ten")]) == 0

@@ -92,11 +92,15 @@ class HotWriter:
                 if decided is None:
                     break  # a put of the version HOT holds: compare bytes in the script
                 store, refused = decided
+                # all refused: an empty transaction proves nobody changed HOT since the versions were known
+                # (EXEC is refused otherwise) without moving the token, so a zombie refused again and again
+                # does not make the owner read its versions again
+                touch = bool(store or deletes)
                 items = zip(
                     [r.key for r in store], pack_headers(store), [r.value for r in store], strict=True
                 )
                 commands = self._commands(list(items), [r.ttl_ms for r in store], deletes)
-                if await self._commit(client, commands, watched=True) is None:
+                if await self._commit(client, commands, watched=True, touch=touch) is None:
                     continue  # another writer changed HOT since the versions were known: decide again
                 self._remember(store, deletes, refused)
                 return len(refused)
@@ -243,15 +247,17 @@ class HotWriter:
     # --- the wire -----------------------------------------------------------------------------------
 
     async def _commit(
-        self, client: aioredis.Redis, commands: list[Wire], *, watched: bool
+        self, client: aioredis.Redis, commands: list[Wire], *, watched: bool, touch: bool = True
     ) -> list[Any] | None:
         """One round trip: ``[UNWATCH] MULTI <commands> SET token EXEC WATCH token GET token``. ``watched``:
         rely on the WATCH held since ``_known`` was exact (EXEC is refused, None, if anyone wrote since);
-        otherwise UNWATCH first and start ``_known`` afresh. Returns EXEC's replies for ``commands``."""
+        otherwise UNWATCH first and start ``_known`` afresh. ``touch=False`` leaves the token out (a
+        transaction that writes nothing). Returns EXEC's replies for ``commands``."""
         if not watched:
             self._known.clear()
         head = [] if watched else [_encode("UNWATCH")]
-        tail = [_encode("SET", self.token_key, self._me), _encode("EXEC")]
+        tail = [_encode("SET", self.token_key, self._me)] if touch else []
+        tail.append(_encode("EXEC"))
         tail += [_encode("WATCH", self.token_key), _encode("GET", self.token_key)]
         replies = await self._roundtrip(client, [*head, _encode("MULTI"), *commands, *tail])
         done, token = replies[-3], replies[-1]
@@ -263,7 +269,7 @@ class HotWriter:
         for reply in done:
             if isinstance(reply, Exception):
                 raise reply
-        return list(done[:-1])
+        return list(done[:-1]) if touch else list(done)
 
     async def _apply_script(
         self, client: aioredis.Redis, apply_lua: str, puts: Sequence[HotRecord], deletes: Sequence[str]

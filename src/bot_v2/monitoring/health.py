@@ -33,6 +33,7 @@ class HealthStatus:
     bot_id: str | None = None
     #: the reason codes behind ``ok: false`` (HALTED, or REDUCE_ONLY by a latch: ``risk.unhealthy_reasons``)
     reasons: tuple[str, ...] = ()
+    config_hash: str | None = None  # the effective configuration's hash (``config/hashing.py``)
     market_data: Mapping[str, Any] | None = None  # the WebSocket feed's health (None: no feed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,6 +48,7 @@ class HealthStatus:
             "pid": self.pid,
             "bot_id": self.bot_id,
             "reasons": list(self.reasons),
+            "config_hash": self.config_hash,
             **({"market_data": dict(self.market_data)} if self.market_data is not None else {}),
         }
 

@@ -43,6 +43,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from bot_v2.config.hashing import config_hash
 from bot_v2.domain import OrderId, OrderRequest, Symbol, utc_now
 from bot_v2.errors import ConfigError, FencedError, RetryableError, UnknownSymbolError, one_line
 from bot_v2.monitoring.events import EventStore, EventType
@@ -198,6 +199,7 @@ async def _run_bot(
         dry_run=settings.dry_run,
         strategy=strategy.name,
         pid=os.getpid(),
+        config_hash=config_hash(settings),
     )
     reconciler = Reconciler(
         broker=runtime.broker,
@@ -407,6 +409,7 @@ class _Lifecycle:
         self.lease = lease
         self.archiver = archiver
         self.tiers = TierWatcher(events, metrics, runtime.settings.state)
+        self.config_hash = config_hash(runtime.settings)
         self.alerts = AlertWatcher(events, metrics)
         self.warm = WarmWatcher(events, metrics)
 
@@ -508,6 +511,7 @@ class _Lifecycle:
         status = HealthStatus(
             ok=ok,
             reasons=reasons,
+            config_hash=self.config_hash,
             timestamp=utc_now(),
             message=message,
             trading_state="HALTED" if self.summary.halted else self.cycle.risk.state.value,

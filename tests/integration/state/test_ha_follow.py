@@ -83,6 +83,28 @@ async def test_sentinel_promotion_is_followed_and_what_the_replica_missed_is_nev
         await promoted.aclose()
 
 
+async def test_a_sentinel_that_is_down_is_skipped_at_once(
+    real_state_settings: StateSettings, redis_sentinel_set: RedisSentinelSet
+) -> None:
+    """redis-py's default client retries a refused sentinel with a backoff (~3.5 s per discovery); the bot's
+    sentinel clients do not retry, so a dead first sentinel fits in a 1 s connect timeout."""
+    cluster = redis_sentinel_set
+    cluster.sentinels[0].stop()
+    settings = _fast(
+        replace(
+            real_state_settings,
+            redis_url=None,
+            redis_sentinels=cluster.addresses,
+            redis_sentinel_master=SENTINEL_MASTER,
+            connect_timeout_seconds=1.0,
+        )
+    )
+    async with await StateManager.create(settings) as sm:
+        await sm.set_state("orders:1", "x", ORDERS)
+        assert await sm.get_state("orders:1") == "x"
+        assert sm.health().hot_state is HotState.UP
+
+
 def _hot_tier(settings: StateSettings) -> object:
     hot, _warm, _cold = build_tiers(settings, KeySpace(settings.bot_id))
     return hot

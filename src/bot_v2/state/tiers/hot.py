@@ -138,6 +138,7 @@ def unpack_record(key: str, data: bytes) -> HotRecord:
     try:
         version = int(parts[1])
         updated_at = datetime.fromtimestamp(int(parts[3]) / 1_000_000, tz=UTC)
-    except ValueError:
+        digest = parts[2].decode("ascii")
+    except (ValueError, OverflowError, OSError):  # not numbers, out of datetime's range, not ASCII
         raise StateIntegrityError(f"state key {key!r}: malformed HOT record header") from None
-    return HotRecord(key, version, parts[2].decode("ascii"), value, updated_at)
+    return HotRecord(key, version, digest, value, updated_at)

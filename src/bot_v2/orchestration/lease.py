@@ -185,6 +185,7 @@ class LeaseKeeper:
                 await asyncio.sleep(self.settings.renew_every_seconds)
                 continue
             store_down = False
+            self._publish_holder(held)
             if on_wait is not None:
                 await on_wait(held)
             # a holder asked to step down releases within a cycle: watch closely (a read is ~0.5 ms)
@@ -195,6 +196,7 @@ class LeaseKeeper:
         sent = self.clock()
         before = await self.store.read_lease()
         grant = await self.store.acquire_lease(self.claim, self.settings.ttl_seconds)
+        self._publish_holder(grant.record)  # ours, or the holder that kept it
         if grant.acquired:
             self.record = grant.record
             self.previous = before
@@ -278,6 +280,7 @@ class LeaseKeeper:
         self._renewed_sent = sent
         self._store_unreachable = self._outage_noted = False
         self._publish_remaining()
+        self._publish_holder(record)
         if self._renew_failing:
             self._renew_failing = False
             await self._event(
@@ -294,14 +297,18 @@ class LeaseKeeper:
             self.lost.set()
 
     async def _lease_row_lost(self) -> bool:
-        """After an outage: the store has no lease row for this bot, or an older epoch than ours -- the database
-        came back from a backup (or empty), not taken over. ``after_warm_outage("reacquire")`` (the journal's
-        replay) takes the lease again; until then this is still the outage. A newer epoch: fenced."""
+        """After an outage: the store has no lease row for this bot, an older epoch than ours, or ours just taken
+        again by the recovery (this renewal was sent before that) -- the database came back from a backup (or
+        empty), nobody took over. ``after_warm_outage("reacquire")`` (the journal's replay) takes the lease
+        again; until then this is still the outage. A newer epoch (or another holder): fenced."""
         try:
             held = await self.store.read_lease()
         except (StateUnavailableError, StateError):
             return False
-        return held is None or (self.record is not None and held.epoch < self.record.epoch)
+        if held is None or self.record is None:
+            return held is None
+        mine = held.holder == self.claim.holder and held.epoch == self.record.epoch  # just taken again
+        return held.epoch < self.record.epoch or mine
 
     async def _watchdog(self) -> None:
         if self._watchdog_tripped:
@@ -326,6 +333,7 @@ class LeaseKeeper:
         self._valid_until = -1.0
         self.lost.set()
         self._publish_remaining()
+        self._publish_holder(None)  # a newer holder: this process no longer reads the lease
         await self._event(
             "fenced",
             logging.ERROR,
@@ -408,6 +416,7 @@ class LeaseKeeper:
             return
         self._valid_until = -1.0
         self._publish_remaining()
+        self._publish_holder(None)
         if released:
             await self._event(
                 "released",
@@ -418,6 +427,15 @@ class LeaseKeeper:
             )
 
     # --- reporting -------------------------------------------------------------------------------------
+
+    def _publish_holder(self, record: LeaseRecord | None) -> None:
+        if self.metrics is not None:
+            if record is None:
+                self.metrics.set_lease_holder(None)
+            else:
+                self.metrics.set_lease_holder(
+                    record.holder, record.host, record.pid, record.role, record.epoch
+                )
 
     def _publish_remaining(self) -> None:
         if self.metrics is not None:

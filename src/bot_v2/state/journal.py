@@ -119,6 +119,7 @@ class Journal:
         self.records = 0  # writes in the file (the opening record not counted)
         self.bytes = 0
         self.next_seq = 1
+        self._unlinking: asyncio.Future[None] | None = None
 
     def open(self, *, cut: bool = True) -> JournalScan:
         """Read the journal, cutting a torn tail (``cut=False``, a reader: ignore it, change nothing); an
@@ -155,6 +156,7 @@ class Journal:
 
     async def append(self, records: Sequence[JournalRecord]) -> None:
         """Append ``records`` (and the opening record, first time) with ONE write and ONE fsync."""
+        await self.settle()
         chunks: list[bytes] = []
         new_file = self.bytes == 0
         if new_file:
@@ -188,12 +190,20 @@ class Journal:
             _fsync_dir(self.path.parent)
 
     async def truncate(self) -> None:
-        """Empty the journal after a complete replay (the next outage starts a new journal id)."""
-        self._truncate()  # one unlink, no fsync: not worth a thread hop
+        """Empty the journal after a complete replay (the next outage starts a new journal id). The unlink runs
+        in a thread nobody waits for (on a busy disk an unlink can take tens of milliseconds); the next append
+        (``settle``) waits for it."""
         self.journal_id = ""
         self.opened_ms = None
         self.records = self.bytes = 0
         self.next_seq = 1
+        self._unlinking = asyncio.ensure_future(asyncio.to_thread(self._truncate))
+
+    async def settle(self) -> None:
+        """Wait for the unlink of the last truncate, if one is still running."""
+        unlinking, self._unlinking = self._unlinking, None
+        if unlinking is not None:
+            await unlinking
 
     def _truncate(self) -> None:
         # No directory fsync: an unlink lost in a crash brings back a journal whose records the replay

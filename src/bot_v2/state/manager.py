@@ -182,7 +182,7 @@ class StateManager:
         if self._closed:
             return
         self._closed = True
-        await self._outage.supervisor.close()
+        await self._outage.close()
         await self._hot_supervisor.close()
         await self._cold_supervisor.close()
         for tier in (self._cold, self._hot, self._warm):

@@ -134,6 +134,11 @@ class WarmOutage:
                 StateUnavailableError("WARM journal of an earlier run not replayed yet"), log=False
             )
 
+    async def close(self) -> None:
+        """Stop probing; let a journal unlink still running finish."""
+        await self.supervisor.close()
+        await self.journal.settle()
+
     # --- writes while journaling -------------------------------------------------------------------
 
     def failed(self, exc: BaseException) -> None:

@@ -82,7 +82,9 @@ async def test_truncate_starts_a_new_journal(tmp_path: Path) -> None:
     await j.append([rec(1)])
     first = j.journal_id
     await j.truncate()
-    assert not j.path.exists() and j.records == 0 and j.next_seq == 1
+    assert j.records == 0 and j.next_seq == 1
+    await j.settle()
+    assert not j.path.exists()
     assert Journal(tmp_path / "bot").open().records == []
     await j.append([rec(1)])
     assert j.journal_id != first

@@ -5,11 +5,13 @@ WARM follows a PostgreSQL replica promoted with ``pg_ctl promote`` (multi-host D
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable
 from dataclasses import replace
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
 from bot_v2.errors import StateUnavailableError
@@ -111,8 +113,11 @@ def _hot_tier(settings: StateSettings) -> object:
 
 
 async def test_warm_follows_a_promoted_postgres_replica(
-    real_state_settings: StateSettings, postgres_replica_pair: PostgresReplicaPair
+    real_state_settings: StateSettings,
+    postgres_replica_pair: PostgresReplicaPair,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="bot_v2.state.tiers.pg_connect")
     pair = postgres_replica_pair
     pair.set_synchronous(True)  # zero loss: a commit waits for the replica's flush
     settings = _fast(replace(real_state_settings, database_url=pair.multi_host_url()))
@@ -155,6 +160,8 @@ async def test_warm_follows_a_promoted_postgres_replica(
         await eventually_async(lambda: _equals(rows_on_new_primary(), 21 + journaled), timeout=10)
         rows = await rows_on_new_primary()
         assert rows == 21 + journaled
+    promotions = [r.getMessage() for r in caplog.records if "WARM is now on a promoted" in r.getMessage()]
+    assert len(promotions) == 1 and "timeline 1 -> 2" in promotions[0], promotions
 
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:

@@ -27,7 +27,7 @@ from bot_v2.state.models import (
     WarmWrite,
 )
 from bot_v2.state.tiers.hot import PackedRecord
-from bot_v2.state.tiers.pg_connect import connect_any_host
+from bot_v2.state.tiers.pg_connect import ServerWatch
 from bot_v2.state.tiers.warm import SnapshotPage
 
 _GET_SQL = """
@@ -259,6 +259,7 @@ class PostgresWarmTier:
     ) -> None:
         self._url = url
         self._bot = keyspace.bot_id
+        self.server_watch = ServerWatch(url)  # which server new connections reach (a promotion is logged)
         self._timeout = connect_timeout_seconds
         # Bounds of one operation, from the acquire to the last row (see _conn): the loop's reads and writes,
         # and the snapshot-sized ones (checkpoints, checkpoint restores, migrations).
@@ -368,7 +369,7 @@ class PostgresWarmTier:
                     max_size=4,
                     timeout=self._timeout,
                     command_timeout=60,
-                    connect=connect_any_host,  # a multi-host URL: every host at once (pg_connect.py)
+                    connect=self.server_watch.connect,  # every host at once; a promotion is logged (pg_connect)
                 )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise self._unavailable("connect", exc) from None

@@ -147,6 +147,8 @@ class Product:
     contract_size: Decimal = Decimal(1)
     max_leverage: Decimal = Decimal(1)
     trading_disabled: bool = False
+    #: perpetual-style futures: the current funding rate per funding interval (a fraction; > 0: longs pay)
+    funding_rate: Decimal | None = None
 
     @property
     def is_derivative(self) -> bool:

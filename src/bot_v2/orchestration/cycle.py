@@ -204,6 +204,7 @@ class TradingCycle:
         if self.tracker.unresolved_intents:
             await self._resolve_pending(report, now)
         await self._maybe_reconcile(number, control, report, now)
+        await self._refresh_funding(number)
 
         snapshot = self._snapshot(market)
         self.last_snapshot = snapshot
@@ -305,6 +306,16 @@ class TradingCycle:
         if any(r.outcome == "adopted" for r in resolutions):
             # book the adopted orders' fills now: the strategy must see the position they made
             await self.book_sync(await self.tracker.sync(self.broker, now), report, now)
+
+    async def _refresh_funding(self, number: int) -> None:
+        """A perpetual's funding rate moves (the funding guard judges it): re-read the products every
+        ``reconcile_every_cycles`` cycles (20 when discovery runs only on request)."""
+        if not any(p.perpetual for p in self.products.values()):
+            return
+        if number % (self.reconcile_every_cycles or 20):
+            return
+        for product in await self.broker.list_products(list(self.symbols)):
+            self.products[product.symbol] = product
 
     async def _maybe_reconcile(
         self, number: int, control: OperatorControl | None, report: CycleReport, now: datetime

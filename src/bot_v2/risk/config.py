@@ -187,6 +187,14 @@ _SPECS: dict[str, _Spec] = {
         maximum=_PCT,
         allow_zero=True,
     ),
+    "max_funding_rate": _Spec(
+        "decimal",
+        "RISK_MAX_FUNDING_RATE",
+        "Perpetual-style futures: max |funding rate| per interval (a fraction, 0.0005 = 0.05%) to open or grow "
+        "a position on the paying side.",
+        optional=True,
+        maximum=Decimal(1),
+    ),
     "error_rate_reduce_only_pct": _Spec(
         "decimal",
         "RISK_ERROR_RATE_REDUCE_ONLY_PCT",
@@ -326,6 +334,7 @@ class RiskConfig:
     max_orders_per_minute: int | None = 30
     max_open_positions: int | None = 10
     min_liquidation_buffer_pct: Decimal | None = Decimal(20)
+    max_funding_rate: Decimal | None = None
     error_rate_reduce_only_pct: Decimal | None = Decimal(25)
     error_rate_halt_pct: Decimal | None = Decimal(50)
     error_rate_min_samples: int = 10

@@ -547,6 +547,28 @@ def guard_liquidation_buffer(ctx: OrderContext) -> GuardResult:
     return _by_level(name, breach.level, breach.detail, ctx.reducing)
 
 
+def guard_funding(ctx: OrderContext) -> GuardResult:
+    """Perpetual-style futures: with |funding rate| above ``max_funding_rate`` an order may not open or grow a
+    position on the side that pays it (long when the rate is positive, short when negative); reducing orders
+    and the receiving side pass."""
+    name = "funding"
+    limit = ctx.config.max_funding_rate
+    product = ctx.product
+    if product is None or not product.perpetual:
+        return _ok(name, "not a perpetual")
+    rate = product.funding_rate
+    if limit is None or rate is None:
+        return _ok(name, "no limit" if limit is None else "funding rate not reported")
+    if abs(rate) <= limit or ctx.reducing:
+        return _ok(
+            name, f"funding rate {rate} (max |{limit}|)" + (" (reducing order)" if ctx.reducing else "")
+        )
+    paying = Side.BUY if rate > 0 else Side.SELL
+    if ctx.order.side is not paying:
+        return _ok(name, f"funding rate {rate}: this side receives it")
+    return _deny(name, f"funding rate {rate} above |{limit}|: {ctx.order.side.value} would pay it")
+
+
 def _by_level(name: str, level: TradingState, detail: str, reducing: bool) -> GuardResult:
     if level is TradingState.HALTED:
         return _deny(name, detail)
@@ -573,5 +595,6 @@ ORDER_GUARDS: tuple[Guard, ...] = (
     guard_slippage,
     guard_order_rate,
     guard_liquidation_buffer,
+    guard_funding,
 )
 """Every order guard, in the order a ``RiskVerdict`` lists them."""

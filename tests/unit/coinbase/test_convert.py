@@ -159,6 +159,7 @@ def test_products_spot_and_cfm_perpetual() -> None:
     assert not spot.perpetual and spot.max_leverage == 1 and not spot.trading_disabled
     assert perp.is_derivative and perp.perpetual
     assert perp.contract_size == D("0.01") and perp.max_leverage == D("10") and perp.base_increment == 1
+    assert perp.funding_rate == D("0.0001") and spot.funding_rate is None
 
 
 def test_single_product_is_unwrapped_and_price_increment_falls_back_to_quote_increment() -> None:

@@ -248,6 +248,8 @@ def to_product(p: Payload) -> Product:
         contract_size=_dec_or(details, "contract_size", what, None) or Decimal(1),
         max_leverage=max_leverage if max_leverage else Decimal(1),
         trading_disabled=_bool(p.get("trading_disabled")) or _bool(p.get("is_disabled")),
+        funding_rate=_dec_or(perp, "funding_rate", what, None)
+        or _dec_or(details, "funding_rate", what, None),
     )
 
 

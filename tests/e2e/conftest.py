@@ -40,6 +40,7 @@ def sim_env(base_url: str, key_file: Path, ca_file: Path, data_dir: Path, **extr
         "PERPS_DATA_DIR": str(data_dir),
         "PERPS_SYMBOLS": "BTC-USD",
         "PERPS_INTERVAL_SECONDS": "0.1",
+        "METRICS_PORT": "0",  # no fixed port (tests/conftest.py); a test that scrapes passes its own
         **QUIET_RISK_ENV,
     }
     env.update(extra)

@@ -2,6 +2,8 @@
 
 The bot runs with the kill switch on (HALTED); Prometheus (the Debian package's binary) scrapes it every
 second with the project's rules, ``PerpsBotHalted``'s ``for: 1m`` shortened to 0s so the test takes seconds.
+Then the same Prometheus answers the series operators asked for (rate-limit headroom, quote age, the lease
+holder) and runs every expression of the Grafana dashboard without an error.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +42,14 @@ def _prometheus() -> str:
             pytest.fail("prometheus is required in CI (scripts/bootstrap.sh installs it)", pytrace=False)
         pytest.skip("prometheus not installed")
     return path
+
+
+def _query(prom_port: int, expr: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as response:  # a bad expression: HTTP 400, raised
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
 
 
 def test_prometheus_scrapes_the_bot_and_fires_halted(tmp_path: Path) -> None:
@@ -99,6 +111,16 @@ def test_prometheus_scrapes_the_bot_and_fires_halted(tmp_path: Path) -> None:
         alert = eventually(firing, timeout=60, interval=0.5)
         assert alert["labels"]["severity"] == "critical"  # type: ignore[index]
         assert bot.poll() is None  # HALTED, still running and scraped
+
+        # the series operators asked for, as Prometheus stored them (>= 0 drops NaN: an answer was seen)
+        [holder] = _query(prom_port, 'perps_bot_lease_holder{role="primary"}')
+        assert holder["metric"]["bot_id"] == "perps-dev" and holder["value"][1] == "1"
+        assert _query(prom_port, "perps_bot_rate_limit_headroom_ratio >= 0")
+        assert _query(prom_port, "perps_bot_quote_age_seconds >= 0")
+        dashboard = json.loads((ROOT / "deploy" / "grafana" / "perps-bot.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                _query(prom_port, target["expr"].replace("$bot_id", ".*"))
     finally:
         for proc in (prom, bot):
             proc.send_signal(signal.SIGTERM)

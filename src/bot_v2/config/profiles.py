@@ -1,6 +1,10 @@
 """Built-in profiles. Each is a plain mapping of setting -> value, validated by the loader like any other input.
 
 Precedence, lowest first: profile -> .env file -> process environment -> CLI flags that were given.
+
+Each profile serves its metrics on a port of its own (prod 9102, the previous bot's runbook's ``curl``; canary
+9103, spot 9104, dev 9105; a dry run the profile's + 10), so bots of different profiles on one host never
+collide (``settings._metrics_endpoint``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class BrokerKind(enum.StrEnum):
 
 
 _DEV: dict[str, Any] = {
+    "metrics_port": 9105,
     "broker": "simulated",
     "symbols": ("BTC-USD", "ETH-USD"),
     "dry_run": False,
@@ -42,6 +47,7 @@ _DEV: dict[str, Any] = {
 }
 
 _CANARY: dict[str, Any] = {
+    "metrics_port": 9103,
     "broker": "coinbase",
     "symbols": ("BTC-USD",),
     "dry_run": False,
@@ -60,6 +66,7 @@ _CANARY: dict[str, Any] = {
 }
 
 _SPOT: dict[str, Any] = {
+    "metrics_port": 9104,
     "broker": "coinbase",
     "symbols": ("BTC-USD", "ETH-USD", "SOL-USD"),
     "dry_run": False,
@@ -78,6 +85,7 @@ _SPOT: dict[str, Any] = {
 }
 
 _PROD: dict[str, Any] = {
+    "metrics_port": 9102,
     "broker": "coinbase",
     "symbols": ("BTC-USD", "ETH-USD"),
     "dry_run": False,

@@ -42,6 +42,8 @@ PAPER_BOT_ID_SUFFIX = "-paper"
 PAPER_DATA_SUBDIR = "paper"
 #: The Advanced Trade WebSocket feed (market data and the user channel), for the coinbase broker.
 DEFAULT_WS_URL = "wss://advanced-trade-ws.coinbase.com"
+#: A dry-run bot serves metrics on its profile's port + this (the live bot keeps the profile's port).
+PAPER_METRICS_PORT_OFFSET = 10
 #: PERPS_HISTORY_RETENTION_DAYS at most: ten years (a sanity bound that keeps the cutoff a valid date).
 _MAX_RETENTION_DAYS = 3650
 _TRUE = {"1", "true", "yes", "on"}
@@ -105,6 +107,7 @@ ENV_VARS: tuple[str, ...] = (
     "CHECKPOINT_ENABLE_COMPRESSION",
     "STATE_BATCH_SIZE",
     "METRICS_PORT",
+    "METRICS_HOST",
 )
 
 
@@ -195,7 +198,12 @@ class BotSettings:
     history_retention_days: float = 7.0
     #: With the user channel healthy, open orders are polled over REST only this often (and after a reconnect).
     ws_rest_sync_seconds: float = 30.0
+    #: Prometheus /metrics of a running bot on ``metrics_host:metrics_port``; None: not served (METRICS_PORT=0)
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    #: True when METRICS_PORT set the port (busy: exit 2); False for the profile's default (busy: a warning,
+    #: the bot trades without metrics -- two bots of one profile on a host must not stop each other)
+    metrics_port_explicit: bool = False
     lease: LeaseSettings = field(default_factory=LeaseSettings)
     #: The live bot id a dry-run (paper) bot shadows; None for a live bot.
     shadows_bot_id: str | None = None
@@ -239,6 +247,24 @@ def parse_float(name: str, raw: object, *, minimum: float | None = None) -> floa
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}: must be >= {minimum}, got {raw!r}")
     return value
+
+
+def _metrics_endpoint(env: Mapping[str, str], base: Mapping[str, Any], dry_run: bool) -> dict[str, Any]:
+    """Metrics are on by default: the profile's port on 127.0.0.1 (a dry run: + PAPER_METRICS_PORT_OFFSET);
+    ``METRICS_PORT`` sets the port (0: none), ``METRICS_HOST`` the address (0.0.0.0 for a remote Prometheus)."""
+    host = (env.get("METRICS_HOST") or "127.0.0.1").strip()
+    if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", host):
+        raise ConfigError(
+            f"METRICS_HOST: expected an address or host name (127.0.0.1, 0.0.0.0), got {host!r}"
+        )
+    raw = env.get("METRICS_PORT")
+    if raw is None or raw.strip() == "":
+        default = int(base["metrics_port"]) + (PAPER_METRICS_PORT_OFFSET if dry_run else 0)
+        return {"metrics_port": default, "metrics_host": host, "metrics_port_explicit": False}
+    port = parse_int("METRICS_PORT", raw, minimum=0)
+    if port > 65535:
+        raise ConfigError(f"METRICS_PORT: must be a TCP port (1-65535, 0 for none), got {raw!r}")
+    return {"metrics_port": port or None, "metrics_host": host, "metrics_port_explicit": port > 0}
 
 
 def parse_int(name: str, raw: object, *, minimum: int | None = None) -> int:
@@ -461,9 +487,7 @@ def load_settings(
         ws_rest_sync_seconds=parse_float(
             "COINBASE_WS_REST_SYNC_SECONDS", pick("COINBASE_WS_REST_SYNC_SECONDS", 30.0), minimum=0.0
         ),
-        metrics_port=(
-            parse_int("METRICS_PORT", env["METRICS_PORT"], minimum=1) if env.get("METRICS_PORT") else None
-        ),
+        **_metrics_endpoint(env, base, dry_run),
         shadows_bot_id=shadows,
         lease=lease,
         secrets=secrets,

@@ -6,15 +6,29 @@ private ``BotMetrics`` without duplicate-registration errors.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["METRICS", "REGISTRY", "TRADING_STATE_VALUES", "BotMetrics"]
+__all__ = ["METRICS", "REGISTRY", "TRADING_STATE_VALUES", "BotMetrics", "RateLimitView"]
 
 #: Numeric value of the ``perps_bot_trading_state`` gauge for each state.
 TRADING_STATE_VALUES: dict[str, int] = {"ACTIVE": 0, "REDUCE_ONLY": 1, "HALTED": 2}
 
 _CYCLE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _CHECKPOINT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class RateLimitView(Protocol):
+    """The exchange's last rate-limit answer (``brokerages.coinbase.RateLimitInfo`` has this shape)."""
+
+    @property
+    def limit(self) -> int | None: ...
+
+    @property
+    def remaining(self) -> int | None: ...
 
 
 class BotMetrics:
@@ -148,6 +162,58 @@ class BotMetrics:
             buckets=_CYCLE_BUCKETS,
             registry=r,
         )
+
+        # read at scrape time from the exchange adapter's last x-ratelimit-* headers (watch_rate_limit)
+        self._rate_limit: Callable[[], RateLimitView | None] | None = None
+        Gauge(
+            "perps_bot_rate_limit_remaining",
+            "Exchange requests left in the rate-limit window, as its last answer said (NaN: none yet)",
+            registry=r,
+        ).set_function(lambda: self._rate_limit_value("remaining"))
+        Gauge(
+            "perps_bot_rate_limit_limit",
+            "Requests the exchange allows in one rate-limit window (NaN: not known yet)",
+            registry=r,
+        ).set_function(lambda: self._rate_limit_value("limit"))
+        Gauge(
+            "perps_bot_rate_limit_headroom_ratio",
+            "Share of the rate-limit window still unused: remaining / limit (1 idle, 0 throttled)",
+            registry=r,
+        ).set_function(lambda: self._rate_limit_value("headroom"))
+        self.lease_holder = Gauge(
+            "perps_bot_lease_holder",
+            "The lease holder as this process last saw it (itself while it holds it, the live bot while it "
+            "stands by), by holder id, host, pid and role; the value is its fencing epoch",
+            ["holder", "host", "pid", "role"],
+            registry=r,
+        )
+        self._lease_holder_key: tuple[str, str, str, str] | None = None
+
+    def watch_rate_limit(self, source: Callable[[], RateLimitView | None] | None) -> None:
+        """Export ``source()``'s figures on every scrape (None: stop, the gauges read NaN)."""
+        self._rate_limit = source
+
+    def _rate_limit_value(self, field: str) -> float:
+        info = self._rate_limit() if self._rate_limit is not None else None
+        if info is None:
+            return math.nan
+        if field == "headroom":
+            if info.remaining is None or not info.limit:
+                return math.nan
+            return max(0.0, min(1.0, info.remaining / info.limit))
+        value = info.limit if field == "limit" else info.remaining
+        return math.nan if value is None else float(value)
+
+    def set_lease_holder(
+        self, holder: str | None, host: str = "", pid: int = 0, role: str = "", epoch: int = 0
+    ) -> None:
+        """Name the current lease holder (``holder`` None: nobody known -- released, fenced)."""
+        key = None if holder is None else (holder, host, str(pid), role)
+        if key != self._lease_holder_key:
+            self.lease_holder.clear()  # one series at a time: the holder's labels change on a takeover
+            self._lease_holder_key = key
+        if key is not None:
+            self.lease_holder.labels(*key).set(epoch)
 
     def set_trading_state(self, state: str) -> None:
         """Set the trading-state gauge from the state's name."""

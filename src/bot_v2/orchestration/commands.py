@@ -8,18 +8,17 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from bot_v2 import render
+from bot_v2.brokerages.coinbase import CoinbaseBroker
 from bot_v2.config import BotSettings
 from bot_v2.domain import OrderId, OrderRequest, OrderStatus, utc_now
 from bot_v2.errors import (
-    ConfigError,
     FencedError,
     GuardDeniedError,
     InputError,
@@ -28,6 +27,7 @@ from bot_v2.errors import (
     StateIntegrityError,
     TradingHaltedError,
 )
+from bot_v2.monitoring.exporter import serve_metrics
 from bot_v2.orchestration.bot import BotRunSummary
 from bot_v2.orchestration.concurrency import task_group
 from bot_v2.orchestration.wiring import (
@@ -44,29 +44,6 @@ from bot_v2.state import StateCategory
 logger = logging.getLogger(__name__)
 
 EDIT_PREVIEW_TTL_SECONDS = 600
-
-
-@contextmanager
-def serve_metrics(port: int, host: str = "127.0.0.1", *, bot_id: str | None = None) -> Iterator[None]:
-    """Serve the bot's Prometheus registry on ``host:port`` for the life of the run; with ``bot_id`` every
-    series carries ``bot_id="<id>"`` (several bots, one Prometheus: monitoring/labels.py)."""
-    from prometheus_client import start_http_server
-
-    from bot_v2.monitoring.labels import bot_registry
-    from bot_v2.monitoring.metrics import REGISTRY
-
-    registry = REGISTRY if bot_id is None else bot_registry(bot_id, REGISTRY)
-    try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        raise ConfigError(f"METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror})") from None
-    logger.info("serving Prometheus metrics on http://%s:%d/metrics", host, port)
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> int:
@@ -114,8 +91,14 @@ async def run_with_lease(
             "(COINBASE_BASE_URL, COINBASE_CA_FILE, COINBASE_KEY_FILE; see docs/SIMULATOR.md)"
         )
     async with AsyncExitStack() as stack:
-        if settings.metrics_port is not None:
-            stack.enter_context(serve_metrics(settings.metrics_port, bot_id=settings.bot_id))
+        stack.enter_context(
+            serve_metrics(
+                settings.metrics_port,
+                settings.metrics_host,
+                bot_id=settings.bot_id,
+                required=settings.metrics_port_explicit,
+            )
+        )
         # read-only until it holds the lease (a refused second start writes nothing); HOT is still required
         # at start, as for any bot: only commands that merely look start without it
         not_yet_owner = dataclasses.replace(settings.state, read_only=True)
@@ -143,6 +126,10 @@ async def run_with_lease(
             runtime = await stack.enter_async_context(open_runtime(settings, state=state))
         await state.take_ownership(keeper.epoch)
         state.set_lease_gate(warm_lease_gate(keeper, state))  # PostgreSQL back: renew before the replay
+        exchange = runtime.exchange
+        if isinstance(exchange, CoinbaseBroker):  # its last x-ratelimit-* answer, read at each scrape
+            METRICS.watch_rate_limit(lambda: exchange.rate_limit)
+            stack.callback(METRICS.watch_rate_limit, None)
         runtime = dataclasses.replace(
             runtime,
             broker=LeasedBroker.wrap(runtime.broker, keeper),
@@ -486,6 +473,7 @@ async def emergency(
             strategy="hold",
             strategy_params=MappingProxyType({}),
             shutdown_order_policy=ShutdownOrderPolicy.KEEP,
+            metrics_port=None,  # a one-cycle bot: nothing scrapes it, and it must not take the bot's port
         )
         for _ in range(3):  # a cycle that failed as retryable (exchange, lease renewal) is tried again
             summary = await run_with_lease(once, standby=False, once=True)

@@ -185,6 +185,7 @@ class LeaseKeeper:
                 await asyncio.sleep(self.settings.renew_every_seconds)
                 continue
             store_down = False
+            self._publish_holder(held)
             if on_wait is not None:
                 await on_wait(held)
             # a holder asked to step down releases within a cycle: watch closely (a read is ~0.5 ms)
@@ -195,6 +196,7 @@ class LeaseKeeper:
         sent = self.clock()
         before = await self.store.read_lease()
         grant = await self.store.acquire_lease(self.claim, self.settings.ttl_seconds)
+        self._publish_holder(grant.record)  # ours, or the holder that kept it
         if grant.acquired:
             self.record = grant.record
             self.previous = before
@@ -278,6 +280,7 @@ class LeaseKeeper:
         self._renewed_sent = sent
         self._store_unreachable = self._outage_noted = False
         self._publish_remaining()
+        self._publish_holder(record)
         if self._renew_failing:
             self._renew_failing = False
             await self._event(
@@ -330,6 +333,7 @@ class LeaseKeeper:
         self._valid_until = -1.0
         self.lost.set()
         self._publish_remaining()
+        self._publish_holder(None)  # a newer holder: this process no longer reads the lease
         await self._event(
             "fenced",
             logging.ERROR,
@@ -412,6 +416,7 @@ class LeaseKeeper:
             return
         self._valid_until = -1.0
         self._publish_remaining()
+        self._publish_holder(None)
         if released:
             await self._event(
                 "released",
@@ -422,6 +427,15 @@ class LeaseKeeper:
             )
 
     # --- reporting -------------------------------------------------------------------------------------
+
+    def _publish_holder(self, record: LeaseRecord | None) -> None:
+        if self.metrics is not None:
+            if record is None:
+                self.metrics.set_lease_holder(None)
+            else:
+                self.metrics.set_lease_holder(
+                    record.holder, record.host, record.pid, record.role, record.epoch
+                )
 
     def _publish_remaining(self) -> None:
         if self.metrics is not None:

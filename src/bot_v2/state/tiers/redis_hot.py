@@ -207,12 +207,8 @@ class RedisHotTier:
         accept_master(client)  # Sentinel: a new master is accepted here; the restore from WARM follows
         with self._translate("PING"):
             await client.connection_pool.disconnect(inuse_connections=False)
-            await self._writer.reset()  # the writes' held connection too
-            pipe = client.pipeline(transaction=False)
-            pipe.ping()
-            for script in _SCRIPTS:
-                pipe.script_load(script)
-            await pipe.execute()
+            # on a fresh connection of the writer's: the restore's writes then need no connection of their own
+            await self._writer.ping(client, _SCRIPTS)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, HotRecord]:
         if not keys:

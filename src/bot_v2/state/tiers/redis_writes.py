@@ -136,6 +136,19 @@ class HotWriter:
 
         return await self._once_more(run)
 
+    async def ping(self, client: aioredis.Redis, scripts: Sequence[str]) -> None:
+        """PING and load ``scripts`` on a fresh held connection, in one round trip (probes while HOT is down):
+        the restore that follows writes on the connection the probe opened instead of opening one first."""
+        async with self._lock:
+            await self.drop()
+            try:
+                await self._roundtrip(
+                    client, [_encode("PING"), *[_encode("SCRIPT", "LOAD", s) for s in scripts]]
+                )
+            except BaseException:
+                await self.drop()
+                raise
+
     async def reset(self) -> None:
         """Close the held connection (probes after an outage; close): the next write opens a fresh one."""
         async with self._lock:

@@ -22,16 +22,18 @@ it held, so ``recover_ms`` includes that). Each round:
    latency, and the spool depth (files under ``<data>/state/spool``) if the state layer spools;
 3. moto is started again (objects survive: moto keeps them in this process); ``recover_ms`` = start() called
    -> first successful checkpoint (retried every ``--poll-ms``); with a spool, ``sync_ms`` = S3 answering
-   (start() returned) -> spool empty, found by the manager's own probe timer (nothing in the drill asks it to
+   (the first HeadBucket that succeeds, asked every 5 ms from a thread) -> spool empty (the bot's
+   ``ColdRecovery.recovered_at``), found by the manager's own probe timer (nothing in the drill asks it to
    probe; waited for up to ``--sync-timeout`` s, 0 skips the wait), reported with the objects and bytes the
    sync uploaded (the manager's ``ColdRecovery``), ``sync_ms_per_object``, ``drain_ms`` (the sync itself:
    probe answered -> spool empty) and the COLD probe interval;
 4. after: ``verify_coherence()``, the newest checkpoint verified (``restore_checkpoint("latest",
    verify_only=True)``), and every COLD write that was accepted during the outage readable;
 5. the floor of this round: the same spooled blobs (copied when S3 was started) sent again to S3 by a bare
-   boto3 ``put_object`` each, one after the other (``floor_ms_per_object``; ``sync_ratio`` =
-   ``sync_ms_per_object`` / floor, target <= 1.0). Drain and floor alternate round by round, so a loaded
-   machine slows both alike.
+   boto3 ``put_object`` each, one after the other, without "Expect: 100-continue" as the bot sends them
+   (``floor_ms_per_object``; ``sync_ratio`` = ``sync_ms_per_object`` / floor, target <= 1.0) and by a stock
+   client (``floor_default_ms_per_object``: a round trip more per put). Drain and floor alternate round by
+   round, so a loaded machine slows both alike.
 
 S3_ENDPOINT_URL is refused (the drill must own the endpoint it stops); REDIS_URL / DATABASE_URL may be
 external. Writes var/benchmarks/s3_failover_drill.json and ends with a RESULT line.
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -69,6 +72,29 @@ def spool_depth(spool_dir: Path) -> int | None:
     return sum(1 for p in spool_dir.rglob("*") if p.is_file())
 
 
+def first_answer(url: str, stop: threading.Event) -> float:
+    """Ask S3 (HeadBucket, one attempt, short timeouts) every 5 ms until it answers; return when (time.time():
+    the bot's ColdRecovery is wall clock). Run in a thread beside the restart: a moto process answers before
+    its start() returns (it replays the objects it held meanwhile), and the bot's probe does not wait."""
+    import boto3
+    import botocore.config
+
+    config = botocore.config.Config(connect_timeout=0.2, read_timeout=0.5, retries={"total_max_attempts": 1})
+    client = boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1", config=config, **d.S3_TEST_CREDENTIALS
+    )
+    try:
+        while not stop.is_set():
+            try:
+                client.head_bucket(Bucket=d.S3_DRILL_BUCKET)
+                return time.time()
+            except Exception:  # not answering yet
+                time.sleep(0.005)
+        return time.time()
+    finally:
+        client.close()
+
+
 def spooled_blobs(spool_dir: Path) -> list[bytes]:
     """The spooled objects' bytes (a file may be synced away while this reads: skipped)."""
     blobs = []
@@ -78,23 +104,31 @@ def spooled_blobs(spool_dir: Path) -> list[bytes]:
     return blobs
 
 
-def put_floor(url: str, blobs: list[bytes]) -> float | None:
-    """ms per object of a bare, sequential boto3 put_object of ``blobs`` (after one warm-up put); run in a
-    thread (the bot shares the drill's event loop)."""
+def put_floor(url: str, blobs: list[bytes], n: int) -> tuple[float, float] | None:
+    """ms per object of a bare, sequential boto3 put_object of ``blobs`` (after one warm-up put), (plain,
+    default): ``plain`` without botocore's "Expect: 100-continue" (as the bot's own client sends them: it saves
+    a round trip per put, so this is the strict floor), ``default`` a stock client; which goes first alternates
+    with the round ``n``. Run in a thread (the bot shares the drill's event loop)."""
     import boto3
+    import botocore.handlers
 
     if not blobs:
         return None
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **d.S3_TEST_CREDENTIALS)
-    prefix = f"floor/{uuid.uuid4().hex[:8]}"
-    try:
-        client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/warm-up", Body=blobs[0])
-        started = time.perf_counter()
-        for i, blob in enumerate(blobs):
-            client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/{i}", Body=blob)
-        return (time.perf_counter() - started) * 1000 / len(blobs)
-    finally:
-        client.close()
+    out: dict[str, float] = {}
+    for kind in ("plain", "default") if n % 2 else ("default", "plain"):
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **d.S3_TEST_CREDENTIALS)
+        if kind == "plain":
+            client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
+        prefix = f"floor/{uuid.uuid4().hex[:8]}"
+        try:
+            client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/warm-up", Body=blobs[0])
+            started = time.perf_counter()
+            for i, blob in enumerate(blobs):
+                client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/{i}", Body=blob)
+            out[kind] = (time.perf_counter() - started) * 1000 / len(blobs)
+        finally:
+            client.close()
+    return out["plain"], out["default"]
 
 
 async def timed(fn: Any) -> tuple[bool, float, str]:
@@ -174,9 +208,15 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
 
     blobs = spooled_blobs(spool_dir)
     recoveries_before = state.health().cold_recoveries
+    stop_asking = threading.Event()
+    answered = asyncio.ensure_future(asyncio.to_thread(first_answer, s3.url, stop_asking))
     t_restart = time.monotonic()
-    await outage.end()
-    t_answering = time.monotonic()
+    try:
+        await outage.end()
+        t_answering = time.monotonic()
+        answered_at = await asyncio.wait_for(answered, 30)  # wall clock: compared with the bot's ColdRecovery
+    finally:
+        stop_asking.set()
 
     async def checkpoint_ok() -> bool:
         ok, _, _ = await timed(lambda: state.checkpoints.create_checkpoint("drill-recovery"))
@@ -194,8 +234,8 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
             )
     recovery = state.health().last_cold_recovery if t_synced is not None else None
     objects = recovery.objects_synced if recovery else None
-    sync_ms = d.ms(t_synced - t_answering) if t_synced is not None else None
-    floor_ms = await asyncio.to_thread(put_floor, s3.url, blobs)
+    sync_ms = d.ms(recovery.recovered_at.timestamp() - answered_at) if recovery else None
+    floors = await asyncio.to_thread(put_floor, s3.url, blobs, n)
     after = await bot.poller.wait_cycles(2, after=t_ok, ok=True)
 
     coherence = await state.verify_coherence()
@@ -238,7 +278,8 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
         "drain_ms_per_object": round(recovery.sync_seconds * 1000 / objects, 2)
         if recovery and objects
         else None,
-        "floor_ms_per_object": round(floor_ms, 2) if floor_ms is not None else None,
+        "floor_ms_per_object": round(floors[0], 2) if floors else None,
+        "floor_default_ms_per_object": round(floors[1], 2) if floors else None,
         "cold_probe_interval_ms": d.ms(bot.settings.state.cold_probe_interval_seconds),
         "spool_depth_after": spool_depth(spool_dir),
         "coherent": coherence.ok and verified[0] and not unreadable,
@@ -315,6 +356,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
         "sync_ms_per_object": d.med(r["sync_ms_per_object"] for r in rounds),
         "drain_ms_per_object": d.med(r["drain_ms_per_object"] for r in rounds),
         "floor_ms_per_object": d.med(r["floor_ms_per_object"] for r in rounds),
+        "floor_default_ms_per_object": d.med(r["floor_default_ms_per_object"] for r in rounds),
         "sync_ratio": d.med(ratio(r) for r in rounds),
         "cold_probe_interval_ms": rounds[0]["cold_probe_interval_ms"] if rounds else None,
         "checkpoint_ms_healthy_p50": d.med(r["baseline_op_ms"]["checkpoint_p50"] for r in rounds),
@@ -346,6 +388,8 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
                 ["sync ms per object / floor (put_object)", summary["sync_ms_per_object"],
                  summary["floor_ms_per_object"]],
                 ["sync / floor per object (target <= 1.0)", summary["sync_ratio"], None],
+                ["floor ms per object, stock client (100-continue)", summary["floor_default_ms_per_object"],
+                 None],
                 ["drain ms per object (probe answered -> empty)", summary["drain_ms_per_object"], None],
                 ["COLD probe interval ms", summary["cold_probe_interval_ms"], None],
                 ["checkpoint ms, S3 up (baseline)", summary["checkpoint_ms_healthy_p50"], None],
@@ -378,6 +422,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
             bytes=summary["bytes_synced"],
             sync_ms_per_object=summary["sync_ms_per_object"],
             floor_ms_per_object=summary["floor_ms_per_object"],
+            floor_default_ms_per_object=summary["floor_default_ms_per_object"],
             sync_ratio=summary["sync_ratio"],
             drain_ms_per_object=summary["drain_ms_per_object"],
             cold_probe_interval_ms=summary["cold_probe_interval_ms"],

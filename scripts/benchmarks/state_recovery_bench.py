@@ -27,7 +27,9 @@ marks; ~420 bytes encoded on average).
   batches, one segment each, plus one checkpoint) into the spool, start moto, time ``recover_cold()`` (probe +
   the spool sync: oldest first, several puts in flight, each verified from its put's answer); ms, objects,
   bytes, ms per object. Floor of the same round: the same blobs sent by a bare boto3 ``put_object`` each, one
-  after the other (after one warm-up put); floor and sync alternate which goes first, round by round. The
+  after the other (after one warm-up put), without "Expect: 100-continue" as the bot sends them (the strict
+  floor: ``ratio`` is against it) and by a stock client (``floor_default_ms_per_object``: a round trip more
+  per put); floors and sync alternate which goes first, round by round. The
   manager's COLD probe interval (the default; this benchmark asks with ``recover_cold()`` instead) is
   reported beside them.
 
@@ -62,6 +64,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 import _records  # noqa: E402
 import asyncpg  # noqa: E402
 import boto3  # noqa: E402
+import botocore.handlers  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
@@ -328,8 +331,16 @@ class Bench:
         )
         spool = s.spool_dir / bot_id
         first, spooled_write, sync, per_object, objects, nbytes, floor = [], [], [], [], [], [], []
+        floor_default: list[float] = []
         blobs: list[bytes] = []
         s3 = boto3.client("s3", endpoint_url=self.moto.url, region_name="us-east-1", **S3_TEST_CREDENTIALS)
+        plain = boto3.client("s3", endpoint_url=self.moto.url, region_name="us-east-1", **S3_TEST_CREDENTIALS)
+        plain.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)  # as the bot's
+
+        def floors(r: int) -> None:
+            for client_, out in ((plain, floor), (s3, floor_default))[:: 1 if r % 4 < 2 else -1]:
+                out.append(put_floor(client_, f"floor/{bot_id}/{r}/{len(out)}", blobs))
+
         client = aioredis.Redis.from_url(self.redis.url)
         try:
             async with await StateManager.create(s) as sm:
@@ -353,7 +364,7 @@ class Bench:
                     blobs = [p.read_bytes() for p in sorted(spool.iterdir()) if p.is_file()]
                     self.moto.start()
                     if r % 2:  # the floor first in odd rounds, the sync first in even ones
-                        floor.append(put_floor(s3, f"floor/{bot_id}/{r}", blobs))
+                        floors(r)
                     started = time.perf_counter()
                     if not await sm.recover_cold():
                         raise RuntimeError(f"recover_cold() failed: {sm.health().last_cold_error}")
@@ -365,11 +376,12 @@ class Bench:
                     objects.append(rec.objects_synced)
                     nbytes.append(rec.bytes_synced)
                     if not r % 2:
-                        floor.append(put_floor(s3, f"floor/{bot_id}/{r}", blobs))
+                        floors(r)
         finally:
             await self.cleanup(bot_id, client)
             await client.aclose()
             s3.close()
+            plain.close()
         per, fl = stats(per_object), stats(floor)
         return {
             "objects": m,
@@ -380,6 +392,7 @@ class Bench:
             "recover_cold": stats(sync),
             "ms_per_object": per,
             "floor_ms_per_object": fl,
+            "floor_default_ms_per_object": stats(floor_default),
             "ratio": per["median_ms"] / fl["median_ms"],
             "cold_probe_interval_ms": StateSettings("x", Path(".")).cold_probe_interval_seconds * 1000,
         }
@@ -452,7 +465,7 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
         "(ms: median / p95)"
     )
     for col in ("objects", "synced", "KB", "first write", "spooled write", "recover_cold", "ms/object",
-                "floor ms/object", "ratio", "probe interval ms"):  # fmt: skip
+                "floor ms/object", "ratio", "stock client floor", "probe interval ms"):  # fmt: skip
         t.add_column(col, justify="right")
     for r in cold:
         t.add_row(
@@ -465,6 +478,7 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
             cell(r["ms_per_object"]),
             cell(r["floor_ms_per_object"]),
             f"{r['ratio']:.2f}x",
+            cell(r["floor_default_ms_per_object"]),
             f"{r['cold_probe_interval_ms']:.0f}",
         )
     console.print(t)
@@ -566,6 +580,7 @@ def main() -> int:
             f"sync_ms={c['recover_cold']['median_ms']:.1f} bytes={int(statistics.median(c['bytes_synced']))} "
             f"sync_ms_per_object={c['ms_per_object']['median_ms']:.2f} "
             f"floor_ms_per_object={c['floor_ms_per_object']['median_ms']:.2f} ratio={c['ratio']:.2f} "
+            f"floor_default_ms_per_object={c['floor_default_ms_per_object']['median_ms']:.2f} "
             f"cold_probe_interval_ms={c['cold_probe_interval_ms']:.0f}"
         )
     return 0

@@ -29,7 +29,7 @@ RESULT = re.compile(
 )
 COLD_RESULT = re.compile(
     r"^RESULT bench=state_recovery_cold objects=5 sync_ms=[\d.]+ bytes=\d+ sync_ms_per_object=[\d.]+ "
-    r"floor_ms_per_object=[\d.]+ ratio=[\d.]+ cold_probe_interval_ms=\d+$",
+    r"floor_ms_per_object=[\d.]+ ratio=[\d.]+ floor_default_ms_per_object=[\d.]+ cold_probe_interval_ms=\d+$",
     re.MULTILINE,
 )
 

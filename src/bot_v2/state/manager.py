@@ -414,6 +414,10 @@ class StateManager:
         self._hot_misses += len(misses)
         if misses:
             async with self._lock:  # no write may slip between our WARM read and the promotion
+                if self._outage.down and not self._read_only:  # only the probe asks a WARM that is down
+                    raise StateUnavailableError(
+                        f"WARM is down (writes journaled): {len(misses)} keys neither in HOT nor in the journal"
+                    )
                 try:
                     found.update(await self._load(misses, promote=not self._read_only))
                 except StateUnavailableError as exc:

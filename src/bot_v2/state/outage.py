@@ -84,6 +84,7 @@ class WarmOutage:
         self.gate: LeaseGate | None = None
         self.superseded: str | None = None  # why the journal must not be replayed (a newer holder)
         self._lost_logged = False  # "came back without this bot's data" said once per outage
+        self._unreachable = False  # a WARM call or probe failed since the last recovery
         interval = settings.warm_probe_interval_seconds
         self.supervisor: TierSupervisor[WarmState, WarmRecovery] = TierSupervisor(
             "WARM",
@@ -104,6 +105,12 @@ class WarmOutage:
     def journaling(self) -> bool:
         """Durable writes go to the journal (WARM down, being replayed, or a journal left to replay)."""
         return not self.supervisor.up
+
+    @property
+    def down(self) -> bool:
+        """WARM failed the last call or probe (not merely a leftover journal, not while it is replayed): reads
+        of keys HOT and the journal do not hold fail at once instead of waiting for it."""
+        return self._unreachable and self.supervisor.degraded
 
     @property
     def records(self) -> int:
@@ -142,7 +149,8 @@ class WarmOutage:
     # --- writes while journaling -------------------------------------------------------------------
 
     def failed(self, exc: BaseException) -> None:
-        """A WARM write failed as unavailable: journal from now on."""
+        """A WARM call failed as unavailable: journal from now on."""
+        self._unreachable = True
         self.supervisor.failed(exc)
 
     async def write(self, prepared: Sequence[durable.Prepared]) -> dict[str, int]:
@@ -207,7 +215,11 @@ class WarmOutage:
     # --- probe and replay --------------------------------------------------------------------------
 
     async def _ping(self) -> None:
-        await self._warm.read_lease()
+        try:
+            await self._warm.read_lease()
+        except BaseException:  # refused, or cancelled by the probe's timeout (a hung server)
+            self._unreachable = True
+            raise
 
     async def _recover(self) -> bool:
         """WARM answers: check the lease, restore a lost database, replay, truncate."""
@@ -240,11 +252,11 @@ class WarmOutage:
             self._supersede(str(exc))
             return False
         except StateUnavailableError as exc:  # down again mid-way: the journal (and the marker) stay
-            self.supervisor.failed(exc)
+            self.failed(exc)
             return False
         if lost:
             await self._repair_hot()
-        self._lost_logged = False
+        self._lost_logged = self._unreachable = False
         self.supervisor.recovered(record)
         return True
 

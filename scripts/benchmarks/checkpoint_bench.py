@@ -12,13 +12,15 @@ take turns going first), so a change in the machine's load hits all of them alik
   values as they are, binary checksums), zlib 1 + SHA-256 in worker threads, COLD object (local directory) +
   WARM row, retention pruning
 * ``create_bg``     -- the same with ``background=True``, as the running bot takes its periodic checkpoint
-  (50-row cursor pages instead of 1000, so the event loop is never held up long)
+  (100-row snapshot pages instead of 1000, each asked for when the loop is free, so it is never held up long)
 * ``floor_create``  -- raw driver: one SELECT of the same rows + zlib 6 of their keys and values (no checksums,
   no encoding, nothing stored)
 * ``restore``       -- ``restore_checkpoint("latest")`` (the checkpoint of the same round) after every key was
-  changed (untimed): verify blob + records, one WARM transaction (upsert all + delete others) + one HOT pipeline
+  changed (untimed): verify blob + records, one WARM transaction (write all + delete others: PostgreSQL one
+  unnest upsert, SQLite one executemany) + the version-guarded HOT write
 * ``floor_restore`` -- raw driver: the same rows written back by one unnest upsert (SQLite: executemany in one
-  transaction) + one MSET, values pre-encoded
+  transaction) + one MSET, values pre-encoded, under a bot id of their own (rows and keys that exist from the
+  warm-up round on, so every round updates, as the restore does)
 
 A throwaway redis-server and PostgreSQL cluster are started like the test fixtures (fsync off) unless
 REDIS_URL / DATABASE_URL are set; COLD is a local directory (S3 upload time is the endpoint's). Writes
@@ -121,6 +123,9 @@ async def bench_one(
     backend: str, redis_url: str, database_url: str, n: int, repeat: int, data_dir: Path
 ) -> dict[str, Any]:
     bot_id = f"bench-{uuid.uuid4().hex[:8]}"
+    # the restore floor writes the same rows under a bot id of its own: written under the measured bot's, its
+    # versions (reset to 1) would fall behind HOT's and the version-guarded restore would refuse them as stale
+    floor_bot = f"{bot_id}-floor"
     settings = StateSettings(
         bot_id=bot_id,
         data_dir=data_dir / bot_id,
@@ -139,7 +144,7 @@ async def bench_one(
     sums = [checksum(d) for d in encoded]
     now = datetime.now(UTC)
     packed = {
-        f"state:{bot_id}:{k}": pack_record(HotRecord(k, 1, s, d, now))
+        f"state:{floor_bot}:{k}": pack_record(HotRecord(k, 1, s, d, now))
         for k, s, d in zip(keys, sums, encoded, strict=True)
     }
     client = aioredis.Redis.from_url(redis_url)
@@ -171,7 +176,7 @@ async def bench_one(
                     async with conn.transaction():
                         await conn.fetch(
                             UPSERT_SQL,
-                            bot_id,
+                            floor_bot,
                             now,
                             keys,
                             ["orders"] * n,
@@ -187,7 +192,7 @@ async def bench_one(
                 db = sqlite3.connect(settings.sqlite_path, isolation_level=None, check_same_thread=False)
                 lite = db
                 now_us = int(now.timestamp() * 1_000_000)
-                params = [(bot_id, k, s, d, now_us) for k, s, d in zip(keys, sums, encoded, strict=True)]
+                params = [(floor_bot, k, s, d, now_us) for k, s, d in zip(keys, sums, encoded, strict=True)]
 
                 def sqlite_create() -> None:
                     rows = lite.execute(_SELECT_SQLITE, (bot_id,)).fetchall()
@@ -222,8 +227,9 @@ async def bench_one(
             result["compressed_bytes"] = infos[-1].compressed_bytes
             await sm.checkpoints.prune(0)
     finally:
-        async for name in client.scan_iter(match=f"state:{bot_id}:*", count=5000):
-            await client.delete(name)
+        for owner in (bot_id, floor_bot):
+            async for name in client.scan_iter(match=f"state:{owner}:*", count=5000):
+                await client.delete(name)
         await client.aclose()
         if db is not None:
             db.close()
@@ -232,7 +238,9 @@ async def bench_one(
         if backend == "postgres":
             cleanup = await asyncpg.connect(database_url)
             try:
-                await cleanup.execute("DELETE FROM state_records WHERE bot_id = $1", bot_id)
+                await cleanup.execute(
+                    "DELETE FROM state_records WHERE bot_id = ANY($1::text[])", [bot_id, floor_bot]
+                )
             finally:
                 await cleanup.close()
     return result

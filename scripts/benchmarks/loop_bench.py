@@ -20,7 +20,7 @@ run's cycles without one; ``stall`` is the largest extra wait between two cycles
 duration). ``--backends embedded,postgres`` (memory/SQLite/directory, and Redis/PostgreSQL/directory on
 throwaway servers unless REDIS_URL / DATABASE_URL are set):
 
-    .venv/bin/python scripts/benchmarks/loop_bench.py --checkpoint [--backends embedded,postgres] [--rounds 12]
+    .venv/bin/python scripts/benchmarks/loop_bench.py --checkpoint [--backends embedded,postgres] [--rounds 30]
 
 It writes var/benchmarks/loop_checkpoint.json and ends with
 ``RESULT checkpoint keys=10000 backend=embedded cycle_p99_ms=... during_p99_ms=... ratio=...``.
@@ -515,7 +515,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--checkpoint-keys", type=int, default=10_000, help="records in the state (10000)")
     parser.add_argument("--backends", default="embedded", help="--checkpoint: embedded,postgres")
-    parser.add_argument("--rounds", type=int, default=12, help="--checkpoint: checkpoints taken (default 12)")
+    parser.add_argument("--rounds", type=int, default=30, help="--checkpoint: checkpoints taken (default 30)")
     parser.add_argument(
         "--quiet-cycles", type=int, default=40, help="--checkpoint: cycles per round without one"
     )

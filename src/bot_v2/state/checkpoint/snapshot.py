@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple, cast
 
 from bot_v2.errors import StateIntegrityError
 from bot_v2.state import codec
@@ -113,8 +113,8 @@ async def _read(
             values[i] = bodies.get(keys[i])
             if values[i] is None:
                 raise StateIntegrityError(f"state key {keys[i]!r}: WARM row without a body")
-    checked: list[Any] = values  # every entry is bytes now
-    return Columns(keys, categories, tiers, versions, checksums, checked, expires_at)
+    bodies_found = cast("list[bytes]", values)  # no None left
+    return Columns(keys, categories, tiers, versions, checksums, bodies_found, expires_at)
 
 
 async def _seal(records: Columns, bot_id: str, checkpoint_id: str, now: datetime) -> Sealed:

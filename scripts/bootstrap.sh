@@ -40,8 +40,10 @@ ensure_services_packages() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql); fi
   command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
-  # promtool checks and unit-tests deploy/prometheus/alerts.yml (tests/unit/test_deploy.py)
+  # promtool checks and unit-tests deploy/prometheus/ (tests/unit/test_deploy.py); prometheus and
+  # prometheus-alertmanager (amtool) deliver a running bot's alert to a webhook (tests/e2e/test_prometheus_scrape.py)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt_install "${missing[@]}"

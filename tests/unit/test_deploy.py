@@ -1,8 +1,9 @@
 """deploy/: Prometheus rules (promtool), the Grafana dashboard, the systemd units.
 
-promtool comes with the Debian package ``prometheus`` (scripts/bootstrap.sh installs it for the tests);
-``systemd-analyze`` with systemd. promtool missing in CI (CI=true) is a failure, elsewhere a skip;
-``systemd-analyze`` is used where available (containers often lack it).
+promtool comes with the Debian package ``prometheus``, amtool with ``prometheus-alertmanager``
+(scripts/bootstrap.sh installs both for the tests); ``systemd-analyze`` with systemd. promtool or amtool
+missing in CI (CI=true) is a failure, elsewhere a skip; ``systemd-analyze`` is used where available (containers
+often lack it), and the units are also checked statically.
 """
 
 from __future__ import annotations
@@ -74,6 +75,48 @@ def test_alert_rules_check_and_unit_tests_pass() -> None:
             check=False,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_prometheus_config_checks() -> None:
+    promtool = _tool("promtool")
+    proc = subprocess.run(
+        [promtool, "check", "config", "prometheus.yml"],
+        cwd=DEPLOY / "prometheus",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        "job_name: perps-bot" in (DEPLOY / "prometheus" / "prometheus.yml").read_text()
+    )  # PerpsBotDown's job
+
+
+def test_alertmanager_config_checks_and_pages_criticals_to_people() -> None:
+    """Critical alerts reach the on-call pager and the desk channel, warnings the channel only."""
+    amtool = _tool("amtool")
+    config = DEPLOY / "alertmanager" / "alertmanager.yml"
+    check = subprocess.run(
+        [amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    for labels, receivers in (
+        (["severity=critical", "alertname=PerpsBotHalted"], "on-call-pager,desk-channel"),
+        (["severity=warning", "alertname=PerpsBotReduceOnly"], "desk-channel"),
+    ):
+        route = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={config}", *labels],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert route.returncode == 0 and route.stdout.strip() == receivers, route.stdout + route.stderr
+    severities = set(
+        re.findall(r"labels: \{severity: (\w+)\}", (DEPLOY / "prometheus" / "alerts.yml").read_text())
+    )
+    assert severities == {"critical", "warning"}  # each routed above
 
 
 def test_alert_rules_name_exported_metrics_and_the_runbook_thresholds() -> None:

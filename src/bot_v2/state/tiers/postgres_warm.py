@@ -27,7 +27,8 @@ from bot_v2.state.models import (
     WarmWrite,
 )
 from bot_v2.state.tiers.hot import PackedRecord
-from bot_v2.state.tiers.pg_connect import ServerWatch
+from bot_v2.state.tiers.pg_connect import ServerWatch, connect_any_host
+from bot_v2.state.tiers.pg_liveness import Liveness, OperationWatch
 from bot_v2.state.tiers.warm import SnapshotPage
 
 _GET_SQL = """
@@ -266,6 +267,10 @@ class PostgresWarmTier:
         self._command_timeout = command_timeout_seconds
         self._bulk_timeout = max(bulk_timeout_seconds, command_timeout_seconds)
         self._pool: asyncpg.Pool | None = None
+        # tells a hung server from a slow one when an operation passes its bound (pg_liveness)
+        self.liveness = Liveness(
+            lambda: connect_any_host(url, timeout=connect_timeout_seconds), command_timeout_seconds
+        )
         self._schema_version = 0
         self._fence: int | None = None
 
@@ -288,36 +293,29 @@ class PostgresWarmTier:
 
         A hung server (SIGSTOP, a partition) accepts connections and answers nothing. The operation is bounded
         by the command timeout plus ``SECONDS_PER_ROW`` per row of the batch (``bulk``: the bulk timeout),
-        from the acquire (which may open a connection) to its last row. When the bound passes, the connection
-        is TERMINATED, not cancelled: a cancelled asyncpg call leaves its connection mid-operation (the pool's
-        release then waits for a cancel request the hung server never answers, a transaction's rollback for
-        a reply), while a terminated one fails the pending call at once and the pool drops it (a fresh one is
-        opened once the server answers). The same happens when the caller is cancelled mid-operation. What
-        the server does with a statement it received before it stopped is unknown to the caller, as after a
-        kill: it may commit when it resumes.
+        from the acquire (which may open a connection) to its last row. When the bound passes on a server that
+        did not answer a liveness query sent half-way (pg_liveness: a slow server or a paused bot gets more
+        bounds, up to five), the connection is TERMINATED, not cancelled: a cancelled asyncpg call leaves its
+        connection mid-operation (the pool's release then waits for a cancel request the hung server never
+        answers, a transaction's rollback for a reply), while a terminated one fails the pending call at once
+        and the pool drops it (a fresh one is opened once the server answers). The same happens when the
+        caller is cancelled mid-operation. What the server does with a statement it received before it stopped
+        is unknown to the caller, as after a kill: it may commit when it resumes.
         """
         if self._pool is None:
             raise StateUnavailableError(f"postgresql at {mask_url(self._url)}: not connected")
         limit = self._bulk_timeout if bulk else round(self._command_timeout + rows * SECONDS_PER_ROW, 3)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        expired = False
+        watch: OperationWatch | None = None
         try:
             async with self._pool.acquire(timeout=limit) as conn:
-
-                def expire() -> None:
-                    nonlocal expired
-                    expired = True
-                    conn.terminate()
-
-                watchdog = loop.call_at(deadline, expire)
+                watch = OperationWatch(self.liveness, conn, limit, extend=not bulk)
                 try:
                     yield conn
                 except asyncio.CancelledError:
                     conn.terminate()  # cancelled mid-operation: never hand this connection out again
                     raise
                 finally:
-                    watchdog.cancel()
+                    watch.cancel()
         except StateError:
             raise
         except (
@@ -330,7 +328,7 @@ class PostgresWarmTier:
             asyncpg.exceptions.OperatorInterventionError,
             asyncpg.exceptions.InternalClientError,
         ) as exc:
-            if expired or isinstance(exc, TimeoutError):  # the pending call failed when we dropped it
+            if (watch is not None and watch.expired) or isinstance(exc, TimeoutError):  # we dropped it
                 raise StateUnavailableError(
                     f"postgresql at {mask_url(self._url)}: {action} failed: no answer within {limit}s"
                 ) from None
@@ -581,6 +579,7 @@ class PostgresWarmTier:
         return None if rec is None else _lease(rec)
 
     async def close(self) -> None:
+        await self.liveness.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:

@@ -10,6 +10,7 @@ written to a file for whoever watched that file.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,8 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot_v2.config import BotSettings
 from bot_v2.errors import InputError
 from bot_v2.monitoring.metrics import TRADING_STATE_VALUES
+from bot_v2.tools.common import CheckResult, CheckStatus
 
-__all__ = ["ScrapeReport", "check_metrics", "metrics_url", "write_atomically"]
+__all__ = ["ScrapeReport", "check_metrics", "metrics_preflight", "metrics_url", "write_atomically"]
 
 _STATE_NAMES = {value: name for name, value in TRADING_STATE_VALUES.items()}
 #: A last cycle older than this many intervals (and at least MIN_STALE_SECONDS) is stale, as for health.json.
@@ -112,6 +114,40 @@ def check_metrics(settings: BotSettings, *, timeout: float = 5.0, now: float | N
         verdict = "fresh" if fresh else f"STALE (over {limit:g}s: the loop is stuck or stopped)"
         message = f"{url} answering: bot {bot_id}, {state}, last cycle {age:.1f}s ago -- {verdict}"
     return ScrapeReport(url, True, fresh, message, bot_id, state, age, series, text)
+
+
+def metrics_preflight(settings: BotSettings, *, timeout: float = 2.0) -> CheckResult:
+    """Preflight's ``metrics`` check (the previous runbook's "Metric scrape"): this bot's endpoint answers
+    (it runs), or its port is free for it (it will serve there); a port held by something else is a FAIL when
+    METRICS_PORT chose it (the bot would exit 2), a WARN for the profile's default (it would trade unseen)."""
+    name = "metrics"
+    if settings.metrics_port is None:
+        return CheckResult(
+            name, CheckStatus.WARN, "off (METRICS_PORT=0): nothing to scrape, no alert reaches anyone"
+        )
+    started = time.monotonic()
+    report = check_metrics(settings, timeout=timeout)
+    took = time.monotonic() - started
+    busy = CheckStatus.FAIL if settings.metrics_port_explicit else CheckStatus.WARN
+    consequence = (
+        "this bot would exit 2 (METRICS_PORT busy)"
+        if settings.metrics_port_explicit
+        else "this bot would trade without metrics: give it its own METRICS_PORT"
+    )
+    if report.answering and report.bot_id == settings.bot_id:
+        return CheckResult(name, CheckStatus.PASS if report.fresh else CheckStatus.WARN, report.message, took)
+    if report.answering:
+        return CheckResult(name, busy, f"{report.url} is served by bot {report.bot_id}: {consequence}", took)
+    family = socket.AF_INET6 if ":" in settings.metrics_host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the bot's HTTP server does
+        try:
+            probe.bind((settings.metrics_host, settings.metrics_port))
+        except OSError as exc:
+            return CheckResult(name, busy, f"{report.url}: port in use ({exc.strerror}): {consequence}", took)
+    return CheckResult(
+        name, CheckStatus.PASS, f"{report.url} free: the bot will serve its metrics there", took
+    )
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -33,6 +33,7 @@ from bot_v2.tools.checks import (
     check_risk_limits,
 )
 from bot_v2.tools.common import CheckResult, CheckStatus
+from bot_v2.tools.metrics_check import metrics_preflight
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ async def run_preflight(
     if settings is None:
         results.append(credentials_failed or CheckResult("credentials", SKIP, "config invalid"))
         results += _skip(EXCHANGE_CHECKS + STATE_CHECKS, "config invalid")
-        results += _skip(("disk space", "log dir", "risk limits"), "config invalid")
+        results += _skip(("disk space", "log dir", "metrics", "risk limits"), "config invalid")
         return results
     from bot_v2.orchestration.wiring import exchange_connection_needs_simulator
 
@@ -120,6 +121,7 @@ async def run_preflight(
     results += await _state_checks(settings, timeout_seconds)
     results.append(_disk_check(settings.data_dir))
     results.append(_log_dir_check(settings.log_dir))
+    results.append(metrics_preflight(settings, timeout=min(timeout_seconds, 2.0)))
     results += check_risk_limits(settings.risk, products, enable_derivatives=settings.enable_derivatives)
     return results
 

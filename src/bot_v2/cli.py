@@ -347,6 +347,10 @@ def cli(**opts: Any) -> None:
     With no command flag it trades: --profile dev (the default) uses the built-in simulated exchange
     over TLS on 127.0.0.1 and embedded state, so it runs offline with no setup.
     """
+    for name in ("edit_order_preview", "apply_order_edit", "restore_checkpoint"):
+        # an empty value is not "no command": without this check the bot would start trading instead
+        if opts.get(name) is not None and not str(opts[name]).strip():
+            _fail(f"--{name.replace('_', '-')}: expected a value, got an empty one", 2)
     modes = [
         m
         for m in (

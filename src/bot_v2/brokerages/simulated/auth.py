@@ -81,7 +81,8 @@ class KeyRegistry:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthError("missing bearer token")
         kid, claims = self._decode(authorization.removeprefix("Bearer ").strip())
-        if claims.get("uri") not in {f"{method} {host}{path}" for host in hosts}:
+        uri = claims.get("uri")
+        if not isinstance(uri, str) or uri not in {f"{method} {host}{path}" for host in hosts}:  # a list: 401
             raise AuthError(f"uri claim {claims.get('uri')!r} does not match the request")
         return kid
 

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import random
 import ssl
 import threading
 import time
@@ -291,6 +292,17 @@ class SimulatorControl:
         def run() -> None:
             faults = self._service.state.faults
             faults.lost_acks_remaining, faults.ack_land_after_seconds = n, land_after_seconds
+
+        self.call(run)
+
+    def malformed_next(self, n: int, kind: str = "random", seed: int = 0) -> None:
+        """Handle the next ``n`` requests, then damage their JSON answers ``kind``'s way (``malform.KINDS`` or
+        ``random``): broken JSON, missing fields, nulls, wrong types, an empty object."""
+
+        def run() -> None:
+            faults = self._service.state.faults
+            faults.malformed_remaining, faults.malformed_kind = n, kind
+            faults.malformed_rng = random.Random(seed)
 
         self.call(run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from bot_v2.brokerages.simulated.auth import AuthError, KeyRegistry
 from bot_v2.brokerages.simulated.engine import Engine
+from bot_v2.brokerages.simulated.malform import malform
 
 __all__ = ["API_PREFIX", "Faults", "ServerState", "TokenBucket", "build_app", "error_response"]
 
@@ -89,10 +91,16 @@ class Faults:
     drop_remaining: int = 0
     lost_acks_remaining: int = 0
     ack_land_after_seconds: float = 0.0
+    #: the next ``malformed_remaining`` JSON answers are damaged (``malform.py``: json, missing, nulls, types,
+    #: empty or random) after the request was handled
+    malformed_remaining: int = 0
+    malformed_kind: str = "random"
+    malformed_rng: random.Random = field(default_factory=random.Random)
 
     def reset(self) -> None:
         self.latency_seconds, self.fail_remaining, self.fail_status, self.drop_remaining = 0.0, 0, 503, 0
         self.lost_acks_remaining, self.ack_land_after_seconds = 0, 0.0
+        self.malformed_remaining = 0
 
 
 @dataclass(slots=True)
@@ -156,7 +164,11 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         faults.fail_remaining -= 1
         status = faults.fail_status
         return error_response(status, "INTERNAL" if status == 500 else "UNAVAILABLE", "simulated fault")
-    return await handler(request)
+    response = await handler(request)
+    if faults.malformed_remaining > 0 and isinstance(response, web.Response) and isinstance(response.body, bytes):
+        faults.malformed_remaining -= 1
+        response.body = malform(response.body, faults.malformed_kind, faults.malformed_rng)
+    return response
 
 
 async def _create_without_answer(

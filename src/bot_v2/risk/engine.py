@@ -373,6 +373,8 @@ class RiskEngine:
             transitions += self._clear(ReasonCode.KILL_SWITCH, "kill switch off", now)
         if self.reduce_only_active:
             source = "config" if self._config.reduce_only_mode else "runtime control"
+            if not (self._config.reduce_only_mode or self._control_reduce_only):
+                source = "PostgreSQL down, PERPS_WARM_OUTAGE_MODE=reduce_only"
             transitions += self._raise(
                 Breach(
                     ReasonCode.REDUCE_ONLY_MODE, TradingState.REDUCE_ONLY, f"reduce-only mode on ({source})"

@@ -309,8 +309,12 @@ def test_warm_outage_reduce_only_lets_only_reducing_orders_pass() -> None:
     long = snapshot(positions=[position(BTC, "0.2")])
     assert engine.set_warm_outage(True) and not engine.set_warm_outage(True)
     assert engine.reduce_only_active and engine.warm_outage_reduce_only
+    (t,) = engine.evaluate_cycle(long, NOW)
+    assert t.to_state is R and "PostgreSQL down" in t.detail
     assert not engine.check_order(order(Side.BUY, "0.1"), long, NOW).allowed
     assert engine.check_order(order(Side.SELL, "0.1"), long, NOW).allowed
     assert "warm" not in json.dumps(engine.export_state(), default=str)  # it ends with the outage
     assert engine.set_warm_outage(False) and not engine.reduce_only_active
+    (t,) = engine.evaluate_cycle(long, NOW)  # the loop's next step clears the reason
+    assert t.cleared and engine.state is A
     assert engine.check_order(order(Side.BUY, "0.1"), long, NOW).allowed

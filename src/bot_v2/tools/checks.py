@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
@@ -37,12 +39,29 @@ def check_credentials(api_key: str | None, key_file: str | None, *, simulated: b
     if simulated and not api_key and not key_file:
         return CheckResult("credentials", PASS, "in-process simulator: a key is generated at start")
     if key_file:
-        return CheckResult("credentials", PASS, f"key file {key_file}")
+        return _key_file_check(key_file)
     if api_key:
         return CheckResult("credentials", PASS, f"API key {mask_secret(api_key)} + secret present")
     return CheckResult(
         "credentials", FAIL, "COINBASE_API_KEY + COINBASE_API_SECRET (or COINBASE_KEY_FILE) not set"
     )
+
+
+def _key_file_check(key_file: str) -> CheckResult:
+    """A CDP key file holds the private key: other users of the host must not be able to read it (like ssh's
+    refusal of a group- or world-readable identity file). Missing or unreadable is a FAIL."""
+    try:
+        mode = os.stat(key_file).st_mode
+    except OSError as exc:
+        return CheckResult("credentials", FAIL, f"key file {key_file}: cannot stat ({exc.strerror})")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return CheckResult(
+            "credentials",
+            WARN,
+            f"key file {key_file} is group- or world-accessible (mode {stat.S_IMODE(mode):04o}); "
+            f"run: chmod 600 {key_file}",
+        )
+    return CheckResult("credentials", PASS, f"key file {key_file} (mode {stat.S_IMODE(mode):04o})")
 
 
 def check_clock_skew(skew_seconds: float) -> CheckResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from bot_v2.domain import FeeTier, KeyPermissions, Product, ProductType, Symbol
 from bot_v2.risk import RiskConfig
@@ -47,6 +48,21 @@ def test_credentials_are_masked_and_required() -> None:
     assert "****WXYZ" in present.reason and "abcd1234" not in present.reason
     assert check_credentials(None, None, simulated=False).status is CheckStatus.FAIL
     assert check_credentials(None, None, simulated=True).status is CheckStatus.PASS
+
+
+def test_key_file_readable_by_others_warns(tmp_path: Path) -> None:
+    """The key file holds the private key: group- or world-readable is a WARN with the fix; missing FAILs."""
+    key_file = tmp_path / "cdp_api_key.json"
+    key_file.write_text("{}")
+    key_file.chmod(0o600)
+    assert check_credentials(None, str(key_file), simulated=False).status is CheckStatus.PASS
+    for mode in (0o640, 0o604):
+        key_file.chmod(mode)
+        result = check_credentials(None, str(key_file), simulated=False)
+        assert result.status is CheckStatus.WARN, mode
+        assert f"mode {mode:04o}" in result.reason and f"chmod 600 {key_file}" in result.reason
+    missing = check_credentials(None, str(tmp_path / "nope.json"), simulated=False)
+    assert missing.status is CheckStatus.FAIL and "cannot stat" in missing.reason
 
 
 def test_permissions_trade_required_transfer_warns() -> None:

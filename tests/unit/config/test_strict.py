@@ -14,7 +14,8 @@ from bot_v2.orchestration.crashpoints import CRASH_ENV
 
 ROOT = Path(__file__).resolve().parents[3]
 #: Python names (constants) the docs quote that are not environment variables.
-NOT_VARIABLES = {"RISK_ENV_VARS", "RISK_ENV_DOCS", "STATE_SCHEMA_VERSION"}
+# names the docs show that are not variables: constants, and the README's deliberate typo example
+NOT_VARIABLES = {"RISK_ENV_VARS", "RISK_ENV_DOCS", "STATE_SCHEMA_VERSION", "RISK_KILL_SWITCH_ENABLD"}
 
 
 @pytest.mark.parametrize(

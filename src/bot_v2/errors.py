@@ -97,6 +97,11 @@ class StateUnavailableError(RetryableError):
     """A state tier (Redis, PostgreSQL, S3) cannot be reached."""
 
 
+class ColdUnavailableError(StateUnavailableError):
+    """The COLD store (S3) cannot serve a body, or neither it nor the local spool can take a write. Not a WARM
+    outage: the state manager must not journal WARM writes because of it."""
+
+
 # --- deny: this order does not go ---------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from bot_v2.errors import StateReadOnlyError, StateUnavailableError
+from bot_v2.errors import ColdUnavailableError, StateReadOnlyError, StateUnavailableError
 from bot_v2.state import codec, durable
 from bot_v2.state.checkpoint import CheckpointStore
 from bot_v2.state.coherence import hot_set_rows
@@ -319,6 +319,8 @@ class StateManager:
             return await self._outage.write(prepared)
         try:
             return await self._commit(prepared)
+        except ColdUnavailableError:  # COLD and its spool refused the segment: not WARM, nothing to journal
+            raise
         except StateUnavailableError as exc:
             self._outage.failed(exc)
             return await self._outage.write(prepared)
@@ -421,7 +423,9 @@ class StateManager:
                 try:
                     found.update(await self._load(misses, promote=not self._read_only))
                 except StateUnavailableError as exc:
-                    if not self._read_only:  # a writer's WARM read failed: its writes journal from now on
+                    # a writer's WARM read failed: its writes journal from now on (a COLD body S3 cannot serve
+                    # while it is down is no WARM outage)
+                    if not self._read_only and not isinstance(exc, ColdUnavailableError):
                         self._outage.failed(exc)
                     raise
         return found

@@ -22,7 +22,7 @@ import asyncpg
 import boto3
 import pytest
 
-from bot_v2.errors import StateUnavailableError
+from bot_v2.errors import ColdUnavailableError
 from bot_v2.state import ColdState, StateCategory, StateManager, StateWrite
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.manager import S3_AVAILABLE_KEY
@@ -140,8 +140,9 @@ async def test_s3_down_spools_cold_writes_then_syncs_them_verified(
         assert await sm.get_state("archive:2") == {"i": 2}
         for copy in recent_of(settings).iterdir():  # without the copy, only S3 holds it: refused at once
             copy.unlink()
-        with pytest.raises(StateUnavailableError, match="not held locally"):
+        with pytest.raises(ColdUnavailableError, match="not held locally"):
             await sm.get_state("archive:3")
+        assert not sm.health().degraded_warm  # a body S3 cannot serve is no WARM outage: nothing journaled
         stats = await sm.get_storage_stats()
         assert stats.degraded_cold and stats.cold_spooled_objects == 4
         waiting = spooled(settings)

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from bot_v2.errors import StateError, StateUnavailableError
+from bot_v2.errors import ColdUnavailableError, StateError, StateUnavailableError
 from bot_v2.state.settings import StateSettings
 from bot_v2.state.tiers.cold import ColdTier, ObjectInfo
 from bot_v2.state.tiers.cold_recent import RecentSegments
@@ -202,7 +202,7 @@ class SpoolingColdTier:
             try:
                 await asyncio.to_thread(_write_durably, path, data)
             except OSError as exc:
-                raise StateUnavailableError(
+                raise ColdUnavailableError(
                     f"COLD tier down and spool directory {self.spool_dir} failed: write {name}: {exc}"
                 ) from None
             old = self._index.get((kind, name))
@@ -247,7 +247,7 @@ class SpoolingColdTier:
             except FileNotFoundError:
                 pass  # synced (and removed from the spool) meanwhile: the inner tier has it
             except OSError as exc:
-                raise StateUnavailableError(
+                raise ColdUnavailableError(
                     f"COLD spool {self.spool_dir}: read {name} failed: {exc}"
                 ) from None
         if kind == SEGMENT and self.recent is not None:
@@ -255,10 +255,15 @@ class SpoolingColdTier:
             if data is not None:
                 return data
         if self.down:  # the store is probed on a timer; asking it here would only wait on a dead endpoint
-            raise StateUnavailableError(
+            raise ColdUnavailableError(
                 f"{self.inner!r}: unavailable (COLD degraded), {kind} {name} is not held locally"
             )
-        return await self._inner(get(name))
+        try:
+            return await self._inner(get(name))
+        except ColdUnavailableError:
+            raise
+        except StateUnavailableError as exc:  # a COLD read that fails is no WARM outage
+            raise ColdUnavailableError(str(exc)) from None
 
     async def _delete(self, kind: str, name: str, delete: Callable[[str], Awaitable[None]]) -> None:
         if kind == SEGMENT and self.recent is not None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import tempfile
 import time
@@ -47,6 +46,7 @@ from tests.fixtures.services import RedisServer
 from bot_v2.state import StateCategory
 
 NAME = "postgres_promotion_drill"
+ROUND_TIMEOUT_SECONDS = 240
 
 
 class Writer:
@@ -57,6 +57,7 @@ class Writer:
         self.next = 0
         self.acked: list[int] = []
         self.failed = 0
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -67,13 +68,19 @@ class Writer:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Ask the loop to end after its current write (a flag, not a cancel: a write cancelled mid-way can
+        leave the state layer's outage path guessing); bounded, so a hung write cannot hang the drill."""
+        self._stopping = True
+        if self._task is None:
+            return
+        done, _ = await asyncio.wait({self._task}, timeout=10)
+        if not done:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=5)
+            d.console.print("[yellow]the writer did not stop within 10 s: cancelled[/]")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             i, self.next = self.next, self.next + 1
             try:
                 await self.state.set_state(self.key(i), i, StateCategory.ORDERS)
@@ -191,7 +198,9 @@ async def drill(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
             for n in range(1, args.rounds + 1):
                 for mode in args.modes:  # interleaved: the two modes see the same machine load
-                    rounds.append(await one_round(redis, args, mode, n, Path(tmp)))
+                    # bounded: a round that hangs ends the drill with its servers cleaned up, not forever
+                    round_ = one_round(redis, args, mode, n, Path(tmp))
+                    rounds.append(await asyncio.wait_for(round_, ROUND_TIMEOUT_SECONDS))
     finally:
         redis.stop()
     return report(rounds, args)

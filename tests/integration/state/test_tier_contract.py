@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -304,6 +305,43 @@ async def test_warm_upsert_is_one_transaction(warm_tier: Any) -> None:
 
 async def test_warm_schema_version_recorded(warm_tier: Any) -> None:
     assert warm_tier.schema_version >= 1
+
+
+async def test_warm_snapshot_pages_are_one_snapshot_by_column(warm_tier: Any) -> None:
+    """Pages come in key order as columns, from one snapshot (a write made between two pages is not in it);
+    expired rows and excluded categories are left out; closing the iterator early ends the snapshot (the next
+    one starts, and sees the write)."""
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)
+    await warm_tier.upsert_many([warm_write(f"s:{i:02d}", str(i).encode()) for i in range(7)], now)
+    await warm_tier.upsert_many(
+        [
+            warm_write("s:cold", None, Tier.COLD, cold_ref="seg-1"),
+            warm_write("s:ttl", b"t", expires_at=later),
+            warm_write("s:gone", b"g", expires_at=now - timedelta(seconds=1)),
+            warm_write("s:ckpt", b"c", category="checkpoints"),
+        ],
+        now,
+    )
+    pages = []
+    async for page in warm_tier.snapshot_pages(now, ["checkpoints"], 3):
+        pages.append(page)
+        if len(pages) == 1:
+            await warm_tier.upsert_many([warm_write("s:06", b"changed"), warm_write("s:new")], now)
+    assert [len(page.keys) for page in pages] == [3, 3, 3]
+    keys = [key for page in pages for key in page.keys]
+    assert keys == [*(f"s:{i:02d}" for i in range(7)), "s:cold", "s:ttl"]
+    values = [value for page in pages for value in page.values]
+    assert values[6] == b"6" and values[7] is None  # the snapshot's value, not the later one; COLD: no body
+    assert list(pages[2].keys) == ["s:06", "s:cold", "s:ttl"]
+    assert list(pages[2].tiers) == ["warm", "cold", "warm"] and pages[2].cold_refs[1] == "seg-1"
+    assert pages[2].expires_at[0] is None and pages[2].expires_at[2] == later and pages[0].versions[0] == 1
+    assert pages[0].checksums[0] == codec.checksum(b"0")
+    async with contextlib.aclosing(warm_tier.snapshot_pages(now, ["checkpoints"], 2)) as early:
+        first = await anext(early)
+    assert list(first.keys) == ["s:00", "s:01"]
+    second = [page async for page in warm_tier.snapshot_pages(now, ["checkpoints"], 100)]
+    assert "s:new" in second[0].keys and b"changed" in second[0].values
 
 
 # --- COLD --------------------------------------------------------------------------------------------------

@@ -146,8 +146,23 @@ def test_decode_value_corrupted_bodies(data: st.DataObject) -> None:
         body = data.draw(st.binary(max_size=200))
     elif how == "json":
         tagged = st.sampled_from(['{"$d":%s}', '{"$t":%s}', '{"$m":%s}', '[{"$d":%s}]', '{"a":{"$t":%s}}'])
-        arg = data.draw(st.sampled_from(['"x"', "1", "null", "[]", '[["a"]]', '[[1,2,3]]', '"1e999999"',
-                                         '"9999-99-99"', '[[{"$d":1},2]]', '"NaN"', '"\\ud800"']))  # fmt: skip
+        arg = data.draw(
+            st.sampled_from(
+                [
+                    '"x"',
+                    "1",
+                    "null",
+                    "[]",
+                    '[["a"]]',
+                    "[[1,2,3]]",
+                    '"1e999999"',
+                    '"9999-99-99"',
+                    '[[{"$d":1},2]]',
+                    '"NaN"',
+                    '"\\ud800"',
+                ]
+            )
+        )
         body = (data.draw(tagged) % arg).encode()
     else:
         raw = bytearray(GOOD_VALUE)

@@ -97,6 +97,17 @@ def spied_tiers(settings: StateSettings) -> tuple[Any, Any, Any]:
     return TierSpy(hot), TierSpy(warm), TierSpy(cold)
 
 
+def break_journal(settings: StateSettings) -> None:
+    """Make the WARM-outage journal unwritable (its directory becomes a file): a WARM write that fails is
+    then durable nowhere, and fails."""
+    import shutil
+
+    journal = settings.journal_dir / settings.bot_id
+    shutil.rmtree(journal, ignore_errors=True)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_bytes(b"")
+
+
 def break_spool(settings: StateSettings) -> None:
     """Make the COLD spool unwritable (its directory becomes a file): a COLD write that fails then fails."""
     import shutil

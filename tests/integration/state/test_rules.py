@@ -18,7 +18,8 @@ from bot_v2.state import StateCategory, StateManager, StateWrite
 from bot_v2.state.migrations import latest_version
 from bot_v2.state.migrations.postgres import MIGRATIONS as PG_MIGRATIONS
 from bot_v2.state.settings import StateSettings, WarmBackend
-from tests.integration.state.conftest import break_spool, spied_tiers
+from tests.helpers import eventually_async
+from tests.integration.state.conftest import break_journal, break_spool, spied_tiers
 from tests.unit.state.fakes import down
 
 ORDERS = StateCategory.ORDERS
@@ -102,13 +103,22 @@ async def test_cache_is_written_only_after_the_durable_commit(state_settings: St
 
 
 async def test_failed_commit_caches_nothing_and_earlier_batches_stay(state_settings: StateSettings) -> None:
+    """WARM down AND its outage journal unwritable (a WARM write is journaled when only WARM is down:
+    test_warm_journal)."""
     hot, warm, cold = spied_tiers(state_settings)
     async with await StateManager.create(state_settings, tiers=(hot, warm, cold)) as sm:
         await sm.batch_set_state({"orders:a": 1}, ORDERS)
         warm.fail["upsert_many"] = down("warm")
+        break_journal(state_settings)
         with pytest.raises(StateUnavailableError):
             await sm.batch_set_state({"orders:a": 2, "orders:b": 2}, ORDERS)
-        del warm.fail["upsert_many"]
+        (state_settings.journal_dir / state_settings.bot_id).unlink()  # the disk is back...
+        del warm.fail["upsert_many"]  # ...and WARM: the probe timer ends the outage
+
+        async def warm_up() -> bool:
+            return not sm.health().degraded_warm
+
+        await eventually_async(warm_up, timeout=10, interval=0.02)
         assert set(await hot.inner.get_many(["orders:a", "orders:b"])) == {"orders:a"}
         assert await sm.batch_get_state(["orders:a", "orders:b"]) == {"orders:a": 1}
         assert (await sm.verify_coherence()).ok

@@ -295,7 +295,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[int, st
         st.sampled_from(
             ["PERPS_INTERVAL_SECONDS", "RISK_MAX_LEVERAGE", "PERPS_SYMBOLS", "PERPS_BOT_ID", "PERPS_TYPO"]
         ),
-        values,
+        values.filter(lambda v: "\x00" not in v),  # no process environment can hold a NUL byte
         max_size=2,
     ),
 )

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from bot_v2.errors import StateIntegrityError
 from bot_v2.state import codec
@@ -32,6 +33,9 @@ from bot_v2.state.tiers.hot import HotTier
 from bot_v2.state.tiers.warm import WarmTier
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_WARM_PAGES = 10  # header pages per WARM query in the start-up repair (``check_headers``)
 
 
 class HotCoherence:
@@ -53,15 +57,10 @@ class HotCoherence:
 
     # --- verify / repair ----------------------------------------------------------------------------
 
-    async def check(self, page_size: int, repair: bool, *, values: bool = True) -> CoherenceReport:
-        """Compare every HOT key's version and checksum with WARM, one SCAN page at a time; with ``repair``
-        rewrite (or delete) the keys that disagree.
-
-        ``values=True`` reads every HOT record and checks its body against its checksum too. ``values=False``
-        (the start-up repair) compares only what the records' headers say (``HotTier.versions``: ~90 bytes a
-        key, the values stay in Redis) with WARM, reading both concurrently: it finds every stale, foreign or
-        malformed record; a body corrupted under an intact header is left to reads, which verify every body
-        they serve, and to ``values=True`` passes."""
+    async def check(self, page_size: int, repair: bool) -> CoherenceReport:
+        """Compare every HOT key's version and checksum with WARM, one SCAN page at a time, reading every HOT
+        record and checking its body against its checksum too; with ``repair`` rewrite (or delete) the keys
+        that disagree. (The start-up repair reads headers only: ``check_headers``.)"""
         checked = repaired = 0
         mismatches: list[CoherenceMismatch] = []
         pages = aiter(self._hot.scan("*", page_size))
@@ -71,33 +70,68 @@ class HotCoherence:
             if page is None:
                 break
             async with self._lock:  # a batch between its commit and its cache update is not a mismatch
-                if values:
-                    with self._hot_state.io():
-                        hot = await self.read_page(page)
-                    found = compare(hot, await self._warm.get_versions(list(hot)))
-                    checked += len(hot)
-                else:
-                    heads, warm = await self._headers_and_versions(page)
-                    found = compare_headers(heads, warm)
-                    checked += len(heads)
+                with self._hot_state.io():
+                    hot = await self.read_page(page)
+                found = compare(hot, await self._warm.get_versions(list(hot)))
+                checked += len(hot)
                 if repair and found:
                     repaired += await self._repair(found)
             mismatches.extend(found)
         return CoherenceReport(checked, mismatches, repaired)
 
-    async def _headers_and_versions(
-        self, keys: list[str]
-    ) -> tuple[dict[str, tuple[int, str] | None], dict[str, tuple[int, str]]]:
-        """HOT's (version, checksum) headers and WARM's versions of ``keys``, read at the same time."""
-        heads = asyncio.ensure_future(self._hot.versions(keys))
-        try:
-            warm = await self._warm.get_versions(keys)
-        except BaseException:
-            heads.cancel()
-            await asyncio.gather(heads, return_exceptions=True)
-            raise
-        with self._hot_state.io():
-            return await heads, warm
+    async def check_headers(self, page_size: int, repair: bool) -> CoherenceReport:
+        """The start-up repair's pass: compares only what HOT's record headers say (``HotTier.versions``: ~90
+        bytes a key, the values stay in Redis) with WARM. It finds every stale, foreign or malformed record; a
+        body corrupted under an intact header is left to reads, which verify every body they serve, and to
+        ``check``.
+
+        Few round trips in sequence (the SCAN-page loop of ``check`` waits for each page, then for its
+        lookups): HOT's names are listed with SCAN in large pages, and the headers of each page are asked for
+        as soon as it arrives (a script call per ``page_size`` keys, all in flight at once), while WARM reads
+        the hot set's (key, version, checksum) by key range (``hot_versions``, ``page_size * _WARM_PAGES``
+        rows a query: PostgreSQL finds the hot rows by tier and sorts them all for every query, so few large
+        ones). Only the keys HOT holds outside the hot set (strays: demoted, deleted, leftovers in this bot's
+        key space) have their WARM versions read by key afterwards. A hot-set key HOT does not hold is not a
+        mismatch (reads fill it). The whole pass holds the manager lock and every header in memory (~150
+        bytes a key): it runs before the manager serves anything."""
+        limit = page_size * _WARM_PAGES
+        heads: dict[str, tuple[int, str] | None] = {}
+        reads: list[asyncio.Future[dict[str, tuple[int, str] | None]]] = []
+        async with self._lock:
+            warm_read = asyncio.ensure_future(self._hot_set_versions(limit))
+            try:
+                with self._hot_state.io():
+                    async for page in self._hot.scan("*", limit):
+                        reads += [
+                            asyncio.ensure_future(self._hot.versions(c)) for c in chunks(page, page_size)
+                        ]
+                    for part in await asyncio.gather(*reads):
+                        heads.update(part)
+                warm = await warm_read
+                strays = [key for key in heads if key not in warm]
+                if strays:
+                    warm.update(await self._warm.get_versions(strays))
+            finally:  # an error: cancel what still runs, collect every outcome
+                tasks: list[asyncio.Future[Any]] = [warm_read, *reads]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            found = compare_headers(heads, warm)
+            repaired = 0
+            for chunk in chunks(found, page_size) if repair else ():
+                repaired += await self._repair(chunk)
+        return CoherenceReport(len(heads), found, repaired)
+
+    async def _hot_set_versions(self, limit: int) -> dict[str, tuple[int, str]]:
+        """(version, checksum) of every hot-set row in WARM, ``limit`` rows a query."""
+        out: dict[str, tuple[int, str]] = {}
+        after = ""
+        while True:
+            rows = await self._warm.hot_versions(after, limit, datetime.now(UTC))
+            out.update((key, (version, digest)) for key, version, digest in rows)
+            if len(rows) < limit:
+                return out
+            after = rows[-1][0]
 
     async def _repair(self, found: Sequence[CoherenceMismatch]) -> int:
         """Rewrite mismatching HOT keys from WARM (if WARM caches them) or delete them; caller holds the lock."""
@@ -211,7 +245,7 @@ def kinds(mismatches: Sequence[CoherenceMismatch]) -> str:
     return ", ".join(f"{kind}={n}" for kind, n in sorted(counts.items())) or "none"
 
 
-def chunks(keys: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def chunks(keys: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
 

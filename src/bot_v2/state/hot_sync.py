@@ -70,9 +70,9 @@ class HotSync:
         while its cache update failed, leaving an older version in Redis); return how many keys were repaired."""
         started = time.perf_counter()
         try:
-            # pages as large as the restore's: headers only (~90 bytes a key), and every page is two round trips
+            # header calls of the restore's page size (~90 bytes a key), all in flight at once (check_headers)
             page = max(self._coherence_page_size, self._page_size)
-            report = await self.coherence.check(page, repair=True, values=False)
+            report = await self.coherence.check_headers(page, repair=True)
         except StateUnavailableError:
             if self.supervisor.up:
                 raise  # WARM is down: no durable copy to compare with

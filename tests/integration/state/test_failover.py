@@ -339,6 +339,35 @@ async def test_restart_with_stale_redis_data_never_serves_it(
         assert (await fresh.verify_coherence()).ok
 
 
+async def test_repair_at_start_finds_stale_strays_and_malformed_and_leaves_other_bots_alone(
+    private_settings: StateSettings, raw_redis: aioredis.Redis
+) -> None:
+    """The start-up pass (WARM's hot set by key range, HOT's headers, SCAN only for strays): a stale record is
+    rewritten, a malformed one too, a key WARM no longer caches (a stray) is deleted, a key HOT does not hold
+    is left to reads, and another bot's keys in the same Redis are never touched."""
+    prefix = f"state:{private_settings.bot_id}:"
+    other = "state:" + private_settings.bot_id + "-other:orders:a"
+    async with await StateManager.create(private_settings) as sm:
+        await sm.batch_set_state({f"orders:{i}": i for i in range(5)}, ORDERS)
+        old = await raw_get(raw_redis, prefix + "orders:0")
+        await sm.set_state("orders:0", 10, ORDERS)
+    await raw_redis.set(prefix + "orders:0", old)  # stale: version 1 under WARM's 2
+    await raw_redis.set(prefix + "orders:1", b"not a record")  # malformed
+    await raw_redis.set(prefix + "orders:stray", old)  # not in WARM
+    await raw_redis.delete(prefix + "orders:2")  # not held: not a mismatch
+    await raw_redis.set(other, b"another bot's bytes")
+    async with await StateManager.create(private_settings) as fresh:
+        assert fresh.health().hot_repaired_at_start == 3
+        assert (await raw_get(raw_redis, prefix + "orders:0")).startswith(b"1 2 ")
+        assert (await raw_get(raw_redis, prefix + "orders:1")).startswith(b"1 1 ")
+        assert await raw_redis.exists(prefix + "orders:stray", prefix + "orders:2") == 0
+        assert await raw_get(raw_redis, other) == b"another bot's bytes"
+        assert await fresh.batch_get_state([f"orders:{i}" for i in range(5)]) == {
+            "orders:0": 10, "orders:1": 1, "orders:2": 2, "orders:3": 3, "orders:4": 4
+        }  # fmt: skip
+        assert (await fresh.verify_coherence()).ok
+
+
 async def test_start_degraded_when_redis_is_down_and_recover(real_state_settings: StateSettings) -> None:
     server = RedisServer(port=free_port())  # not started yet
     settings = fast_probes(replace(real_state_settings, redis_url=server.url, hot_required_at_start=False))

@@ -64,6 +64,11 @@ SELECT key, version,
 FROM state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND key > $3 AND tier = 'hot'
 ORDER BY key LIMIT $4
 """
+# the hot set's (key, version, checksum): what the start-up repair compares with HOT's headers
+_HOT_VERSIONS_SQL = """
+SELECT key, version, checksum FROM state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2)
+AND key > $3 AND tier = 'hot' ORDER BY key LIMIT $4
+"""
 _STATS_SQL = """
 SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE bot_id = $1 AND
 (expires_at IS NULL OR expires_at > $2) GROUP BY tier
@@ -470,6 +475,11 @@ class PostgresWarmTier:
         async with self._conn("hot page", rows=limit) as conn:
             records = await conn.fetch(_HOT_PAGE_SQL, self._bot, now, after_key, limit)
         return [PackedRecord(rec[0], rec[1], rec[2], rec[3]) for rec in records]
+
+    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> list[tuple[str, int, str]]:
+        async with self._conn("hot versions", rows=limit) as conn:
+            records = await conn.fetch(_HOT_VERSIONS_SQL, self._bot, now, after_key, limit)
+        return [(rec[0], rec[1], rec[2]) for rec in records]
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         async with self._conn("stats", bulk=True) as conn:

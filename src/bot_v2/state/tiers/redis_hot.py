@@ -10,7 +10,6 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
@@ -18,7 +17,7 @@ from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import HotRecord
 from bot_v2.state.tiers.hot import PackedRecord, packed, parse_header, unpack_record
 from bot_v2.state.tiers.redis_connect import RedisTarget, accept_master
-from bot_v2.state.tiers.redis_writes import HotWriter
+from bot_v2.state.tiers.redis_writes import HotWriter, call, encode_keys
 
 # The guard in one atomic script, for the rare batch ``HotWriter`` cannot decide from versions alone (a put of
 # the version HOT holds: value bytes to compare) or that lost the race to another writer three times; sent
@@ -154,7 +153,6 @@ class RedisHotTier:
             max(connect_timeout_seconds, 5.0) if command_timeout_seconds is None else command_timeout_seconds
         )
         self._client: aioredis.Redis | None = None
-        self._headers_script: AsyncScript | None = None
         self._writer = HotWriter(keyspace)
 
     def __repr__(self) -> str:
@@ -187,10 +185,8 @@ class RedisHotTier:
                 # command when down); never after a timeout (a hung server would cost the timeout twice).
                 retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
             )
-            # The start-up repair calls EVALSHA. The script is loaded here (which also proves scripting is
-            # allowed); after a Redis restart emptied the script cache, redis-py answers NOSCRIPT by loading
-            # it again and retrying once.
-            self._headers_script = self._client.register_script(_HEADERS_LUA)
+            # The start-up repair EVALs the headers script: loading it here proves scripting is allowed and
+            # compiles it before the first call (EVAL finds it in the script cache by its SHA)
             async with asyncio.timeout(self._timeout):
                 await self._client.ping()
                 await self._client.script_load(_HEADERS_LUA)
@@ -223,15 +219,13 @@ class RedisHotTier:
         }
 
     async def versions(self, keys: Sequence[str]) -> dict[str, tuple[int, str] | None]:
-        """(version, checksum) from each record's header, in one Lua script call (values stay in Redis)."""
+        """(version, checksum) from each record's header, in one Lua script call (values stay in Redis),
+        encoded here (EVAL: the script text costs nothing next to the keys, and never meets NOSCRIPT)."""
         if not keys:
             return {}
-        client, script = self.client, self._headers_script
-        if script is None:  # unreachable: connect() sets both
-            raise StateUnavailableError(f"redis at {mask_url(self._url)}: not connected")
-        prefix = self._keys.redis_prefix
+        command = encode_keys(("EVAL", _HEADERS_LUA, len(keys)), self._keys.redis_prefix.encode(), keys)
         with self._translate("headers script"):
-            raw = await script([prefix + key for key in keys], [], client)
+            raw = await call(self.client, command)
         return {
             key: parse_header(header if isinstance(header, bytes) else str(header).encode())
             for key, header in zip(keys, raw, strict=True)
@@ -239,14 +233,15 @@ class RedisHotTier:
         }
 
     async def differing(self, records: Sequence[PackedRecord]) -> list[str]:
-        """One MGET of the records; the bytes are compared here (hiredis parses the reply in C: ~0.1 us a
-        value, where a Lua script reading them costs ~4 us a key and redis-py's Python parser ~20 us)."""
+        """One MGET of the records (encoded here, not by redis-py); the bytes are compared here (hiredis
+        parses the reply in C: ~0.1 us a value, where a Lua script reading them costs ~4 us a key and redis-py's
+        Python parser ~20 us)."""
         if not records:
             return []
-        prefix = self._keys.redis_prefix
+        command = encode_keys(("MGET",), self._keys.redis_prefix.encode(), [r.key for r in records])
         expected = [r.packed for r in records]
         with self._translate("MGET"):
-            held = await self.client.mget([prefix + r.key for r in records])
+            held = await call(self.client, command)
         if held == expected:
             return []
         return [r.key for r, got, want in zip(records, held, expected, strict=True) if got != want]

@@ -83,6 +83,10 @@ SELECT key, category, tier, version, checksum, value, cold_ref, updated_at_us, e
 state_records WHERE bot_id = ?1 AND (expires_at_us IS NULL OR expires_at_us > ?2) AND key > ?3
 AND (?5 IS NULL OR tier = ?5) ORDER BY key LIMIT ?4
 """
+_HOT_VERSIONS_SQL = """
+SELECT key, version, checksum FROM state_records WHERE bot_id = ?1 AND (expires_at_us IS NULL OR
+expires_at_us > ?2) AND key > ?3 AND tier = 'hot' ORDER BY key LIMIT ?4
+"""
 _STATS_SQL = """
 SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE bot_id = ? AND
 (expires_at_us IS NULL OR expires_at_us > ?) GROUP BY tier
@@ -514,6 +518,11 @@ class SqliteWarmTier:
 
     async def hot_page(self, after_key: str, limit: int, now: datetime) -> list[PackedRecord]:
         return pack_rows(await self.page_rows(after_key, limit, now, tier=Tier.HOT), now)
+
+    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> list[tuple[str, int, str]]:
+        params = (self._bot, _us(now), after_key, limit)
+        rows = await self._run("hot versions", lambda db: db.execute(_HOT_VERSIONS_SQL, params).fetchall())
+        return [(rec[0], rec[1], rec[2]) for rec in rows]
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         params = (self._bot, _us(now))

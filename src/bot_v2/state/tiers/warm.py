@@ -94,6 +94,10 @@ class WarmTier(Protocol):
         then moves bytes without building a record per row in Python (PostgreSQL packs and checks them in the
         query; ``pack_rows`` is the reference)."""
 
+    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> list[tuple[str, int, str]]:
+        """``page_rows(tier=Tier.HOT)`` as (key, version, checksum) only: the start-up repair compares them
+        with HOT's record headers, driven by WARM's key range instead of SCAN pages (values never move)."""
+
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         """Return (live row count per tier, total value bytes)."""
 

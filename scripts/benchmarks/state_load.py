@@ -173,48 +173,56 @@ class Paths:
             await self.client.mset(self.floor_packed[k])
 
 
+async def judged(
+    name: str, fn: Writer, rate: float, step_seconds: float, p99_ms: float, batch: int
+) -> dict[str, Any]:
+    """Offer ``rate`` for one step; a step not held is tried once more (a burst of load from other processes
+    on a shared machine should not end the ladder): the rate counts as held if either try held."""
+    tries = []
+    for attempt in (1, 2):
+        step = await offer(fn, rate, step_seconds)
+        held = step["achieved_batches_per_s"] >= HELD_FRACTION * rate and step["p99_ms"] <= p99_ms
+        step.update(path=name, held=held and step["errors"] == 0, attempt=attempt)
+        step["records_per_s"] = step["achieved_batches_per_s"] * batch
+        tries.append(step)
+        print(
+            f"  {name:13s} offered {rate:7.0f} b/s  achieved {step['achieved_batches_per_s']:7.1f}  "
+            f"p50 {step['p50_ms']:6.1f} ms  p99 {step['p99_ms']:7.1f} ms  "
+            f"{'held' if step['held'] else 'NOT held'}{' (retry)' if attempt == 2 else ''}",
+            flush=True,
+        )
+        if step["held"]:
+            break
+    best = min(tries, key=lambda t: (not t["held"], t["p99_ms"]))
+    return {**best, "tries": len(tries)}
+
+
 async def ladder(
     paths: Paths, rates: list[float], step_seconds: float, p99_ms: float
 ) -> list[dict[str, Any]]:
-    """Each rate: both paths once, shuffled; a path drops out at its first rate not held."""
+    """Each rate: both paths, shuffled; a path drops out at its first rate not held (after one retry), then one
+    refining step at the geometric midpoint of its highest rate held and the first not held."""
     steps: list[dict[str, Any]] = []
-    live = {"state_manager": paths.measured, "floor": paths.floor}
+    paths_by_name = {"state_manager": paths.measured, "floor": paths.floor}
+    live = dict(paths_by_name)
     for fn in live.values():  # warm-up: connections, prepared statements, first inserts
         await offer(fn, rates[0], 1.0)
     for rate in rates:
         if not live:
             break
         for name in random.sample(list(live), len(live)):
-            step = await offer(live[name], rate, step_seconds)
-            held = (
-                step["achieved_batches_per_s"] >= HELD_FRACTION * rate
-                and step["p99_ms"] <= p99_ms
-                and step["errors"] == 0
-            )
-            step.update(path=name, held=held, records_per_s=step["achieved_batches_per_s"] * paths.batch)
+            step = await judged(name, live[name], rate, step_seconds, p99_ms, paths.batch)
             steps.append(step)
-            print(
-                f"  {name:13s} offered {rate:7.0f} b/s  achieved {step['achieved_batches_per_s']:7.1f}  "
-                f"p50 {step['p50_ms']:6.1f} ms  p99 {step['p99_ms']:7.1f} ms  {'held' if held else 'NOT held'}",
-                flush=True,
-            )
-            if not held:
+            if not step["held"]:
                 del live[name]
-    for name, fn in {"state_manager": paths.measured, "floor": paths.floor}.items():
-        # one refining step between the highest rate held and the first not held (geometric midpoint)
+    for name, fn in paths_by_name.items():
         best = highest(steps, name)
         failed = [s["offered_batches_per_s"] for s in steps if s["path"] == name and not s["held"]]
         if best is None or not failed:
             continue
         rate = round((best["offered_batches_per_s"] * failed[0]) ** 0.5)
-        step = await offer(fn, rate, step_seconds)
-        held = step["achieved_batches_per_s"] >= HELD_FRACTION * rate and step["p99_ms"] <= p99_ms
-        held = held and step["errors"] == 0
-        step.update(path=name, held=held, records_per_s=step["achieved_batches_per_s"] * paths.batch)
-        steps.append(step)
-        print(
-            f"  {name:13s} refine  {rate:5.0f} b/s  p99 {step['p99_ms']:7.1f} ms  {'held' if held else 'NOT held'}"
-        )
+        if best["offered_batches_per_s"] < rate < failed[0]:
+            steps.append(await judged(name, fn, rate, step_seconds, p99_ms, paths.batch))
     return steps
 
 

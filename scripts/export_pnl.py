@@ -47,7 +47,7 @@ def parse_args(argv: list[str]) -> object:
 
 
 async def run(args: object) -> int:
-    from bot_v2 import render
+    from bot_v2.cli import render
     from bot_v2.tools.pnl_export import daily_rows, load_fills, to_csv, to_json_rows
 
     opts = vars(args)

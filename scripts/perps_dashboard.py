@@ -54,7 +54,7 @@ def parse_args(argv: list[str]) -> object:
 async def run(args: object) -> int:
     from rich.live import Live
 
-    from bot_v2 import render
+    from bot_v2.cli import render
     from bot_v2.tools.dashboard import DashboardSource, build_frame, build_layout, frame_json
 
     opts = vars(args)

@@ -48,7 +48,7 @@ def parse_args(argv: list[str]) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bot_v2 import render
+    from bot_v2.cli import render
     from bot_v2.tools.verify import CHECKS, run_checks
 
     opts = parse_args(sys.argv[1:] if argv is None else argv)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot_v2.brokerages.simulated import RunningSimulator
+from bot_v2.cli import handlers
 from bot_v2.config import BotSettings
 from bot_v2.domain import OrderRequest, OrderStatus, OrderType, Side, Symbol
 from bot_v2.errors import GuardDeniedError
@@ -54,9 +55,9 @@ async def test_through_the_running_bot(
             return lease is not None and lease.live
 
         await eventually_async(holder, timeout=30)
-        assert await commands.emergency(settings, "place_order", order=RESTING_BUY, reason="drill") == 0
+        assert await handlers.emergency(settings, "place_order", order=RESTING_BUY, reason="drill") == 0
         assert len(await _open_orders(settings)) == 1
-        assert await commands.emergency(settings, "cancel_all", reason="drill") == 0
+        assert await handlers.emergency(settings, "cancel_all", reason="drill") == 0
         assert await _open_orders(settings) == []
         async with open_state(reader_settings(settings)) as state:
             result = await read_emergency_result(state, 2)
@@ -73,7 +74,7 @@ async def test_place_order_is_refused_like_its_preview_when_halted(
 ) -> None:
     settings = sim_settings(RISK_KILL_SWITCH_ENABLED="1")
     with pytest.raises(GuardDeniedError):
-        await commands.emergency(settings, "place_order", order=RESTING_BUY)
+        await handlers.emergency(settings, "place_order", order=RESTING_BUY)
     async with open_state(reader_settings(settings)) as state:
         assert await state.get_state("control:emergency") is None  # nothing queued
 

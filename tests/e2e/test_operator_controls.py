@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 
 from bot_v2.brokerages.simulated import RunningSimulator
+from bot_v2.cli import handlers
 from bot_v2.config import BotSettings
 from bot_v2.monitoring.events import EventType, read_events
 from bot_v2.monitoring.metrics import BotMetrics
-from bot_v2.orchestration import commands, keys
+from bot_v2.orchestration import keys
 from bot_v2.orchestration.bot import run_bot
 from bot_v2.orchestration.wiring import open_runtime
 from bot_v2.risk import ReasonCode
@@ -47,7 +48,7 @@ async def test_clear_reason_command_lifts_reconcile_mismatch_on_a_running_bot(
             assert len(read_events(settings.events_path, EventType.ORDER_PLACED)) == 1  # buys are denied
 
             # the operator's command: its own connection to the state stores, like the CLI
-            assert await commands.clear_reason(settings, ReasonCode.RECONCILE_MISMATCH) == 0
+            assert await handlers.clear_reason(settings, ReasonCode.RECONCILE_MISMATCH) == 0
 
             await eventually_async(_trading_state(state, "ACTIVE"), timeout=20)
             await eventually_async(lambda: _placed(settings, 2), timeout=20)  # trading again

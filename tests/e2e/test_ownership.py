@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from bot_v2.cli import handlers
 from bot_v2.config import load_settings
 from bot_v2.monitoring.events import EventType, read_events
-from bot_v2.orchestration import commands
 from tests.e2e.conftest import ROOT, StandaloneSimulator, run_driver, sim_env
 from tests.fixtures.services import S3_TEST_BUCKET, S3_TEST_CREDENTIALS, purge_namespace
 from tests.helpers import eventually
@@ -229,7 +229,7 @@ def test_step_down_hands_over_to_the_standby_keeping_open_orders(
     )
     import asyncio
 
-    assert asyncio.run(commands.step_down(settings)) == 0
+    assert asyncio.run(handlers.step_down(settings)) == 0
     assert primary.wait(timeout=20) == 0
     assert primary.lease_events("step_down") and primary.lease_events("released")
     eventually(lambda: standby.lease_events("takeover") and _cycles(standby) >= 1, timeout=20)

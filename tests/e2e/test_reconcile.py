@@ -13,12 +13,13 @@ import pytest
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.brokerages.simulated import RunningSimulator
+from bot_v2.cli import handlers
 from bot_v2.config import BotSettings
 from bot_v2.domain import ClientOrderId, Order, OrderRequest, OrderType, Position, Side, Symbol
 from bot_v2.errors import RetryableError
 from bot_v2.monitoring.events import EventType, read_events
 from bot_v2.monitoring.metrics import BotMetrics
-from bot_v2.orchestration import commands, keys
+from bot_v2.orchestration import keys
 from bot_v2.orchestration.bot import run_bot
 from bot_v2.orchestration.ledger import derive_positions
 from bot_v2.orchestration.tracking import fills_of
@@ -145,7 +146,7 @@ async def test_reconcile_command_reaches_a_running_bot_and_adopts_an_unannounced
                 )
 
             # the operator's command: its own connection to the state stores, like the CLI
-            assert await commands.reconcile(settings) == 0
+            assert await handlers.reconcile(settings) == 0
 
             async def acknowledged() -> bool:
                 ack = await state.get_state(keys.RECONCILE_ACK_KEY)

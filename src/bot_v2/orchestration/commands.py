@@ -1,4 +1,9 @@
-"""Operator commands behind the CLI flags: each opens a runtime, does one job, renders, returns an exit code."""
+"""The work behind the operator commands: each opens a runtime or the state, does one job and returns data.
+
+Nothing here prints or picks an exit code: the CLI layer (``bot_v2.cli.handlers``) calls these, renders the
+result and decides the exit code, so orchestration never imports the terminal layer (the import-direction test
+in tests/unit/test_layers.py keeps it so). Errors are raised as the project's typed errors.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +14,17 @@ import math
 import secrets
 import time
 from contextlib import AsyncExitStack
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot_v2 import render
 from bot_v2.brokerages.coinbase import CoinbaseBroker
 from bot_v2.config import BotSettings
-from bot_v2.domain import OrderId, OrderRequest, OrderStatus, utc_now
-from bot_v2.errors import (
-    FencedError,
-    GuardDeniedError,
-    InputError,
-    LeaseHeldError,
-    OrderRejectedError,
-    StateIntegrityError,
-    TradingHaltedError,
-)
+from bot_v2.domain import EditPreview, Order, OrderId, OrderPreview, OrderRequest, OrderStatus, utc_now
+from bot_v2.errors import InputError, StateIntegrityError, TradingHaltedError
 from bot_v2.monitoring.exporter import serve_metrics
-from bot_v2.orchestration.bot import BotRunSummary
+from bot_v2.orchestration.bot import BotRunSummary, OrderEvaluation
 from bot_v2.orchestration.concurrency import task_group
 from bot_v2.orchestration.wiring import (
     Runtime,
@@ -41,30 +37,13 @@ from bot_v2.orchestration.wiring import (
 from bot_v2.risk import ReasonCode
 from bot_v2.state import StateCategory
 
+if TYPE_CHECKING:
+    from bot_v2.orchestration.emergency import EmergencyRequest
+    from bot_v2.state.models import CheckpointInfo
+
 logger = logging.getLogger(__name__)
 
 EDIT_PREVIEW_TTL_SECONDS = 600
-
-
-async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> int:
-    """Trade: one cycle with ``once`` (--dev-fast), otherwise until SIGINT/SIGTERM (``run_with_lease``)."""
-    summary = await run_with_lease(settings, standby=standby, once=once)
-    render.print_run_summary(summary)
-    if once and summary.trading_state == "HALTED" and not summary.halted:
-        # --dev-fast is a smoke test: a run that ends unable to trade did not pass it (exit 1)
-        raise TradingHaltedError(
-            f"the run ended HALTED ({', '.join(summary.reasons) or 'no reason recorded'}): no order could be "
-            "sent; see the trading state with --account-snapshot"
-        )
-    if summary.fenced:
-        raise FencedError(
-            f"bot {settings.bot_id!r}: a newer lease holder took over; this process stopped without sending "
-            "or writing anything more"
-        )
-    if summary.halted:
-        # The loop already shut down in order; a halted run is a runtime failure for the caller (exit 1).
-        raise TradingHaltedError(f"trading halted: {summary.errors[-1] if summary.errors else 'see the log'}")
-    return 0
 
 
 async def run_with_lease(
@@ -138,15 +117,6 @@ async def run_with_lease(
         return await run_bot(runtime, lease=keeper, **run_bot_args)
 
 
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():
-            raise
-
-
 async def _follow_as_standby(keeper: Any, settings: BotSettings) -> None:
     """Wait, connected and read-only, until the lease is free; log who holds it now and then."""
     last_log = -math.inf
@@ -166,16 +136,23 @@ async def _follow_as_standby(keeper: Any, settings: BotSettings) -> None:
     logger.warning("standby for bot %r: took over with epoch %d", settings.bot_id, record.epoch)
 
 
-async def step_down(settings: BotSettings) -> int:
+async def request_step_down(settings: BotSettings) -> str | None:
     """Ask the running bot to hand over at once (planned maintenance): it sees the request at its next lease
     renewal (within TTL/3), finishes the cycle in flight, keeps its open orders, flushes and releases the
-    lease; a standby takes over."""
+    lease; a standby takes over. Returns the holder asked (``describe()``), None when no bot holds the lease."""
     async with open_state(reader_settings(settings)) as state:
         record = await state.request_handover()
-    if record is None:
-        raise InputError(f"--step-down: no bot holds the lease of {settings.bot_id!r} (nothing is running)")
-    render.print_step_down(settings.bot_id, record.describe())
-    return 0
+    return None if record is None else record.describe()
+
+
+# --- account snapshot -------------------------------------------------------------------------------------------
+
+
+async def account_snapshot(settings: BotSettings) -> dict[str, Any]:
+    """Balances, positions, open orders, permissions, fee tier, limits, clock skew, trading state, PnL and
+    spot holdings, read with the reader's settings (no lease, nothing written)."""
+    async with open_runtime(reader_settings(settings)) as runtime:
+        return await _snapshot_data(runtime)
 
 
 async def _snapshot_data(runtime: Runtime) -> dict[str, Any]:
@@ -284,19 +261,13 @@ async def _spot_holdings(runtime: Runtime, balances: Any) -> list[dict[str, Any]
     return rows
 
 
-async def account_snapshot(settings: BotSettings, *, as_json: bool) -> int:
-    """Print balances, positions, open orders, permissions, fee tier, limits, clock skew, trading state."""
-    async with open_runtime(reader_settings(settings)) as runtime:
-        data = await _snapshot_data(runtime)
-    if as_json:
-        render.print_json(data)
-    else:
-        render.print_account_snapshot(data)
-    return 0
+# --- orders: preview, edit ----------------------------------------------------------------------------------------
 
 
-async def preview_order(settings: BotSettings, request: OrderRequest) -> int:
-    """Show the exchange's preview and the bot's own guard verdict; exit 2 if either refuses."""
+async def preview_with_verdict(
+    settings: BotSettings, request: OrderRequest
+) -> tuple[OrderPreview, OrderEvaluation]:
+    """The exchange's preview of ``request`` and the bot's own guard verdict on it (nothing is sent)."""
     from bot_v2.orchestration.bot import evaluate_order
 
     async with open_runtime(reader_settings(settings)) as runtime:
@@ -304,20 +275,23 @@ async def preview_order(settings: BotSettings, request: OrderRequest) -> int:
         request.validate_for(product)
         preview = await runtime.exchange.preview_order(request)
         verdict = await evaluate_order(runtime, request)
-    render.print_order_preview(request, preview, verdict)
-    if not verdict.approved:
-        failed = [r for r in verdict.results if not r.passed]
-        first = failed[0] if failed else None
-        raise GuardDeniedError(first.guard if first else "risk", first.reason if first else "denied")
-    if preview.errors:
-        raise OrderRejectedError(f"exchange preview refused: {', '.join(preview.errors)}", preview.errors[0])
-    return 0
+    return preview, verdict
 
 
-async def edit_order_preview(
+@dataclass(frozen=True, slots=True)
+class EditPreviewed:
+    """An edit preview: the order as it is, the exchange's preview, and the id it is stored under (None when
+    the exchange refused it: nothing is stored)."""
+
+    order: Order
+    preview: EditPreview
+    preview_id: str | None
+
+
+async def preview_edit(
     settings: BotSettings, order_id: OrderId, size: Decimal | None, price: Decimal | None
-) -> int:
-    """Preview an edit of an open order; store it under a PREVIEW_ID for --apply-order-edit."""
+) -> EditPreviewed:
+    """Preview an edit of an open order; store it under a PREVIEW_ID for ``apply_edit``."""
     async with open_runtime(control_writer_settings(settings)) as runtime:
         order = await runtime.exchange.get_order(order_id)
         new_size = size if size is not None else order.quantity
@@ -334,22 +308,21 @@ async def edit_order_preview(
                 StateCategory.ORDERS,
                 ttl_seconds=EDIT_PREVIEW_TTL_SECONDS,
             )
-    render.print_edit_preview(
-        order, preview, preview_id if not preview.errors else None, apply_prefix=_cli_prefix(settings)
-    )
-    if preview.errors:
-        raise OrderRejectedError(f"edit preview refused: {', '.join(preview.errors)}", preview.errors[0])
-    return 0
+    return EditPreviewed(order, preview, preview_id if not preview.errors else None)
 
 
-def _cli_prefix(settings: BotSettings) -> str:
-    """``perps-bot --profile P [--dry-run]``: a printed follow-up command reaches the same bot."""
-    return f"perps-bot --profile {settings.profile.value}" + (" --dry-run" if settings.dry_run else "")
+@dataclass(frozen=True, slots=True)
+class EditApplied:
+    """The verdict on an edit and, when it was approved, the order as the exchange edited it."""
+
+    verdict: OrderEvaluation
+    order: Order | None
 
 
-async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id: str) -> int:
+async def apply_edit(settings: BotSettings, order_id: OrderId, preview_id: str) -> EditApplied:
     """Apply a stored edit preview: the same size and price that were previewed, nothing else -- judged first
-    like a new order (guards, trading state, kill switch) with the edited order in place of the resting one."""
+    like a new order (guards, trading state, kill switch) with the edited order in place of the resting one.
+    A refused edit sends nothing and keeps the stored preview (it can be applied once allowed)."""
     from bot_v2.orchestration.bot import evaluate_order
 
     async with open_runtime(control_writer_settings(settings)) as runtime:
@@ -373,17 +346,10 @@ async def apply_order_edit(settings: BotSettings, order_id: OrderId, preview_id:
         )
         verdict = await evaluate_order(runtime, edited, replacing=order_id)
         if not verdict.approved:
-            render.print_guard_results(verdict)
-            failed = [r for r in verdict.results if not r.passed]
-            first = failed[0] if failed else None
-            raise GuardDeniedError(
-                first.guard if first else "risk",
-                f"edit of {order_id} refused: {first.reason if first else 'denied'} (trading {verdict.trading_state})",
-            )
+            return EditApplied(verdict, None)
         order = await runtime.exchange.edit_order(order_id, size, price, preview_id=None)
         await runtime.state.delete_state(f"edit_previews:{preview_id}")
-    render.print_order(order, title="Order edited")
-    return 0
+    return EditApplied(verdict, order)
 
 
 def edited_request(order: Any) -> OrderRequest:
@@ -401,19 +367,16 @@ def edited_request(order: Any) -> OrderRequest:
     )
 
 
-def actor(reason: str = "") -> str:
-    """Who acts and why: ``cli:<user>@<host>:<pid>`` plus `` (<reason>)`` -- the ``source`` stored with every
-    control, clear, reconcile and emergency request, and so in the events the bot writes for them."""
-    import getpass
-    import os
-    import socket
+# --- emergency commands ---------------------------------------------------------------------------------------
 
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    who = f"cli:{user}@{socket.gethostname()}:{os.getpid()}"
-    return f"{who} ({' '.join(reason.split())})" if reason.strip() else who
+
+@dataclass(frozen=True, slots=True)
+class QueuedEmergency:
+    """An emergency request in ``control:emergency`` and who carries it out: ``holder`` is the running bot's
+    lease (``describe()``), None when no bot holds the lease (the command then starts one for a cycle)."""
+
+    request: EmergencyRequest
+    holder: str | None
 
 
 #: How long an emergency command waits for the running bot's result: a few cycles and the lease TTL.
@@ -421,186 +384,172 @@ def _emergency_wait_seconds(settings: BotSettings) -> float:
     return max(10.0, 3 * settings.interval_seconds + settings.lease.ttl_seconds)
 
 
-async def emergency(
+async def queue_emergency_request(
     settings: BotSettings,
     action: str,
     *,
     symbol: str | None = None,
     order: OrderRequest | None = None,
+    source: str,
     reason: str = "",
-) -> int:
-    """``--cancel-all`` / ``--flatten`` / ``--place-order``: through the running bot (control key) when one holds
-    the lease, else by starting the bot for one cycle (``hold`` strategy, orders kept at its stop). Exit 0 when
-    everything was done, 1 when the exchange failed part of it, 2 when the guards or the trading state refused."""
-    from types import MappingProxyType
-
-    from bot_v2.config import ShutdownOrderPolicy
+) -> QueuedEmergency:
+    """Queue ``--cancel-all`` / ``--flatten`` / ``--place-order`` for the bot and say whether one is running."""
     from bot_v2.domain import Symbol
-    from bot_v2.orchestration.emergency import EmergencyAction, queue_emergency, read_emergency_result
+    from bot_v2.orchestration.emergency import EmergencyAction, queue_emergency
 
     kind = EmergencyAction(action)
-    if order is not None:  # --place-order: the --preview-order verdict first; nothing is queued if refused
-        await preview_order(settings, order)
     async with open_state(control_writer_settings(settings)) as state:
         lease = await state.read_lease()
-        running = lease is not None and lease.live
         request = await queue_emergency(
             state,
             kind,
             symbol=Symbol(symbol.upper()) if symbol else None,
             order=order,
-            source=actor(),
+            source=source,
             reason=reason,
         )
-        if running:
-            assert lease is not None
-            render.print_line(
-                f"Request {request.request_id} ({kind.value}) queued for the running bot ({lease.describe()})"
-            )
-            deadline = time.monotonic() + _emergency_wait_seconds(settings)
+    running = lease is not None and lease.live
+    return QueuedEmergency(request, lease.describe() if running and lease is not None else None)
+
+
+async def await_emergency_result(settings: BotSettings, queued: QueuedEmergency) -> dict[str, Any]:
+    """The running bot's result for the request, waiting a few cycles for it (``TradingHaltedError`` when it
+    did not come in time: the request stays queued and the bot carries it out at its next cycle)."""
+    from bot_v2.orchestration.emergency import read_emergency_result
+
+    request = queued.request
+    async with open_state(reader_settings(settings)) as state:
+        deadline = time.monotonic() + _emergency_wait_seconds(settings)
+        result = await read_emergency_result(state, request.request_id)
+        while result is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
             result = await read_emergency_result(state, request.request_id)
-            while result is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                result = await read_emergency_result(state, request.request_id)
-            if result is None:
-                raise TradingHaltedError(
-                    f"--{kind.value.replace('_', '-')}: request {request.request_id} is queued but the running "
-                    "bot did not carry it out in time; it will at its next cycle (check its log and events)"
-                )
-    if not running:
-        once = dataclasses.replace(
-            settings,
-            strategy="hold",
-            strategy_params=MappingProxyType({}),
-            shutdown_order_policy=ShutdownOrderPolicy.KEEP,
-            metrics_port=None,  # a one-cycle bot: nothing scrapes it, and it must not take the bot's port
+    if result is None:
+        raise TradingHaltedError(
+            f"--{request.action.value.replace('_', '-')}: request {request.request_id} is queued but the running "
+            "bot did not carry it out in time; it will at its next cycle (check its log and events)"
         )
-        for _ in range(3):  # a cycle that failed as retryable (exchange, lease renewal) is tried again
-            summary = await run_with_lease(once, standby=False, once=True)
-            async with open_state(reader_settings(settings)) as state:
-                result = await read_emergency_result(state, request.request_id)
-            if result is not None or summary.halted or summary.fenced:
-                break
-        if result is None:
-            raise TradingHaltedError(
-                f"--{kind.value.replace('_', '-')}: the bot started for it did not complete a cycle "
-                f"({summary.errors[-1] if summary.errors else 'see the log'}); request {request.request_id} stays "
-                "queued for the next start"
-            )
-    assert result is not None
-    render.print_emergency_result(result)
-    return _emergency_exit(result)
+    return result
 
 
-def _emergency_exit(result: dict[str, Any]) -> int:
-    rows = result.get("orders") or []
-    if result.get("failed") or any(r.get("action") in ("rejected", "unknown") for r in rows):
-        return 1
-    if any(r.get("action") == "denied" for r in rows):
-        return 2
-    return 0
+async def run_emergency_once(settings: BotSettings, queued: QueuedEmergency) -> dict[str, Any]:
+    """No bot holds the lease: start the bot for one cycle (``hold`` strategy, orders kept at its stop) to carry
+    the request out -- the same order path as the running bot's, so "directly" never means "around the guards".
+    A cycle that failed as retryable (exchange, lease renewal) is tried again, up to three runs."""
+    from types import MappingProxyType
+
+    from bot_v2.config import ShutdownOrderPolicy
+    from bot_v2.orchestration.emergency import read_emergency_result
+
+    request = queued.request
+    once = dataclasses.replace(
+        settings,
+        strategy="hold",
+        strategy_params=MappingProxyType({}),
+        shutdown_order_policy=ShutdownOrderPolicy.KEEP,
+        metrics_port=None,  # a one-cycle bot: nothing scrapes it, and it must not take the bot's port
+    )
+    result: dict[str, Any] | None = None
+    for _ in range(3):
+        summary = await run_with_lease(once, standby=False, once=True)
+        async with open_state(reader_settings(settings)) as state:
+            result = await read_emergency_result(state, request.request_id)
+        if result is not None or summary.halted or summary.fenced:
+            break
+    if result is None:
+        raise TradingHaltedError(
+            f"--{request.action.value.replace('_', '-')}: the bot started for it did not complete a cycle "
+            f"({summary.errors[-1] if summary.errors else 'see the log'}); request {request.request_id} stays "
+            "queued for the next start"
+        )
+    return result
 
 
-async def set_controls(
-    settings: BotSettings, *, kill_switch: bool | None, reduce_only: bool | None, reason: str = ""
-) -> int:
-    """Write the operator control key that running bots of this profile read every cycle."""
+# --- controls ---------------------------------------------------------------------------------------------------
+
+
+async def write_controls(
+    settings: BotSettings, *, kill_switch: bool | None, reduce_only: bool | None, source: str
+) -> dict[str, Any]:
+    """Write the operator control key that running bots of this profile read every cycle; return it."""
     from bot_v2.orchestration.controls import set_operator_control
 
     async with open_state(control_writer_settings(settings)) as state:
-        control = await set_operator_control(
-            state, kill_switch=kill_switch, reduce_only=reduce_only, source=actor(reason)
+        return await set_operator_control(
+            state, kill_switch=kill_switch, reduce_only=reduce_only, source=source
         )
-    render.print_controls(control)
-    return 0
 
 
-async def clear_reason(settings: BotSettings, reason: ReasonCode, why: str = "") -> int:
+@dataclass(frozen=True, slots=True)
+class ClearQueued:
+    """A queued ``--clear-reason`` request, every pending one, and the bot's last ``safety:mode`` record."""
+
+    request: dict[str, Any]
+    pending: list[dict[str, Any]]
+    safety: dict[str, Any] | None
+
+
+async def queue_reason_clear(settings: BotSettings, reason: ReasonCode, *, source: str) -> ClearQueued:
     """Queue a request that running bots of this profile clear the latched ``reason`` at their next cycle."""
     from bot_v2.orchestration.controls import request_reason_clear
     from bot_v2.orchestration.keys import SAFETY_KEY
 
     async with open_state(control_writer_settings(settings)) as state:
-        request, control = await request_reason_clear(state, reason, source=actor(why))
+        request, control = await request_reason_clear(state, reason, source=source)
         safety = await state.get_state(SAFETY_KEY)
-    render.print_clear_request(
+    return ClearQueued(
         request.to_dict(),
         [r.to_dict() for r in control.clear_requests],
         safety if isinstance(safety, dict) else None,
     )
-    return 0
 
 
-async def reconcile(settings: BotSettings, reason: str = "") -> int:
+@dataclass(frozen=True, slots=True)
+class ReconcileQueued:
+    """A queued ``--reconcile`` request, the last request the bot ran and its order-discovery watermark."""
+
+    request: dict[str, Any]
+    last_run: int | None
+    watermark: Any
+
+
+async def queue_reconcile(settings: BotSettings, *, source: str) -> ReconcileQueued:
     """Queue a request that running bots of this profile reconcile with the exchange at their next cycle."""
     from bot_v2.orchestration.controls import parse_reconcile_ack, request_reconcile
     from bot_v2.orchestration.keys import RECONCILE_ACK_KEY, WATERMARK_KEY
     from bot_v2.orchestration.reconcile import parse_watermark
 
     async with open_state(control_writer_settings(settings)) as state:
-        request, _ = await request_reconcile(state, source=actor(reason))
+        request, _ = await request_reconcile(state, source=source)
         ack, watermark = await state.get_state(RECONCILE_ACK_KEY), await state.get_state(WATERMARK_KEY)
     try:
         last_run = None if ack is None else parse_reconcile_ack(ack)
         last_watermark = None if watermark is None else parse_watermark(watermark)
     except StateIntegrityError:  # only shown; the bot reports and repairs these itself
         last_run, last_watermark = None, None
-    render.print_reconcile_request(request.to_dict(), last_run, last_watermark)
-    return 0
+    return ReconcileQueued(request.to_dict(), last_run, last_watermark)
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------------
 
 
-async def take_checkpoint(settings: BotSettings, *, as_json: bool) -> int:
-    """Take a checkpoint now. Safe while a bot runs: it is one consistent read of WARM and writes only a new
-    checkpoint object (no record of the bot), so it needs no lease."""
+async def checkpoint_now(settings: BotSettings) -> CheckpointInfo:
+    """Take a checkpoint now and record its event. Safe while a bot runs: it is one consistent read of WARM
+    and writes only a new checkpoint object (no record of the bot), so it needs no lease."""
     from bot_v2.monitoring.events import EventStore, EventType
     from bot_v2.orchestration.checkpointing import checkpoint_event_fields
 
     async with open_state(control_writer_settings(settings)) as state:
         started = time.perf_counter()
-        with render.progress(f"Taking a checkpoint of bot {settings.bot_id!r}..."):
-            info = await state.checkpoints.create_checkpoint("manual")
+        info = await state.checkpoints.create_checkpoint("manual")
         elapsed = time.perf_counter() - started
     events = EventStore(settings.events_path)
     await events.emit(EventType.CHECKPOINT, by="cli", **checkpoint_event_fields(info, elapsed))
     events.close()
-    if as_json:
-        render.print_json(info)
-    else:
-        render.print_checkpoints([info], title="Checkpoint taken")
-    return 0
+    return info
 
 
-async def list_checkpoints(settings: BotSettings, *, as_json: bool) -> int:
-    """Print the stored checkpoints, newest first."""
+async def stored_checkpoints(settings: BotSettings) -> list[CheckpointInfo]:
+    """The stored checkpoints, newest first."""
     async with open_state(reader_settings(settings)) as state:
-        infos = await state.checkpoints.list_checkpoints()
-    if as_json:
-        render.print_json(infos)
-    else:
-        render.print_checkpoints(infos, title=f"Checkpoints of bot {settings.bot_id!r} (newest first)")
-    return 0
-
-
-async def restore_checkpoint(
-    settings: BotSettings, checkpoint_id: str, *, verify_only: bool, as_json: bool
-) -> int:
-    """Verify a checkpoint and, unless ``verify_only``, restore it. A restore takes the bot's lease for its
-    duration (refused while a bot holds it; no bot can start meanwhile) and writes fenced with its epoch."""
-    from bot_v2.orchestration import maintenance
-
-    action = "Verifying" if verify_only else "Verifying and restoring"
-    try:
-        with render.progress(f"{action} checkpoint {checkpoint_id} of bot {settings.bot_id!r}..."):
-            report, marker_restored = await maintenance.restore_checkpoint(
-                settings, checkpoint_id, verify_only=verify_only
-            )
-    except LeaseHeldError as exc:
-        raise LeaseHeldError(f"{exc} (or use --verify-only, which writes nothing)") from None
-    if as_json:
-        render.print_json(asdict(report) | {"running_marker_restored": marker_restored})
-    else:
-        render.print_restore_report(report, marker_restored=marker_restored)
-    return 0
+        return list(await state.checkpoints.list_checkpoints())

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from bot_v2.render import fmt
+from bot_v2.cli.render import fmt
 from bot_v2.risk import (
     AlertLevel,
 )

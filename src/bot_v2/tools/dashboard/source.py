@@ -21,10 +21,10 @@ from typing import Any, Self
 
 from bot_v2.config import BotSettings
 from bot_v2.domain import Symbol
+from bot_v2.domain.jsonable import to_jsonable
 from bot_v2.errors import PerpsBotError
 from bot_v2.monitoring.health import read_health
 from bot_v2.orchestration import keys
-from bot_v2.render import to_jsonable
 from bot_v2.state import StateHealth, StateManager, StorageStats, WarmBackend
 from bot_v2.state.models import LeaseRecord
 from bot_v2.tools.dashboard.view import (

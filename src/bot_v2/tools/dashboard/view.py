@@ -14,8 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bot_v2.domain import OrderStatus, Quote, Symbol
+from bot_v2.domain.jsonable import to_jsonable
 from bot_v2.errors import PerpsBotError
-from bot_v2.render import to_jsonable
 from bot_v2.risk import (
     Alert,
     AlertLevel,

@@ -1,15 +1,14 @@
-"""Terminal output for operator commands: rich tables, and JSON that keeps Decimal exact."""
+"""Terminal output for the operator commands (``bot_v2.cli.handlers``) and scripts: rich tables, and JSON that
+keeps Decimal exact."""
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -17,30 +16,12 @@ from rich.status import Status
 from rich.table import Table
 
 from bot_v2.domain import EditPreview, Order, OrderPreview, OrderRequest
+from bot_v2.domain.jsonable import to_jsonable
 
 # Piped output (logs, tests, `| grep`) must not wrap ids mid-token: use a wide virtual terminal there.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 # Progress goes to stderr (and only to a terminal), so piped stdout -- JSON in particular -- stays clean.
 _progress_console = Console(stderr=True, highlight=False)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert dataclasses, Decimal, datetime, enums and paths to JSON-safe values (Decimal -> string)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def print_json(data: Any) -> None:

@@ -1,4 +1,4 @@
-"""``perps-bot``: the thin command-line layer. Parse flags, load settings, configure logging, call one command.
+"""``perps-bot``: parse flags, load settings, configure logging, call one command handler (``handlers``).
 
 Exit codes: 0 ok; 1 runtime failure (exchange or state unreachable, halted); 2 bad input (flags, config,
 env, order parameters, a guard or the exchange refusing the order). Errors print one line, never a traceback.
@@ -425,36 +425,36 @@ def _confirm_flatten() -> None:
 
 
 async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
-    from bot_v2.orchestration import commands
+    from bot_v2.cli import handlers
 
     if mode == "run":
-        return await commands.run(settings, once=bool(opts["dev_fast"]), standby=bool(opts["standby"]))
+        return await handlers.run(settings, once=bool(opts["dev_fast"]), standby=bool(opts["standby"]))
     if mode == "step_down":
-        return await commands.step_down(settings)
+        return await handlers.step_down(settings)
     if mode == "reconcile":
-        return await commands.reconcile(settings, reason=str(opts.get("reason") or ""))
+        return await handlers.reconcile(settings, reason=str(opts.get("reason") or ""))
     if mode == "account_snapshot":
-        return await commands.account_snapshot(settings, as_json=bool(opts["as_json"]))
+        return await handlers.account_snapshot(settings, as_json=bool(opts["as_json"]))
     if mode == "preview_order":
-        return await commands.preview_order(settings, build_order_request(opts))
+        return await handlers.preview_order(settings, build_order_request(opts))
     if mode == "edit_order_preview":
         size = _decimal("--order-quantity", opts.get("order_quantity"))
         price = _decimal("--order-price", opts.get("order_price"))
-        return await commands.edit_order_preview(settings, OrderId(opts["edit_order_preview"]), size, price)
+        return await handlers.edit_order_preview(settings, OrderId(opts["edit_order_preview"]), size, price)
     if mode == "apply_order_edit":
         raw = str(opts["apply_order_edit"])
         order_id, sep, preview_id = raw.partition(":")
         if not sep or not order_id or not preview_id:
             raise InputError(f"--apply-order-edit: expected ORDER_ID:PREVIEW_ID, got {raw!r}")
-        return await commands.apply_order_edit(settings, OrderId(order_id), preview_id)
+        return await handlers.apply_order_edit(settings, OrderId(order_id), preview_id)
     if mode == "clear_reason":
-        return await commands.clear_reason(
+        return await handlers.clear_reason(
             settings, ReasonCode(str(opts["clear_reason"]).upper()), why=str(opts.get("reason") or "")
         )
     if mode in ("cancel_all", "flatten", "place_order"):
         if mode == "flatten" and not opts.get("yes"):
             _confirm_flatten()
-        return await commands.emergency(
+        return await handlers.emergency(
             settings,
             mode,
             symbol=opts.get("order_symbol") if mode == "cancel_all" else None,
@@ -462,17 +462,17 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
             reason=str(opts.get("reason") or ""),
         )
     if mode == "take_checkpoint":
-        return await commands.take_checkpoint(settings, as_json=bool(opts["as_json"]))
+        return await handlers.take_checkpoint(settings, as_json=bool(opts["as_json"]))
     if mode == "list_checkpoints":
-        return await commands.list_checkpoints(settings, as_json=bool(opts["as_json"]))
+        return await handlers.list_checkpoints(settings, as_json=bool(opts["as_json"]))
     if mode == "restore_checkpoint":
-        return await commands.restore_checkpoint(
+        return await handlers.restore_checkpoint(
             settings,
             str(opts["restore_checkpoint"]),
             verify_only=bool(opts["verify_only"]),
             as_json=bool(opts["as_json"]),
         )
-    return await commands.set_controls(
+    return await handlers.set_controls(
         settings,
         kill_switch=_on_off("--kill-switch", opts.get("kill_switch")),
         reduce_only=_on_off("--reduce-only-mode", opts.get("reduce_only_mode")),

@@ -14,7 +14,7 @@ nothing; reduce-only orders pass REDUCE_ONLY), its intent is durable before the 
 fills are booked once. It acknowledges in ``control:emergency_applied`` (``{last_request_id, results,
 updated_at}``, the results of the newest requests by id) in that cycle's batch; the CLI reads the result there.
 When no bot holds the lease the CLI starts one itself for a single cycle with the ``hold`` strategy and orders
-kept at its stop (``commands.emergency``): the same code path, so "directly" never means "around the guards".
+kept at its stop (``commands.run_emergency_once``): the same code path, so "directly" never means "around the guards".
 
 Cancels cover the bot's own orders (client ids starting with its prefix), not orders typed into the exchange's
 UI; a flatten closes the positions of the bot's book with market orders (reduce-only on derivatives).

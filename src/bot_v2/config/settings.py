@@ -24,6 +24,7 @@ from typing import Any
 
 from bot_v2.brokerages.coinbase import CoinbaseConnection
 from bot_v2.config.profiles import PROFILES, BrokerKind, Profile
+from bot_v2.config.schema import SETTINGS, secret_variables
 from bot_v2.config.strict import check_unknown_variables
 from bot_v2.domain import Symbol
 from bot_v2.errors import ConfigError, MissingCredentialsError
@@ -49,66 +50,8 @@ _MAX_RETENTION_DAYS = 3650
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
-#: Every environment variable the bot itself reads (RISK_* come from ``bot_v2.risk``).
-ENV_VARS: tuple[str, ...] = (
-    "PERPS_PROFILE",
-    "PERPS_BOT_ID",
-    "PERPS_SYMBOLS",
-    "PERPS_DRY_RUN",
-    "PERPS_INTERVAL_SECONDS",
-    "PERPS_STRATEGY",
-    "PERPS_STRATEGY_PARAMS",
-    "PERPS_DATA_DIR",
-    "PERPS_LOG_DIR",
-    "PERPS_LOG_LEVEL",
-    "PERPS_CLIENT_ID_PREFIX",
-    "PERPS_SHUTDOWN_ORDER_POLICY",
-    "PERPS_RECONCILE_MISMATCH_ACTION",
-    "PERPS_INTENT_GRACE_SECONDS",
-    "PERPS_RECONCILE_EVERY_CYCLES",
-    "PERPS_HISTORY_RETENTION_DAYS",
-    "PERPS_LEASE_TTL_SECONDS",
-    "PERPS_LEASE_WATCHDOG_SECONDS",
-    "PERPS_LEASE_SUBMIT_BUDGET_SECONDS",
-    "PERPS_WARM_OUTAGE_MODE",
-    "PERPS_WARM_OUTAGE_MAX_SECONDS",
-    "COINBASE_API_KEY",
-    "COINBASE_API_SECRET",
-    "COINBASE_KEY_FILE",
-    "COINBASE_BASE_URL",
-    "COINBASE_CA_FILE",
-    "COINBASE_TIMEOUT_SECONDS",
-    "COINBASE_ENABLE_DERIVATIVES",
-    "COINBASE_WS_ENABLED",
-    "COINBASE_WS_URL",
-    "COINBASE_WS_STALE_SECONDS",
-    "COINBASE_WS_REST_SYNC_SECONDS",
-    "SIM_SEED",
-    "SIM_TICK_SECONDS",
-    "REDIS_URL",
-    "REDIS_SENTINELS",
-    "REDIS_SENTINEL_MASTER",
-    "REDIS_PASSWORD",
-    "REDIS_SENTINEL_PASSWORD",
-    "REDIS_DB",
-    "DATABASE_URL",
-    "S3_ENDPOINT_URL",
-    "S3_BUCKET",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-    "STATE_MAX_VALUE_BYTES",
-    "STATE_HOT_COMMAND_TIMEOUT_SECONDS",
-    "STATE_WARM_COMMAND_TIMEOUT_SECONDS",
-    "STATE_WARM_BULK_TIMEOUT_SECONDS",
-    "CHECKPOINT_INTERVAL_SECONDS",
-    "CHECKPOINT_RETENTION",
-    "CHECKPOINT_RETENTION_COUNT",
-    "CHECKPOINT_ENABLE_COMPRESSION",
-    "STATE_BATCH_SIZE",
-    "METRICS_PORT",
-    "METRICS_HOST",
-)
+#: Every environment variable the bot itself reads, from the schema (RISK_* come from ``bot_v2.risk``).
+ENV_VARS: tuple[str, ...] = tuple(setting.name for setting in SETTINGS)
 
 
 class ShutdownOrderPolicy(enum.StrEnum):
@@ -450,13 +393,12 @@ def load_settings(
         data_dir = data_dir / PAPER_DATA_SUBDIR
         log_dir = log_dir / PAPER_DATA_SUBDIR  # perps_bot.log keeps one writer: the paper bot has its own
     state = _state_settings(base, env, pick, bot_id, data_dir)
+    # every value the schema calls secret, and the passwords inside the service URLs: masked in every log line
     secrets += tuple(
         s
         for s in (
-            env.get("AWS_SECRET_ACCESS_KEY"),
+            *(env.get(name) for name in sorted(secret_variables())),
             _url_password(state.redis_url),
-            state.redis_password,
-            state.redis_sentinel_password,
             _url_password(state.database_url),
         )
         if s

@@ -24,6 +24,7 @@ __all__ = [
     "DrawdownAction",
     "RiskConfig",
     "parse_bool",
+    "risk_env_specs",
 ]
 
 
@@ -222,6 +223,26 @@ RISK_ENV_DOCS: Mapping[str, str] = MappingProxyType(
 """One-line description per ``RISK_*`` variable (for ``.env.example`` and docs)."""
 
 _FIELD_BY_ENV = {spec.env: name for name, spec in _SPECS.items() if spec.env is not None}
+
+_KIND_DOC = {"bool": "bool", "decimal": "decimal", "int": "int", "seconds": "float", "action": "choice"}
+
+
+def risk_env_specs() -> tuple[tuple[str, str, str, str], ...]:
+    """(variable, type, bounds, help) of every ``RISK_*`` variable, in documentation order: the risk part of the
+    configuration schema (``bot_v2.config.schema``: ``.env.example`` and docs/CONFIGURATION.md)."""
+    rows = []
+    for spec in _SPECS.values():
+        if spec.env is None:
+            continue
+        if spec.kind == "action":
+            bounds = "HALT | REDUCE_ONLY"
+        elif spec.kind == "bool":
+            bounds = ""
+        else:
+            bounds = ">= 0" if spec.allow_zero else "> 0"
+            bounds += f", <= {spec.maximum}" if spec.maximum is not None else ""
+        rows.append((spec.env, _KIND_DOC[spec.kind], bounds, spec.doc))
+    return tuple(rows)
 
 
 def _check_value(label: str, spec: _Spec, value: object) -> None:

@@ -19,33 +19,32 @@ Rules it keeps (DESIGN.md "State: tiers, batches, coherence"):
   raises ``StateReadOnlyError``. ``take_ownership(epoch)`` makes it the writer: WARM writes are fenced with the
   lease epoch (``FencedError`` once a newer holder exists), then the start-up repair and spool sync run.
 
-This module is the front (reads, writes, tier moves, ownership); ``durable.py`` does the WARM / COLD record
-I/O, ``supervisor.py`` the availability state machine HOT and COLD share, ``connect.py`` opens the tiers, and
-``checkpoint.py`` takes checkpoints through the ``ports.CheckpointHost`` the manager hands it.
+This module is the front (validation, the write lock, ownership, tier moves, health); ``writes.py`` is the
+write path (durable commit or journal, then cache), ``reads.py`` the read path (journal, HOT, WARM, COLD),
+``cache.py`` HOT as a cache (dirty keys), ``durable.py`` the WARM / COLD record I/O, ``supervisor.py`` the
+availability state machine HOT, WARM and COLD share, ``connect.py`` opens the tiers, and ``checkpoint/``
+takes checkpoints through the ``ports.CheckpointHost`` the manager hands it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from bot_v2.errors import ColdUnavailableError, StateReadOnlyError, StateUnavailableError
+from bot_v2.errors import StateReadOnlyError, StateUnavailableError
 from bot_v2.state import codec, durable
+from bot_v2.state.cache import HotCache
 from bot_v2.state.checkpoint import CheckpointStore
-from bot_v2.state.coherence import hot_set_rows
 from bot_v2.state.cold_sync import S3_AVAILABLE_KEY as S3_AVAILABLE_KEY
 from bot_v2.state.cold_sync import ColdSync
 from bot_v2.state.connect import connect_tiers
 from bot_v2.state.hot_sync import HotSync
-from bot_v2.state.keys import KeySpace, glob_to_regex
+from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import (
     CoherenceReport,
-    HotRecord,
     LeaseClaim,
     LeaseGrant,
     LeaseRecord,
@@ -53,16 +52,18 @@ from bot_v2.state.models import (
     StateHealth,
     StateWrite,
     StorageStats,
-    WarmRow,
 )
 from bot_v2.state.outage import LeaseGate, WarmOutage
 from bot_v2.state.ports import LockedHost
+from bot_v2.state.reads import ReadPath
 from bot_v2.state.settings import StateSettings, WarmOutageMode
+from bot_v2.state.status import StateStatus
 from bot_v2.state.tiers.cold import ColdTier
 from bot_v2.state.tiers.factory import build_tiers
 from bot_v2.state.tiers.hot import HotTier
 from bot_v2.state.tiers.spool import SpoolingColdTier, spooling_tier
 from bot_v2.state.tiers.warm import WarmTier
+from bot_v2.state.writes import WritePath
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +84,14 @@ class StateManager:
         self._lock = asyncio.Lock()
         self._read_only = settings.read_only
         self._epoch: int | None = None  # the lease epoch WARM writes are fenced with (take_ownership)
-        self.hot_stale_puts_refused = 0  # puts the version-guarded HOT refused (a newer version was there)
-        # keys read from HOT / from WARM (or COLD): the cache hit rate operators check after a recovery
-        self._hot_hits = 0
-        self._hot_misses = 0
         # keys whose HOT copy may be stale (a cache update failed): never served from HOT
-        self._dirty: set[str] = set()
+        dirty: set[str] = set()
         self._closed = False
         self._repaired_at_start = 0
-        self._hot_sync = HotSync(settings, hot, warm, self._lock, self._dirty, may_probe=self._may_probe)
+        self._hot_sync = HotSync(settings, hot, warm, self._lock, dirty, may_probe=self._may_probe)
         self._hot_supervisor = self._hot_sync.supervisor
         self._coherence = self._hot_sync.coherence
+        self._hot_cache = HotCache(hot, self._hot_sync, dirty)
         self._cold_sync = ColdSync(
             settings, cold, fetch=self._fetch, write_flag=self._write_flag, writable=self._may_probe
         )
@@ -101,8 +99,8 @@ class StateManager:
         host = LockedHost(
             self._lock,
             check_writable=self._check_checkpoint_writable,
-            read_cold=self._read_cold,
-            cache=self._cache,
+            read_cold=lambda rows: durable.read_cold(cold, rows),
+            cache=self._hot_cache.apply,
             after_cold_write=self._cold_sync.publish_flag,
             after_restore=self._cold_sync.republish_flag,
             after_checkpoint=cold.checkpointed,
@@ -114,11 +112,32 @@ class StateManager:
             warm,
             cold,
             writing=host.writing,
-            cache=self._cache,
+            cache=self._hot_cache.apply,
             epoch=lambda: self._epoch,
             restore_checkpoint=self.checkpoints.restore_checkpoint,
             repair_hot=self._repair_after_restore,
             may_probe=self._may_probe,
+        )
+        self._writes = WritePath(
+            keyspace, settings.max_value_bytes, warm, cold, self._hot_cache, self._outage
+        )
+        self._reads = ReadPath(
+            warm,
+            cold,
+            self._hot_cache,
+            self._outage,
+            self._lock,
+            writer=lambda: not self._read_only,
+            page_size=settings.coherence_page_size,
+        )
+        self._status = StateStatus(
+            keyspace.bot_id,
+            (hot, warm, cold),
+            self._hot_supervisor,
+            self._cold_supervisor,
+            self._outage,
+            self._hot_cache,
+            self._reads,
         )
 
     def __repr__(self) -> str:
@@ -132,6 +151,11 @@ class StateManager:
     @property
     def keyspace(self) -> KeySpace:
         return self._keys
+
+    @property
+    def hot_stale_puts_refused(self) -> int:
+        """Puts the version-guarded HOT refused (it held a newer version) since the manager was created."""
+        return self._hot_cache.stale_puts_refused
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -286,77 +310,25 @@ class StateManager:
         write of the same key in ``writes`` wins.
         """
         self._check_writable("write")
-        prepared = self._prepare(writes)
+        prepared = self._writes.prepare(writes)
         if not prepared:
             return {}
         self._maybe_probe()
         async with self._lock:
-            versions = await self._durable(prepared)
+            versions = await self._writes.store(prepared)
         if self._cold_sync.flag_pending is not None:
             await self._cold_sync.publish_flag()
         return versions
 
-    def _prepare(self, writes: Sequence[StateWrite]) -> list[durable.Prepared]:
-        return durable.prepare(writes, self._keys, self._settings.max_value_bytes)
-
-    async def _commit(self, prepared: list[durable.Prepared]) -> dict[str, int]:
-        """Make ``prepared`` durable, then cache it; the caller holds the lock."""
-        try:
-            committed = await durable.commit(prepared, self._cold, self._warm, self.bot_id)
-        except StateUnavailableError:
-            # The outcome is unknown: a hung (or killed) server may commit the batch when it resumes. HOT
-            # must not keep serving the old values of these keys: they are read from WARM until cached again.
-            self._dirty.update(p.key for p in prepared)
-            raise
-        await self._cache(committed.puts, committed.evict)
-        return committed.versions
-
-    async def _durable(self, prepared: list[durable.Prepared]) -> dict[str, int]:
-        """``_commit`` to WARM, or append to the journal while WARM is down (``outage.py``); the caller holds
-        the lock. The first batch WARM refuses as unavailable starts the outage and goes to the journal."""
-        if self._outage.journaling:
-            self._outage.check_not_superseded()
-            return await self._outage.write(prepared)
-        try:
-            return await self._commit(prepared)
-        except ColdUnavailableError:  # COLD and its spool refused the segment: not WARM, nothing to journal
-            raise
-        except StateUnavailableError as exc:
-            self._outage.failed(exc)
-            return await self._outage.write(prepared)
-
     async def _write_flag(self, value: bool) -> None:
         """One METADATA batch holding ``system:s3_available`` (for ``ColdSync``)."""
-        write = self._prepare([StateWrite(S3_AVAILABLE_KEY, value, StateCategory.METADATA)])
+        write = self._writes.prepare([StateWrite(S3_AVAILABLE_KEY, value, StateCategory.METADATA)])
         async with self._lock:
-            await self._durable(write)
+            await self._writes.store(write)
 
     def _may_probe(self) -> bool:
         """Probes (and the restore or sync they start) write: never for a reader or a closed manager."""
         return not (self._read_only or self._closed)
-
-    async def _cache(self, puts: Sequence[HotRecord], evict: Sequence[str]) -> None:
-        """Update HOT after a durable commit. If HOT is down or fails, WARM stays authoritative: the keys
-        become dirty (never served from HOT) and the manager is degraded until the hot set is restored."""
-        if not puts and not evict:
-            return
-        touched = [r.key for r in puts] + list(evict)
-        if self._hot_supervisor.degraded:
-            self._dirty.update(touched)
-            return
-        try:
-            refused = await self._hot.apply(puts, evict)
-        except StateUnavailableError as exc:
-            self._dirty.update(touched)
-            logger.warning("HOT update of %d keys failed after commit (WARM holds them)", len(touched))
-            self._hot_supervisor.failed(exc)
-            return
-        self._hot_sync.cached(touched)
-        if refused:  # HOT holds newer versions: another writer got there first (WARM stays the truth)
-            self.hot_stale_puts_refused += refused
-            logger.warning("HOT refused %d stale puts: it holds newer versions of those keys", refused)
-        if self._dirty:
-            self._dirty.difference_update(touched)
 
     async def delete_state(self, key: str) -> bool:
         """Delete ``key`` from every tier; return whether it existed."""
@@ -370,15 +342,7 @@ class StateManager:
             return 0
         self._maybe_probe()
         async with self._lock:
-            if not self._outage.journaling:
-                try:
-                    deleted = await self._warm.delete_many(checked, datetime.now(UTC))
-                    await self._cache((), checked)
-                    return len(deleted)
-                except StateUnavailableError as exc:
-                    self._outage.failed(exc)
-            self._outage.check_not_superseded()
-            return await self._outage.delete(checked)
+            return await self._writes.delete(checked)
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -394,50 +358,8 @@ class StateManager:
         return {key: codec.decode_value(data, key) for key, data in found.items()}
 
     async def _fetch(self, keys: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
         self._maybe_probe()
-        if self._outage.journaling:  # the journal holds the newest copy of what it holds
-            journaled = self._outage.lookup(keys)
-            found.update((k, v) for k, v in journaled.items() if v is not None)
-            keys = [k for k in keys if k not in journaled]
-        if self._hot_supervisor.up:
-            cacheable = [k for k in keys if k not in self._dirty] if self._dirty else keys
-            if cacheable:
-                try:
-                    records = await self._hot.get_many(cacheable)
-                except StateUnavailableError as exc:
-                    self._hot_supervisor.failed(exc)  # fall through to WARM for every key
-                    records = {}
-                for key, record in records.items():
-                    codec.verify(key, record.value, record.checksum)
-                    found[key] = record.value
-        misses = [k for k in keys if k not in found]
-        self._hot_hits += len(found)
-        self._hot_misses += len(misses)
-        if misses:
-            async with self._lock:  # no write may slip between our WARM read and the promotion
-                if self._outage.down and not self._read_only:  # only the probe asks a WARM that is down
-                    raise StateUnavailableError(
-                        f"WARM is down (writes journaled): {len(misses)} keys neither in HOT nor in the journal"
-                    )
-                try:
-                    found.update(await self._load(misses, promote=not self._read_only))
-                except StateUnavailableError as exc:
-                    # a writer's WARM read failed: its writes journal from now on (a COLD body S3 cannot serve
-                    # while it is down is no WARM outage)
-                    if not self._read_only and not isinstance(exc, ColdUnavailableError):
-                        self._outage.failed(exc)
-                    raise
-        return found
-
-    async def _load(self, keys: Sequence[str], promote: bool, to_hot: bool = False) -> dict[str, bytes]:
-        """Read ``keys`` from WARM (and COLD), verify, and promote them up; caller holds the lock."""
-        loaded = await durable.load(self._warm, self._cold, keys, promote=promote, to_hot=to_hot)
-        await self._cache(loaded.puts, ())
-        return loaded.values
-
-    async def _read_cold(self, rows: Sequence[WarmRow]) -> dict[str, bytes]:
-        return await durable.read_cold(self._cold, rows)
+        return await self._reads.fetch(keys)
 
     async def get_keys_by_pattern(self, pattern: str, *, hot_only: bool = False) -> list[str]:
         """Return the relative keys matching a glob (``orders:*``), sorted.
@@ -447,23 +369,7 @@ class StateManager:
         """
         pattern = self._keys.check_pattern(pattern)
         self._maybe_probe()
-        if not hot_only:
-            return await self._warm.keys_matching(pattern, datetime.now(UTC))
-        if self._hot_supervisor.up:
-            keys: set[str] = set()
-            try:
-                async for page in self._hot.scan(pattern):
-                    keys.update(page)
-                return sorted(keys)
-            except StateUnavailableError as exc:
-                self._hot_supervisor.failed(exc)
-        # degraded: list what HOT holds once restored, i.e. the hot set in WARM
-        matcher = re.compile(glob_to_regex(pattern), re.S)
-        return [
-            row.key
-            async for row in hot_set_rows(self._warm, self._settings.coherence_page_size)
-            if matcher.match(row.key)
-        ]
+        return await self._reads.keys_matching(pattern, hot_only=hot_only)
 
     # --- tier moves -------------------------------------------------------------------------------
 
@@ -475,7 +381,7 @@ class StateManager:
             return 0
         self._maybe_probe()
         async with self._lock:
-            loaded = await self._load(checked, promote=True, to_hot=True)
+            loaded = await self._reads.load(checked, promote=True, to_hot=True)
         return len(loaded)
 
     async def demote_to_cold(self, keys: Iterable[str]) -> int:
@@ -487,7 +393,7 @@ class StateManager:
         self._maybe_probe()
         async with self._lock:
             moved = await durable.demote(self._warm, self._cold, checked, self.bot_id)
-            await self._cache((), moved)
+            await self._hot_cache.apply((), moved)
         if self._cold_sync.flag_pending is not None:
             await self._cold_sync.publish_flag()
         return len(moved)
@@ -541,34 +447,9 @@ class StateManager:
         return not self._hot_supervisor.up
 
     def health(self) -> StateHealth:
-        """HOT cache and COLD store health, without I/O (for status lines, the health endpoint and metrics)."""
-        hot, cold = self._hot_supervisor, self._cold_supervisor
-        return StateHealth(
-            hot_state=hot.state,
-            hot_down_since=hot.down_since,
-            last_hot_error=hot.last_error,
-            dirty_keys=len(self._dirty),
-            next_probe_in_seconds=hot.next_probe_in(),
-            hot_repaired_at_start=self._repaired_at_start,
-            hot_recoveries=hot.recoveries,
-            last_hot_recovery=hot.last_recovery,
-            warm_state=self._outage.supervisor.state,
-            warm_down_since=self._outage.supervisor.down_since,
-            last_warm_error=self._outage.supervisor.last_error,
-            journal_records=self._outage.records,
-            warm_recoveries=self._outage.supervisor.recoveries,
-            last_warm_recovery=self._outage.supervisor.last_recovery,
-            cold_state=cold.state,
-            cold_down_since=cold.down_since,
-            last_cold_error=cold.last_error,
-            cold_spooled_objects=self._cold.spooled_objects,
-            cold_spooled_bytes=self._cold.spooled_bytes,
-            next_cold_probe_in_seconds=cold.next_probe_in(),
-            cold_recoveries=cold.recoveries,
-            last_cold_recovery=cold.last_recovery,
-            hot_hits=self._hot_hits,
-            hot_misses=self._hot_misses,
-        )
+        """HOT cache, WARM journal and COLD store health, without I/O (for status lines, the health endpoint
+        and metrics)."""
+        return self._status.health(self._repaired_at_start)
 
     async def recover_hot(self) -> bool:
         """Probe HOT now (ignoring the schedule) and, if it answers, restore the hot set; return whether HOT
@@ -588,38 +469,7 @@ class StateManager:
     async def get_storage_stats(self) -> StorageStats:
         """Counts and sizes of this bot's state in each tier (``hot_keys`` None while HOT is degraded)."""
         self._maybe_probe()
-        by_tier, value_bytes = await self._warm.stats(datetime.now(UTC))
-        cold_objects, cold_bytes = await self._cold.stats()
-        hot_keys: int | None = None
-        if not self._hot_supervisor.degraded:
-            try:
-                hot_keys = await self._hot.count()
-            except StateUnavailableError as exc:
-                self._hot_supervisor.failed(exc)
-        hot, cold = self._hot_supervisor, self._cold_supervisor
-        return StorageStats(
-            bot_id=self.bot_id,
-            hot_backend=self._hot.name,
-            warm_backend=self._warm.name,
-            cold_backend=self._cold.name,
-            hot_keys=hot_keys,
-            warm_records=sum(by_tier.values()),
-            warm_records_by_tier=by_tier,
-            warm_value_bytes=value_bytes,
-            cold_objects=cold_objects,
-            cold_bytes=cold_bytes,
-            schema_version=self._warm.schema_version,
-            degraded_hot=not hot.up,
-            hot_dirty_keys=len(self._dirty),
-            hot_repaired_at_start=self._repaired_at_start,
-            hot_recoveries=hot.recoveries,
-            last_hot_recovery=hot.last_recovery,
-            degraded_cold=not cold.up,
-            cold_spooled_objects=self._cold.spooled_objects,
-            cold_spooled_bytes=self._cold.spooled_bytes,
-            cold_recoveries=cold.recoveries,
-            last_cold_recovery=cold.last_recovery,
-        )
+        return await self._status.storage_stats(self._repaired_at_start)
 
     # --- COLD availability: spool, probe, sync -------------------------------------------------------
 

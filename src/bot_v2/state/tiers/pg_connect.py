@@ -96,6 +96,9 @@ class ServerWatch:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             logger.debug("postgresql: server identity not readable (%s): %s", type(exc).__name__, exc)
             return conn  # a standby, or no right to pg_control_system(): the check is skipped
+        except BaseException:  # cancelled (or timed out) before the pool got it: nobody else would close it
+            conn.terminate()
+            raise
         seen = (str(row[0]), str(row[1]), str(row[2]))
         before, self.server = self.server, seen
         if before is not None and before[:2] != seen[:2]:

@@ -7,15 +7,23 @@ serve them. ``FollowingPool`` therefore treats a change of master as an outage o
 master other than the one the tier accepted fails with ``MasterChangedError`` (which redis-py does not retry)
 until the tier's probe accepts the new master (``accept_master``), and that probe is followed by the hot-set
 restore from WARM (``hot_sync``), which rewrites and verifies every cached key before HOT serves a read again.
+
+Every client made here sends commands through ``CancelSafeSend``: redis-py bounds a send with
+``asyncio.wait_for``, which on Python 3.11 returns normally when the calling task is cancelled just as the send
+completes (CPython bpo-42130); the cancel is then lost for good and a writer loop keeps writing after
+``task.cancel()``. The send is bounded with ``asyncio.timeout`` instead (Python 3.12's ``wait_for``).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -61,7 +69,7 @@ class RedisTarget:
     def client(self, **kwargs: Any) -> aioredis.Redis:
         """A client (no connection opened yet); ``kwargs`` are redis-py connection options."""
         if not self.sentinel:
-            return aioredis.Redis.from_url(self.url or "", **kwargs)
+            return _cancel_safe(aioredis.Redis.from_url(self.url or "", **kwargs))
         sentinel_kwargs: dict[str, Any] = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
         # a sentinel that is down is skipped at once for the next one (redis-py's default client retries 3
         # times with a backoff: ~3.5 s per discovery while the first sentinel listed is down)
@@ -71,9 +79,50 @@ class RedisTarget:
         manager = Sentinel(  # type: ignore[no-untyped-call]
             list(self.sentinels), sentinel_kwargs=sentinel_kwargs, password=self.password, db=self.db
         )
-        return manager.master_for(  # type: ignore[no-any-return]
-            self.master or "", redis_class=aioredis.Redis, connection_pool_class=FollowingPool, **kwargs
+        return _cancel_safe(
+            manager.master_for(
+                self.master or "", redis_class=aioredis.Redis, connection_pool_class=FollowingPool, **kwargs
+            )
         )
+
+
+class CancelSafeSend(AbstractConnection):
+    """``send_packed_command`` as redis-py's, bounded by ``asyncio.timeout`` instead of ``asyncio.wait_for``
+    (see the module docstring): a cancel that arrives while the send completes is raised, never swallowed."""
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            async with asyncio.timeout(self.socket_timeout or None):
+                await self._send_packed_command(command)
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise redis.exceptions.TimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise redis.exceptions.ConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:  # cancelled mid-send: part of the command may be on the wire
+            await self.disconnect(nowait=True)
+            raise
+
+
+def _cancel_safe(client: aioredis.Redis) -> aioredis.Redis:
+    """``client`` with its pool's connection class (plain, TLS, unix socket, Sentinel-managed) sending
+    through ``CancelSafeSend``; before any connection is opened."""
+    pool = client.connection_pool
+    base = pool.connection_class
+    if not issubclass(base, CancelSafeSend):
+        pool.connection_class = type(f"CancelSafe{base.__name__}", (CancelSafeSend, base), {})
+    return client
 
 
 class FollowingPool(SentinelConnectionPool):

@@ -112,12 +112,12 @@ class HotSync:
 
         Pages of ``hot_restore_page_size`` rows in key order, packed by WARM as HOT stores them
         (``WarmTier.hot_page``: PostgreSQL builds the bytes and checks each body's checksum in the query, so
-        no record is built per row here): the WARM read of page k+1 runs while page k is written to HOT (one
-        ``put_packed``, unguarded, under the manager lock, WARM being the truth) and page k-1 is verified
-        (one MGET compared with the bytes written: version, checksum and value; a record that is not is
-        rewritten from WARM and counted as repaired; it runs while page k is written). A key a write cached
-        since the restore began is skipped (HOT already holds its newer version); a row whose body fails its
-        checksum is not cached.
+        no record is built per row here): the WARM read of page k+1 runs while page k is written to HOT and
+        read back (one ``put_packed(read_back=True)``, unguarded, under the manager lock, WARM being the
+        truth: MULTI/EXEC of the page, then an MGET of its keys on the same connection in the same round
+        trip, compared with the bytes written: version, checksum and value; a record that is not is
+        rewritten from WARM and counted as repaired). A key a write cached since the restore began is
+        skipped (HOT already holds its newer version); a row whose body fails its checksum is not cached.
         The names HOT held before (a partition, not a crash) are listed while the first page is read; with
         the dirty keys, those not in the hot set are deleted from HOT. Until this finished reads use WARM;
         writes already go through to HOT. False: HOT failed meanwhile (degraded again)."""
@@ -130,7 +130,6 @@ class HotSync:
         size = self._page_size
         names = asyncio.ensure_future(self._names())
         reads: asyncio.Future[list[PackedRecord]] | None = asyncio.ensure_future(self._page(""))
-        verifying: list[PackedRecord] = []
         seen: set[str] = set()
         restored = corrupt = verified = repaired = 0
         try:
@@ -143,24 +142,17 @@ class HotSync:
                     logger.error(
                         "state key %r: WARM record fails its checksum; not cached (reads raise)", key
                     )
-                verify = asyncio.ensure_future(self._verify(verifying))  # page k-1, while page k is written
-                try:
-                    async with self._lock:
-                        if not supervisor.recovering:
-                            return False  # a write-through failed meanwhile: degraded again
-                        puts = [r for r in rows if r.packed is not None]
-                        fresh = [r for r in puts if r.key not in written]
-                        with supervisor.io():  # from WARM: replaces whatever HOT holds
-                            await self._hot.put_packed(fresh, [k for k in drops if k not in written])
-                    checked, fixed = await verify
-                finally:
-                    if not verify.done():  # the write failed: collect the read-back's outcome too
-                        verify.cancel()
-                        await asyncio.gather(verify, return_exceptions=True)
+                async with self._lock:
+                    if not supervisor.recovering:
+                        return False  # a write-through failed meanwhile: degraded again
+                    puts = [r for r in rows if r.packed is not None]
+                    fresh = [r for r in puts if r.key not in written]
+                    gone = [k for k in drops if k not in written]
+                    with supervisor.io():  # from WARM: replaces whatever HOT holds; read back at once
+                        wrong = await self._hot.put_packed(fresh, gone, read_back=True)
+                    fixed = await self._rewrite(wrong) if wrong else 0
                 restored, corrupt = restored + len(puts), corrupt + len(drops)
-                verified, repaired, verifying = verified + checked, repaired + fixed, puts
-            checked, fixed = await self._verify(verifying)
-            verified, repaired = verified + checked, repaired + fixed
+                verified, repaired = verified + len(puts), repaired + fixed
             with supervisor.io():
                 held = await names
             evicted = 0
@@ -217,27 +209,15 @@ class HotSync:
         """Every key HOT holds now (names only, SCAN)."""
         return {key async for page in self._hot.scan("*", max(self._page_size, 1000)) for key in page}
 
-    async def _verify(self, puts: Sequence[PackedRecord]) -> tuple[int, int]:
-        """Read back what a page wrote (one round trip: ``HotTier.differing`` compares the packed bytes:
-        version, checksum and value) and rewrite from WARM, under the lock, every record that is not exactly
-        what was written; a key a write cached since holds WARM's current record already. Return (verified,
-        repaired)."""
-        written = self._written or set()
-        expected = [p for p in puts if p.key not in written]
-        if not expected:
-            return len(puts), 0
+    async def _rewrite(self, wrong: Sequence[str]) -> int:
+        """Rewrite from WARM the keys that did not read back as written (another writer, a corrupted value, a
+        lost key); the caller holds the lock. Return how many were repaired."""
+        now = datetime.now(UTC)
+        rows = await self._warm.get_many(wrong, now)
+        fixes, drops, _ = hot_puts(wrong, rows, now)
         with self.supervisor.io():
-            wrong = await self._hot.differing(expected)
-        if not wrong:
-            return len(puts), 0
-        async with self._lock:
-            wrong = [key for key in wrong if key not in written]
-            now = datetime.now(UTC)
-            rows = await self._warm.get_many(wrong, now)
-            fixes, drops, _ = hot_puts(wrong, rows, now)
-            with self.supervisor.io():
-                await self._hot.apply(fixes, drops, replace=True)
+            await self._hot.apply(fixes, drops, replace=True)
         repaired = len(rows)  # a record with a TTL that expired meanwhile is gone from both: not a repair
         if repaired:
             logger.warning("HOT restore: %d keys did not read back as written; rewritten from WARM", repaired)
-        return len(puts), repaired
+        return repaired

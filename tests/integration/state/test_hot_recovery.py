@@ -4,6 +4,7 @@ answering, with no operation asking for it; the restore verifies what it wrote (
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -15,7 +16,6 @@ from bot_v2.state import HotState, StateCategory, StateManager
 from bot_v2.state.settings import StateSettings
 from tests.fixtures.services import RedisServer, ServiceError
 from tests.helpers import eventually_async
-from tests.integration.state.conftest import spied_tiers
 
 ORDERS = StateCategory.ORDERS
 
@@ -75,44 +75,80 @@ async def test_default_probe_brings_hot_back_after_sigkill_and_restart_without_a
         assert (await sm.verify_coherence()).ok
 
 
-async def test_restore_verification_catches_a_value_corrupted_in_redis_between_pages(
+class CorruptingProxy:
+    """A TCP proxy in front of a redis-server that, once armed, changes the first occurrence of ``needle`` in
+    what a client sends (same length, so the command stays well-formed): Redis then holds bytes other than
+    the ones the bot sent, whatever the bot does between its write and its read-back."""
+
+    def __init__(self, upstream_port: int, needle: bytes, replacement: bytes) -> None:
+        assert len(needle) == len(replacement)
+        self.upstream_port, self.needle, self.replacement = upstream_port, needle, replacement
+        self.armed = False
+        self.corrupted = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pump(reader, up_writer, corrupt=True),
+            self._pump(up_reader, writer, corrupt=False),
+            return_exceptions=True,
+        )
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, corrupt: bool) -> None:
+        try:
+            while data := await src.read(1 << 16):
+                if corrupt and self.armed and self.needle in data:
+                    data, self.armed = data.replace(self.needle, self.replacement, 1), False
+                    self.corrupted += 1
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.close()
+
+
+async def test_restore_read_back_catches_a_value_redis_does_not_hold_as_written(
     own_settings: StateSettings, own_redis: RedisServer, raw: aioredis.Redis
 ) -> None:
-    """A second client writes a wrong record over a key the restore wrote in its first page, after that page
-    was written and before it is read back (while the second page is written): the read-back (MGET compared
-    with the bytes written) finds it and rewrites it from WARM, and HOT is up only with every record as WARM
-    has it."""
-    settings = replace(own_settings, hot_restore_page_size=100, hot_probe_interval_seconds=3600.0)
-    settings = replace(settings, hot_probe_max_interval_seconds=3600.0)  # this test probes by hand
-    hot, warm, cold = spied_tiers(settings)
-    async with await StateManager.create(settings, tiers=(hot, warm, cold)) as sm:
-        await sm.batch_set_state({f"orders:{i:03d}": {"i": i} for i in range(300)}, ORDERS)
-        name = f"state:{sm.bot_id}:orders:042"
-        good = await raw.get(name)
-        assert isinstance(good, bytes)
-        own_redis.kill()
-        await sm.get_state("orders:001")
-        assert sm.health().degraded_hot
-        own_redis.start()
-        read_backs = 0
-
-        async def corrupt_before_first_read_back(*_: object, **__: object) -> None:
-            nonlocal read_backs
-            read_backs += 1
-            if read_backs == 1:  # page 1 (orders:000-099) is in Redis; its read-back is about to run
-                assert await raw.get(name) is not None  # written by the restore's first page
-                header, _, value = good.partition(b"\n")
-                await raw.set(name, header + b"\n" + value.replace(b"42", b"24"))  # same header, other bytes
-
-        hot.before["differing"] = corrupt_before_first_read_back
-        await raw.connection_pool.disconnect()
-        assert await sm.recover_hot()
-        recovery = sm.health().last_hot_recovery
-        assert recovery is not None and read_backs >= 3
-        assert recovery.keys_restored == 300 and recovery.keys_verified == 300
-        assert recovery.mismatches_repaired == 1
-        restored = await raw.get(name)
-        assert isinstance(restored, bytes)
-        assert restored.partition(b"\n")[2] == good.partition(b"\n")[2]  # WARM's bytes again
-        assert (await sm.verify_coherence()).ok
-        assert await sm.get_state("orders:042") == {"i": 42}
+    """The restore writes each page and reads it back in the same round trip (MGET after the EXEC, compared
+    with the bytes sent). A proxy between the bot and Redis changes one value of the first page on its way in
+    (Redis holds other bytes than the bot wrote): the read-back finds it and rewrites it from WARM, and HOT
+    is up only with every record as WARM has it."""
+    proxy = CorruptingProxy(own_redis.port, b'{"i":42}', b'{"i":24}')
+    settings = replace(own_settings, redis_url=await proxy.start(), hot_restore_page_size=100)
+    settings = replace(settings, hot_probe_interval_seconds=3600.0, hot_probe_max_interval_seconds=3600.0)
+    try:
+        async with await StateManager.create(settings) as sm:
+            await sm.batch_set_state({f"orders:{i:03d}": {"i": i} for i in range(300)}, ORDERS)
+            name = f"state:{sm.bot_id}:orders:042"
+            good = await raw.get(name)
+            assert isinstance(good, bytes) and good.endswith(b'{"i":42}')
+            own_redis.kill()
+            await sm.get_state("orders:001")
+            assert sm.health().degraded_hot
+            own_redis.start()
+            await raw.connection_pool.disconnect()
+            proxy.armed = True
+            assert await sm.recover_hot()  # this test probes by hand
+            assert proxy.corrupted == 1
+            recovery = sm.health().last_hot_recovery
+            assert recovery is not None
+            assert recovery.keys_restored == 300 and recovery.keys_verified == 300
+            assert recovery.mismatches_repaired == 1
+            assert await raw.get(name) == good.partition(b"\n")[0] + b"\n" + b'{"i":42}'  # WARM's bytes
+            assert (await sm.verify_coherence()).ok
+            assert await sm.get_state("orders:042") == {"i": 42}
+    finally:
+        await proxy.close()

@@ -47,9 +47,13 @@ class HotTier(Protocol):
         checksum, other value bytes, malformed, or missing. One round trip (Redis: one MGET, compared in
         Python). For reading back what a restore wrote."""
 
-    async def put_packed(self, records: Sequence[PackedRecord], deletes: Sequence[str] = ()) -> None:
+    async def put_packed(
+        self, records: Sequence[PackedRecord], deletes: Sequence[str] = (), *, read_back: bool = False
+    ) -> list[str]:
         """Store ``records`` (``packed`` set) with their TTL and delete ``deletes``, unguarded, in one atomic
-        round trip: ``apply(replace=True)`` for records WARM packed (the hot-set restore)."""
+        round trip: ``apply(replace=True)`` for records WARM packed (the hot-set restore). ``read_back``:
+        ``differing(records)`` right after the write, in the same round trip (Redis: an MGET pipelined after
+        the EXEC, on the same connection, so it reads what the write left); else []."""
 
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False

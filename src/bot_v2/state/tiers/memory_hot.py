@@ -62,9 +62,12 @@ class MemoryHotTier:
                 out.append(record.key)
         return out
 
-    async def put_packed(self, records: Sequence[PackedRecord], deletes: Sequence[str] = ()) -> None:
+    async def put_packed(
+        self, records: Sequence[PackedRecord], deletes: Sequence[str] = (), *, read_back: bool = False
+    ) -> list[str]:
         puts = [unpack_record(r.key, r.packed)._replace(ttl_ms=r.ttl_ms) for r in records if r.packed]
         await self.apply(puts, deletes, replace=True)
+        return await self.differing([r for r in records if r.packed]) if read_back else []
 
     async def apply(
         self, puts: Sequence[HotRecord], deletes: Sequence[str] = (), *, replace: bool = False

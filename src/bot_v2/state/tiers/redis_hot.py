@@ -262,13 +262,19 @@ class RedisHotTier:
         with self._translate("guarded MULTI MSET"):
             return await self._writer.apply(client, _APPLY_LUA, puts, deletes)
 
-    async def put_packed(self, records: Sequence[PackedRecord], deletes: Sequence[str] = ()) -> None:
+    async def put_packed(
+        self, records: Sequence[PackedRecord], deletes: Sequence[str] = (), *, read_back: bool = False
+    ) -> list[str]:
         records = [r for r in records if r.packed is not None]
         if not records and not deletes:
-            return
+            return []
         client = self.client
         with self._translate("MULTI MSET"):
-            await self._writer.replace(client, records, deletes)
+            held = await self._writer.replace(client, records, deletes, read_back=read_back)
+        expected = [r.packed for r in records]
+        if not read_back or held == expected:
+            return []
+        return [r.key for r, got, want in zip(records, held, expected, strict=True) if got != want]
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         if not keys:

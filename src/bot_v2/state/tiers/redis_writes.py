@@ -109,19 +109,23 @@ class HotWriter:
         return await self._once_more(run)
 
     async def replace(
-        self, client: aioredis.Redis, puts: Sequence[PackedRecord], deletes: Sequence[str]
-    ) -> None:
+        self, client: aioredis.Redis, puts: Sequence[PackedRecord], deletes: Sequence[str], *,
+        read_back: bool = False,
+    ) -> list[bytes | None]:  # fmt: skip
         """Store every put (``packed`` set) and delete ``deletes``, unguarded (WARM's records, under the
-        manager's lock)."""
+        manager's lock). ``read_back``: return what Redis holds for the puts afterwards (an MGET sent after
+        the transaction in the same round trip; Redis runs one connection's commands in order), else []."""
+        after = [encode_keys(("MGET",), self._prefix.encode(), [r.key for r in puts])] if read_back else []
 
-        async def run() -> None:
+        async def run() -> list[bytes | None]:
             items = [(r.key, b"", r.packed or b"") for r in puts]
-            await self._commit(
-                client, self._commands(items, [r.ttl_ms for r in puts], deletes), watched=False
-            )
+            held: list[Any] = []
+            commands = self._commands(items, [r.ttl_ms for r in puts], deletes)
+            await self._commit(client, commands, watched=False, after=after, replies=held)
             self._remember(puts, deletes, {})
+            return held[0] if held else []
 
-        await self._once_more(run)
+        return await self._once_more(run)
 
     async def delete(self, client: aioredis.Redis, keys: Sequence[str]) -> int:
         """Delete ``keys``; return how many existed."""
@@ -260,20 +264,26 @@ class HotWriter:
     # --- the wire -----------------------------------------------------------------------------------
 
     async def _commit(
-        self, client: aioredis.Redis, commands: list[Wire], *, watched: bool, touch: bool = True
-    ) -> list[Any] | None:
-        """One round trip: ``[UNWATCH] MULTI <commands> SET token EXEC WATCH token GET token``. ``watched``:
-        rely on the WATCH held since ``_known`` was exact (EXEC is refused, None, if anyone wrote since);
-        otherwise UNWATCH first and start ``_known`` afresh. ``touch=False`` leaves the token out (a
-        transaction that writes nothing). Returns EXEC's replies for ``commands``."""
+        self, client: aioredis.Redis, commands: list[Wire], *, watched: bool, touch: bool = True,
+        after: Sequence[Wire] = (), replies: list[Any] | None = None,
+    ) -> list[Any] | None:  # fmt: skip
+        """One round trip: ``[UNWATCH] MULTI <commands> SET token EXEC WATCH token GET token <after>``.
+        ``watched``: rely on the WATCH held since ``_known`` was exact (EXEC is refused, None, if anyone wrote
+        since); otherwise UNWATCH first and start ``_known`` afresh. ``touch=False`` leaves the token out (a
+        transaction that writes nothing). Returns EXEC's replies for ``commands``; the replies to ``after``
+        (commands outside the transaction: a read-back) are appended to ``replies``."""
         if not watched:
             self._known.clear()
         head = [] if watched else [_encode("UNWATCH")]
         tail = [_encode("SET", self.token_key, self._me)] if touch else []
         tail.append(_encode("EXEC"))
         tail += [_encode("WATCH", self.token_key), _encode("GET", self.token_key)]
-        replies = await self._roundtrip(client, [*head, _encode("MULTI"), *commands, *tail])
-        done, token = replies[-3], replies[-1]
+        got = await self._roundtrip(client, [*head, _encode("MULTI"), *commands, *tail, *after])
+        if after:
+            if replies is not None:
+                replies += got[len(got) - len(after) :]
+            got = got[: len(got) - len(after)]
+        done, token = got[-3], got[-1]
         # the GET proves nobody wrote between our EXEC and our WATCH: then _known stays exact
         self._watching = done is not None and token == self._me
         if done is None:

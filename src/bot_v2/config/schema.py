@@ -240,7 +240,7 @@ SETTINGS: tuple[Setting, ...] = (
         "back: docs/RUNBOOK.md.",
         7.0,
         minimum=0,
-        maximum=3650,
+        maximum=3650,  # ten years: a sanity bound that keeps the cutoff a valid date
     ),
     Setting(
         "PERPS_LEASE_TTL_SECONDS",

@@ -17,14 +17,13 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from bot_v2.brokerages.coinbase import CoinbaseConnection
 from bot_v2.config.profiles import PROFILES, BrokerKind, Profile
-from bot_v2.config.schema import SETTINGS, secret_variables
+from bot_v2.config.schema import SETTINGS, read, secret_variables
 from bot_v2.config.strict import check_unknown_variables
 from bot_v2.domain import Symbol
 from bot_v2.errors import ConfigError, MissingCredentialsError
@@ -45,10 +44,6 @@ PAPER_DATA_SUBDIR = "paper"
 DEFAULT_WS_URL = "wss://advanced-trade-ws.coinbase.com"
 #: A dry-run bot serves metrics on its profile's port + this (the live bot keeps the profile's port).
 PAPER_METRICS_PORT_OFFSET = 10
-#: PERPS_HISTORY_RETENTION_DAYS at most: ten years (a sanity bound that keeps the cutoff a valid date).
-_MAX_RETENTION_DAYS = 3650
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 #: Every environment variable the bot itself reads, from the schema (RISK_* come from ``bot_v2.risk``).
 ENV_VARS: tuple[str, ...] = tuple(setting.name for setting in SETTINGS)
@@ -169,65 +164,19 @@ class BotSettings:
 # --- small parsers: each names the field it parses ---------------------------------------------------------
 
 
-def parse_bool(name: str, raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name}: expected a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
-
-
-def parse_float(name: str, raw: object, *, minimum: float | None = None) -> float:
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{name}: expected a finite number, got {raw!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}: must be >= {minimum}, got {raw!r}")
-    return value
-
-
 def _metrics_endpoint(env: Mapping[str, str], base: Mapping[str, Any], dry_run: bool) -> dict[str, Any]:
     """Metrics are on by default: the profile's port on 127.0.0.1 (a dry run: + PAPER_METRICS_PORT_OFFSET);
     ``METRICS_PORT`` sets the port (0: none), ``METRICS_HOST`` the address (0.0.0.0 for a remote Prometheus)."""
-    host = (env.get("METRICS_HOST") or "127.0.0.1").strip()
+    host = read(env, "METRICS_HOST")
     if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", host):
         raise ConfigError(
             f"METRICS_HOST: expected an address or host name (127.0.0.1, 0.0.0.0), got {host!r}"
         )
-    raw = env.get("METRICS_PORT")
-    if raw is None or raw.strip() == "":
+    port = read(env, "METRICS_PORT")
+    if port is None:
         default = int(base["metrics_port"]) + (PAPER_METRICS_PORT_OFFSET if dry_run else 0)
         return {"metrics_port": default, "metrics_host": host, "metrics_port_explicit": False}
-    port = parse_int("METRICS_PORT", raw, minimum=0)
-    if port > 65535:
-        raise ConfigError(f"METRICS_PORT: must be a TCP port (1-65535, 0 for none), got {raw!r}")
     return {"metrics_port": port or None, "metrics_host": host, "metrics_port_explicit": port > 0}
-
-
-def parse_int(name: str, raw: object, *, minimum: int | None = None) -> int:
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}: must be >= {minimum}, got {raw!r}")
-    return value
-
-
-def parse_decimal(name: str, raw: object) -> Decimal:
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise ConfigError(f"{name}: expected a decimal number, got {raw!r}") from None
-    if not value.is_finite():
-        raise ConfigError(f"{name}: expected a finite decimal, got {raw!r}")
-    return value
 
 
 def parse_symbols(name: str, raw: object) -> tuple[Symbol, ...]:
@@ -241,14 +190,6 @@ def parse_symbols(name: str, raw: object) -> tuple[Symbol, ...]:
     if len(set(symbols)) != len(symbols):
         raise ConfigError(f"{name}: duplicate symbols in {','.join(symbols)}")
     return symbols
-
-
-def parse_mismatch_action(name: str, raw: object) -> ReconcileMismatchAction:
-    """Parse ``REDUCE_ONLY`` or ``HALT`` (any case)."""
-    try:
-        return ReconcileMismatchAction(str(raw).strip().upper())
-    except ValueError:
-        raise ConfigError(f"{name}: expected REDUCE_ONLY or HALT, got {raw!r}") from None
 
 
 def paper_bot_id(name: str, live_bot_id: str) -> str:
@@ -311,13 +252,9 @@ def load_settings(
     base: Mapping[str, Any] = PROFILES[prof]
     root = root or Path.cwd()
 
-    def pick(var: str, default: Any) -> Any:
-        value = env.get(var)
-        return default if value is None or value == "" else value
-
     broker = BrokerKind(base["broker"])
     bot_id_field = "--bot-id" if overrides.bot_id else "PERPS_BOT_ID"
-    bot_id = str(overrides.bot_id or pick("PERPS_BOT_ID", f"perps-{prof.value}")).strip().lower()
+    bot_id = str(overrides.bot_id or read(env, "PERPS_BOT_ID", f"perps-{prof.value}")).strip().lower()
     if not _BOT_ID.match(bot_id):
         raise ConfigError(f"{bot_id_field}: {bot_id!r} must be 1-32 chars of a-z, 0-9, '_' or '-'")
     if bot_id.endswith(PAPER_BOT_ID_SUFFIX):
@@ -328,55 +265,29 @@ def load_settings(
 
     symbols = parse_symbols(
         "--symbols" if overrides.symbols is not None else "PERPS_SYMBOLS",
-        overrides.symbols if overrides.symbols is not None else pick("PERPS_SYMBOLS", base["symbols"]),
+        overrides.symbols if overrides.symbols is not None else (env.get("PERPS_SYMBOLS") or base["symbols"]),
     )
     dry_run = (
-        overrides.dry_run
-        if overrides.dry_run is not None
-        else parse_bool("PERPS_DRY_RUN", pick("PERPS_DRY_RUN", base["dry_run"]))
+        overrides.dry_run if overrides.dry_run is not None else read(env, "PERPS_DRY_RUN", base["dry_run"])
     )
     interval = (
         overrides.interval_seconds
         if overrides.interval_seconds is not None
-        else parse_float("PERPS_INTERVAL_SECONDS", pick("PERPS_INTERVAL_SECONDS", base["interval_seconds"]))
+        else read(env, "PERPS_INTERVAL_SECONDS", base["interval_seconds"])
     )
     if interval < 0.05:
         raise ConfigError(f"--interval: must be at least 0.05 seconds, got {interval}")
-    enable_derivatives = parse_bool(
-        "COINBASE_ENABLE_DERIVATIVES", pick("COINBASE_ENABLE_DERIVATIVES", base["enable_derivatives"])
-    )
-    strategy = str(overrides.strategy or pick("PERPS_STRATEGY", base["strategy"])).strip().lower()
+    enable_derivatives = read(env, "COINBASE_ENABLE_DERIVATIVES", base["enable_derivatives"])
+    strategy = str(overrides.strategy or read(env, "PERPS_STRATEGY", base["strategy"])).strip().lower()
     strategy_params = _strategy_params(strategy, base, env)
-    log_level = str(overrides.log_level or pick("PERPS_LOG_LEVEL", "INFO")).upper()
-    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ConfigError(f"PERPS_LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {log_level!r}")
-    prefix = str(pick("PERPS_CLIENT_ID_PREFIX", "pb-"))
+    log_level = str(overrides.log_level or read(env, "PERPS_LOG_LEVEL")).upper()
+    prefix = read(env, "PERPS_CLIENT_ID_PREFIX")
     if not _CLIENT_ID_PREFIX.fullmatch(prefix):
         raise ConfigError(f"PERPS_CLIENT_ID_PREFIX: {prefix!r} must be 1-8 chars of a-z, 0-9, '-'")
-    try:
-        policy = ShutdownOrderPolicy(str(pick("PERPS_SHUTDOWN_ORDER_POLICY", "cancel")).lower())
-    except ValueError:
-        raise ConfigError("PERPS_SHUTDOWN_ORDER_POLICY: expected 'cancel' or 'keep'") from None
-    mismatch_action = parse_mismatch_action(
-        "PERPS_RECONCILE_MISMATCH_ACTION", pick("PERPS_RECONCILE_MISMATCH_ACTION", "REDUCE_ONLY")
-    )
-    intent_grace = parse_float(
-        "PERPS_INTENT_GRACE_SECONDS", pick("PERPS_INTENT_GRACE_SECONDS", 30.0), minimum=0.0
-    )
-    reconcile_every = parse_int(
-        "PERPS_RECONCILE_EVERY_CYCLES", pick("PERPS_RECONCILE_EVERY_CYCLES", 20), minimum=1
-    )
-    retention_days = parse_float(
-        "PERPS_HISTORY_RETENTION_DAYS", pick("PERPS_HISTORY_RETENTION_DAYS", 7.0), minimum=0.0
-    )
-    if retention_days > _MAX_RETENTION_DAYS:
-        raise ConfigError(
-            f"PERPS_HISTORY_RETENTION_DAYS: must be <= {_MAX_RETENTION_DAYS}, got {retention_days:g}"
-        )
-    lease = _lease_settings(pick, interval)
+    lease = _lease_settings(env, interval)
 
-    data_dir = Path(pick("PERPS_DATA_DIR", root / "var" / "data" / "perps_bot" / prof.value))
-    log_dir = Path(pick("PERPS_LOG_DIR", root / "var" / "logs"))
+    data_dir = Path(read(env, "PERPS_DATA_DIR", root / "var" / "data" / "perps_bot" / prof.value))
+    log_dir = Path(read(env, "PERPS_LOG_DIR", root / "var" / "logs"))
 
     risk = RiskConfig.from_env(env, RiskConfig.from_mapping(base["risk"]))
     if overrides.reduce_only is not None:
@@ -384,7 +295,7 @@ def load_settings(
 
     # The simulated exchange is the live bot's: a dry-run sees the same market (and the same in-process
     # simulator state), everything else it owns apart. Derived after the exchange, before the state.
-    coinbase, simulator, secrets = _exchange_settings(prof, broker, env, pick, enable_derivatives, data_dir)
+    coinbase, simulator, secrets = _exchange_settings(prof, broker, env, enable_derivatives, data_dir)
     shadows: str | None = None
     if dry_run:
         shadows = bot_id
@@ -392,7 +303,7 @@ def load_settings(
         prefix = paper_client_id_prefix(prefix)
         data_dir = data_dir / PAPER_DATA_SUBDIR
         log_dir = log_dir / PAPER_DATA_SUBDIR  # perps_bot.log keeps one writer: the paper bot has its own
-    state = _state_settings(base, env, pick, bot_id, data_dir)
+    state = _state_settings(base, env, bot_id, data_dir)
     # every value the schema calls secret, and the passwords inside the service URLs: masked in every log line
     secrets += tuple(
         s
@@ -421,14 +332,12 @@ def load_settings(
         log_dir=log_dir,
         log_level=log_level,
         client_id_prefix=prefix,
-        shutdown_order_policy=policy,
-        reconcile_mismatch_action=mismatch_action,
-        intent_grace_seconds=intent_grace,
-        reconcile_every_cycles=reconcile_every,
-        history_retention_days=retention_days,
-        ws_rest_sync_seconds=parse_float(
-            "COINBASE_WS_REST_SYNC_SECONDS", pick("COINBASE_WS_REST_SYNC_SECONDS", 30.0), minimum=0.0
-        ),
+        shutdown_order_policy=ShutdownOrderPolicy(read(env, "PERPS_SHUTDOWN_ORDER_POLICY")),
+        reconcile_mismatch_action=ReconcileMismatchAction(read(env, "PERPS_RECONCILE_MISMATCH_ACTION")),
+        intent_grace_seconds=read(env, "PERPS_INTENT_GRACE_SECONDS"),
+        reconcile_every_cycles=read(env, "PERPS_RECONCILE_EVERY_CYCLES"),
+        history_retention_days=read(env, "PERPS_HISTORY_RETENTION_DAYS"),
+        ws_rest_sync_seconds=read(env, "COINBASE_WS_REST_SYNC_SECONDS"),
         **_metrics_endpoint(env, base, dry_run),
         shadows_bot_id=shadows,
         lease=lease,
@@ -436,18 +345,14 @@ def load_settings(
     )
 
 
-def _lease_settings(pick: Any, interval_seconds: float) -> LeaseSettings:
+def _lease_settings(env: Mapping[str, str], interval_seconds: float) -> LeaseSettings:
     """The lease's TTL (default 0.6 s: see docs/BENCHMARKS.md, standby takeover), its watchdog (default: three
     intervals, at least 15 s) and the submit budget (default TTL/3, below the 2/3 TTL a renewal leaves)."""
-    ttl = parse_float("PERPS_LEASE_TTL_SECONDS", pick("PERPS_LEASE_TTL_SECONDS", 0.6), minimum=0.15)
-    watchdog = parse_float(
-        "PERPS_LEASE_WATCHDOG_SECONDS",
-        pick("PERPS_LEASE_WATCHDOG_SECONDS", max(15.0, 3 * interval_seconds)),
-        minimum=ttl,
-    )
-    budget = parse_float(
-        "PERPS_LEASE_SUBMIT_BUDGET_SECONDS", pick("PERPS_LEASE_SUBMIT_BUDGET_SECONDS", ttl / 3), minimum=0.0
-    )
+    ttl = read(env, "PERPS_LEASE_TTL_SECONDS")
+    watchdog = read(env, "PERPS_LEASE_WATCHDOG_SECONDS", max(15.0, 3 * interval_seconds))
+    if watchdog < ttl:
+        raise ConfigError(f"PERPS_LEASE_WATCHDOG_SECONDS: must be >= {ttl}, got {watchdog:g}")
+    budget = read(env, "PERPS_LEASE_SUBMIT_BUDGET_SECONDS", ttl / 3)
     if budget >= ttl * 2 / 3:
         raise ConfigError(
             f"PERPS_LEASE_SUBMIT_BUDGET_SECONDS: {budget} must be below 2/3 of PERPS_LEASE_TTL_SECONDS ({ttl}): "
@@ -517,12 +422,11 @@ def _exchange_settings(
     prof: Profile,
     broker: BrokerKind,
     env: Mapping[str, str],
-    pick: Any,
     enable_derivatives: bool,
     data_dir: Path,
 ) -> tuple[CoinbaseConnection, SimulatorSettings, tuple[str, ...]]:
-    timeout = parse_float("COINBASE_TIMEOUT_SECONDS", pick("COINBASE_TIMEOUT_SECONDS", 10.0), minimum=0.1)
-    base_url = str(pick("COINBASE_BASE_URL", "api.coinbase.com"))
+    timeout = read(env, "COINBASE_TIMEOUT_SECONDS")
+    base_url = read(env, "COINBASE_BASE_URL")
     if "://" in base_url or "/" in base_url:
         raise ConfigError(
             f"COINBASE_BASE_URL: give a bare host[:port] such as api.coinbase.com, got {base_url!r}"
@@ -551,17 +455,17 @@ def _exchange_settings(
         raise MissingCredentialsError(
             "COINBASE_KEY_FILE: an external simulator needs its key file (or key+secret)"
         )
-    ws_enabled = parse_bool("COINBASE_WS_ENABLED", pick("COINBASE_WS_ENABLED", True))
-    ws_url = str(pick("COINBASE_WS_URL", "")).strip() or None
+    ws_enabled = read(env, "COINBASE_WS_ENABLED")
+    ws_url = read(env, "COINBASE_WS_URL") or None
     if ws_url is None and broker is BrokerKind.COINBASE:
         ws_url = DEFAULT_WS_URL
     if ws_url is not None and not ws_url.startswith(("wss://", "ws://")):
         raise ConfigError(f"COINBASE_WS_URL: give a wss:// URL such as {DEFAULT_WS_URL}, got {ws_url!r}")
-    ws_stale = parse_float("COINBASE_WS_STALE_SECONDS", pick("COINBASE_WS_STALE_SECONDS", 5.0), minimum=1.5)
+    ws_stale = read(env, "COINBASE_WS_STALE_SECONDS")
     simulator = SimulatorSettings(
         state_dir=data_dir / "simulator",
-        seed=parse_int("SIM_SEED", pick("SIM_SEED", 42)),
-        tick_seconds=parse_float("SIM_TICK_SECONDS", pick("SIM_TICK_SECONDS", 0.25), minimum=0.01),
+        seed=read(env, "SIM_SEED"),
+        tick_seconds=read(env, "SIM_TICK_SECONDS"),
         external=external_sim,
         websocket=ws_enabled,
     )
@@ -580,18 +484,8 @@ def _exchange_settings(
     return connection, simulator, secrets
 
 
-def _warm_outage_mode(pick: Any) -> WarmOutageMode:
-    """``PERPS_WARM_OUTAGE_MODE`` (reduce_only | full): what the loop may send while PostgreSQL is down (for at
-    most ``PERPS_WARM_OUTAGE_MAX_SECONDS`` after the last lease renewal; docs/RUNBOOK.md)."""
-    raw = str(pick("PERPS_WARM_OUTAGE_MODE", "reduce_only")).strip().lower()
-    try:
-        return WarmOutageMode(raw)
-    except ValueError:
-        raise ConfigError(f"PERPS_WARM_OUTAGE_MODE: expected reduce_only or full, got {raw!r}") from None
-
-
 def _state_settings(
-    base: Mapping[str, Any], env: Mapping[str, str], pick: Any, bot_id: str, data_dir: Path
+    base: Mapping[str, Any], env: Mapping[str, str], bot_id: str, data_dir: Path
 ) -> StateSettings:
     hot_default, warm_default, cold_default = base["state_backends"]
     redis_url = env.get("REDIS_URL") or None
@@ -634,35 +528,22 @@ def _state_settings(
         redis_sentinel_master=sentinel_master,
         redis_password=env.get("REDIS_PASSWORD") or None,
         redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
-        redis_db=parse_int("REDIS_DB", env.get("REDIS_DB") or 0, minimum=0),
+        redis_db=read(env, "REDIS_DB"),
         database_url=database_url,
         s3_endpoint_url=s3_endpoint,
         s3_bucket=s3_bucket,
-        s3_region=str(pick("AWS_DEFAULT_REGION", "us-east-1")),
+        s3_region=read(env, "AWS_DEFAULT_REGION"),
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        warm_outage_mode=_warm_outage_mode(pick),
-        warm_outage_max_seconds=parse_float(
-            "PERPS_WARM_OUTAGE_MAX_SECONDS", pick("PERPS_WARM_OUTAGE_MAX_SECONDS", 300.0), minimum=0
-        ),
-        max_value_bytes=parse_int(
-            "STATE_MAX_VALUE_BYTES", pick("STATE_MAX_VALUE_BYTES", 1_048_576), minimum=1024
-        ),
+        # PostgreSQL down: what the loop may send, and for how long after the last lease renewal
+        warm_outage_mode=WarmOutageMode(read(env, "PERPS_WARM_OUTAGE_MODE")),
+        warm_outage_max_seconds=read(env, "PERPS_WARM_OUTAGE_MAX_SECONDS"),
+        max_value_bytes=read(env, "STATE_MAX_VALUE_BYTES"),
         # hung servers (docs/STATE.md "Hung servers"): a command without an answer by then is an outage
-        hot_command_timeout_seconds=parse_float(
-            "STATE_HOT_COMMAND_TIMEOUT_SECONDS", pick("STATE_HOT_COMMAND_TIMEOUT_SECONDS", 0.1), minimum=0.01
-        ),
-        warm_command_timeout_seconds=parse_float(
-            "STATE_WARM_COMMAND_TIMEOUT_SECONDS",
-            pick("STATE_WARM_COMMAND_TIMEOUT_SECONDS", 0.15),
-            minimum=0.01,
-        ),
-        warm_bulk_timeout_seconds=parse_float(
-            "STATE_WARM_BULK_TIMEOUT_SECONDS", pick("STATE_WARM_BULK_TIMEOUT_SECONDS", 60.0), minimum=1
-        ),
-        checkpoint_interval_seconds=parse_float(
-            "CHECKPOINT_INTERVAL_SECONDS", pick("CHECKPOINT_INTERVAL_SECONDS", 300), minimum=1
-        ),
+        hot_command_timeout_seconds=read(env, "STATE_HOT_COMMAND_TIMEOUT_SECONDS"),
+        warm_command_timeout_seconds=read(env, "STATE_WARM_COMMAND_TIMEOUT_SECONDS"),
+        warm_bulk_timeout_seconds=read(env, "STATE_WARM_BULK_TIMEOUT_SECONDS"),
+        checkpoint_interval_seconds=read(env, "CHECKPOINT_INTERVAL_SECONDS"),
         checkpoint_retention=_checkpoint_retention(env),
     )
     batch_size = _batch_size(env)
@@ -677,32 +558,22 @@ def _checkpoint_retention(env: Mapping[str, str]) -> int:
     ``CHECKPOINT_ENABLE_COMPRESSION``: checkpoints are always zlib-compressed (format 2); 1 is accepted, 0 is
     refused rather than silently ignored.
     """
-    given = {
-        n: parse_int(n, env[n], minimum=1)
-        for n in ("CHECKPOINT_RETENTION", "CHECKPOINT_RETENTION_COUNT")
-        if env.get(n)
-    }
+    given = {n: read(env, n) for n in ("CHECKPOINT_RETENTION", "CHECKPOINT_RETENTION_COUNT") if env.get(n)}
     if len(set(given.values())) > 1:
         raise ConfigError(
             f"CHECKPOINT_RETENTION_COUNT: {given['CHECKPOINT_RETENTION_COUNT']} disagrees with CHECKPOINT_RETENTION="
             f"{given['CHECKPOINT_RETENTION']} (the same setting); set one of them"
         )
-    raw = env.get("CHECKPOINT_ENABLE_COMPRESSION")
-    if raw and not parse_bool("CHECKPOINT_ENABLE_COMPRESSION", raw):
+    if not read(env, "CHECKPOINT_ENABLE_COMPRESSION"):
         raise ConfigError(
             "CHECKPOINT_ENABLE_COMPRESSION: checkpoints are always zlib-compressed (level 1: cheaper than "
             "writing the raw bytes); remove the variable or set it to 1"
         )
-    return next(iter(given.values()), 10)
+    return int(next(iter(given.values()), read(env, "CHECKPOINT_RETENTION")))
 
 
 def _batch_size(env: Mapping[str, str]) -> int | None:
     """``STATE_BATCH_SIZE`` (the runbook's "keys per batch operation"): the page of the state layer's batch
     passes -- a HOT restore after a Redis outage and the coherence passes (defaults 2000 / 500)."""
-    raw = env.get("STATE_BATCH_SIZE")
-    if not raw:
-        return None
-    size = parse_int("STATE_BATCH_SIZE", raw, minimum=1)
-    if size > 100_000:
-        raise ConfigError(f"STATE_BATCH_SIZE: at most 100000 keys per batch, got {size}")
+    size: int | None = read(env, "STATE_BATCH_SIZE")
     return size

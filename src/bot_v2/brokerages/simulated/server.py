@@ -165,7 +165,11 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = faults.fail_status
         return error_response(status, "INTERNAL" if status == 500 else "UNAVAILABLE", "simulated fault")
     response = await handler(request)
-    if faults.malformed_remaining > 0 and isinstance(response, web.Response) and isinstance(response.body, bytes):
+    if (
+        faults.malformed_remaining > 0
+        and isinstance(response, web.Response)
+        and isinstance(response.body, bytes)
+    ):
         faults.malformed_remaining -= 1
         response.body = malform(response.body, faults.malformed_kind, faults.malformed_rng)
     return response

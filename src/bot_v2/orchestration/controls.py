@@ -28,7 +28,7 @@ position check) in the cycle that sees an id above the last it ran, and acknowle
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +49,7 @@ __all__ = [
     "parse_clear_ack",
     "parse_operator_control",
     "parse_reconcile_ack",
+    "read_request_head",
     "request_reason_clear",
     "request_reconcile",
     "set_operator_control",
@@ -64,6 +65,15 @@ _RECONCILE_FIELDS = frozenset({"request_id", "requested_at", "source"})
 _ACK_FIELDS = frozenset({"last_request_id", "updated_at"})
 #: Pending clear requests kept in the key at most (the oldest are dropped).
 _MAX_PENDING = 20
+
+
+def read_request_head(data: Mapping[str, object], where: str) -> tuple[int, datetime, str]:
+    """Read what every operator request carries -- its id (>= 1), when and by whom -- (also for emergencies)."""
+    request_id = serde.read_int(data["request_id"], f"{where}.request_id")
+    if request_id < 1:
+        raise StateIntegrityError(f"{where}.request_id: must be >= 1, got {request_id}")
+    requested_at = serde.read_datetime(data["requested_at"], f"{where}.requested_at")
+    return request_id, requested_at, serde.read_str(data["source"], f"{where}.source")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +98,11 @@ class ClearRequest:
         """Read one stored request strictly (``StateIntegrityError`` naming the field)."""
         data = serde.expect_mapping(value, where)
         serde.expect_keys(data, _REQUEST_FIELDS, where)
-        request_id = serde.read_int(data["request_id"], f"{where}.request_id")
-        if request_id < 1:
-            raise StateIntegrityError(f"{where}.request_id: must be >= 1, got {request_id}")
+        request_id, requested_at, source = read_request_head(data, where)
         reason = serde.read_enum(ReasonCode, data["reason"], f"{where}.reason")
         if reason not in OPERATOR_CLEARABLE:
             raise StateIntegrityError(f"{where}.reason: {reason.value} cannot be cleared by an operator")
-        return cls(
-            request_id=request_id,
-            reason=reason,
-            requested_at=serde.read_datetime(data["requested_at"], f"{where}.requested_at"),
-            source=serde.read_str(data["source"], f"{where}.source"),
-        )
+        return cls(request_id, reason, requested_at, source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +121,7 @@ class ReconcileRequest:
         """Read the stored request strictly (``StateIntegrityError`` naming the field)."""
         data = serde.expect_mapping(value, where)
         serde.expect_keys(data, _RECONCILE_FIELDS, where)
-        request_id = serde.read_int(data["request_id"], f"{where}.request_id")
-        if request_id < 1:
-            raise StateIntegrityError(f"{where}.request_id: must be >= 1, got {request_id}")
-        return cls(
-            request_id=request_id,
-            requested_at=serde.read_datetime(data["requested_at"], f"{where}.requested_at"),
-            source=serde.read_str(data["source"], f"{where}.source"),
-        )
+        return cls(*read_request_head(data, where))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,22 +231,13 @@ async def request_reason_clear(
     if reason not in OPERATOR_CLEARABLE:
         names = ", ".join(c.value for c in OPERATOR_CLEARABLE)
         raise ValueError(f"{reason.value} cannot be cleared by an operator (only {names})")
-    raw = await state.get_state(CONTROL_KEY)
-    try:
-        current = None if raw is None else parse_operator_control(raw)
-    except StateIntegrityError as exc:
-        raise StateIntegrityError(
-            f"{exc}; set the controls explicitly first (--kill-switch on|off --reduce-only-mode on|off)"
-        ) from None
-    acknowledged = await _acknowledged(state)
+    current = await _control_to_extend(state)
+    acknowledged = await _last_applied(state, CLEAR_ACK_KEY)
     pending = [r for r in (current.clear_requests if current else ()) if r.request_id > acknowledged]
     next_id = max([acknowledged, *(r.request_id for r in pending)]) + 1
-    now = datetime.now(UTC)
-    request = ClearRequest(next_id, reason, now, source)
-    base = current or OperatorControl(kill_switch=False, reduce_only=False, updated_at=now, source=source)
-    control = replace(base, updated_at=now, source=source, clear_requests=(*pending, request)[-_MAX_PENDING:])
-    await state.set_state(CONTROL_KEY, control.to_dict(), StateCategory.CONTROL)
-    return request, control
+    request = ClearRequest(next_id, reason, datetime.now(UTC), source)
+    requests = (*pending, request)[-_MAX_PENDING:]
+    return request, await _store_request(state, current, request, clear_requests=requests)
 
 
 async def request_reconcile(state: StateStore, source: str) -> tuple[ReconcileRequest, OperatorControl]:
@@ -259,39 +246,62 @@ async def request_reconcile(state: StateStore, source: str) -> tuple[ReconcileRe
     The id is above every earlier request and the last one a bot ran. A corrupted control key is NOT
     overwritten (``StateIntegrityError``), as for clear requests.
     """
+    current = await _control_to_extend(state)
+    ran = await _last_applied(state, RECONCILE_ACK_KEY)
+    last = current.reconcile_request.request_id if current and current.reconcile_request else 0
+    request = ReconcileRequest(max(last, ran) + 1, datetime.now(UTC), source)
+    return request, await _store_request(state, current, request, reconcile_request=request)
+
+
+async def _control_to_extend(state: StateStore) -> OperatorControl | None:
+    """The control a new request is added to; a corrupted key raises rather than be reset to defaults."""
     raw = await state.get_state(CONTROL_KEY)
     try:
-        current = None if raw is None else parse_operator_control(raw)
+        return None if raw is None else parse_operator_control(raw)
     except StateIntegrityError as exc:
         raise StateIntegrityError(
             f"{exc}; set the controls explicitly first (--kill-switch on|off --reduce-only-mode on|off)"
         ) from None
-    ran = await _reconciles_run(state)
-    last = current.reconcile_request.request_id if current and current.reconcile_request else 0
-    now = datetime.now(UTC)
-    request = ReconcileRequest(max(last, ran) + 1, now, source)
+
+
+async def _store_request(
+    state: StateStore,
+    current: OperatorControl | None,
+    request: ClearRequest | ReconcileRequest,
+    **changes: Any,
+) -> OperatorControl:
+    """Write ``current`` (both controls off when None) stamped by ``request`` with ``changes``; return it."""
+    now, source = request.requested_at, request.source
     base = current or OperatorControl(kill_switch=False, reduce_only=False, updated_at=now, source=source)
-    control = replace(base, updated_at=now, source=source, reconcile_request=request)
+    control = replace(base, updated_at=now, source=source, **changes)
     await state.set_state(CONTROL_KEY, control.to_dict(), StateCategory.CONTROL)
-    return request, control
+    return control
 
 
-async def _reconciles_run(state: StateStore) -> int:
-    """The last reconcile request id a bot ran (0 when none or unreadable)."""
-    raw = await state.get_state(RECONCILE_ACK_KEY)
+async def _last_applied(state: StateStore, key: str) -> int:
+    """The last request id a bot applied per acknowledgement ``key`` (0 when none or unreadable: then no
+    request is taken as done)."""
+    raw = await state.get_state(key)
     try:
-        return 0 if raw is None else parse_reconcile_ack(raw)
+        return 0 if raw is None else parse_clear_ack(raw, key)
     except StateIntegrityError:
         return 0
 
 
-async def _acknowledged(state: StateStore) -> int:
-    """The last clear request id the bot applied (0 when none or unreadable: then nothing is dropped)."""
-    raw = await state.get_state(CLEAR_ACK_KEY)
+async def _load_applied(
+    state: StateStore, key: str, assumed: Callable[[OperatorControl], int]
+) -> tuple[int, str | None]:
+    """Read acknowledgement ``key`` at start: (last applied id, None), or when it is unreadable
+    (``assumed(control)`` -- the requests of the control key taken as done --, the error text)."""
+    raw = await state.get_state(key)
     try:
-        return 0 if raw is None else parse_clear_ack(raw)
+        return (0 if raw is None else parse_clear_ack(raw, key)), None
+    except StateIntegrityError as exc:
+        error = str(exc)
+    try:
+        return assumed(parse_operator_control(await state.get_state(CONTROL_KEY))), error
     except StateIntegrityError:
-        return 0
+        return 0, error
 
 
 def apply_clear_request(
@@ -331,33 +341,17 @@ class ControlWatcher:
         Unreadable means it is unknown which requests were applied: every request in the control key is then
         taken as applied -- a latch is never cleared on doubt.
         """
-        raw = await state.get_state(CLEAR_ACK_KEY)
-        try:
-            self.applied_clear_id = 0 if raw is None else parse_clear_ack(raw)
-            return None
-        except StateIntegrityError as exc:
-            error = str(exc)
-        try:
-            control = parse_operator_control(await state.get_state(CONTROL_KEY))
-            self.applied_clear_id = max((r.request_id for r in control.clear_requests), default=0)
-        except StateIntegrityError:
-            self.applied_clear_id = 0
+        self.applied_clear_id, error = await _load_applied(
+            state, CLEAR_ACK_KEY, lambda c: max((r.request_id for r in c.clear_requests), default=0)
+        )
         return error
 
     async def load_reconcile_acknowledged(self, state: StateStore) -> str | None:
         """Read the last reconcile request id a bot ran (at start); an unreadable record counts as the
         request in the control key already run (a restarted bot reconciles at start anyway)."""
-        raw = await state.get_state(RECONCILE_ACK_KEY)
-        try:
-            self.applied_reconcile_id = 0 if raw is None else parse_reconcile_ack(raw)
-            return None
-        except StateIntegrityError as exc:
-            error = str(exc)
-        try:
-            request = parse_operator_control(await state.get_state(CONTROL_KEY)).reconcile_request
-            self.applied_reconcile_id = request.request_id if request is not None else 0
-        except StateIntegrityError:
-            self.applied_reconcile_id = 0
+        self.applied_reconcile_id, error = await _load_applied(
+            state, RECONCILE_ACK_KEY, lambda c: c.reconcile_request.request_id if c.reconcile_request else 0
+        )
         return error
 
     def pending_reconcile(self, control: OperatorControl | None) -> ReconcileRequest | None:

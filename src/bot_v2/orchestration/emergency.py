@@ -43,6 +43,7 @@ from bot_v2.domain import (
 )
 from bot_v2.errors import LeaseLostError, StateIntegrityError
 from bot_v2.orchestration import oplog
+from bot_v2.orchestration.controls import read_request_head
 from bot_v2.orchestration.execution import ExecutionResult, OrderExecutor
 from bot_v2.orchestration.keys import EMERGENCY_ACK_KEY, EMERGENCY_KEY
 from bot_v2.orchestration.ports import StateCategory, StateStore
@@ -163,9 +164,7 @@ class EmergencyRequest:
     def from_dict(cls, value: object, where: str) -> EmergencyRequest:
         data = serde.expect_mapping(value, where)
         serde.expect_keys(data, _REQUEST_FIELDS, where)
-        request_id = serde.read_int(data["request_id"], f"{where}.request_id")
-        if request_id < 1:
-            raise StateIntegrityError(f"{where}.request_id: must be >= 1, got {request_id}")
+        request_id, requested_at, source = read_request_head(data, where)
         action = serde.read_enum(EmergencyAction, data["action"], f"{where}.action")
         order = None if data["order"] is None else order_from_dict(data["order"], f"{where}.order")
         if (action is EmergencyAction.PLACE_ORDER) != (order is not None):
@@ -177,8 +176,8 @@ class EmergencyRequest:
             if data["symbol"] is None
             else Symbol(serde.read_str(data["symbol"], f"{where}.symbol")),
             order=order,
-            requested_at=serde.read_datetime(data["requested_at"], f"{where}.requested_at"),
-            source=serde.read_str(data["source"], f"{where}.source"),
+            requested_at=requested_at,
+            source=source,
             reason=serde.read_str(data["reason"], f"{where}.reason"),
         )
 

@@ -53,6 +53,7 @@ from bot_v2.orchestration import keys, oplog
 from bot_v2.orchestration.alerting import AlertWatcher, current_alerts
 from bot_v2.orchestration.cadence import Cadence
 from bot_v2.orchestration.checkpointing import CheckpointScheduler, CheckpointSource
+from bot_v2.orchestration.concurrency import cancel_and_wait
 from bot_v2.orchestration.controls import ControlWatcher
 from bot_v2.orchestration.crashpoints import crash_point_from_env
 from bot_v2.orchestration.cycle import CycleReport, SymbolRow, TradingCycle, safety_value
@@ -142,12 +143,7 @@ async def run_bot(
         return await _run_bot(runtime, once, max_cycles, stop, strategy, metrics, checkpoints, lease)
     finally:
         if renewal is not None:
-            renewal.cancel()
-            try:
-                await renewal
-            except asyncio.CancelledError:
-                if not renewal.cancelled():
-                    raise
+            await cancel_and_wait(renewal)
 
 
 async def _keep_lease(lease: LeaseKeeper, stop: asyncio.Event) -> None:

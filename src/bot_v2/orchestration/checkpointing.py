@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from bot_v2.errors import FencedError
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
+from bot_v2.orchestration.concurrency import cancel_and_wait
 from bot_v2.state import CheckpointInfo, checkpoint_due
 
 logger = logging.getLogger(__name__)
@@ -150,12 +151,7 @@ class CheckpointScheduler:
         task, self._task = self._task, None
         if task is None or task.done():
             return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise  # stop() itself was cancelled
+        await cancel_and_wait(task)
         logger.info("checkpoint: the periodic checkpoint in progress was cancelled")
 
     async def take(self, reason: str, now: datetime) -> CheckpointInfo | None:

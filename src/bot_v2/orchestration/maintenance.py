@@ -20,17 +20,9 @@ from dataclasses import asdict
 from bot_v2.config import BotSettings
 from bot_v2.errors import InputError, LeaseHeldError, StateError
 from bot_v2.orchestration import oplog
+from bot_v2.orchestration.concurrency import cancel_and_wait
 from bot_v2.orchestration.wiring import open_state, reader_settings
 from bot_v2.state import RestoreReport, StateManager
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():
-            raise
 
 
 @asynccontextmanager
@@ -52,7 +44,7 @@ async def exclusive_state(settings: BotSettings, role: str, what: str) -> AsyncI
             raise LeaseHeldError(f"{what} refused: {exc}; stop the bot first") from None
         stack.push_async_callback(keeper.release)
         renewal = asyncio.get_running_loop().create_task(keeper.run(), name=f"{role}-lease")
-        stack.push_async_callback(_cancel, renewal)
+        stack.push_async_callback(cancel_and_wait, renewal)
         await state.take_ownership(keeper.epoch)
         yield state
 

@@ -28,6 +28,7 @@ from bot_v2.brokerages.coinbase import CoinbaseStream, OrderUpdate
 from bot_v2.domain import OrderId, Quote, Symbol, utc_now
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
+from bot_v2.orchestration.concurrency import cancel_and_wait
 from bot_v2.orchestration.tracking import OrderTracker
 
 __all__ = ["FeedStatus", "MarketFeed", "open_feed"]
@@ -116,12 +117,7 @@ class MarketFeed:
         await self.stream.close()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
+            await cancel_and_wait(task)
         self.metrics.ws_connected.set(0)
 
     # --- what the cycle asks ----------------------------------------------------------------------------

@@ -97,349 +97,214 @@ BOT, COINBASE, SIM, STATE = (
     "state tiers",
 )
 
+# A table: one entry per variable, kept compact so it reads down the names.
+# fmt: off
 SETTINGS: tuple[Setting, ...] = (
-    # --- bot ---------------------------------------------------------------------------------------------------
-    Setting(
-        "PERPS_PROFILE",
-        "choice",
-        BOT,
+    # --- BOT ------------------------------------------------------------------------------------------------
+    Setting("PERPS_PROFILE", "choice", BOT,
         "Profile when --profile is not given.",
-        "dev",
-        choices=("dev", "canary", "spot", "prod"),
+        default="dev", choices=("dev", "canary", "spot", "prod"),
     ),
-    Setting(
-        "PERPS_BOT_ID",
-        "str",
-        BOT,
+    Setting("PERPS_BOT_ID", "str", BOT,
         "State namespace; several bots can share Redis/PostgreSQL/S3 under different ids (a-z 0-9 _ -, at "
         "most 32; at most 26 to dry-run, since a dry run is <id>-paper; a live id may not end in -paper).",
-        default_doc="perps-<profile>",
-        example="perps-dev",
+        default_doc="perps-<profile>", example="perps-dev",
     ),
-    Setting(
-        "PERPS_SYMBOLS",
-        "list",
-        BOT,
+    Setting("PERPS_SYMBOLS", "list", BOT,
         "Comma-separated product ids (overrides the profile).",
-        default_doc="profile",
-        example="BTC-USD,ETH-USD",
+        default_doc="profile", example="BTC-USD,ETH-USD",
     ),
-    Setting(
-        "PERPS_DRY_RUN",
-        "bool",
-        BOT,
+    Setting("PERPS_DRY_RUN", "bool", BOT,
         "1 = trade through the in-process paper broker; no order leaves the process. A dry run is its own "
         "bot: id <PERPS_BOT_ID>-paper, a client-id prefix with a p before its last character (pb- -> pbp-), "
-        "and its own <PERPS_DATA_DIR>/paper and <PERPS_LOG_DIR>/paper; it never touches the live bot's state.",
-        default_doc="profile (0)",
-        example="0",
+        "and its own <PERPS_DATA_DIR>/paper and <PERPS_LOG_DIR>/paper; it never touches the live bot's "
+        "state.",
+        default_doc="profile (0)", example="0",
     ),
-    Setting(
-        "PERPS_INTERVAL_SECONDS",
-        "float",
-        BOT,
+    Setting("PERPS_INTERVAL_SECONDS", "float", BOT,
         "Seconds between cycle starts.",
-        default_doc="profile",
-        minimum=0.05,
-        example="5",
+        default_doc="profile", minimum=0.05, example="5",
     ),
-    Setting(
-        "PERPS_STRATEGY",
-        "str",
-        BOT,
+    Setting("PERPS_STRATEGY", "str", BOT,
         "Strategy name (ma_crossover, momentum, hold).",
-        default_doc="profile",
-        example="ma_crossover",
+        default_doc="profile", example="ma_crossover",
     ),
-    Setting(
-        "PERPS_STRATEGY_PARAMS",
-        "pairs",
-        BOT,
-        "Strategy parameters as key=value pairs (override the profile's), e.g. ma_crossover's windows and the "
-        "fraction of equity per entry: fast_window, slow_window, position_fraction, target_volatility_pct, "
-        "allow_short.",
-        default_doc="profile",
-        example="fast_window=5,slow_window=20,position_fraction=0.02",
+    Setting("PERPS_STRATEGY_PARAMS", "pairs", BOT,
+        "Strategy parameters as key=value pairs (override the profile's), e.g. ma_crossover's windows and "
+        "the fraction of equity per entry: fast_window, slow_window, position_fraction, "
+        "target_volatility_pct, allow_short.",
+        default_doc="profile", example="fast_window=5,slow_window=20,position_fraction=0.02",
     ),
-    Setting(
-        "PERPS_DATA_DIR",
-        "str",
-        BOT,
+    Setting("PERPS_DATA_DIR", "str", BOT,
         "Where events.jsonl, health.json and embedded state live.",
-        default_doc="var/data/perps_bot/<profile>",
-        example="",
+        default_doc="var/data/perps_bot/<profile>", example="",
     ),
-    Setting(
-        "PERPS_LOG_DIR",
-        "str",
-        BOT,
+    Setting("PERPS_LOG_DIR", "str", BOT,
         "Log directory (the file is perps_bot.log, rotated).",
-        default_doc="var/logs",
-        example="",
+        default_doc="var/logs", example="",
     ),
-    Setting(
-        "PERPS_LOG_LEVEL",
-        "choice",
-        BOT,
+    Setting("PERPS_LOG_LEVEL", "choice", BOT,
         "Console log level.",
-        "INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     ),
-    Setting(
-        "PERPS_CLIENT_ID_PREFIX",
-        "str",
-        BOT,
+    Setting("PERPS_CLIENT_ID_PREFIX", "str", BOT,
         "Prefix of every client order id this bot sends (used to adopt its own orders after a crash; 1-8 "
         "chars of a-z, 0-9, -).",
-        "pb-",
+        default="pb-",
     ),
-    Setting(
-        "PERPS_SHUTDOWN_ORDER_POLICY",
-        "choice",
-        BOT,
+    Setting("PERPS_SHUTDOWN_ORDER_POLICY", "choice", BOT,
         "On shutdown: cancel or keep open orders.",
-        "cancel",
-        choices=("cancel", "keep"),
+        default="cancel", choices=("cancel", "keep"),
     ),
-    Setting(
-        "PERPS_RECONCILE_MISMATCH_ACTION",
-        "choice",
-        BOT,
+    Setting("PERPS_RECONCILE_MISMATCH_ACTION", "choice", BOT,
         "When start-up reconciliation finds the bot's positions and the exchange's disagree, trade in "
         "REDUCE_ONLY or HALT until an operator clears RECONCILE_MISMATCH (perps-bot --clear-reason "
         "RECONCILE_MISMATCH).",
-        "REDUCE_ONLY",
-        choices=("REDUCE_ONLY", "HALT"),
+        default="REDUCE_ONLY", choices=("REDUCE_ONLY", "HALT"),
     ),
-    Setting(
-        "PERPS_INTENT_GRACE_SECONDS",
-        "float",
-        BOT,
+    Setting("PERPS_INTENT_GRACE_SECONDS", "float", BOT,
         "Seconds an order intent the exchange does not show (its create call timed out) is looked up again, "
-        "every cycle, before it is FAILED; meanwhile its status is UNKNOWN and the bot sends no new order on "
-        "that symbol.",
-        30.0,
-        minimum=0,
+        "every cycle, before it is FAILED; meanwhile its status is UNKNOWN and the bot sends no new order "
+        "on that symbol.",
+        default=30.0, minimum=0,
     ),
-    Setting(
-        "PERPS_RECONCILE_EVERY_CYCLES",
-        "int",
-        BOT,
+    Setting("PERPS_RECONCILE_EVERY_CYCLES", "int", BOT,
         "Every this many cycles (and at start, and on `perps-bot --reconcile`) the bot lists its own orders "
         "by client-id prefix, adopts any state does not know, books their fills and checks spot balances.",
-        20,
-        minimum=1,
+        default=20, minimum=1,
     ),
-    Setting(
-        "PERPS_HISTORY_RETENTION_DAYS",
-        "float",
-        BOT,
+    Setting("PERPS_HISTORY_RETENTION_DAYS", "float", BOT,
         "Terminal orders, final intents and booked fills older than this many days (and older than the "
-        "reconciliation watermark) move to the COLD archive (archive:* keys) about once an hour, so start-up "
-        "reads only live records. 0 archives them as soon as they are out of the watermark window. Read them "
-        "back: docs/RUNBOOK.md.",
-        7.0,
-        minimum=0,
-        maximum=3650,  # ten years: a sanity bound that keeps the cutoff a valid date
+        "reconciliation watermark) move to the COLD archive (archive:* keys) about once an hour, so "
+        "start-up reads only live records. 0 archives them as soon as they are out of the watermark window. "
+        "Read them back: docs/RUNBOOK.md.",
+        default=7.0, minimum=0, maximum=3650,  # ten years: a sanity bound that keeps the cutoff a valid date
     ),
-    Setting(
-        "PERPS_LEASE_TTL_SECONDS",
-        "float",
-        BOT,
-        "One live writer per bot id: the lease (in the WARM store) expires this long after its last renewal, "
-        "so a standby or a restart takes over a crashed bot within it. Renewed every TTL/3 while the loop "
-        "completes cycles.",
-        0.6,
-        minimum=0.15,
+    Setting("PERPS_LEASE_TTL_SECONDS", "float", BOT,
+        "One live writer per bot id: the lease (in the WARM store) expires this long after its last "
+        "renewal, so a standby or a restart takes over a crashed bot within it. Renewed every TTL/3 while "
+        "the loop completes cycles.",
+        default=0.6, minimum=0.15,
     ),
-    Setting(
-        "PERPS_LEASE_WATCHDOG_SECONDS",
-        "float",
-        BOT,
-        "A loop that completed no cycle for this long stops renewing (a stuck bot loses the lease); at least "
-        "the TTL.",
-        default_doc="3 x the interval, at least 15",
-        example="15",
+    Setting("PERPS_LEASE_WATCHDOG_SECONDS", "float", BOT,
+        "A loop that completed no cycle for this long stops renewing (a stuck bot loses the lease); at "
+        "least the TTL.",
+        default_doc="3 x the interval, at least 15", example="15",
     ),
-    Setting(
-        "PERPS_LEASE_SUBMIT_BUDGET_SECONDS",
-        "float",
-        BOT,
+    Setting("PERPS_LEASE_SUBMIT_BUDGET_SECONDS", "float", BOT,
         "An order/cancel/edit is sent only while the lease has more than this left (below 2/3 of the TTL).",
-        default_doc="TTL/3",
-        minimum=0,
-        example="0.2",
+        default_doc="TTL/3", minimum=0, example="0.2",
     ),
-    Setting(
-        "PERPS_WARM_OUTAGE_MODE",
-        "choice",
-        BOT,
+    Setting("PERPS_WARM_OUTAGE_MODE", "choice", BOT,
         "PostgreSQL (WARM) down: durable writes go to a local fsync'd journal "
         "(<data_dir>/state/journal/<bot_id>/) and the loop keeps running; reduce_only = only orders that "
-        'shrink a position, full = whatever the risk guards allow (docs/RUNBOOK.md "PostgreSQL failure").',
-        "reduce_only",
-        choices=("reduce_only", "full"),
+        "shrink a position, full = whatever the risk guards allow (docs/RUNBOOK.md \"PostgreSQL failure\").",
+        default="reduce_only", choices=("reduce_only", "full"),
     ),
-    Setting(
-        "PERPS_WARM_OUTAGE_MAX_SECONDS",
-        "float",
-        BOT,
+    Setting("PERPS_WARM_OUTAGE_MAX_SECONDS", "float", BOT,
         "While PostgreSQL is down, orders stop this many seconds after the last lease renewal (nobody can "
         "take the lease meanwhile).",
-        300.0,
-        minimum=0,
+        default=300.0, minimum=0,
     ),
-    Setting(
-        "METRICS_PORT",
-        "int",
-        BOT,
+    Setting("METRICS_PORT", "int", BOT,
         "A running bot serves Prometheus metrics on METRICS_HOST:METRICS_PORT/metrics, on by default at its "
-        "profile's port: prod 9102, canary 9103, spot 9104, dev 9105, a dry run the profile's + 10. 0 = none. "
-        "A port set here that is busy stops the bot (exit 2); a busy default port only logs a warning.",
-        default_doc="profile (prod 9102)",
-        minimum=0,
-        maximum=65535,
-        example="9102",
+        "profile's port: prod 9102, canary 9103, spot 9104, dev 9105, a dry run the profile's + 10. 0 = "
+        "none. A port set here that is busy stops the bot (exit 2); a busy default port only logs a "
+        "warning.",
+        default_doc="profile (prod 9102)", minimum=0, maximum=65535, example="9102",
     ),
-    Setting(
-        "METRICS_HOST",
-        "str",
-        BOT,
+    Setting("METRICS_HOST", "str", BOT,
         "Address the metrics are served on: 0.0.0.0 (or this host's address) when Prometheus scrapes from "
         "another host.",
-        "127.0.0.1",
+        default="127.0.0.1",
     ),
-    # --- Coinbase ----------------------------------------------------------------------------------------------
-    Setting(
-        "COINBASE_API_KEY",
-        "str",
-        COINBASE,
+    # --- COINBASE -------------------------------------------------------------------------------------------
+    Setting("COINBASE_API_KEY", "str", COINBASE,
         "CDP API key name. Required by canary/spot/prod (with COINBASE_API_SECRET, or COINBASE_KEY_FILE).",
-        secret=True,
-        example="organizations/<org-id>/apiKeys/<key-id>",
+        secret=True, example="organizations/<org-id>/apiKeys/<key-id>",
     ),
-    Setting(
-        "COINBASE_API_SECRET",
-        "str",
-        COINBASE,
+    Setting("COINBASE_API_SECRET", "str", COINBASE,
         "CDP EC private key (PEM; literal \\n allowed).",
-        secret=True,
-        example='"-----BEGIN EC PRIVATE KEY-----\\n...\\n-----END EC PRIVATE KEY-----\\n"',
+        secret=True, example="\"-----BEGIN EC PRIVATE KEY-----\\n...\\n-----END EC PRIVATE KEY-----\\n\"",
     ),
-    Setting(
-        "COINBASE_KEY_FILE",
-        "file",
-        COINBASE,
+    Setting("COINBASE_KEY_FILE", "file", COINBASE,
         "Or a CDP JSON key file instead of the key and secret (the path is not masked; keep the file 0600).",
         example="",
     ),
-    Setting(
-        "COINBASE_BASE_URL",
-        "str",
-        COINBASE,
+    Setting("COINBASE_BASE_URL", "str", COINBASE,
         "Bare host[:port]. With the dev profile, setting it (plus CA and key file) uses an external "
         "simulator.",
-        "api.coinbase.com",
+        default="api.coinbase.com",
     ),
-    Setting(
-        "COINBASE_CA_FILE",
-        "file",
-        COINBASE,
+    Setting("COINBASE_CA_FILE", "file", COINBASE,
         "CA bundle to trust for COINBASE_BASE_URL (the simulator prints its ca= path).",
         example="",
     ),
-    Setting(
-        "COINBASE_TIMEOUT_SECONDS",
-        "float",
-        COINBASE,
+    Setting("COINBASE_TIMEOUT_SECONDS", "float", COINBASE,
         "HTTP timeout for every exchange call, seconds.",
-        10.0,
-        minimum=0.1,
+        default=10.0, minimum=0.1,
     ),
-    Setting(
-        "COINBASE_ENABLE_DERIVATIVES",
-        "bool",
-        COINBASE,
+    Setting("COINBASE_ENABLE_DERIVATIVES", "bool", COINBASE,
         "1 = enable perpetual-style CFM futures (positions, leverage, reduce-only).",
-        default_doc="profile (0)",
-        example="0",
+        default_doc="profile (0)", example="0",
     ),
-    Setting(
-        "COINBASE_WS_ENABLED",
-        "bool",
-        COINBASE,
+    Setting("COINBASE_WS_ENABLED", "bool", COINBASE,
         "WebSocket feed: quotes (level2 + heartbeats) from memory and fills from the user channel; REST is "
         "the fallback while it is down. 0 = REST polling only.",
-        True,
+        default=True,
     ),
-    Setting(
-        "COINBASE_WS_URL",
-        "url",
-        COINBASE,
+    Setting("COINBASE_WS_URL", "url", COINBASE,
         "Feed URL (wss://). The in-process simulator's own feed for the dev profile; an external simulator "
         "prints it as ws_url= (verified with COINBASE_CA_FILE). Unset with an external simulator: no feed.",
-        default_doc="wss://advanced-trade-ws.coinbase.com (coinbase broker)",
-        example="",
+        default_doc="wss://advanced-trade-ws.coinbase.com (coinbase broker)", example="",
     ),
-    Setting(
-        "COINBASE_WS_STALE_SECONDS",
-        "float",
-        COINBASE,
+    Setting("COINBASE_WS_STALE_SECONDS", "float", COINBASE,
         "A feed silent (or without a snapshot) this long is dropped and resubscribed, seconds (heartbeats "
         "come every second).",
-        5.0,
-        minimum=1.5,
+        default=5.0, minimum=1.5,
     ),
-    Setting(
-        "COINBASE_WS_REST_SYNC_SECONDS",
-        "float",
-        COINBASE,
+    Setting("COINBASE_WS_REST_SYNC_SECONDS", "float", COINBASE,
         "With the user channel healthy, open orders are still polled over REST this often (and after each "
         "reconnect).",
-        30.0,
-        minimum=0,
+        default=30.0, minimum=0,
     ),
-    # --- simulator ---------------------------------------------------------------------------------------------
-    Setting("SIM_SEED", "int", SIM, "Price-walk seed of the in-process simulator.", 42),
-    Setting(
-        "SIM_TICK_SECONDS",
-        "float",
-        SIM,
+    # --- SIM ------------------------------------------------------------------------------------------------
+    Setting("SIM_SEED", "int", SIM,
+        "Price-walk seed of the in-process simulator.",
+        default=42,
+    ),
+    Setting("SIM_TICK_SECONDS", "float", SIM,
         "Price-walk tick of the in-process simulator, seconds.",
-        0.25,
-        minimum=0.01,
+        default=0.25, minimum=0.01,
     ),
-    # --- state -------------------------------------------------------------------------------------------------
-    Setting(
-        "REDIS_URL",
-        "url",
-        STATE,
+    # --- STATE ----------------------------------------------------------------------------------------------
+    Setting("REDIS_URL", "url", STATE,
         "HOT tier: Redis (dev default: in-process memory).",
         example="redis://127.0.0.1:6379/0",
     ),
-    Setting(
-        "REDIS_SENTINELS",
-        "str",
-        STATE,
-        'Or Redis Sentinel instead of REDIS_URL (docs/RUNBOOK.md "High availability"): the sentinels '
+    Setting("REDIS_SENTINELS", "str", STATE,
+        "Or Redis Sentinel instead of REDIS_URL (docs/RUNBOOK.md \"High availability\"): the sentinels "
         "(host:port,...); the bot follows a promotion and restores the hot set from WARM. With "
         "REDIS_SENTINEL_MASTER.",
         example="10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379",
     ),
-    Setting(
-        "REDIS_SENTINEL_MASTER",
-        "str",
-        STATE,
+    Setting("REDIS_SENTINEL_MASTER", "str", STATE,
         "The Sentinel master's name (with REDIS_SENTINELS).",
         example="perps",
     ),
-    Setting("REDIS_PASSWORD", "str", STATE, "Password of the Redis data nodes.", secret=True, example=""),
-    Setting("REDIS_SENTINEL_PASSWORD", "str", STATE, "Password of the sentinels.", secret=True, example=""),
-    Setting("REDIS_DB", "int", STATE, "Redis database number.", 0, minimum=0),
-    Setting(
-        "DATABASE_URL",
-        "url",
-        STATE,
+    Setting("REDIS_PASSWORD", "str", STATE,
+        "Password of the Redis data nodes.",
+        secret=True, example="",
+    ),
+    Setting("REDIS_SENTINEL_PASSWORD", "str", STATE,
+        "Password of the sentinels.",
+        secret=True, example="",
+    ),
+    Setting("REDIS_DB", "int", STATE,
+        "Redis database number.",
+        default=0, minimum=0,
+    ),
+    Setting("DATABASE_URL", "url", STATE,
         "WARM tier: PostgreSQL (dev default: SQLite under PERPS_DATA_DIR). Its password is masked in logs.",
         example="postgresql://perps:change-me@127.0.0.1:5432/perps",
         also=(
@@ -450,81 +315,66 @@ SETTINGS: tuple[Setting, ...] = (
             ),
         ),
     ),
-    Setting(
-        "S3_ENDPOINT_URL",
-        "url",
-        STATE,
+    Setting("S3_ENDPOINT_URL", "url", STATE,
         "COLD tier: S3-compatible endpoint (dev default: a directory under PERPS_DATA_DIR).",
         example="http://127.0.0.1:9000",
     ),
-    Setting(
-        "S3_BUCKET", "str", STATE, "COLD tier: the bucket (required when COLD is S3).", example="perps-bot"
+    Setting("S3_BUCKET", "str", STATE,
+        "COLD tier: the bucket (required when COLD is S3).",
+        example="perps-bot",
     ),
-    Setting("AWS_ACCESS_KEY_ID", "str", STATE, "S3 access key.", secret=True, example=""),
-    Setting("AWS_SECRET_ACCESS_KEY", "str", STATE, "S3 secret key.", secret=True, example=""),
-    Setting("AWS_DEFAULT_REGION", "str", STATE, "S3 region.", "us-east-1"),
-    Setting(
-        "STATE_MAX_VALUE_BYTES",
-        "int",
-        STATE,
+    Setting("AWS_ACCESS_KEY_ID", "str", STATE,
+        "S3 access key.",
+        secret=True, example="",
+    ),
+    Setting("AWS_SECRET_ACCESS_KEY", "str", STATE,
+        "S3 secret key.",
+        secret=True, example="",
+    ),
+    Setting("AWS_DEFAULT_REGION", "str", STATE,
+        "S3 region.",
+        default="us-east-1",
+    ),
+    Setting("STATE_MAX_VALUE_BYTES", "int", STATE,
         "Largest encoded value accepted, bytes.",
-        1_048_576,
-        minimum=1024,
+        default=1048576, minimum=1024,
     ),
-    Setting(
-        "STATE_HOT_COMMAND_TIMEOUT_SECONDS",
-        "float",
-        STATE,
-        'Hung servers (docs/STATE.md "Hung servers"): a Redis command of the loop without an answer by then '
-        "is an outage (HOT degraded).",
-        0.1,
-        minimum=0.01,
+    Setting("STATE_HOT_COMMAND_TIMEOUT_SECONDS", "float", STATE,
+        "Hung servers (docs/STATE.md \"Hung servers\"): a Redis command of the loop without an answer by "
+        "then is an outage (HOT degraded).",
+        default=0.1, minimum=0.01,
     ),
-    Setting(
-        "STATE_WARM_COMMAND_TIMEOUT_SECONDS",
-        "float",
-        STATE,
+    Setting("STATE_WARM_COMMAND_TIMEOUT_SECONDS", "float", STATE,
         "A PostgreSQL operation of the loop without an answer by then is an outage (a retryable cycle).",
-        0.15,
-        minimum=0.01,
+        default=0.15, minimum=0.01,
     ),
-    Setting(
-        "STATE_WARM_BULK_TIMEOUT_SECONDS",
-        "float",
-        STATE,
+    Setting("STATE_WARM_BULK_TIMEOUT_SECONDS", "float", STATE,
         "The same bound for checkpoints and migrations.",
-        60.0,
-        minimum=1,
+        default=60.0, minimum=1,
     ),
-    Setting("CHECKPOINT_INTERVAL_SECONDS", "float", STATE, "Checkpoint cadence, seconds.", 300.0, minimum=1),
-    Setting("CHECKPOINT_RETENTION", "int", STATE, "How many checkpoints to keep.", 10, minimum=1),
-    Setting(
-        "CHECKPOINT_RETENTION_COUNT",
-        "int",
-        STATE,
+    Setting("CHECKPOINT_INTERVAL_SECONDS", "float", STATE,
+        "Checkpoint cadence, seconds.",
+        default=300.0, minimum=1,
+    ),
+    Setting("CHECKPOINT_RETENTION", "int", STATE,
+        "How many checkpoints to keep.",
+        default=10, minimum=1,
+    ),
+    Setting("CHECKPOINT_RETENTION_COUNT", "int", STATE,
         "The same as CHECKPOINT_RETENTION, under the name the previous bot's runbook uses (both set: they "
         "must agree).",
-        minimum=1,
-        example="10",
+        minimum=1, example="10",
     ),
-    Setting(
-        "CHECKPOINT_ENABLE_COMPRESSION",
-        "bool",
-        STATE,
+    Setting("CHECKPOINT_ENABLE_COMPRESSION", "bool", STATE,
         "Checkpoints are always zlib-compressed: 1 is accepted, 0 is refused.",
-        True,
+        default=True,
     ),
-    Setting(
-        "STATE_BATCH_SIZE",
-        "int",
-        STATE,
+    Setting("STATE_BATCH_SIZE", "int", STATE,
         "Keys per page of the HOT restore after a Redis outage and of the coherence passes.",
-        default_doc="2000 / 500",
-        minimum=1,
-        maximum=100_000,
-        example="1000",
+        default_doc="2000 / 500", minimum=1, maximum=100000, example="1000",
     ),
 )
+# fmt: on
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 

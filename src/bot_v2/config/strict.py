@@ -4,8 +4,9 @@ A typo such as ``RISK_KILL_SWITCH_ENABLD=1`` in ``.env`` would otherwise be igno
 the kill switch off. ``load_settings`` refuses it (``ConfigError``, exit 2) naming the closest known variable.
 
 The known variables are not a second list kept by hand: they are the settings definitions themselves --
-``ENV_VARS`` (every variable ``load_settings`` reads, where each new setting is declared), the risk limits'
-``RISK_ENV_VARS`` (from their specs) and the test-only crash hook. A variable added there is known at once;
+``ENV_VARS`` (the names in ``config/schema.py``, where each new setting is declared with its type, default,
+bounds and help), the risk limits' ``RISK_ENV_VARS`` (from their specs) and the test-only crash hook. A variable
+added there is known at once;
 ``tests/unit/config/test_strict.py`` checks that every variable the README, docs/ and .env.example mention is.
 """
 

@@ -31,6 +31,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Literal, Protocol, cast
 
 from bot_v2.brokerages.base import Broker
@@ -192,10 +193,11 @@ class LeaseKeeper:
             poll = HANDOVER_POLL_SECONDS if held.handover_requested else self.settings.renew_every_seconds
             await asyncio.sleep(min(poll, max(held.remaining_seconds, 0.001)))
 
-    async def _try_acquire(self) -> LeaseGrant:
+    async def _try_acquire(self, min_epoch: int = 1) -> LeaseGrant:
         sent = self.clock()
         before = await self.store.read_lease()
-        grant = await self.store.acquire_lease(self.claim, self.settings.ttl_seconds)
+        claim = self.claim if min_epoch <= 1 else replace(self.claim, min_epoch=min_epoch)
+        grant = await self.store.acquire_lease(claim, self.settings.ttl_seconds)
         self._publish_holder(grant.record)  # ours, or the holder that kept it
         if grant.acquired:
             self.record = grant.record
@@ -381,16 +383,21 @@ class LeaseKeeper:
             )
         return True
 
-    async def after_warm_outage(self, kind: Literal["renew", "reacquire"]) -> int | None:
+    async def after_warm_outage(
+        self, kind: Literal["renew", "reacquire"], known_epoch: int = 0
+    ) -> int | None:
         """The state layer's lease gate (``StateManager.set_lease_gate``): before the journal is replayed,
-        renew the lease (same epoch) -- or, when the database came back without it, take it again. Returns
-        the epoch to replay under, or None (not renewed yet, or fenced: then nothing is replayed)."""
+        renew the lease (same epoch) -- or, when the database came back without it, take it again, with an
+        epoch above ``known_epoch`` (the state's) and every epoch this keeper held or saw: the restored row's
+        epoch + 1 (or 1) would let a zombie writer of an old, higher epoch pass the fence. Returns the epoch to
+        replay under, or None (not renewed yet, or fenced: then nothing is replayed)."""
         if self.fenced:
             return None
         if kind == "renew":
             await self.renew()
             return None if self.fenced or self._renew_failing else self.epoch
-        grant = await self._try_acquire()
+        seen = [known_epoch] + [r.epoch for r in (self.record, self.previous) if r is not None]
+        grant = await self._try_acquire(min_epoch=max(seen) + 1)
         if not grant.acquired:
             await self.fence(
                 f"the database came back without this bot's lease and {grant.record.describe()} took it"
@@ -501,6 +508,9 @@ class LeasedBroker:
 
 
 class _Owner(Protocol):
+    @property
+    def known_epoch(self) -> int: ...
+
     async def take_ownership(self, epoch: int) -> None: ...
 
 
@@ -511,7 +521,7 @@ def warm_lease_gate(
     again (lost database) fences the state's writes with the new epoch."""
 
     async def gate(kind: Literal["renew", "reacquire"]) -> int | None:
-        epoch = await keeper.after_warm_outage(kind)
+        epoch = await keeper.after_warm_outage(kind, state.known_epoch)
         if epoch is not None and kind == "reacquire":
             await state.take_ownership(epoch)
         return epoch

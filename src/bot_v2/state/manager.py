@@ -264,6 +264,12 @@ class StateManager:
         self._maybe_probe()
         await self._cold_sync.republish_flag()
 
+    @property
+    def known_epoch(self) -> int:
+        """The highest lease epoch this manager has seen (its own, its journal's, the lease row after an
+        outage): a lease taken again after a lost database starts above it (``outage.py``)."""
+        return self._outage.known_epoch()
+
     def set_lease_gate(self, gate: LeaseGate | None) -> None:
         """How the journal replay renews (or, database lost, re-takes) the lease first (``outage.py``)."""
         self._outage.gate = gate

@@ -356,6 +356,10 @@ class LeaseClaim:
     host: str
     pid: int
     role: str = "primary"  # "primary" | "standby" | "restore": shown to whoever is refused
+    # The acquire grants at least this epoch. A lease taken again after the database came back from an old
+    # backup (its row gone, or an older epoch) must be above every epoch this bot used, or a zombie writer
+    # of an old, higher epoch would pass the fence (docs/STATE.md "Degraded WARM: the journal").
+    min_epoch: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,10 @@ DESIGN.md "Recovery": with PostgreSQL down the bot keeps running on HOT and a lo
 * A database that came back WITHOUT this bot's lease row, or with an older epoch, was restored from an old
   backup (or is a new, empty one): the gate takes the lease again, the newest checkpoint (WARM or COLD,
   whichever is newer) is restored, then the journal is replayed on top, and ``data_loss_estimate`` names the
-  window between the checkpoint and the first journaled write, which neither covers.
+  window between the checkpoint and the first journaled write, which neither covers. The lease is taken
+  again ABOVE every epoch this process knows of (``known_epoch``: ours, the journal's records, the row that
+  came back), never at 1 or the restored row's + 1: a zombie writer still holding an old, higher epoch is
+  then fenced like any older holder.
 * Replay: the latest record of each key, in journal order, in batches of ``journal_replay_batch`` rows.
   Each batch is ONE WARM transaction through the normal commit path (fenced with our epoch) that also
   writes the replay marker ``system:journal_replay`` = {journal id, last sequence number}; a replay that
@@ -85,6 +88,7 @@ class WarmOutage:
         self.superseded: str | None = None  # why the journal must not be replayed (a newer holder)
         self._lost_logged = False  # "came back without this bot's data" said once per outage
         self._unreachable = False  # a WARM call or probe failed since the last recovery
+        self._seen_epoch = 0  # the epoch of the lease row the last recovery read
         interval = settings.warm_probe_interval_seconds
         self.supervisor: TierSupervisor[WarmState, WarmRecovery] = TierSupervisor(
             "WARM",
@@ -115,6 +119,13 @@ class WarmOutage:
     @property
     def records(self) -> int:
         return self.journal.records
+
+    def known_epoch(self) -> int:
+        """The highest lease epoch this process has seen: its own, the journal's records and the lease row
+        the last recovery read (0: none). A lease taken again after a lost database starts above it."""
+        epochs = [self._epoch() or 0, self._seen_epoch]
+        epochs += [r.epoch for r in self._index.values() if r.epoch is not None]
+        return max(epochs)
 
     def check_not_superseded(self) -> None:
         if self.superseded is not None:
@@ -231,6 +242,7 @@ class WarmOutage:
         try:
             if ours is not None:
                 lease = await self._warm.read_lease()
+                self._seen_epoch = max(self._seen_epoch, 0 if lease is None else lease.epoch)
                 if lease is not None and lease.epoch > ours:
                     self._supersede(f"lease epoch {lease.epoch} in the database is newer than ours ({ours})")
                     return False

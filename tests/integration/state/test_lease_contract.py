@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,19 @@ async def test_expired_lease_is_taken_with_the_next_epoch(warm_tier: Any) -> Non
     await expire(warm_tier)
     taken = await warm_tier.acquire_lease(claim("b", "standby"), TTL)
     assert taken.acquired and taken.record.epoch == 2 and taken.record.role == "standby"
+
+
+async def test_an_acquire_with_a_minimum_epoch_starts_above_a_restored_row(warm_tier: Any) -> None:
+    """A lease taken again after the database came back from a backup: no row, or an older one (epoch 1)."""
+    first = await warm_tier.acquire_lease(replace(claim("a"), min_epoch=7), TTL)
+    assert first.acquired and first.record.epoch == 7  # no row: the floor, not 1
+    await expire(warm_tier)
+    assert (await warm_tier.acquire_lease(claim("b"), TTL)).record.epoch == 8  # no floor: epoch + 1
+    await expire(warm_tier)
+    third = await warm_tier.acquire_lease(replace(claim("c"), min_epoch=12), TTL)
+    assert third.acquired and third.record.epoch == 12  # an older row: the floor, not 9
+    await expire(warm_tier)
+    assert (await warm_tier.acquire_lease(replace(claim("d"), min_epoch=3), TTL)).record.epoch == 13
 
 
 async def test_renew_extends_only_the_current_holder_and_epoch(warm_tier: Any) -> None:

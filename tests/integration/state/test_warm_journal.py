@@ -12,7 +12,9 @@ from typing import Any, Literal
 import asyncpg
 import pytest
 
+from bot_v2.config.settings import LeaseSettings
 from bot_v2.errors import FencedError
+from bot_v2.orchestration.lease import LeaseKeeper, new_claim, warm_lease_gate
 from bot_v2.state import StateCategory, StateManager
 from bot_v2.state.models import LeaseClaim, WarmState
 from bot_v2.state.settings import StateSettings
@@ -211,3 +213,50 @@ async def test_a_database_restored_without_our_data_gets_the_checkpoint_then_the
         assert await sm.get_state("orders:gap") is None  # in neither: the window the estimate names
         assert (await sm.verify_coherence()).ok
     shutil.rmtree(settings.journal_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backup", ["no lease row", "an old lease row"])
+async def test_a_lease_taken_again_after_a_lost_database_fences_a_zombie_of_a_higher_epoch(
+    real_state_settings: StateSettings, backup: str
+) -> None:
+    """The database comes back from a backup (no lease row, or the row of epoch 2); the journal's recovery takes
+    the lease again ABOVE every epoch the bot knew (6 here), not at 1 or 3: the zombie writer still holding
+    epoch 5 (a paused process the bot took over from) is fenced."""
+    settings = quiet(real_state_settings)
+    async with await StateManager.create(settings) as zombie:
+        zombie_claim = LeaseClaim("z:9:old", "z", 9, "primary")
+        for _ in range(5):  # epochs 1..5 went to the zombie's process
+            grant = await zombie.acquire_lease(zombie_claim, 30.0)
+            await zombie.release_lease(zombie_claim.holder, grant.record.epoch)
+        assert grant.record.epoch == 5
+        await zombie.take_ownership(5)  # it still writes with epoch 5, as a paused process would on waking
+        hot, warm, cold = spied_tiers(settings)
+        async with await StateManager.create(settings, tiers=(hot, warm, cold)) as sm:
+            keeper = LeaseKeeper(sm, LeaseSettings(ttl_seconds=30.0), new_claim(), bot_id=settings.bot_id)
+            assert (await keeper.acquire()).epoch == 6
+            await sm.take_ownership(6)
+            sm.set_lease_gate(warm_lease_gate(keeper, sm))
+            break_warm(warm)
+            await sm.set_state("intents:new", "journaled under epoch 6", INTENTS)
+            conn = await asyncpg.connect(settings.database_url)
+            try:
+                await conn.execute("DELETE FROM state_records WHERE bot_id = $1", settings.bot_id)
+                if backup == "no lease row":
+                    await conn.execute("DELETE FROM state_leases WHERE bot_id = $1", settings.bot_id)
+                else:
+                    await conn.execute(
+                        "UPDATE state_leases SET epoch = 2, expires_at = now() - interval '1 hour' "
+                        "WHERE bot_id = $1",
+                        settings.bot_id,
+                    )
+            finally:
+                await conn.close()
+            warm.fail.clear()
+            assert await sm.recover_warm()
+            assert keeper.epoch == 7 and sm.epoch == 7
+            assert (await sm.read_lease()).epoch == 7  # type: ignore[union-attr]
+            assert await sm.get_state("intents:new") == "journaled under epoch 6"
+            with pytest.raises(FencedError):
+                await zombie.set_state("orders:zombie", "must not land", ORDERS)
+            await sm.set_state("orders:ours", "lands", ORDERS)
+            assert await sm.get_state("orders:zombie") is None

@@ -113,10 +113,10 @@ _FENCE_SQL = "SELECT epoch FROM state_leases WHERE bot_id = $1 FOR SHARE"
 _ACQUIRE_SQL = """
 INSERT INTO state_leases AS l
     (bot_id, holder, host, pid, role, epoch, acquired_at, renewed_at, expires_at, handover_requested)
-VALUES ($1, $2, $3, $4, $5, 1, now(), now(), now() + $6::float8 * interval '1 second', false)
+VALUES ($1, $2, $3, $4, $5, greatest(1, $7::bigint), now(), now(), now() + $6::float8 * interval '1 second', false)
 ON CONFLICT (bot_id) DO UPDATE SET
     holder = EXCLUDED.holder, host = EXCLUDED.host, pid = EXCLUDED.pid, role = EXCLUDED.role,
-    epoch = l.epoch + 1, acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at,
+    epoch = greatest(l.epoch + 1, $7::bigint), acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at,
     expires_at = EXCLUDED.expires_at, handover_requested = false
 WHERE l.expires_at <= now()
 RETURNING bot_id, holder, host, pid, role, epoch,
@@ -557,7 +557,7 @@ class PostgresWarmTier:
         return [rec[0] for rec in records]
 
     async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
-        args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, ttl_seconds)
+        args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, ttl_seconds, claim.min_epoch)
         async with self._conn("acquire lease") as conn:
             rec = await conn.fetchrow(_ACQUIRE_SQL, *args)
             if rec is not None:

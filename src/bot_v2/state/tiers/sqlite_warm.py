@@ -152,10 +152,10 @@ FROM state_leases WHERE bot_id = ?
 _ACQUIRE_SQL = """
 INSERT INTO state_leases AS l
     (bot_id, holder, host, pid, role, epoch, acquired_at_us, renewed_at_us, expires_at_us, handover_requested)
-VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7, 0)
+VALUES (?1, ?2, ?3, ?4, ?5, max(1, ?8), ?6, ?6, ?7, 0)
 ON CONFLICT (bot_id) DO UPDATE SET
     holder = excluded.holder, host = excluded.host, pid = excluded.pid, role = excluded.role,
-    epoch = l.epoch + 1, acquired_at_us = excluded.acquired_at_us, renewed_at_us = excluded.renewed_at_us,
+    epoch = max(l.epoch + 1, ?8), acquired_at_us = excluded.acquired_at_us, renewed_at_us = excluded.renewed_at_us,
     expires_at_us = excluded.expires_at_us, handover_requested = 0
 WHERE l.expires_at_us <= ?6
 RETURNING bot_id, holder, host, pid, role, epoch,
@@ -642,7 +642,7 @@ class SqliteWarmTier:
         def body(db: sqlite3.Connection) -> LeaseGrant:
             now = _now_us()
             expires = now + int(ttl_seconds * 1_000_000)
-            args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, now, expires)
+            args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, now, expires, claim.min_epoch)
             rec = db.execute(_ACQUIRE_SQL, args).fetchone()
             if rec is not None:
                 return LeaseGrant(True, _lease(rec, now))

@@ -14,6 +14,11 @@ bound. ``close()`` waits for (or interrupts) a running checkpoint, then checkpoi
 WAL is left. ``journal_size_limit`` makes SQLite truncate the WAL file when it starts over, so its size
 tracks the pages not yet checkpointed (that size is the trigger). Durability is unchanged: WAL +
 ``synchronous=NORMAL`` (a committed transaction survives a process crash).
+
+This module is the connection, its threads, the write transaction with its fence and the WAL upkeep, and
+the record I/O; the ownership lease is ``sqlite_lease.py`` and state checkpoints (the paged snapshot, the
+restore, the stored blobs) ``sqlite_checkpoints.py``: functions over a connection that the tier runs on
+its threads.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot_v2.errors import FencedError, StateError, StateUnavailableError
+from bot_v2.errors import StateError, StateUnavailableError
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.migrations import latest_version, pending
 from bot_v2.state.migrations.sqlite import MIGRATIONS, VERSION_TABLE
@@ -46,6 +51,8 @@ from bot_v2.state.models import (
     WarmRow,
     WarmWrite,
 )
+from bot_v2.state.tiers import sqlite_checkpoints as checkpoints
+from bot_v2.state.tiers import sqlite_lease as lease
 from bot_v2.state.tiers.hot import PackedRecord
 from bot_v2.state.tiers.warm import SnapshotPage, pack_rows
 
@@ -107,93 +114,6 @@ ON CONFLICT (bot_id, key) DO UPDATE SET
     expires_at_us = excluded.expires_at_us
 RETURNING version, tier
 """
-
-_SNAPSHOT_SQL = """
-SELECT key, category, tier, version, checksum, value, cold_ref, expires_at_us FROM state_records
-WHERE bot_id = ? AND (expires_at_us IS NULL OR expires_at_us > ?) AND category NOT IN (SELECT value FROM
-json_each(?)) ORDER BY key
-"""
-# a restore writes each row whole, with version max(current, checkpoint) + 1 computed from _CURRENT_SQL
-_RESTORE_SQL = """
-INSERT OR REPLACE INTO state_records
-    (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-_CURRENT_SQL = "SELECT key, version FROM state_records WHERE bot_id = ?"
-_RESTORE_DELETE_SQL = """
-DELETE FROM state_records WHERE bot_id = ? AND category NOT IN (SELECT value FROM json_each(?)) AND key
-NOT IN (SELECT value FROM json_each(?)) RETURNING key
-"""
-_PUT_CHECKPOINT_SQL = """
-INSERT INTO state_checkpoints (bot_id, checkpoint_id, created_at_us, reason, key_count,
-raw_bytes, compressed_bytes, sha256, duration_seconds, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-_LIST_CHECKPOINTS_SQL = """
-SELECT checkpoint_id, created_at_us, reason, key_count,
-raw_bytes, compressed_bytes, sha256, duration_seconds FROM state_checkpoints WHERE bot_id = ?
-ORDER BY created_at_us DESC, checkpoint_id DESC
-"""
-_GET_CHECKPOINT_SQL = """
-SELECT checkpoint_id, created_at_us, reason, key_count,
-raw_bytes, compressed_bytes, sha256, duration_seconds, blob FROM state_checkpoints
-WHERE bot_id = ? AND checkpoint_id = ?
-"""
-_PRUNE_CHECKPOINTS_SQL = """
-DELETE FROM state_checkpoints WHERE bot_id = ?1 AND checkpoint_id NOT IN (
-    SELECT checkpoint_id FROM state_checkpoints WHERE bot_id = ?1
-    ORDER BY created_at_us DESC, checkpoint_id DESC LIMIT ?2
-) RETURNING checkpoint_id
-"""
-_READ_LEASE_SQL = """
-SELECT bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
-FROM state_leases WHERE bot_id = ?
-"""
-_ACQUIRE_SQL = """
-INSERT INTO state_leases AS l
-    (bot_id, holder, host, pid, role, epoch, acquired_at_us, renewed_at_us, expires_at_us, handover_requested)
-VALUES (?1, ?2, ?3, ?4, ?5, max(1, ?8), ?6, ?6, ?7, 0)
-ON CONFLICT (bot_id) DO UPDATE SET
-    holder = excluded.holder, host = excluded.host, pid = excluded.pid, role = excluded.role,
-    epoch = max(l.epoch + 1, ?8), acquired_at_us = excluded.acquired_at_us, renewed_at_us = excluded.renewed_at_us,
-    expires_at_us = excluded.expires_at_us, handover_requested = 0
-WHERE l.expires_at_us <= ?6
-RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
-"""
-_RENEW_SQL = """
-UPDATE state_leases SET renewed_at_us = ?4, expires_at_us = ?5 WHERE bot_id = ?1 AND holder = ?2 AND epoch = ?3
-RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
-"""
-_RELEASE_SQL = """
-UPDATE state_leases SET expires_at_us = min(expires_at_us, ?4), handover_requested = 0
-WHERE bot_id = ?1 AND holder = ?2 AND epoch = ?3 RETURNING epoch
-"""
-_HANDOVER_SQL = """
-UPDATE state_leases SET handover_requested = 1 WHERE bot_id = ?1 AND expires_at_us > ?2
-RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
-"""
-
-
-def _now_us() -> int:
-    """The store's clock: SQLite is a local file, so the clock of the host that owns it."""
-    return time.time_ns() // 1000
-
-
-def _lease(rec: tuple[Any, ...], now_us: int) -> LeaseRecord:
-    times = [_dt(us) for us in (rec[6], rec[7], rec[8], now_us)]
-    acquired, renewed, expires, now = (t for t in times if t is not None)
-    return LeaseRecord(
-        rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], acquired, renewed, expires, now, bool(rec[9])
-    )
-
-
-def _info(rec: tuple[Any, ...]) -> CheckpointInfo:
-    created = _dt(rec[1])
-    assert created is not None
-    return CheckpointInfo(rec[0], created, rec[2], rec[3], rec[4], rec[5], rec[6], rec[7])
 
 
 def _us(moment: datetime | None) -> int | None:
@@ -303,15 +223,7 @@ class SqliteWarmTier:
 
     def _check_fence(self, db: sqlite3.Connection, action: str) -> None:
         """Inside the write transaction (BEGIN IMMEDIATE holds the write lock, so no acquire can slip in)."""
-        fence = self._fence
-        if fence is None:
-            return
-        row = db.execute("SELECT epoch FROM state_leases WHERE bot_id = ?", (self._bot,)).fetchone()
-        if row is not None and row[0] > fence:
-            raise FencedError(
-                f"sqlite at {self._path}: {action} of bot {self._bot!r} rejected: this writer holds epoch "
-                f"{fence}, epoch {row[0]} took over"
-            )
+        lease.check_fence(db, self._bot, self._fence, f"sqlite at {self._path}", action)
 
     async def _write(self, action: str, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` in one fenced write transaction; then keep the WAL bounded (module docstring)."""
@@ -535,154 +447,79 @@ class SqliteWarmTier:
         """A WAL read transaction on the snapshot connection, one page per trip to its thread: the thread holds
         the GIL only while it turns one page into Python objects (a whole 10,000-row snapshot read in one go
         held it for tens of milliseconds, and the event loop and the writer thread waited for it)."""
-        params = (self._bot, _us(now), json.dumps(list(exclude_categories)))
-        cursor: sqlite3.Cursor | None = None
-
-        def begin(db: sqlite3.Connection) -> None:
-            nonlocal cursor
-            db.execute("BEGIN")  # the snapshot is taken at the first read; later commits stay invisible
-            cursor = db.execute(_SNAPSHOT_SQL, params)
-
-        def fetch(db: sqlite3.Connection) -> SnapshotPage | None:
-            assert cursor is not None
-            rows = cursor.fetchmany(page_size)
-            if not rows:
-                return None
-            keys, categories, tiers, versions, checksums, values, cold_refs, expires = zip(*rows, strict=True)
-            if any(e is not None for e in expires):
-                expires = tuple(map(_dt, expires))
-            return SnapshotPage(keys, categories, tiers, versions, checksums, values, cold_refs, expires)
-
-        def end(db: sqlite3.Connection) -> None:
-            if db.in_transaction:
-                db.execute("COMMIT")  # read-only: nothing to commit, the read snapshot is released
-
+        bot, exclude = self._bot, list(exclude_categories)
         async with self._snap_lock:
             try:
-                await self._run("snapshot", begin, snap=True)
+                cursor = await self._run(
+                    "snapshot", lambda db: checkpoints.snapshot_begin(db, bot, now, exclude), snap=True
+                )
+
+                def fetch(_db: sqlite3.Connection) -> SnapshotPage | None:
+                    return checkpoints.snapshot_page(cursor, page_size)
+
                 while (page := await self._run("snapshot", fetch, snap=True)) is not None:
                     yield page
                     if len(page.keys) < page_size:
                         return
             finally:
                 with contextlib.suppress(StateError):
-                    await self._run("snapshot end", end, snap=True)
+                    await self._run("snapshot end", checkpoints.snapshot_end, snap=True)
 
     async def replace_rows(
         self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
     ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
-        now_us = _us(now)
-        keep = json.dumps(list(keep_categories))
-        keys = json.dumps([r.key for r in rows])
-        bot = self._bot
-
-        def body(db: sqlite3.Connection) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
-            # One executemany of whole rows (INSERT OR REPLACE: SQLite's upsert cost 1.3x as much, and a
-            # statement per row from Python 2x), the versions computed from the current ones read in the same
-            # write transaction (expired rows count, as for every write).
-            current = dict(db.execute(_CURRENT_SQL, (bot,)))
-            deleted = [rec[0] for rec in db.execute(_RESTORE_DELETE_SQL, (bot, keep, keys))]
-            find = current.get
-            params = [
-                (
-                    bot,
-                    key,
-                    category,
-                    tier.value,
-                    max(find(key, 0), version) + 1,
-                    checksum,
-                    value,
-                    ref,
-                    now_us,
-                    _us(ex),
-                )
-                for key, category, tier, version, checksum, value, ref, ex in rows
-            ]
-            db.executemany(_RESTORE_SQL, params)
-            return {r.key: (p[4], r.tier) for r, p in zip(rows, params, strict=True)}, deleted
-
-        return await self._write("restore", body)
+        return await self._write(
+            "restore", lambda db: checkpoints.replace_rows(db, self._bot, rows, keep_categories, now)
+        )
 
     async def put_checkpoint(self, info: CheckpointInfo, blob: bytes) -> None:
-        params = (
-            self._bot,
-            info.checkpoint_id,
-            _us(info.created_at),
-            info.reason,
-            info.key_count,
-            info.raw_bytes,
-            info.compressed_bytes,
-            info.sha256,
-            info.duration_seconds,
-            blob,
+        await self._write(
+            "store checkpoint", lambda db: checkpoints.put_checkpoint(db, self._bot, info, blob)
         )
-        await self._write("store checkpoint", lambda db: db.execute(_PUT_CHECKPOINT_SQL, params).rowcount)
 
     async def list_checkpoints(self) -> list[CheckpointInfo]:
-        rows = await self._run(
-            "list checkpoints", lambda db: db.execute(_LIST_CHECKPOINTS_SQL, (self._bot,)).fetchall()
-        )
-        return [_info(rec) for rec in rows]
+        return await self._run("list checkpoints", lambda db: checkpoints.list_checkpoints(db, self._bot))
 
     async def get_checkpoint(self, checkpoint_id: str) -> tuple[CheckpointInfo, bytes] | None:
-        params = (self._bot, checkpoint_id)
-        rec = await self._run(
-            "read checkpoint", lambda db: db.execute(_GET_CHECKPOINT_SQL, params).fetchone()
+        return await self._run(
+            "read checkpoint", lambda db: checkpoints.get_checkpoint(db, self._bot, checkpoint_id)
         )
-        return None if rec is None else (_info(rec), bytes(rec[8]))
 
     async def prune_checkpoints(self, keep: int) -> list[str]:
-        params = (self._bot, keep)
-        rows = await self._write(
-            "prune checkpoints", lambda db: db.execute(_PRUNE_CHECKPOINTS_SQL, params).fetchall()
+        return await self._write(
+            "prune checkpoints", lambda db: checkpoints.prune_checkpoints(db, self._bot, keep)
         )
-        return [rec[0] for rec in rows]
+
+    # --- the ownership lease (``sqlite_lease.py``): each change is one write transaction ----------------
 
     async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
-        def body(db: sqlite3.Connection) -> LeaseGrant:
-            now = _now_us()
-            expires = now + int(ttl_seconds * 1_000_000)
-            args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, now, expires, claim.min_epoch)
-            rec = db.execute(_ACQUIRE_SQL, args).fetchone()
-            if rec is not None:
-                return LeaseGrant(True, _lease(rec, now))
-            return LeaseGrant(False, _lease(db.execute(_READ_LEASE_SQL, (self._bot,)).fetchone(), now))
-
-        return await self._run("acquire lease", lambda db: self._transaction(db, body))
+        return await self._run(
+            "acquire lease",
+            lambda db: self._transaction(db, lambda db: lease.acquire(db, self._bot, claim, ttl_seconds)),
+        )
 
     async def renew_lease(self, holder: str, epoch: int, ttl_seconds: float) -> LeaseRecord:
+        bot, where = self._bot, f"sqlite at {self._path}"
+
         def body(db: sqlite3.Connection) -> LeaseRecord:
-            now = _now_us()
-            args = (self._bot, holder, epoch, now, now + int(ttl_seconds * 1_000_000))
-            rec = db.execute(_RENEW_SQL, args).fetchone()
-            if rec is None:
-                raise FencedError(
-                    f"sqlite at {self._path}: lease of bot {self._bot!r} epoch {epoch} was taken over"
-                )
-            return _lease(rec, now)
+            return lease.renew(db, bot, holder, epoch, ttl_seconds, where)
 
         return await self._run("renew lease", lambda db: self._transaction(db, body))
 
     async def release_lease(self, holder: str, epoch: int) -> bool:
-        def body(db: sqlite3.Connection) -> bool:
-            return db.execute(_RELEASE_SQL, (self._bot, holder, epoch, _now_us())).fetchone() is not None
-
-        return await self._run("release lease", lambda db: self._transaction(db, body))
+        return await self._run(
+            "release lease",
+            lambda db: self._transaction(db, lambda db: lease.release(db, self._bot, holder, epoch)),
+        )
 
     async def request_handover(self) -> LeaseRecord | None:
-        def body(db: sqlite3.Connection) -> LeaseRecord | None:
-            now = _now_us()
-            rec = db.execute(_HANDOVER_SQL, (self._bot, now)).fetchone()
-            return None if rec is None else _lease(rec, now)
-
-        return await self._run("request handover", lambda db: self._transaction(db, body))
+        return await self._run(
+            "request handover",
+            lambda db: self._transaction(db, lambda db: lease.request_handover(db, self._bot)),
+        )
 
     async def read_lease(self) -> LeaseRecord | None:
-        def read(db: sqlite3.Connection) -> LeaseRecord | None:
-            rec = db.execute(_READ_LEASE_SQL, (self._bot,)).fetchone()
-            return None if rec is None else _lease(rec, _now_us())
-
-        return await self._run("read lease", read)
+        return await self._run("read lease", lambda db: lease.read(db, self._bot))
 
     async def close(self) -> None:
         """Stop the background checkpoint, checkpoint with TRUNCATE (no WAL left behind), close."""

@@ -39,7 +39,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -155,20 +156,34 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[index]
 
 
-async def measure(
-    symbol_count: int, cycles: int, warmup: int, batched: bool, workload: str = "trading"
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Bench:
+    """One trading cycle wired as ``run_bot`` wires it, on an in-memory market and the paper broker."""
+
+    cycle: TradingCycle
+    market: InMemoryMarket
+    manager: StateManager
+    events: EventStore
+    metrics: BotMetrics
+
+
+@contextlib.asynccontextmanager
+async def bench_cycle(
+    symbol_count: int, batched: bool, workload: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Bench]:
+    """The cycle of ``symbol_count`` symbols on a real ``StateManager`` in a temporary directory (every key
+    by its own ``set_state`` unless ``batched``), trading (MA crossover) or holding; ``env`` adds settings
+    (tiers, bot id). Its state, events and directory are closed and removed at the end."""
     symbols = tuple(Symbol(f"S{i:02d}-USD") for i in range(symbol_count))
     with tempfile.TemporaryDirectory(prefix="loop-bench-") as tmp:
-        env = {"PERPS_DATA_DIR": tmp, "PERPS_SYMBOLS": ",".join(symbols), **QUIET_RISK}
-        settings = load_settings("dev", env, root=Path(tmp))
+        full_env = {"PERPS_DATA_DIR": tmp, "PERPS_SYMBOLS": ",".join(symbols), **QUIET_RISK, **(env or {})}
+        settings = load_settings("dev", full_env, root=Path(tmp))
         manager = await StateManager.create(settings.state)
         state: Any = manager if batched else UnbatchedState(manager)
         market = InMemoryMarket(symbols)
         broker = PaperBroker(market, balances={"USD": Decimal(10**9)})  # type: ignore[arg-type]
         metrics = BotMetrics()
         events = EventStore(settings.events_path)
-        products = {p.symbol: p for p in await market.list_products(symbols)}
         risk = RiskEngine(settings.risk)
         tracker = OrderTracker(metrics)
         strategy: Any = (
@@ -180,7 +195,7 @@ async def measure(
         )
         cycle = TradingCycle(
             symbols=symbols,
-            products=products,
+            products={p.symbol: p for p in await market.list_products(symbols)},
             broker=broker,
             state=state,
             risk=risk,
@@ -200,22 +215,29 @@ async def measure(
             events=events,
             metrics=metrics,
         )
-        durations: list[float] = []
-        flushes: list[float] = []
-        keys_written: list[int] = []
-        orders = 0
         try:
-            for n in range(1, warmup + cycles + 1):
-                market.step()
-                report = await cycle.run(n, market.now)
-                if n > warmup:
-                    durations.append(report.duration_ms)
-                    flushes.append(report.flush_ms)
-                    keys_written.append(report.flushed_keys)
-                    orders += report.orders_placed
+            yield Bench(cycle, market, manager, events, metrics)
         finally:
             events.close()
             await manager.close()
+
+
+async def measure(
+    symbol_count: int, cycles: int, warmup: int, batched: bool, workload: str = "trading"
+) -> dict[str, Any]:
+    durations: list[float] = []
+    flushes: list[float] = []
+    keys_written: list[int] = []
+    orders = 0
+    async with bench_cycle(symbol_count, batched, workload) as bench:
+        for n in range(1, warmup + cycles + 1):
+            bench.market.step()
+            report = await bench.cycle.run(n, bench.market.now)
+            if n > warmup:
+                durations.append(report.duration_ms)
+                flushes.append(report.flush_ms)
+                keys_written.append(report.flushed_keys)
+                orders += report.orders_placed
     return {
         "symbols": symbol_count,
         "workload": workload,
@@ -262,112 +284,75 @@ async def measure_checkpoint(
     backend: str, symbol_count: int, keys: int, rounds: int, quiet_cycles: int, gap_ms: float, warmup: int
 ) -> dict[str, Any]:
     """Cycle latency with and without a background checkpoint of ``keys`` records running (one run)."""
-    symbols = tuple(Symbol(f"S{i:02d}-USD") for i in range(symbol_count))
-    with tempfile.TemporaryDirectory(prefix="loop-bench-") as tmp, backend_env(backend) as urls:
-        env = {
-            "PERPS_DATA_DIR": tmp,
-            "PERPS_SYMBOLS": ",".join(symbols),
-            "PERPS_BOT_ID": f"loop-{uuid.uuid4().hex[:8]}",
-            **QUIET_RISK,
-            **urls,
-        }
-        settings = load_settings("dev", env, root=Path(tmp))
-        manager = await StateManager.create(settings.state)
-        market = InMemoryMarket(symbols)
-        broker = PaperBroker(market, balances={"USD": Decimal(10**9)})  # type: ignore[arg-type]
-        metrics = BotMetrics()
-        events = EventStore(settings.events_path)
-        products = {p.symbol: p for p in await market.list_products(symbols)}
-        risk = RiskEngine(settings.risk)
-        tracker = OrderTracker(metrics)
-        strategy = MaCrossoverStrategy(
-            MaCrossoverParams(fast_window=5, slow_window=20, position_fraction=Decimal("0.001"))
-        )
-        cycle = TradingCycle(
-            symbols=symbols,
-            products=products,
-            broker=broker,
-            state=manager,
-            risk=risk,
-            strategy=strategy,
-            tracker=tracker,
-            executor=OrderExecutor(
-                broker=broker,
-                state=manager,
-                risk=risk,
-                tracker=tracker,
-                events=events,
-                metrics=metrics,
-                client_id_prefix=settings.client_id_prefix,
-            ),
-            controls=ControlWatcher(),
-            history=PriceHistory(30),
-            events=events,
-            metrics=metrics,
-        )
-        # interval ~0: due again as soon as the previous one finished (the rounds decide when one starts)
-        scheduler = CheckpointScheduler(
-            manager.checkpoints, interval_seconds=1e-6, events=events, metrics=metrics
-        )
-        quiet: list[float] = []
-        during: list[float] = []
-        checkpoint_ms: list[float] = []
-        stall_ms = quiet_stall_ms = 0.0
-        gap = gap_ms / 1000
-        n = 0
+    with backend_env(backend) as urls:
+        env = {"PERPS_BOT_ID": f"loop-{uuid.uuid4().hex[:8]}", **urls}
+        async with bench_cycle(symbol_count, True, "trading", env) as bench:
+            try:
+                row = await checkpoint_rounds(bench, keys, rounds, quiet_cycles, gap_ms, warmup)
+            finally:
+                if backend != "embedded":
+                    await bench.manager.batch_delete_state(await bench.manager.get_keys_by_pattern("*"))
+    return {"backend": backend, "symbols": symbol_count, **row}
 
-        async def one(samples: list[float] | None) -> None:
-            nonlocal n
-            n += 1
-            market.step()
-            started = time.perf_counter()
-            await cycle.run(n, market.now)
-            if samples is not None:
-                samples.append((time.perf_counter() - started) * 1000)
 
-        try:
-            for start in range(0, keys, 1000):
-                batch = {
-                    f"orders:bench-{i:08d}": order_value(i) for i in range(start, min(keys, start + 1000))
-                }
-                await manager.batch_set_state(batch, StateCategory.ORDERS)
-            for _ in range(warmup):
-                await one(None)
-                await asyncio.sleep(gap)
-            # one unmeasured checkpoint first: it opens the pooled connections a checkpoint uses
-            scheduler.start_if_due(datetime.now(UTC))
-            while scheduler.running:
-                await one(None)
-                await asyncio.sleep(gap)
-            for _ in range(rounds):
-                for _ in range(quiet_cycles):
-                    await one(quiet)
-                    before = time.perf_counter()
-                    await asyncio.sleep(gap)
-                    quiet_stall_ms = max(quiet_stall_ms, (time.perf_counter() - before - gap) * 1000)
-                began = time.perf_counter()
-                if not scheduler.start_if_due(datetime.now(UTC)):
-                    raise RuntimeError("the checkpoint was not started")
-                ended = time.perf_counter()
-                while scheduler.running:
-                    await one(during)
-                    before = time.perf_counter()
-                    await asyncio.sleep(gap)
-                    stall_ms = max(stall_ms, (time.perf_counter() - before - gap) * 1000)
-                    ended = time.perf_counter()
-                if await scheduler.wait() is None:
-                    raise RuntimeError("the checkpoint failed (see the log)")
-                checkpoint_ms.append((ended - began) * 1000)
-            await manager.checkpoints.prune(0)
-        finally:
-            events.close()
-            if backend != "embedded":
-                await manager.batch_delete_state(await manager.get_keys_by_pattern("*"))
-            await manager.close()
+async def checkpoint_rounds(
+    bench: Bench, keys: int, rounds: int, quiet_cycles: int, gap_ms: float, warmup: int
+) -> dict[str, Any]:
+    """``rounds`` of quiet cycles, then cycles while a checkpoint runs, after ``keys`` records are stored."""
+    manager, market, cycle = bench.manager, bench.market, bench.cycle
+    # interval ~0: due again as soon as the previous one finished (the rounds decide when one starts)
+    scheduler = CheckpointScheduler(
+        manager.checkpoints, interval_seconds=1e-6, events=bench.events, metrics=bench.metrics
+    )
+    quiet: list[float] = []
+    during: list[float] = []
+    checkpoint_ms: list[float] = []
+    stall_ms = quiet_stall_ms = 0.0
+    gap = gap_ms / 1000
+    n = 0
+
+    async def one(samples: list[float] | None) -> None:
+        nonlocal n
+        n += 1
+        market.step()
+        started = time.perf_counter()
+        await cycle.run(n, market.now)
+        if samples is not None:
+            samples.append((time.perf_counter() - started) * 1000)
+
+    for start in range(0, keys, 1000):
+        batch = {f"orders:bench-{i:08d}": order_value(i) for i in range(start, min(keys, start + 1000))}
+        await manager.batch_set_state(batch, StateCategory.ORDERS)
+    for _ in range(warmup):
+        await one(None)
+        await asyncio.sleep(gap)
+    # one unmeasured checkpoint first: it opens the pooled connections a checkpoint uses
+    scheduler.start_if_due(datetime.now(UTC))
+    while scheduler.running:
+        await one(None)
+        await asyncio.sleep(gap)
+    for _ in range(rounds):
+        for _ in range(quiet_cycles):
+            await one(quiet)
+            before = time.perf_counter()
+            await asyncio.sleep(gap)
+            quiet_stall_ms = max(quiet_stall_ms, (time.perf_counter() - before - gap) * 1000)
+        began = time.perf_counter()
+        if not scheduler.start_if_due(datetime.now(UTC)):
+            raise RuntimeError("the checkpoint was not started")
+        ended = time.perf_counter()
+        while scheduler.running:
+            await one(during)
+            before = time.perf_counter()
+            await asyncio.sleep(gap)
+            stall_ms = max(stall_ms, (time.perf_counter() - before - gap) * 1000)
+            ended = time.perf_counter()
+        if await scheduler.wait() is None:
+            raise RuntimeError("the checkpoint failed (see the log)")
+        checkpoint_ms.append((ended - began) * 1000)
+    await manager.checkpoints.prune(0)
     p99, during_p99 = percentile(quiet, 99), percentile(during, 99)
     return {
-        "backend": backend,
-        "symbols": symbol_count,
         "keys": keys,
         "checkpoints": len(checkpoint_ms),
         "checkpoint_ms_median": round(statistics.median(checkpoint_ms), 1),

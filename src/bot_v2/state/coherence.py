@@ -87,13 +87,13 @@ class HotCoherence:
 
         Few round trips in sequence (the SCAN-page loop of ``check`` waits for each page, then for its
         lookups): HOT's names are listed with SCAN in large pages, and the headers of each page are asked for
-        as soon as it arrives (a script call per ``page_size`` keys, all in flight at once), while WARM reads
-        the hot set's (key, version, checksum) by key range (``hot_versions``, ``page_size * _WARM_PAGES``
-        rows a query: PostgreSQL finds the hot rows by tier and sorts them all for every query, so few large
-        ones). Only the keys HOT holds outside the hot set (strays: demoted, deleted, leftovers in this bot's
-        key space) have their WARM versions read by key afterwards. A hot-set key HOT does not hold is not a
-        mismatch (reads fill it). The whole pass holds the manager lock and every header in memory (~150
-        bytes a key): it runs before the manager serves anything."""
+        as soon as it arrives (one round trip: ``RedisHotTier.versions`` pipelines its script calls), while
+        WARM reads the hot set's (key, version, checksum) by key range (``hot_versions``, ``page_size *
+        _WARM_PAGES`` rows a query: PostgreSQL finds the hot rows by tier and sorts them all for every query,
+        so few large ones). Only the keys HOT holds outside the hot set (strays: demoted, deleted, leftovers
+        in this bot's key space) have their WARM versions read by key afterwards. A hot-set key HOT does not
+        hold is not a mismatch (reads fill it). The whole pass holds the manager lock and every header in
+        memory (~150 bytes a key): it runs before the manager serves anything."""
         limit = page_size * _WARM_PAGES
         heads: dict[str, tuple[int, str] | None] = {}
         reads: list[asyncio.Future[dict[str, tuple[int, str] | None]]] = []
@@ -102,9 +102,7 @@ class HotCoherence:
             try:
                 with self._hot_state.io():
                     async for page in self._hot.scan("*", limit):
-                        reads += [
-                            asyncio.ensure_future(self._hot.versions(c)) for c in chunks(page, page_size)
-                        ]
+                        reads.append(asyncio.ensure_future(self._hot.versions(page)))
                     for part in await asyncio.gather(*reads):
                         heads.update(part)
                 warm = await warm_read

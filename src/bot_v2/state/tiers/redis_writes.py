@@ -367,16 +367,18 @@ def encode_keys(head: Sequence[bytes | str | int], prefix: bytes, keys: Sequence
     return out
 
 
-async def call(client: aioredis.Redis, command: Wire) -> Any:
-    """Send one encoded command on a pooled connection and return its reply (an error reply raises). Like the
-    client's own commands: one immediate retry after a connection error (a pooled connection is stale after
-    a Redis restart), never after a timeout; a connection that failed is dropped."""
+async def call(client: aioredis.Redis, commands: Sequence[Wire]) -> list[Any]:
+    """Send encoded commands, pipelined on one pooled connection (a fresh connection costs round trips of its
+    own), and return their replies (an error reply raises). Like the client's own commands: one immediate
+    retry after a connection error (a pooled connection is stale after a Redis restart), never after a
+    timeout; a connection that failed is dropped. For reads only: a retry sends them again."""
     pool = client.connection_pool
+    wire = [piece for command in commands for piece in command]
     for attempt in range(2):
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(command, check_health=False)
-            return await conn.read_response()
+            await conn.send_packed_command(wire, check_health=False)
+            return [await conn.read_response() for _ in commands]
         except redis.exceptions.ResponseError:
             raise  # the connection is in step: keep it
         except redis.exceptions.ConnectionError:

@@ -265,7 +265,17 @@ async def soak(paths: Paths, bot_id: str, rate: float, minutes: float, warmup_s:
         now = time.perf_counter()
         snap = _own_excluded(tracemalloc.take_snapshot())
         traced = sum(stat.size for stat in snap.statistics("filename"))
-        samples.append({"t_s": now - started, "rss_mb": rss_mb(), "traced_mb": traced / 2**20})
+        samples.append(
+            {
+                "t_s": now - started,
+                "rss_mb": rss_mb(),
+                "traced_mb": traced / 2**20,
+                # what RSS holds that is not the code under test: tracemalloc's own tables, and the benchmark's
+                # latency list (a float object + a pointer per batch)
+                "tracemalloc_own_mb": tracemalloc.get_tracemalloc_memory() / 2**20,
+                "bookkeeping_mb": (sys.getsizeof(latencies) + 24 * len(latencies)) / 2**20,
+            }
+        )
         if base is None and now - started >= warmup_s:
             gc.collect()
             base = _own_excluded(tracemalloc.take_snapshot())
@@ -313,6 +323,12 @@ async def soak(paths: Paths, bot_id: str, rate: float, minutes: float, warmup_s:
         "rss_after_warmup_mb": after[0]["rss_mb"],
         "rss_end_mb": samples[-1]["rss_mb"],
         "rss_growth_after_warmup_mb": samples[-1]["rss_mb"] - after[0]["rss_mb"],
+        "overhead_growth_after_warmup_mb": (
+            samples[-1]["tracemalloc_own_mb"]
+            + samples[-1]["bookkeeping_mb"]
+            - after[0]["tracemalloc_own_mb"]
+            - after[0]["bookkeeping_mb"]
+        ),
         "traced_after_warmup_mb": after[0]["traced_mb"],
         "traced_end_mb": samples[-1]["traced_mb"],
         "traced_growth_after_warmup_mb": samples[-1]["traced_mb"] - after[0]["traced_mb"],
@@ -349,6 +365,9 @@ def print_table(steps: list[dict[str, Any]], soaked: dict[str, Any]) -> None:
         mem.add_column(col, justify="right")
     mem.add_row("RSS MiB", f"{soaked['rss_start_mb']:.1f}", f"{soaked['rss_after_warmup_mb']:.1f}",
                 f"{soaked['rss_end_mb']:.1f}", f"{soaked['rss_growth_after_warmup_mb']:+.2f}")  # fmt: skip
+    mem.add_row(
+        "tracemalloc + bookkeeping MiB", "-", "-", "-", f"{soaked['overhead_growth_after_warmup_mb']:+.2f}"
+    )
     mem.add_row("traced MiB", "-", f"{soaked['traced_after_warmup_mb']:.2f}", f"{soaked['traced_end_mb']:.2f}",
                 f"{soaked['traced_growth_after_warmup_mb']:+.3f}")  # fmt: skip
     mem.add_row("redis used MiB", f"{soaked['redis_used_mb_start']:.1f}", "-", f"{soaked['redis_used_mb_end']:.1f}",
@@ -440,6 +459,7 @@ async def main() -> int:
         f"held_records_per_s={summary['held_records_per_s']:.0f} floor_held_batches_per_s={floor_b:.0f} "
         f"ratio_vs_floor={ratio:.2f} soak_minutes={soaked['minutes']:.1f} soak_batches_per_s={soak_rate:.0f} "
         f"soak_p99_ms={soaked['p99_ms']:.1f} rss_growth_mb={soaked['rss_growth_after_warmup_mb']:.2f} "
+        f"overhead_growth_mb={soaked['overhead_growth_after_warmup_mb']:.2f} "
         f"traced_growth_mb={soaked['traced_growth_after_warmup_mb']:.3f} errors={soaked['errors']} "
         f"leak={'yes' if leak else 'no'} load={' '.join(f'{x:.2f}' for x in load_end)}"
     )

@@ -24,7 +24,8 @@ SCRIPT = ROOT / "scripts" / "benchmarks" / "state_load.py"
 RESULT = re.compile(
     r"^RESULT bench=state_load batch=5 p99_bound_ms=\d+ held_batches_per_s=\d+ held_records_per_s=\d+ "
     r"floor_held_batches_per_s=\d+ ratio_vs_floor=\S+ soak_minutes=[\d.]+ soak_batches_per_s=\d+ "
-    r"soak_p99_ms=[\d.]+ rss_growth_mb=-?[\d.]+ traced_growth_mb=-?[\d.]+ errors=0 leak=no load=[\d. ]+$",
+    r"soak_p99_ms=[\d.]+ rss_growth_mb=-?[\d.]+ overhead_growth_mb=-?[\d.]+ traced_growth_mb=-?[\d.]+ "
+    r"errors=0 leak=no load=[\d. ]+$",
     re.MULTILINE,
 )
 

@@ -64,6 +64,11 @@ T = TypeVar("T")
 
 _MAX_KNOWN = 200_000  # keys remembered; past this the map is dropped (always safe: keys are read again)
 _SEND_BYTES = 1 << 20  # bytes per socket write of a transaction (each bounded by the command timeout)
+# What a transaction adds to the command timeout per key (or value) it carries, for each socket write and
+# reply read: a 10,000-key MULTI/MSET takes 10-40 ms on this 2-CPU machine and several times that with both
+# CPUs busy, where the bare 0.1 s would cut it off as a hung Redis (HOT degraded, a restore). The loop's
+# batches of a few keys keep the bare timeout; a 20,000-key seed gets 2.1 s. As PostgreSQL's SECONDS_PER_ROW.
+SECONDS_PER_KEY = 0.0001
 _ATTEMPTS = 3  # refused EXECs (another writer in between) before the batch goes through the Lua script
 
 
@@ -317,20 +322,28 @@ class HotWriter:
     async def _roundtrip(self, client: aioredis.Redis, commands: list[Wire]) -> list[Any]:
         """Send ``commands`` (encoded) on the held connection, then read every reply. Sent in writes of about
         ``_SEND_BYTES``: the command timeout bounds each write (a hung Redis is still found within it), not the
-        whole of a 10,000-record batch, which a loaded machine may take longer than that to push through."""
+        whole of a 10,000-record batch, which a loaded machine may take longer than that to push through. Each
+        write and read gets ``SECONDS_PER_KEY`` per key of the transaction on top of the command timeout (the
+        held connection is this writer's alone, under its lock)."""
         conn = await self._connection(client)
-        chunk: list[bytes] = []
-        size = 0
-        for command in commands:
-            for piece in command:
-                chunk.append(piece)
-                size += len(piece)
-                if size >= _SEND_BYTES:
-                    await conn.send_packed_command(chunk, check_health=False)
-                    chunk, size = [], 0
-        if chunk:
-            await conn.send_packed_command(chunk, check_health=False)
-        return [await conn.read_response() for _ in commands]
+        base = conn.socket_timeout
+        if base:  # three pieces on the wire per argument, or per key + value of an MSET: see SECONDS_PER_KEY
+            conn.socket_timeout = base + sum(map(len, commands)) // 3 * SECONDS_PER_KEY
+        try:
+            chunk: list[bytes] = []
+            size = 0
+            for command in commands:
+                for piece in command:
+                    chunk.append(piece)
+                    size += len(piece)
+                    if size >= _SEND_BYTES:
+                        await conn.send_packed_command(chunk, check_health=False)
+                        chunk, size = [], 0
+            if chunk:
+                await conn.send_packed_command(chunk, check_health=False)
+            return [await conn.read_response() for _ in commands]
+        finally:
+            conn.socket_timeout = base
 
     async def _connection(self, client: aioredis.Redis) -> AbstractConnection:
         if self._conn is None:

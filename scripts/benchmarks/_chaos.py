@@ -5,7 +5,7 @@
   records every request it serves (moto's recorder) and a restarted one replays the recorded writes before it
   answers anything else: what was stored before the kill is there after it;
 * ``exchange_view``: the bot's orders (by client order id prefix) and their fills, read from the exchange
-  through the SDK, every page;
+  through the project's adapter (``CoinbaseBroker``, the SDK underneath), every page;
 * ``FileSegment``: the lines one process appended to a file that several processes of one data dir write one
   after another (a restarted bot appends to the ``events.jsonl`` and the log of the one it replaced).
 """
@@ -21,7 +21,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +32,8 @@ for _path in (str(ROOT), str(ROOT / "src")):
 
 from tests.fixtures.services import S3_TEST_CREDENTIALS, ServiceError, free_port  # noqa: E402
 
-from bot_v2.domain import Fill, Liquidity, OrderId, Side, Symbol, TradeId  # noqa: E402
+from bot_v2.brokerages.coinbase import CoinbaseBroker, CoinbaseConnection  # noqa: E402
+from bot_v2.domain import Fill, Order, Symbol  # noqa: E402
 
 READY_TIMEOUT_SECONDS = 20.0
 #: Requests that change what moto stores (GET / HEAD / OPTIONS are not replayed).
@@ -190,49 +190,25 @@ class MotoProcess:
 # --- the exchange -----------------------------------------------------------------------------------------
 
 
-def exchange_view(
+async def exchange_view(
     base_url: str, key_file: Path, ca_file: Path, prefix: str, symbol: str = "BTC-USD"
-) -> tuple[list[dict[str, Any]], list[Fill]]:
-    """The orders whose client order id starts with ``prefix`` and their fills, via the SDK (every page).
+) -> tuple[list[Order], list[Fill]]:
+    """The orders whose client order id starts with ``prefix`` and their fills, via ``CoinbaseBroker`` (the
+    adapter the bot trades through, so orders and fills are parsed as the bot parses them; every page).
 
     Each order once per order id and each fill once per trade id: the exchange pages by offset, newest first,
     so an order created between two page requests pushes one the first page had onto the second. A client
     order id on two DIFFERENT order ids stays two orders (a duplicate the caller must see)."""
-    from coinbase.rest import RESTClient
-
-    client = RESTClient(base_url=base_url, key_file=str(key_file), timeout=10)
-    client.session.trust_env = False
-    client.session.verify = str(ca_file)
-    try:
-        orders: list[dict[str, Any]] = []
-        cursor = ""
-        while True:
-            page = client.list_orders(product_ids=[symbol], limit=1000, cursor=cursor or None)
-            orders += [o.to_dict() for o in page.orders]
-            cursor = getattr(page, "cursor", "") or ""
-            if not getattr(page, "has_next", False) or not cursor:
-                break
-        unique = {str(o["order_id"]): o for o in reversed(orders)}  # the first page's copy wins
-        ours = [o for o in unique.values() if str(o["client_order_id"]).startswith(prefix)]
+    connection = CoinbaseConnection(base_url=base_url, key_file=key_file, ca_file=ca_file)
+    async with CoinbaseBroker(connection) as broker:
+        broker.page_size = 1000  # the simulator's most: fewer requests while a fault may be on
+        orders = await broker.list_orders(symbols=[Symbol(symbol)])
+        unique = {o.order_id: o for o in reversed(orders)}  # the first page's copy wins
+        ours = [o for o in unique.values() if o.client_order_id.startswith(prefix)]
+        ids = [o.order_id for o in ours]
         fills: list[Fill] = []
-        ids = [str(o["order_id"]) for o in ours]
         for start in range(0, len(ids), 100):
-            cursor = ""
-            while True:
-                raw = client.get_fills(order_ids=ids[start : start + 100], limit=1000, cursor=cursor or None)
-                for f in (x.to_dict() for x in raw.fills):
-                    fills.append(
-                        Fill(
-                            TradeId(f["trade_id"]), OrderId(f["order_id"]), Symbol(f["product_id"]),
-                            Side(f["side"]), Decimal(f["price"]), Decimal(f["size"]),
-                            Decimal(f["commission"]), Liquidity.TAKER, parse_ts(f["trade_time"]),
-                        )
-                    )  # fmt: skip
-                cursor = getattr(raw, "cursor", "") or ""
-                if not cursor:
-                    break
-    finally:
-        client.session.close()
+            fills += await broker.list_fills(order_ids=ids[start : start + 100])
     return ours, list({f.trade_id: f for f in fills}.values())
 
 

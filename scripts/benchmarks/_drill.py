@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -476,6 +477,32 @@ def result_line(name: str, rounds: int, **fields: Any) -> str:
             text = str(value)
         parts.append(f"{key}={text}")
     return "RESULT " + " ".join(parts)
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The drill's command line: its module doc's first paragraph as the description, the whole as the epilog."""
+    return argparse.ArgumentParser(
+        description=(doc or "").split("\n\n")[0],
+        epilog=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def run_main(run: Callable[[], Awaitable[int]], label: str) -> None:
+    """Exit with ``run()``'s code; SIGTERM cancels it like SIGINT, so its cleanup stops every process it
+    started, and an interrupted run exits 130 with one line saying so."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run()
+
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"{label}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 RoundFn = Callable[["RunningBot", Any, Any, int], Awaitable[dict[str, Any]]]

@@ -35,8 +35,8 @@ every kind comes once per round of the deck:
 
 After a fault the soak waits until the system settled (bounded by --settle-timeout): the holder completed two
 cycles after the fault ended, a degraded tier reported its recovery, a lost ack was resolved, a dead or fenced
-bot was replaced by a standby that follows the lease. Then it checks, against the exchange (SDK, every page,
-the orders of the bot's client order id prefix) and the state (opened read-only, ``reader_settings``):
+bot was replaced by a standby that follows the lease. Then it checks, against the exchange (CoinbaseBroker,
+every page, the orders of the bot's client order id prefix) and the state (opened read-only, ``reader_settings``):
 
   duplicates        a client order id on two exchange orders; one placed by two processes (order_placed
                     events); a fill stored both live and archived
@@ -110,6 +110,7 @@ from tests.fixtures.services import S3_TEST_CREDENTIALS, PostgresServer, RedisSe
 
 from bot_v2.brokerages.simulated import RunningSimulator, SimulatorConfig, run_simulator_in_thread
 from bot_v2.config import load_settings
+from bot_v2.domain import Fill, Order
 from bot_v2.monitoring.events import EventType
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.ledger import derive_positions
@@ -699,12 +700,12 @@ class Soak:
 
     # --- invariants ------------------------------------------------------------------------------------
 
-    async def exchange(self) -> tuple[list[dict[str, Any]], list[Any]]:
+    async def exchange(self) -> tuple[list[Order], list[Fill]]:
         """The exchange view, retried a few times (a fault switch may still answer the first request)."""
         for attempt in range(5):
             try:
-                return await asyncio.to_thread(
-                    c.exchange_view, self.sim.base_url, self.sim.key_file, self.sim.ca_path, self.prefix
+                return await c.exchange_view(
+                    self.sim.base_url, self.sim.key_file, self.sim.ca_path, self.prefix
                 )
             except Exception:
                 if attempt == 4:
@@ -743,7 +744,7 @@ class Soak:
             "coherence_mismatches": [f"{m.key}:{m.kind}" for m in coherence.mismatches],
         }
 
-    def guard_violations(self, orders: list[dict[str, Any]]) -> list[str]:
+    def guard_violations(self, orders: list[Order]) -> list[str]:
         """Orders sent by a fenced writer, without the lease, after a halt or while HALTED (module doc).
 
         Whether a fenced writer SENT an order is decided by the exchange: an order_placed event written after
@@ -790,7 +791,7 @@ class Soak:
             before = [state for when, state in transitions if when < at]
             if before and before[-1] == "HALTED":
                 found.append(f"{name} placed {coid} while HALTED")
-        created = {str(o["client_order_id"]): c.parse_ts(o["created_time"]) for o in orders}
+        created = {o.client_order_id: o.created_at for o in orders if o.created_at is not None}
         lost_at: dict[str, datetime] = {}
         for name, (epoch, _) in took.items():
             newer = [when for other, (e, when) in took.items() if other != name and e > epoch]
@@ -833,16 +834,16 @@ class Soak:
 
     def evaluate(
         self,
-        first: tuple[list[dict[str, Any]], list[Any]],
+        first: tuple[list[Order], list[Fill]],
         state: dict[str, Any],
-        second: tuple[list[dict[str, Any]], list[Any]],
+        second: tuple[list[Order], list[Fill]],
     ) -> dict[str, list[str]]:
         orders1, fills1 = first
         orders2, fills2 = second
         stored = state["live_fills"] | state["archived_fills"]
         by_coid: dict[str, list[str]] = {}
         for order in orders2:  # one entry per exchange order id (exchange_view)
-            by_coid.setdefault(str(order["client_order_id"]), []).append(str(order["order_id"]))
+            by_coid.setdefault(order.client_order_id, []).append(order.order_id)
         at_exchange2 = {f.trade_id for f in fills2}
         expected = derive_positions([f for f in fills2 if f.trade_id in stored]).get(BTC)
         expected_qty = expected.quantity if expected else Decimal(0)
@@ -864,9 +865,9 @@ class Soak:
             ]
             + [f"stored fill {t} unknown to the exchange" for t in sorted(stored - at_exchange2)]
             + [
-                f"exchange order {o['client_order_id']} without its intent in state"
+                f"exchange order {o.client_order_id} without its intent in state"
                 for o in orders1
-                if str(o["client_order_id"]) not in state["intents"]
+                if o.client_order_id not in state["intents"]
             ],
             "incoherent": [f"{m} (HOT vs WARM)" for m in state["coherence_mismatches"]],
             "guard_violations": self.guard_violations(orders2),
@@ -894,7 +895,7 @@ class Soak:
         found: dict[str, list[str]] = {k: [] for k in CATEGORIES}
         before: dict[str, list[str]] = {}
         state: dict[str, Any] = {}
-        first: tuple[list[dict[str, Any]], list[Any]] = ([], [])
+        first: tuple[list[Order], list[Fill]] = ([], [])
         while True:
             attempts += 1
             try:
@@ -1254,11 +1255,7 @@ async def soak(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = d.arg_parser(__doc__)
     parser.add_argument(
         "--minutes", type=float, default=30.0, help="how long faults are injected (default 30)"
     )
@@ -1301,17 +1298,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def main(args: argparse.Namespace) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up on SIGTERM too
-    return await soak(args)
-
-
 if __name__ == "__main__":
     arguments = parse_args()
-    try:
-        raise SystemExit(asyncio.run(main(arguments)))
-    except (KeyboardInterrupt, asyncio.CancelledError):  # SIGINT / SIGTERM: every process was stopped
-        print("chaos soak: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    d.run_main(lambda: soak(arguments), "chaos soak")

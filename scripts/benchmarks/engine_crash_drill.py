@@ -26,7 +26,7 @@ crash (or hang) restart / clean restart.
 Then the bot is restarted for ``--cycles-after`` cycles. Measured: ``restart_ms`` = process spawned -> first
 cycle in its ``health.json`` (interpreter start, imports, connections, reconciliation, warm-up and one cycle;
 polled every ``--poll-ms``), the bot's own reconciliation time, and the reconciliation report (unclean
-shutdown, adopted orders, resolved intents, missed fills). Checked against the exchange (via the SDK):
+shutdown, adopted orders, resolved intents, missed fills). Checked against the exchange (via CoinbaseBroker):
 duplicate orders (two exchange orders for one client order id, or an order with no intent in state: must be
 0), every exchange fill stored exactly once in state (no missing, no extra), the stored BTC-USD position equal
 to the position derived from the exchange fills, no intent left pending.
@@ -51,16 +51,16 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import _chaos as c
 import _drill as d
 from rich.progress import Progress
 
 from bot_v2.config import load_settings
-from bot_v2.domain import Fill, Liquidity, OrderId, Side, Symbol, TradeId
+from bot_v2.domain import Symbol
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.ledger import derive_positions
 from bot_v2.orchestration.wiring import open_runtime, open_state
@@ -130,31 +130,6 @@ class Simulator:
             self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
-
-    def exchange_view(self, prefix: str) -> tuple[list[dict[str, Any]], list[Fill]]:
-        """The bot's orders (by client id prefix) and their fills, straight from the exchange via the SDK."""
-        from coinbase.rest import RESTClient
-
-        client = RESTClient(base_url=self.base_url, key_file=str(self.key_file), timeout=10)
-        client.session.trust_env = False
-        client.session.verify = str(self.ca_file)
-        try:
-            orders = [o.to_dict() for o in client.list_orders(product_ids=["BTC-USD"]).orders]
-            ours = [o for o in orders if str(o["client_order_id"]).startswith(prefix)]
-            fills: list[Fill] = []
-            if ours:
-                raw = client.get_fills(order_ids=[str(o["order_id"]) for o in ours]).fills
-                for f in (x.to_dict() for x in raw):
-                    fills.append(
-                        Fill(
-                            TradeId(f["trade_id"]), OrderId(f["order_id"]), Symbol(f["product_id"]),
-                            Side(f["side"]), Decimal(f["price"]), Decimal(f["size"]), Decimal(f["commission"]),
-                            Liquidity.TAKER, datetime.fromisoformat(f["trade_time"].replace("Z", "+00:00")),
-                        )
-                    )  # fmt: skip
-        finally:
-            client.session.close()
-        return ours, fills
 
 
 def child_environ(env: dict[str, str]) -> dict[str, str]:
@@ -307,13 +282,13 @@ async def one_mode(
     await seed_state(env, root, args.keys)
     before = await first_phase(mode, env, args, log)
     after = await restart(env, args, log)
-    orders, exchange_fills = await asyncio.to_thread(sim.exchange_view, prefix)
+    orders, exchange_fills = await c.exchange_view(sim.base_url, sim.key_file, sim.ca_file, prefix)
     fills, intents, position = await state_view(env, root)
 
-    client_ids = [str(o["client_order_id"]) for o in orders]
+    client_ids = [o.client_order_id for o in orders]
     intent_ids = {k.removeprefix("intents:") for k in intents}
     duplicates = len(client_ids) - len(set(client_ids))
-    orphans = [c for c in set(client_ids) if c not in intent_ids]
+    orphans = [coid for coid in set(client_ids) if coid not in intent_ids]
     pending = [
         k for k, v in intents.items() if isinstance(v, dict) and v.get("status") not in ("DONE", "FAILED")
     ]
@@ -493,11 +468,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, modes: list[
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = d.arg_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every mode (default 3)")
     parser.add_argument(
         "--modes",

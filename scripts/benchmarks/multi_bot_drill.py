@@ -217,11 +217,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = d.arg_parser(__doc__)
     parser.add_argument("--bots", type=int, default=4, help="bots sharing the servers (default 4)")
     parser.add_argument("--rounds", type=int, default=2, help="Redis outages (default 2)")
     d.add_outage_args(parser, keys=500)

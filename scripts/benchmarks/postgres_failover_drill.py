@@ -283,11 +283,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, orders: int) 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = d.arg_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="kill/restart rounds (default 3)")
     d.add_outage_args(parser)
     parser.add_argument("--interval", type=float, default=0.1, help="cycle interval in s (default 0.1)")

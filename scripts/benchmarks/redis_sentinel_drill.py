@@ -339,11 +339,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = d.arg_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="failovers, each on a fresh set (default 3)")
     parser.add_argument(
         "--mode",

@@ -27,7 +27,7 @@ baseline, each with a fresh bot id and client order id prefix:
 
 Timestamps are wall-clock ones written by the processes (health.json ``timestamp`` after each cycle, the log
 line of each cycle, ``lease`` events) and the drill's own clock at the signal; all on one host. After every
-mode the surviving bot is stopped (SIGTERM) and the drill checks, against the exchange (SDK, all pages) and
+mode the surviving bot is stopped (SIGTERM) and the drill checks, against the exchange (CoinbaseBroker, all pages) and
 the state (opened read-only): duplicates (a client order id twice at the exchange, an exchange order with no
 intent in state, or one client id placed by two processes), every exchange fill stored once, the stored
 position equal to the one derived from the exchange fills, and ``verify_coherence()`` (every HOT key equal to
@@ -100,12 +100,13 @@ from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import _chaos as c  # noqa: E402
 import _drill as d  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from tests.fixtures.services import S3_TEST_CREDENTIALS  # noqa: E402
 
 from bot_v2.config import load_settings  # noqa: E402
-from bot_v2.domain import Fill, Liquidity, OrderId, Side, Symbol, TradeId  # noqa: E402
+from bot_v2.domain import Symbol  # noqa: E402
 from bot_v2.monitoring.events import EventType, read_events  # noqa: E402
 from bot_v2.orchestration import keys  # noqa: E402
 from bot_v2.orchestration.ledger import derive_positions  # noqa: E402
@@ -135,8 +136,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_ts(value: object) -> datetime:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+parse_ts = c.parse_ts
 
 
 def ms_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -184,46 +184,6 @@ class Simulator:
                 self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
-
-    def exchange_view(self, prefix: str) -> tuple[list[dict[str, Any]], list[Fill]]:
-        """The bot's orders (by client id prefix, every page) and their fills, from the exchange via the SDK."""
-        from coinbase.rest import RESTClient
-
-        client = RESTClient(base_url=self.base_url, key_file=str(self.key_file), timeout=10)
-        client.session.trust_env = False
-        client.session.verify = str(self.ca_file)
-        try:
-            orders: list[dict[str, Any]] = []
-            cursor = ""
-            while True:
-                page = client.list_orders(product_ids=["BTC-USD"], limit=1000, cursor=cursor or None)
-                orders += [o.to_dict() for o in page.orders]
-                cursor = getattr(page, "cursor", "") or ""
-                if not getattr(page, "has_next", False) or not cursor:
-                    break
-            ours = [o for o in orders if str(o["client_order_id"]).startswith(prefix)]
-            fills: list[Fill] = []
-            ids = [str(o["order_id"]) for o in ours]
-            for start in range(0, len(ids), 100):
-                cursor = ""
-                while True:
-                    raw = client.get_fills(
-                        order_ids=ids[start : start + 100], limit=1000, cursor=cursor or None
-                    )
-                    for f in (x.to_dict() for x in raw.fills):
-                        fills.append(
-                            Fill(
-                                TradeId(f["trade_id"]), OrderId(f["order_id"]), Symbol(f["product_id"]),
-                                Side(f["side"]), Decimal(f["price"]), Decimal(f["size"]),
-                                Decimal(f["commission"]), Liquidity.TAKER, parse_ts(f["trade_time"]),
-                            )
-                        )  # fmt: skip
-                    cursor = getattr(raw, "cursor", "") or ""
-                    if not cursor:
-                        break
-        finally:
-            client.session.close()
-        return ours, fills
 
 
 # --- the bot processes ------------------------------------------------------------------------------------
@@ -607,16 +567,16 @@ async def state_view(env: dict[str, str], root: Path) -> dict[str, Any]:
 
 
 async def invariants(run: ModeRun, sim: Simulator, root: Path) -> dict[str, Any]:
-    orders, exchange_fills = await asyncio.to_thread(sim.exchange_view, run.prefix)
+    orders, exchange_fills = await c.exchange_view(sim.base_url, sim.key_file, sim.ca_file, run.prefix)
     state = await state_view(run.env, root)
-    client_ids = [str(o["client_order_id"]) for o in orders]
+    client_ids = [o.client_order_id for o in orders]
     intent_ids = {k.removeprefix("intents:") for k in state["intents"]}
-    orphans = sorted(c for c in set(client_ids) if c not in intent_ids)
+    orphans = sorted(coid for coid in set(client_ids) if coid not in intent_ids)
     placed_by: dict[str, set[str]] = {}
     for bot in run.bots:
         for event in bot.placed():
             placed_by.setdefault(str(event["client_order_id"]), set()).add(bot.role)
-    double_submits = sorted(c for c, roles in placed_by.items() if len(roles) > 1)
+    double_submits = sorted(coid for coid, roles in placed_by.items() if len(roles) > 1)
     pending = sorted(
         k
         for k, v in state["intents"].items()
@@ -649,9 +609,9 @@ async def invariants(run: ModeRun, sim: Simulator, root: Path) -> dict[str, Any]
         own = {str(e["client_order_id"]) for e in zombie.events() if e.get("client_order_id")}
         late = {str(e["client_order_id"]) for e in zombie.placed(after=run.paused_at)}
         late |= {
-            str(o["client_order_id"])
+            o.client_order_id
             for o in orders
-            if str(o["client_order_id"]) in own and parse_ts(o["created_time"]) >= run.paused_at
+            if o.client_order_id in own and o.created_at is not None and o.created_at >= run.paused_at
         }
         row["zombie_orders"] = len(late)
     return row
@@ -935,11 +895,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, modes: list[
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = d.arg_parser(__doc__)
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds; each runs every mode + the cold baseline"
     )
@@ -983,17 +939,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def main(args: argparse.Namespace) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up on SIGTERM too
-    return await drill(args)
-
-
 if __name__ == "__main__":
     arguments = parse_args()
-    try:
-        raise SystemExit(asyncio.run(main(arguments)))
-    except (KeyboardInterrupt, asyncio.CancelledError):  # SIGINT / SIGTERM: every process was stopped
-        print("standby takeover drill: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    d.run_main(lambda: drill(arguments), "standby takeover drill")

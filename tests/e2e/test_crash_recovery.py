@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from bot_v2.brokerages.coinbase import CoinbaseBroker, CoinbaseConnection
 from bot_v2.config import load_settings
-from bot_v2.domain import Fill, Liquidity, OrderId, Side, Symbol, TradeId
+from bot_v2.domain import Fill, Order, Symbol
 from bot_v2.monitoring.events import EventType, read_events
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.ledger import derive_positions
@@ -32,32 +32,17 @@ def _summary(stdout: str) -> dict[str, object]:
     raise AssertionError(f"driver printed no summary:\n{stdout}")
 
 
-def _exchange_view(sim: StandaloneSimulator, prefix: str) -> tuple[list[dict[str, object]], list[Fill]]:
-    """The bot's orders (by client id prefix) and their fills, straight from the exchange via the SDK."""
-    client = sim.sdk_client()
-    try:
-        orders = [o.to_dict() for o in client.list_orders(product_ids=["BTC-USD"]).orders]
-        ours = [o for o in orders if str(o["client_order_id"]).startswith(prefix)]
-        fills: list[Fill] = []
-        if ours:
-            raw = client.get_fills(order_ids=[str(o["order_id"]) for o in ours]).fills
-            for f in (x.to_dict() for x in raw):
-                fills.append(
-                    Fill(
-                        TradeId(f["trade_id"]),
-                        OrderId(f["order_id"]),
-                        Symbol(f["product_id"]),
-                        Side(f["side"]),
-                        Decimal(f["price"]),
-                        Decimal(f["size"]),
-                        Decimal(f["commission"]),
-                        Liquidity.TAKER,
-                        datetime.fromisoformat(f["trade_time"].replace("Z", "+00:00")),
-                    )
-                )
-    finally:
-        client.session.close()
-    return ours, fills
+def _exchange_view(sim: StandaloneSimulator, prefix: str) -> tuple[list[Order], list[Fill]]:
+    """The bot's orders (by client id prefix) and their fills, from the exchange through ``CoinbaseBroker``."""
+
+    async def view() -> tuple[list[Order], list[Fill]]:
+        connection = CoinbaseConnection(base_url=sim.base_url, key_file=sim.key_file, ca_file=sim.ca_file)
+        async with CoinbaseBroker(connection) as broker:
+            orders = await broker.list_orders(symbols=[BTC])
+            ours = [o for o in orders if o.client_order_id.startswith(prefix)]
+            return ours, (await broker.list_fills(order_ids=[o.order_id for o in ours]) if ours else [])
+
+    return asyncio.run(view())
 
 
 @pytest.mark.parametrize("crash_at", ["after_intent", "after_ack"])
@@ -82,7 +67,7 @@ def test_sigkill_in_the_order_path_then_restart_reconciles(
 
     settings = load_settings("dev", env, root=tmp_path)
     orders, exchange_fills = _exchange_view(sim, settings.client_id_prefix)
-    client_ids = [o["client_order_id"] for o in orders]
+    client_ids = [o.client_order_id for o in orders]
     assert len(client_ids) == len(set(client_ids)), "duplicate order at the exchange"
     assert len(orders) == (0 if crash_at == "after_intent" else 1)
 

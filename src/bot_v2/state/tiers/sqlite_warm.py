@@ -3,22 +3,12 @@
 The event loop never touches the database file: every call is shipped to a single-thread executor that owns
 the connection, and each batch runs in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
 
-WAL checkpoints are kept off the commit path. SQLite's automatic checkpoint runs inside the commit that
-crosses ``wal_autocheckpoint`` pages (~4.5 ms with its fsyncs: the latency tail of the trading loop), so it
-is switched off; instead, after a write whose WAL has grown past ``wal_checkpoint_pages``, a ``PASSIVE``
-checkpoint is started on a second connection with its own thread, once the write's result is already handed
-back. A WAL reader never blocks a writer, so commits keep running while it copies pages. If the WAL still
-passes ``wal_hard_limit_pages`` (the background checkpoint cannot keep up, or a long reader pins the WAL),
-the writing thread runs a blocking ``TRUNCATE`` checkpoint before it returns: the WAL cannot grow without
-bound. ``close()`` waits for (or interrupts) a running checkpoint, then checkpoints with ``TRUNCATE``, so no
-WAL is left. ``journal_size_limit`` makes SQLite truncate the WAL file when it starts over, so its size
-tracks the pages not yet checkpointed (that size is the trigger). Durability is unchanged: WAL +
-``synchronous=NORMAL`` (a committed transaction survives a process crash).
+WAL checkpoints are kept off the commit path and the WAL is kept bounded (``sqlite_wal.py``): a background
+checkpoint on a connection and thread of its own, a blocking one only past a hard limit.
 
-This module is the connection, its threads, the write transaction with its fence and the WAL upkeep, and
-the record I/O; the ownership lease is ``sqlite_lease.py`` and state checkpoints (the paged snapshot, the
-restore, the stored blobs) ``sqlite_checkpoints.py``: functions over a connection that the tier runs on
-its threads.
+This module is the connection, its threads, the write transaction with its fence, and the record I/O; the
+ownership lease is ``sqlite_lease.py`` and state checkpoints (the paged snapshot, the restore, the stored
+blobs) ``sqlite_checkpoints.py``: functions over a connection that the tier runs on its threads.
 """
 
 from __future__ import annotations
@@ -27,11 +17,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,15 +43,11 @@ from bot_v2.state.models import (
 from bot_v2.state.tiers import sqlite_checkpoints as checkpoints
 from bot_v2.state.tiers import sqlite_lease as lease
 from bot_v2.state.tiers.hot import PackedRecord
+from bot_v2.state.tiers.sqlite_wal import WAL_CHECKPOINT_PAGES, WAL_HARD_LIMIT_PAGES, WalKeeper
 from bot_v2.state.tiers.warm import SnapshotPage, pack_rows
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-
-WAL_CHECKPOINT_PAGES = 1000  # background PASSIVE checkpoint past this (SQLite's own autocheckpoint default)
-WAL_HARD_LIMIT_PAGES = 4000  # blocking checkpoint inside the write past this (~16 MB)
-_WAL_HEADER_BYTES = 32
-_WAL_FRAME_HEADER_BYTES = 24
 
 _GET_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at_us, expires_at_us FROM
@@ -150,30 +135,19 @@ class SqliteWarmTier:
         wal_checkpoint_pages: int = WAL_CHECKPOINT_PAGES,
         wal_hard_limit_pages: int = WAL_HARD_LIMIT_PAGES,
     ) -> None:
-        if not 0 < wal_checkpoint_pages <= wal_hard_limit_pages:
-            raise ValueError("need 0 < wal_checkpoint_pages <= wal_hard_limit_pages")
+        self._wal = WalKeeper(path, wal_checkpoint_pages, wal_hard_limit_pages, connect_timeout_seconds)
         self._path = path
-        self._wal_path = path.with_name(path.name + "-wal")
         self._bot = keyspace.bot_id
         self._timeout = connect_timeout_seconds
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
-        # the checkpointer: its own connection on its own thread, so commits never wait for it
-        self._aux_executor: ThreadPoolExecutor | None = None
-        self._aux_db: sqlite3.Connection | None = None
-        self._checkpoint: Future[tuple[int, int, int]] | None = None
         # checkpoint snapshots: a read transaction on a connection and thread of their own (neither the writer
         # nor the WAL checkpointer waits for a snapshot read page by page); one snapshot at a time
         self._snap_executor: ThreadPoolExecutor | None = None
         self._snap_db: sqlite3.Connection | None = None
         self._snap_lock = asyncio.Lock()
-        self._wal_soft_pages = wal_checkpoint_pages
-        self._wal_hard_pages = wal_hard_limit_pages
-        self._frame_bytes = 4096 + _WAL_FRAME_HEADER_BYTES
         self._schema_version = 0
         self._fence: int | None = None
-        self.wal_checkpoints = 0  # background checkpoints completed
-        self.wal_blocking_checkpoints = 0  # hard-limit checkpoints run inside a write
 
     def __repr__(self) -> str:
         return f"SqliteWarmTier(path={str(self._path)!r}, bot_id={self._bot!r})"
@@ -181,6 +155,16 @@ class SqliteWarmTier:
     @property
     def schema_version(self) -> int:
         return self._schema_version
+
+    @property
+    def wal_checkpoints(self) -> int:
+        """Background WAL checkpoints completed."""
+        return self._wal.checkpoints
+
+    @property
+    def wal_blocking_checkpoints(self) -> int:
+        """Hard-limit WAL checkpoints run inside a write."""
+        return self._wal.blocking_checkpoints
 
     async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T], *, snap: bool = False) -> T:
         """Run ``fn(connection)`` on the worker thread (``snap``: on the snapshot connection and thread, which
@@ -212,11 +196,7 @@ class SqliteWarmTier:
 
     def wal_pages(self) -> int:
         """Frames in the WAL file not yet reused (blocking ``stat``: call it from the worker threads)."""
-        try:
-            size = os.stat(self._wal_path).st_size
-        except FileNotFoundError:
-            return 0
-        return max(0, size - _WAL_HEADER_BYTES) // self._frame_bytes
+        return self._wal.pages()
 
     def set_fence(self, epoch: int | None) -> None:
         self._fence = epoch
@@ -234,68 +214,15 @@ class SqliteWarmTier:
 
         def job(db: sqlite3.Connection) -> tuple[T, int]:
             result = self._transaction(db, fenced)
-            pages = self.wal_pages()
-            if pages >= self._wal_hard_pages:
-                # the background checkpoint could not keep up (or a reader pins the WAL): block this write
-                busy, log, done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                running = self._checkpoint
-                if busy and running is not None and not running.done():
-                    # one checkpoint at a time: the background one holds it. Wait for it on this (worker)
-                    # thread, then truncate, so a slow machine cannot let the WAL outgrow the hard limit.
-                    with contextlib.suppress(Exception):
-                        running.result(timeout=self._timeout)
-                    busy, log, done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                self.wal_blocking_checkpoints += 1
-                # routine under sustained back-to-back writes (no gap to start the WAL over); a busy one is not
-                (logger.warning if busy else logger.info)(
-                    "sqlite WAL at %d pages (limit %d): blocking checkpoint, %d/%d frames copied%s",
-                    pages,
-                    self._wal_hard_pages,
-                    done,
-                    log,
-                    " (busy: another checkpoint or a reader holds the WAL; retried on the next write)"
-                    if busy
-                    else "",
-                )
-                pages = self.wal_pages()
-            return result, pages
+            return result, self._wal.after_write(db)
 
         result, pages = await self._run(action, job)
-        if pages >= self._wal_soft_pages:
-            self._start_checkpoint()
+        self._wal.written(pages)
         return result
-
-    def _start_checkpoint(self) -> None:
-        """Start one PASSIVE checkpoint on the checkpointer thread unless one is already running."""
-        if self._aux_executor is None or self._aux_db is None:
-            return
-        if self._checkpoint is not None and not self._checkpoint.done():
-            return
-        aux = self._aux_db
-
-        def checkpoint() -> tuple[int, int, int]:
-            busy, log, done = aux.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            return int(busy), int(log), int(done)
-
-        future = self._aux_executor.submit(checkpoint)
-        future.add_done_callback(self._checkpoint_done)  # runs on the checkpointer thread
-        self._checkpoint = future
-
-    def _checkpoint_done(self, future: Future[tuple[int, int, int]]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is None:
-            self.wal_checkpoints += 1
-        elif not (isinstance(exc, sqlite3.OperationalError) and "interrupt" in str(exc)):
-            logger.warning("sqlite at %s: background WAL checkpoint failed: %s", self._path, exc)
 
     async def checkpoint_wal(self) -> None:
         """Wait for a running background checkpoint (tests and benchmarks; writes never need this)."""
-        future = self._checkpoint
-        if future is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await asyncio.wrap_future(future)
+        await self._wal.wait()
 
     async def connect(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-sqlite")
@@ -308,12 +235,7 @@ class SqliteWarmTier:
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA wal_autocheckpoint=0")  # never inside a commit: see the module docstring
-            page_size = db.execute("PRAGMA page_size").fetchone()[0]
-            self._frame_bytes = page_size + _WAL_FRAME_HEADER_BYTES
-            # when the WAL starts over, truncate the file, so its size tracks the pages to checkpoint
-            limit = self._wal_soft_pages * self._frame_bytes // 2
-            db.execute(f"PRAGMA journal_size_limit={int(limit)}")
+            self._wal.configure(db)  # no automatic checkpoint inside a commit (sqlite_wal.py)
             return db
 
         def open_aux() -> sqlite3.Connection:
@@ -330,8 +252,7 @@ class SqliteWarmTier:
             raise StateUnavailableError(f"sqlite at {self._path}: open failed: {exc}") from None
         try:
             self._schema_version = await self._run("migrate", self._migrate)
-            self._aux_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-sqlite-aux")
-            self._aux_db = await loop.run_in_executor(self._aux_executor, open_aux)
+            await self._wal.open(open_aux)
             self._snap_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-sqlite-snap")
             self._snap_db = await loop.run_in_executor(self._snap_executor, open_aux)
         except (sqlite3.Error, OSError) as exc:
@@ -524,22 +445,11 @@ class SqliteWarmTier:
     async def close(self) -> None:
         """Stop the background checkpoint, checkpoint with TRUNCATE (no WAL left behind), close."""
         executor, db = self._executor, self._db
-        aux_executor, aux = self._aux_executor, self._aux_db
         snap_executor, snap = self._snap_executor, self._snap_db
         self._snap_executor, self._snap_db = None, None
-        future, self._checkpoint = self._checkpoint, None
         self._executor, self._db = None, None
-        self._aux_executor, self._aux_db = None, None
         loop = asyncio.get_running_loop()
-        if future is not None and not future.cancel():  # already running: stop it at its next page
-            if aux is not None:
-                aux.interrupt()
-            with contextlib.suppress(sqlite3.Error):
-                await asyncio.wrap_future(future)
-        if aux_executor is not None:
-            if aux is not None:
-                await loop.run_in_executor(aux_executor, aux.close)
-            aux_executor.shutdown(wait=False)
+        await self._wal.close()
         if snap_executor is not None:
             if snap is not None:
                 snap.interrupt()  # a snapshot still reading stops at its next step

@@ -233,7 +233,9 @@ class LeaseKeeper:
         """The renewal task: every TTL/3 renew, unless the watchdog says the loop is stuck. Returns when the
         lease is lost (fenced) or the holder is asked to step down; cancel it to stop."""
         every = self.settings.renew_every_seconds
-        next_at = self.clock()
+        # the first renewal is due TTL/3 after the last one SENT (the acquire), not after this task started: a
+        # slow start between the acquire and the loop (connecting the exchange, a replay) leaves less lease
+        next_at = min(self.clock(), self._renewed_sent) if self._renewed_sent > -math.inf else self.clock()
         while not self.lost.is_set():
             next_at += every
             await asyncio.sleep(max(0.0, next_at - self.clock()))
@@ -278,8 +280,9 @@ class LeaseKeeper:
             self._publish_remaining()
             return
         self.record = record
-        self._valid_until = sent + self.settings.ttl_seconds
-        self._renewed_sent = sent
+        # max: the gate's renewal (``check_submit_renewing``) may overlap the task's; the later send counts
+        self._valid_until = max(self._valid_until, sent + self.settings.ttl_seconds)
+        self._renewed_sent = max(self._renewed_sent, sent)
         self._store_unreachable = self._outage_noted = False
         self._publish_remaining()
         self._publish_holder(record)
@@ -362,6 +365,21 @@ class LeaseKeeper:
                 f"{action} not sent: the lease of bot {self.bot_id!r} is good for {max(left, 0.0):.3f}s, "
                 f"less than the submit budget {self.settings.submit_budget_seconds}s (renewals failing?)"
             )
+
+    async def check_submit_renewing(self, action: str) -> None:
+        """``check_submit`` for the exchange gate. A lease short of time is renewed once first when that is
+        allowed -- held, not stepping down, renewals not failing, the loop not stuck (watchdog) -- so a lease
+        that is still ours is not refused because the renewal task has not run yet (a slow start between the
+        acquire and the first order, a starved event loop). A lease taken over fails that renewal (fenced);
+        an unreachable store leaves it short (refused, or the WARM outage rules)."""
+        if (
+            self.remaining_seconds <= self.settings.submit_budget_seconds
+            and self.record is not None
+            and not (self.fenced or self.lost.is_set() or self._renew_failing or self._watchdog_tripped)
+            and self.clock() - self._last_beat <= self.settings.watchdog_seconds
+        ):
+            await self.renew()
+        self.check_submit(action)
 
     def _outage_allows(self, action: str) -> bool:
         """The lease store does not answer and the last renewal is less than ``outage_max_seconds`` old: the
@@ -494,7 +512,7 @@ class LeasedBroker:
 
         async def gated(*args: Any, **kwargs: Any) -> Any:
             if name in ORDER_CALLS:
-                keeper.check_submit(name)
+                await keeper.check_submit_renewing(name)
             else:
                 keeper.check_held()
             return await attr(*args, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,53 @@ async def test_submit_gate_refuses_orders_without_enough_lease_left(state: State
     with pytest.raises(LeaseLostError, match="place_order not sent"):
         holder.check_submit("place_order")
     holder.check_held()  # not fenced: it may renew and go on
+
+
+async def test_an_order_after_a_starved_start_goes_out_while_the_lease_is_ours(state: StateManager) -> None:
+    """The one-cycle bot of --cancel-all / --flatten: the lease is taken, then the start (exchange, replay) or a
+    starved loop eats most of the default 0.6 s TTL before the renewal task first runs. The first order was
+    refused ("lease good for 0.000s") though the lease was still ours; the gate now renews it first."""
+    holder = keeper(state, "a", LeaseSettings())  # the defaults: TTL 0.6 s, submit budget 0.2 s
+    await holder.acquire()
+    inner = _RecordingBroker()
+    broker = LeasedBroker.wrap(inner, holder)
+    time.sleep(0.5)  # the loop is blocked: nothing renews; 0.1 s left, less than the submit budget
+    renewing = asyncio.create_task(holder.run())  # run_bot starts it just before the first cycle
+    try:
+        await broker.place_order("order")
+        assert inner.calls == ["place_order"] and holder.remaining_seconds > 0.4
+        time.sleep(0.7)  # starved past the TTL (by the store's clock too); nobody took the lease meanwhile
+        await broker.cancel_orders(["1"])
+        assert inner.calls == ["place_order", "cancel_orders"] and (await state.read_lease()).epoch == 1
+    finally:
+        renewing.cancel()
+
+
+async def test_an_expired_lease_still_refuses_orders_after_a_starved_loop(state: StateManager) -> None:
+    """What the gate's renewal must not override: a loop the watchdog calls stuck (a standby may be taking
+    over), a lease taken over meanwhile (fenced), renewals that fail (the store refuses)."""
+    store = _LeaseStoreDown(state)
+    old = LeaseKeeper(store, FAST, LeaseClaim("host:a", "other-host", 10_001), bot_id="lease-unit")
+    await old.acquire()
+    inner = _RecordingBroker()
+    time.sleep(0.6)  # starved past the TTL and the watchdog, no cycle completed: not renewed at the gate
+    with pytest.raises(LeaseLostError, match=r"good for 0\.000s"):
+        await LeasedBroker.wrap(inner, old).place_order("order")
+    assert not (await state.read_lease()).live
+    old.heartbeat()
+    assert (await keeper(state, "b").acquire()).epoch == 2  # a standby took the expired lease
+    with pytest.raises(FencedError):
+        await LeasedBroker.wrap(inner, old).place_order("order")  # the gate's renewal learns it
+    assert old.fenced
+    await asyncio.sleep(FAST.ttl_seconds + 0.05)
+    failing = LeaseKeeper(store, FAST, LeaseClaim("host:c", "other-host", 10_003), bot_id="lease-unit")
+    assert (await failing.acquire()).epoch == 3
+    store.down = StateError("postgresql at x: renew lease failed: permission denied")  # not an outage
+    time.sleep(0.35)
+    failing.heartbeat()
+    with pytest.raises(LeaseLostError, match=r"good for 0\.000s"):
+        await LeasedBroker.wrap(inner, failing).place_order("order")
+    assert inner.calls == []
 
 
 async def test_leased_broker_sends_nothing_once_fenced(state: StateManager) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bot_v2.brokerages.simulated.auth import new_private_pem
+
 pytestmark = pytest.mark.e2e
 
 BOT = [sys.executable, "-m", "bot_v2.cli"]
@@ -300,28 +302,21 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     assert_one_line_error(result, code, needle)
 
 
-def test_unreachable_exchange_is_a_runtime_failure_with_masked_secrets(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    pem = (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
-    env = {
+def unreachable_exchange_env() -> dict[str, str]:
+    """Well-formed credentials (a fresh key) for an exchange nobody answers at (port 9), a 1 s timeout."""
+    return {
         "COINBASE_BASE_URL": "127.0.0.1:9",
         "COINBASE_API_KEY": "organizations/x/apiKeys/KEY-abcd1234",
-        "COINBASE_API_SECRET": pem,
+        "COINBASE_API_SECRET": new_private_pem(),
         "COINBASE_TIMEOUT_SECONDS": "1",
     }
+
+
+def test_unreachable_exchange_is_a_runtime_failure_with_masked_secrets(tmp_path: Path) -> None:
+    env = unreachable_exchange_env()
     result = run_cli(tmp_path, "--dev-fast", env=env)
     assert_one_line_error(result, 1, "")
-    body = pem.splitlines()[1]
+    body = env["COINBASE_API_SECRET"].splitlines()[1]
     assert body not in result.stderr + result.stdout
     assert body not in (tmp_path / "logs" / "perps_bot.log").read_text()
 

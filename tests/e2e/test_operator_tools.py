@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot_v2.brokerages.simulated.auth import new_private_pem
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
@@ -144,18 +145,7 @@ def test_preflight_on_canary_without_credentials_fails(tmp_path: Path) -> None:
 
 
 def test_preflight_unreachable_services_fail_fast_with_secrets_masked(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    pem = (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    pem = new_private_pem()
     key_file = tmp_path / "key.json"
     key_file.write_text(json.dumps({"name": "organizations/o/apiKeys/k123456789ABCD", "privateKey": pem}))
     port = free_port()

@@ -29,10 +29,9 @@ import boto3
 import pytest
 import redis
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from bot_v2.brokerages.simulated import RunningSimulator, run_simulator_in_thread
+from bot_v2.brokerages.simulated.auth import new_private_pem
 from tests.e2e.conftest import sim_env
 from tests.fixtures.services import S3_TEST_BUCKET, RedisServer, ServiceError, free_port, unavailable
 from tests.fixtures.simulator import simulator_config
@@ -55,12 +54,7 @@ def _leaks(secret: str) -> list[str]:
 
 @pytest.fixture
 def private_key() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
+    return new_private_pem()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot_v2.monitoring.health import read_health
-from tests.e2e.test_cli_commands import assert_one_line_error, run_cli
+from tests.e2e.test_cli_commands import assert_one_line_error, run_cli, unreachable_exchange_env
 
 pytestmark = pytest.mark.e2e
 
@@ -32,25 +32,7 @@ def test_operator_reduce_only_is_healthy(tmp_path: Path) -> None:
 
 
 def test_account_snapshot_with_the_exchange_down_is_one_clean_line(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    pem = (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
-    env = {
-        "COINBASE_BASE_URL": "127.0.0.1:9",
-        "COINBASE_API_KEY": "organizations/x/apiKeys/KEY-abcd1234",
-        "COINBASE_API_SECRET": pem,
-        "COINBASE_TIMEOUT_SECONDS": "1",
-    }
-    result = run_cli(tmp_path, "--account-snapshot", env=env)
+    result = run_cli(tmp_path, "--account-snapshot", env=unreachable_exchange_env())
     assert_one_line_error(result, 1, "ExchangeUnavailableError")
     assert "ExceptionGroup" not in result.stderr and "TaskGroup" not in result.stderr
 

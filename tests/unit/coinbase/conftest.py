@@ -14,28 +14,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from bot_v2.brokerages.coinbase import CoinbaseBroker, CoinbaseConnection
 from bot_v2.brokerages.coinbase.connection import build_client
+from bot_v2.brokerages.simulated.auth import new_private_pem
 
 API_KEY = "organizations/test-org/apiKeys/test-key-1234ABCD"
 HOST = "exchange.test"
 
 
-def make_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-PEM = make_pem()
+PEM = new_private_pem()
 
 
 def make_response(

@@ -43,18 +43,25 @@ class ApiKey:
         return f"ApiKey(name={self.name!r}, private_pem='****')"
 
 
+def new_private_pem() -> str:
+    """A fresh EC P-256 private key as PEM text, the kind a CDP API key holds (tests make theirs here too)."""
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
 def load_or_create_key(path: Path) -> ApiKey:
     """Read a CDP JSON key file, or create one holding a fresh EC P-256 key."""
     if path.exists():
         data = json.loads(path.read_text(encoding="utf-8"))
         return ApiKey(name=str(data["name"]), private_pem=str(data["privateKey"]))
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    key = ApiKey(name=f"organizations/simulator/apiKeys/{uuid.uuid4()}", private_pem=pem)
+    key = ApiKey(name=f"organizations/simulator/apiKeys/{uuid.uuid4()}", private_pem=new_private_pem())
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"name": key.name, "privateKey": key.private_pem}, indent=2), encoding="utf-8")
     tmp.chmod(0o600)

@@ -120,7 +120,8 @@ class HotWriter:
         """Store every put (``packed`` set) and delete ``deletes``, unguarded (WARM's records, under the
         manager's lock). ``read_back``: return what Redis holds for the puts afterwards (an MGET sent after
         the transaction in the same round trip; Redis runs one connection's commands in order), else []."""
-        after = [encode_keys(("MGET",), self._prefix.encode(), [r.key for r in puts])] if read_back else []
+        keys = [r.key for r in puts]
+        after = [encode_keys(("MGET",), self._prefix.encode(), keys)] if read_back and keys else []
 
         async def run() -> list[bytes | None]:
             items = [(r.key, b"", r.packed or b"") for r in puts]

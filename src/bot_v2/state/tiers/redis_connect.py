@@ -79,6 +79,8 @@ class RedisTarget:
         manager = Sentinel(  # type: ignore[no-untyped-call]
             list(self.sentinels), sentinel_kwargs=sentinel_kwargs, password=self.password, db=self.db
         )
+        for sentinel in manager.sentinels:  # the master's address is asked for on the write path too
+            _cancel_safe(sentinel)
         return _cancel_safe(
             manager.master_for(
                 self.master or "", redis_class=aioredis.Redis, connection_pool_class=FollowingPool, **kwargs

@@ -1,4 +1,10 @@
-"""WARM tier on PostgreSQL (asyncpg): every batch is one statement, so one transaction and one round trip."""
+"""WARM tier on PostgreSQL (asyncpg): every batch is one statement, so one transaction and one round trip.
+
+This module is the pool, the bounds of one operation (``_conn``: a hung server is told from a slow one and
+its connection terminated), the fenced write transaction, and the record I/O. The ownership lease is
+``pg_lease.py`` and state checkpoints (the snapshot, the restore, the stored blobs) ``pg_checkpoints.py``:
+functions over a connection this tier acquired.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from bot_v2.state.models import (
     WarmRow,
     WarmWrite,
 )
+from bot_v2.state.tiers import pg_checkpoints as checkpoints
+from bot_v2.state.tiers import pg_lease as lease
 from bot_v2.state.tiers.hot import PackedRecord
 from bot_v2.state.tiers.pg_connect import ServerWatch, connect_any_host
 from bot_v2.state.tiers.pg_liveness import Liveness, OperationWatch
@@ -108,41 +116,6 @@ FENCED_UPSERT_SQL = UPSERT_SQL.replace(
     "AS u(key, category, tier, checksum, value, cold_ref, expires_at)\n"
     "WHERE NOT EXISTS (SELECT 1 FROM fence WHERE fence.epoch > $10)\n",
 )
-_FENCE_SQL = "SELECT epoch FROM state_leases WHERE bot_id = $1 FOR SHARE"
-
-_ACQUIRE_SQL = """
-INSERT INTO state_leases AS l
-    (bot_id, holder, host, pid, role, epoch, acquired_at, renewed_at, expires_at, handover_requested)
-VALUES ($1, $2, $3, $4, $5, greatest(1, $7::bigint), now(), now(), now() + $6::float8 * interval '1 second', false)
-ON CONFLICT (bot_id) DO UPDATE SET
-    holder = EXCLUDED.holder, host = EXCLUDED.host, pid = EXCLUDED.pid, role = EXCLUDED.role,
-    epoch = greatest(l.epoch + 1, $7::bigint), acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at,
-    expires_at = EXCLUDED.expires_at, handover_requested = false
-WHERE l.expires_at <= now()
-RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
-"""
-_RENEW_SQL = """
-UPDATE state_leases SET renewed_at = now(), expires_at = now() + $4::float8 * interval '1 second'
-WHERE bot_id = $1 AND holder = $2 AND epoch = $3
-RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
-"""
-_RELEASE_SQL = """
-UPDATE state_leases SET expires_at = least(expires_at, now()), handover_requested = false
-WHERE bot_id = $1 AND holder = $2 AND epoch = $3 RETURNING epoch
-"""
-_HANDOVER_SQL = """
-UPDATE state_leases SET handover_requested = true WHERE bot_id = $1 AND expires_at > now()
-RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
-"""
-_READ_LEASE_SQL = """
-SELECT bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
-FROM state_leases WHERE bot_id = $1
-"""
-
 _MOVE_SQL = """
 UPDATE state_records AS s SET tier = u.tier, value = u.value, cold_ref = u.cold_ref
 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
@@ -150,69 +123,6 @@ FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
 WHERE s.bot_id = $1 AND s.key = u.key AND s.version = u.version
 RETURNING s.key
 """
-
-_SNAPSHOT_SQL = """
-SELECT key, category, tier, version, checksum, value, cold_ref, expires_at FROM state_records
-WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND category <> ALL($3::text[]) ORDER BY key
-"""
-# EXCLUDED.version is the checkpoint's version + 1: the result is max(current, checkpoint) + 1
-_RESTORE_SQL = """
-INSERT INTO state_records AS s
-    (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at)
-SELECT $1, u.key, u.category, u.tier, u.version + 1, u.checksum, u.value, u.cold_ref, $2, u.expires_at
-FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::text[],
-            $10::timestamptz[])
-    AS u(key, category, tier, version, checksum, value, cold_ref, expires_at)
-ON CONFLICT (bot_id, key) DO UPDATE SET
-    category = EXCLUDED.category,
-    tier = EXCLUDED.tier,
-    version = greatest(s.version + 1, EXCLUDED.version),
-    checksum = EXCLUDED.checksum,
-    value = EXCLUDED.value,
-    cold_ref = EXCLUDED.cold_ref,
-    updated_at = EXCLUDED.updated_at,
-    expires_at = EXCLUDED.expires_at
-RETURNING key, version, tier
-"""
-_RESTORE_DELETE_SQL = """
-DELETE FROM state_records AS s WHERE s.bot_id = $1 AND s.category <> ALL($2::text[])
-AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS k(key) WHERE k.key = s.key)
-RETURNING s.key
-"""
-_PUT_CHECKPOINT_SQL = """
-INSERT INTO state_checkpoints (bot_id, checkpoint_id, created_at, reason, key_count,
-raw_bytes, compressed_bytes, sha256, duration_seconds, blob)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-"""
-_LIST_CHECKPOINTS_SQL = """
-SELECT checkpoint_id, created_at, reason, key_count,
-raw_bytes, compressed_bytes, sha256, duration_seconds FROM state_checkpoints WHERE bot_id = $1
-ORDER BY created_at DESC, checkpoint_id DESC
-"""
-_GET_CHECKPOINT_SQL = """
-SELECT checkpoint_id, created_at, reason, key_count,
-raw_bytes, compressed_bytes, sha256, duration_seconds, blob FROM state_checkpoints
-WHERE bot_id = $1 AND checkpoint_id = $2
-"""
-_PRUNE_CHECKPOINTS_SQL = """
-DELETE FROM state_checkpoints WHERE bot_id = $1 AND checkpoint_id NOT IN (
-    SELECT checkpoint_id FROM state_checkpoints WHERE bot_id = $1
-    ORDER BY created_at DESC, checkpoint_id DESC LIMIT $2
-) RETURNING checkpoint_id
-"""
-
-
-def _info(rec: Any) -> CheckpointInfo:
-    return CheckpointInfo(
-        rec["checkpoint_id"],
-        rec["created_at"],
-        rec["reason"],
-        rec["key_count"],
-        rec["raw_bytes"],
-        rec["compressed_bytes"],
-        rec["sha256"],
-        rec["duration_seconds"],
-    )
 
 
 def _row(rec: Any) -> WarmRow:
@@ -226,22 +136,6 @@ def _row(rec: Any) -> WarmRow:
         rec["cold_ref"],
         rec["updated_at"],
         rec["expires_at"],
-    )
-
-
-def _lease(rec: Any) -> LeaseRecord:
-    return LeaseRecord(
-        rec["bot_id"],
-        rec["holder"],
-        rec["host"],
-        rec["pid"],
-        rec["role"],
-        rec["epoch"],
-        rec["acquired_at"],
-        rec["renewed_at"],
-        rec["expires_at"],
-        rec["db_now"],
-        rec["handover_requested"],
     )
 
 
@@ -348,7 +242,7 @@ class PostgresWarmTier:
         """A connection in a transaction whose first statement checks the fence (see the port docstring)."""
         async with self._conn(action, rows=rows, bulk=bulk) as conn, conn.transaction():
             if self._fence is not None:
-                epoch = await conn.fetchval(_FENCE_SQL, self._bot)
+                epoch = await lease.fence_epoch(conn, self._bot)
                 if epoch is not None and epoch > self._fence:
                     raise self._fenced_error(action, epoch)
             yield conn
@@ -495,7 +389,7 @@ class PostgresWarmTier:
             self._conn("snapshot", bulk=True) as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            cursor = await conn.cursor(_SNAPSHOT_SQL, self._bot, now, list(exclude_categories))
+            cursor = await checkpoints.snapshot_cursor(conn, self._bot, now, exclude_categories)
             while True:
                 page = await cursor.fetch(page_size)
                 if page:
@@ -506,87 +400,52 @@ class PostgresWarmTier:
     async def replace_rows(
         self, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
     ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
-        keys = [r.key for r in rows]
         async with self._fenced("restore", bulk=True) as conn:
-            records = await conn.fetch(
-                _RESTORE_SQL,
-                self._bot,
-                now,
-                keys,
-                [r.category for r in rows],
-                [r.tier.value for r in rows],
-                [r.version for r in rows],
-                [r.checksum for r in rows],
-                [r.value for r in rows],
-                [r.cold_ref for r in rows],
-                [r.expires_at for r in rows],
-            )
-            deleted = await conn.fetch(_RESTORE_DELETE_SQL, self._bot, list(keep_categories), keys)
-        tiers = _TIERS
-        return {rec[0]: (rec[1], tiers[rec[2]]) for rec in records}, [rec[0] for rec in deleted]
+            return await checkpoints.replace_rows(conn, self._bot, rows, keep_categories, now)
 
     async def put_checkpoint(self, info: CheckpointInfo, blob: bytes) -> None:
         async with self._fenced("store checkpoint", bulk=True) as conn:
-            await conn.execute(
-                _PUT_CHECKPOINT_SQL,
-                self._bot,
-                info.checkpoint_id,
-                info.created_at,
-                info.reason,
-                info.key_count,
-                info.raw_bytes,
-                info.compressed_bytes,
-                info.sha256,
-                info.duration_seconds,
-                blob,
-            )
+            await checkpoints.put_checkpoint(conn, self._bot, info, blob)
 
     async def list_checkpoints(self) -> list[CheckpointInfo]:
         async with self._conn("list checkpoints", bulk=True) as conn:
-            records = await conn.fetch(_LIST_CHECKPOINTS_SQL, self._bot)
-        return [_info(rec) for rec in records]
+            return await checkpoints.list_checkpoints(conn, self._bot)
 
     async def get_checkpoint(self, checkpoint_id: str) -> tuple[CheckpointInfo, bytes] | None:
         async with self._conn("read checkpoint", bulk=True) as conn:
-            rec = await conn.fetchrow(_GET_CHECKPOINT_SQL, self._bot, checkpoint_id)
-        return None if rec is None else (_info(rec), bytes(rec["blob"]))
+            return await checkpoints.get_checkpoint(conn, self._bot, checkpoint_id)
 
     async def prune_checkpoints(self, keep: int) -> list[str]:
         async with self._fenced("prune checkpoints", bulk=True) as conn:
-            records = await conn.fetch(_PRUNE_CHECKPOINTS_SQL, self._bot, keep)
-        return [rec[0] for rec in records]
+            return await checkpoints.prune_checkpoints(conn, self._bot, keep)
+
+    # --- the ownership lease (``pg_lease.py``) -------------------------------------------------------
 
     async def acquire_lease(self, claim: LeaseClaim, ttl_seconds: float) -> LeaseGrant:
-        args = (self._bot, claim.holder, claim.host, claim.pid, claim.role, ttl_seconds, claim.min_epoch)
         async with self._conn("acquire lease") as conn:
-            rec = await conn.fetchrow(_ACQUIRE_SQL, *args)
-            if rec is not None:
-                return LeaseGrant(True, _lease(rec))
-            held = await conn.fetchrow(_READ_LEASE_SQL, self._bot)
-        if held is None:  # deleted between the two statements: try again
+            grant = await lease.acquire(conn, self._bot, claim, ttl_seconds)
+        if grant is None:  # deleted between the two statements: try again
             return await self.acquire_lease(claim, ttl_seconds)
-        return LeaseGrant(False, _lease(held))
+        return grant
 
     async def renew_lease(self, holder: str, epoch: int, ttl_seconds: float) -> LeaseRecord:
         async with self._conn("renew lease") as conn:
-            rec = await conn.fetchrow(_RENEW_SQL, self._bot, holder, epoch, ttl_seconds)
-        if rec is None:
+            renewed = await lease.renew(conn, self._bot, holder, epoch, ttl_seconds)
+        if renewed is None:
             raise FencedError(f"postgresql: lease of bot {self._bot!r} epoch {epoch} was taken over")
-        return _lease(rec)
+        return renewed
 
     async def release_lease(self, holder: str, epoch: int) -> bool:
         async with self._conn("release lease") as conn:
-            return await conn.fetchval(_RELEASE_SQL, self._bot, holder, epoch) is not None
+            return await lease.release(conn, self._bot, holder, epoch)
 
     async def request_handover(self) -> LeaseRecord | None:
         async with self._conn("request handover") as conn:
-            rec = await conn.fetchrow(_HANDOVER_SQL, self._bot)
-        return None if rec is None else _lease(rec)
+            return await lease.request_handover(conn, self._bot)
 
     async def read_lease(self) -> LeaseRecord | None:
         async with self._conn("read lease") as conn:
-            rec = await conn.fetchrow(_READ_LEASE_SQL, self._bot)
-        return None if rec is None else _lease(rec)
+            return await lease.read(conn, self._bot)
 
     async def close(self) -> None:
         await self.liveness.close()

@@ -228,17 +228,10 @@ def _wall_ms(health: dict[str, Any]) -> float | None:
     return round((written - started).total_seconds() * 1000, 1)
 
 
-class HealthPoller:
-    """Reads ``health.json`` every ``poll_seconds``; one ``CycleSample`` per new ``last_cycle``."""
+class BackgroundTask:
+    """``_run()`` as a task of the drill's event loop: ``start()``, then ``await stop()`` cancels it and waits."""
 
-    def __init__(self, path: Path, poll_seconds: float, pid: int | None = None) -> None:
-        self.path = path
-        self.poll_seconds = poll_seconds
-        self.pid = pid
-        self.samples: list[CycleSample] = []
-        self.missed = 0  # cycles that came and went between two polls (latency unknown)
-        self._last = 0
-        self._task: asyncio.Task[None] | None = None
+    _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -248,6 +241,21 @@ class HealthPoller:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class HealthPoller(BackgroundTask):
+    """Reads ``health.json`` every ``poll_seconds``; one ``CycleSample`` per new ``last_cycle``."""
+
+    def __init__(self, path: Path, poll_seconds: float, pid: int | None = None) -> None:
+        self.path = path
+        self.poll_seconds = poll_seconds
+        self.pid = pid
+        self.samples: list[CycleSample] = []
+        self.missed = 0  # cycles that came and went between two polls (latency unknown)
+        self._last = 0
 
     def poll_once(self) -> None:
         health = read_health(self.path)
@@ -615,25 +623,15 @@ async def seed(state: Any, keys: int, namespace: str = "drill:") -> None:
         await state.batch_write(records[start : start + 1000])
 
 
-class LoopStall:
+class LoopStall(BackgroundTask):
     """The longest the drill's event loop (the bot's too: it runs in-process) was late for a 5 ms timer: a
     call that blocks the loop shows here, one that awaits a hung server shows in the cycle's length."""
 
     def __init__(self) -> None:
         self.max_ms = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
         self.max_ms = 0.0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

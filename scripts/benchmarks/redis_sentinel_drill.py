@@ -102,22 +102,12 @@ async def is_replica(port: int) -> bool:
     return info.get("role") == "slave"
 
 
-class StaleReader:
+class StaleReader(d.BackgroundTask):
     """Reads ``expected`` through the bot every 10 ms; counts answers that differ from what was written."""
 
     def __init__(self, state: Any, expected: dict[str, Any]) -> None:
         self.state, self.expected = state, expected
         self.reads = self.stale = self.failed = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         keys = list(self.expected)

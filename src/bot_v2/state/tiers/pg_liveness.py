@@ -75,8 +75,12 @@ class Liveness:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(BaseException):
+            try:
                 await task
+            except asyncio.CancelledError:
+                if not task.cancelled():  # close() itself was cancelled: never swallow that
+                    self._drop()
+                    raise
         self._drop()
 
 

@@ -154,6 +154,38 @@ DRILLS: dict[str, list[str]] = {
 }
 
 
+def require_drill_servers() -> None:
+    """Skip (fail on CI) unless redis-server and PostgreSQL are installed: the drills start their own."""
+    import shutil
+
+    from tests.fixtures.services import find_postgres_bin
+
+    if shutil.which("redis-server") is None or find_postgres_bin() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server / PostgreSQL needed by the drills", pytrace=False)
+        pytest.skip("redis-server / PostgreSQL not installed")
+
+
+def run_drill_script(
+    name: str, args: list[str], out: Path, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run ``scripts/benchmarks/<name>.py args`` on its own servers (no REDIS_URL & co.), writing into ``out``;
+    return the process and the fields of its last RESULT line (empty without one)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL")}
+    env["DRILL_OUT_DIR"] = str(out)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmarks" / f"{name}.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    return proc, dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+
+
 @dataclass(frozen=True)
 class DrillRun:
     """One drill subprocess: its result, RESULT-line fields, JSON path and the bot log it wrote."""
@@ -167,42 +199,13 @@ class DrillRun:
 @pytest.fixture(scope="session")
 def drill_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], DrillRun]:
     """Run a drill (``--rounds 1`` + ``DRILLS[name]``) into a private output dir, once per session."""
-    import shutil
-
-    from tests.fixtures.services import find_postgres_bin
-
-    if shutil.which("redis-server") is None or find_postgres_bin() is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("redis-server / PostgreSQL needed by the drills", pytrace=False)
-        pytest.skip("redis-server / PostgreSQL not installed")
+    require_drill_servers()
     out = tmp_path_factory.mktemp("drills")
     runs: dict[str, DrillRun] = {}
 
     def run(name: str) -> DrillRun:
         if name not in runs:
-            env = {
-                k: v
-                for k, v in os.environ.items()
-                if k not in ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL")
-            }
-            env["DRILL_OUT_DIR"] = str(out)
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    str(ROOT / "scripts" / "benchmarks" / f"{name}.py"),
-                    "--rounds",
-                    "1",
-                    *DRILLS[name],
-                ],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=90,
-                check=False,
-            )
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-            fields = dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+            proc, fields = run_drill_script(name, ["--rounds", "1", *DRILLS[name]], out, timeout=90)
             logs = sorted(out.glob(f"{name}*.log"))
             text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in logs)
             runs[name] = DrillRun(proc, fields, out / f"{name}.json", text)

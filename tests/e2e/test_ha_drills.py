@@ -7,20 +7,13 @@ print its RESULT line and write its JSON. Only the verdicts are asserted, never 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.services import find_postgres_bin
+from tests.e2e.conftest import require_drill_servers, run_drill_script
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "scripts" / "benchmarks"
 
 HA_DRILLS: dict[str, list[str]] = {  # one round, tiny sizes; the promotion drill in sync mode only (~15 s)
     "redis_sentinel_drill": ["--rounds", "1", "--keys", "100", "--missed", "10", "--baseline-cycles", "2"],
@@ -53,24 +46,9 @@ HA_DRILLS: dict[str, list[str]] = {  # one round, tiny sizes; the promotion dril
 
 @pytest.mark.parametrize("name", list(HA_DRILLS))
 def test_ha_drill_runs_and_meets_its_targets(name: str, tmp_path: Path) -> None:
-    if shutil.which("redis-server") is None or find_postgres_bin() is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("redis-server / PostgreSQL needed by the drills", pytrace=False)
-        pytest.skip("redis-server / PostgreSQL not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL")}
-    env["DRILL_OUT_DIR"] = str(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / f"{name}.py"), *HA_DRILLS[name]],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = dict(re.findall(r"(\w+)=(\S+)", lines[-1]))
+    require_drill_servers()
+    proc, result = run_drill_script(name, HA_DRILLS[name], tmp_path)
+    assert proc.returncode == 0 and result, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert result["drill"] == name and result["ok"] == "true", result
     payload = json.loads((tmp_path / f"{name}.json").read_text())
     assert payload["drill"] == name and payload["rounds"]

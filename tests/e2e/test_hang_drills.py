@@ -8,40 +8,20 @@ tests/integration/state/test_hung_servers.py.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.services import find_postgres_bin
+from tests.e2e.conftest import require_drill_servers, run_drill_script
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--rounds", "1", "--mode", "hang", "--keys", "200", "--baseline-cycles", "3", "--down-cycles", "3"]
 
 
 def run_drill(name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
-    if shutil.which("redis-server") is None or find_postgres_bin() is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("redis-server / PostgreSQL needed by the drills", pytrace=False)
-        pytest.skip("redis-server / PostgreSQL not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL")}
-    env["DRILL_OUT_DIR"] = str(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmarks" / f"{name}.py"), *SMALL],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    return proc, dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+    require_drill_servers()
+    return run_drill_script(name, SMALL, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["redis_failover_drill", "postgres_failover_drill"])

@@ -78,4 +78,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "state_records: index (bot_id, tier, key) in place of (bot_id, tier): the hot set in key order",
+        # The restore and the start-up repair page the hot set by key (tier = 'hot' AND key > $after ORDER BY
+        # key LIMIT n). On (bot_id, tier) each page read every hot row left and sorted them (a 10,000-key
+        # hot set cost five scans + top-N sorts); on (bot_id, tier, key) a page is one ordered index range.
+        # It still serves every (bot_id, tier) lookup, so it replaces that index rather than adding a third.
+        (
+            "CREATE INDEX state_records_bot_tier_key ON state_records (bot_id, tier, key)",
+            "DROP INDEX state_records_bot_tier",
+        ),
+    ),
 )

@@ -78,4 +78,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "state_records: index (bot_id, tier, key) in place of (bot_id, tier), as on PostgreSQL",
+        # Same schema step as PostgreSQL's migration 4 (the versions stay equal). Here it changes no plan: an
+        # index of a WITHOUT ROWID table already ends with the primary key, so (bot_id, tier) was ordered by key.
+        (
+            "CREATE INDEX state_records_bot_tier_key ON state_records (bot_id, tier, key)",
+            "DROP INDEX state_records_bot_tier",
+        ),
+    ),
 )

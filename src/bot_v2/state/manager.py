@@ -364,6 +364,7 @@ class StateManager:
         return {key: codec.decode_value(data, key) for key, data in found.items()}
 
     async def _fetch(self, keys: list[str]) -> dict[str, bytes]:
+        """Verified bytes of checked ``keys`` (``reads.py``); also ``ColdSync``'s read of its flag."""
         self._maybe_probe()
         return await self._reads.fetch(keys)
 

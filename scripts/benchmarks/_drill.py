@@ -345,30 +345,51 @@ class RunningBot:
 @contextlib.asynccontextmanager
 async def running_bot(settings: BotSettings, poll_seconds: float) -> AsyncIterator[RunningBot]:
     """open_runtime + run_bot(stop_event=...) in this event loop, a health poller, 2 healthy cycles first."""
-    metrics = BotMetrics()
-    stop = asyncio.Event()
     async with open_runtime(settings) as runtime:
-        control = getattr(runtime.simulator, "control", None)
-        if control is not None:  # the in-process exchange allows 30 req/s; a drill trades every 0.1 s
-            control.set_rate_limit(None)
-        task = asyncio.create_task(run_bot(runtime, stop_event=stop, strategy=Flipper(), metrics=metrics))
-        poller = HealthPoller(settings.health_path, poll_seconds)
-        poller.start()
-        bot = RunningBot(settings, runtime, task, stop, poller, metrics)
-        try:
-            await wait_until(
-                lambda: task.done() or len([s for s in poller.samples if s.ok]) >= 2,
-                60,
-                poll_seconds,
-                "start",
-            )
-            bot.check_alive()
+        unthrottle(runtime)
+        async with bot_in_loop(settings, runtime, poll_seconds, Flipper(), BotMetrics()) as bot:
             yield bot
-        finally:
-            stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 60)
-            await poller.stop()
+
+
+def unthrottle(runtime: Runtime) -> None:
+    """The in-process exchange allows 30 req/s; a drill trades every 0.1 s: no limit."""
+    control = getattr(runtime.simulator, "control", None)
+    if control is not None:
+        control.set_rate_limit(None)
+
+
+@contextlib.asynccontextmanager
+async def bot_in_loop(
+    settings: BotSettings,
+    runtime: Runtime,
+    poll_seconds: float,
+    strategy: Any,
+    metrics: BotMetrics,
+    lease: Any = None,
+) -> AsyncIterator[RunningBot]:
+    """run_bot on ``runtime`` as a task of this event loop with a health poller; yields once 2 cycles were
+    healthy; at the end stops the loop (waiting up to 60 s) and the poller."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_bot(runtime, stop_event=stop, strategy=strategy, metrics=metrics, lease=lease)
+    )
+    poller = HealthPoller(settings.health_path, poll_seconds)
+    poller.start()
+    bot = RunningBot(settings, runtime, task, stop, poller, metrics)
+    try:
+        await wait_until(
+            lambda: task.done() or len([s for s in poller.samples if s.ok]) >= 2,
+            60,
+            poll_seconds,
+            "start",
+        )
+        bot.check_alive()
+        yield bot
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 60)
+        await poller.stop()
 
 
 def counter_total(counter: Any, **labels: str) -> float:

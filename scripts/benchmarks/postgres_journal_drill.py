@@ -52,7 +52,6 @@ import asyncpg
 
 from bot_v2.domain import Position, utc_now
 from bot_v2.monitoring.metrics import BotMetrics
-from bot_v2.orchestration.bot import run_bot
 from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim, warm_lease_gate
 from bot_v2.orchestration.wiring import open_runtime
 from bot_v2.state import StateCategory, StateWrite
@@ -82,11 +81,8 @@ async def position(state: Any) -> Decimal:
 async def leased_bot(settings: Any, poll_seconds: float, strategy: Any) -> AsyncIterator[d.RunningBot]:
     """``perps-bot``'s run path in-process: acquire the lease, fence the state, gate the broker, renew."""
     metrics = BotMetrics()
-    stop = asyncio.Event()
     async with open_runtime(settings) as runtime:
-        control = getattr(runtime.simulator, "control", None)
-        if control is not None:
-            control.set_rate_limit(None)
+        d.unthrottle(runtime)
         state = runtime.state
         assert state is not None
         keeper = LeaseKeeper(
@@ -105,26 +101,10 @@ async def leased_bot(settings: Any, poll_seconds: float, strategy: Any) -> Async
             broker=LeasedBroker.wrap(runtime.broker, keeper),
             exchange=LeasedBroker.wrap(runtime.exchange, keeper),
         )
-        task = asyncio.create_task(
-            run_bot(runtime, stop_event=stop, strategy=strategy, metrics=metrics, lease=keeper)
-        )
-        poller = d.HealthPoller(settings.health_path, poll_seconds)
-        poller.start()
-        bot = d.RunningBot(settings, runtime, task, stop, poller, metrics)
         try:
-            await d.wait_until(
-                lambda: task.done() or len([s for s in poller.samples if s.ok]) >= 2,
-                60,
-                poll_seconds,
-                "start",
-            )
-            bot.check_alive()
-            yield bot
+            async with d.bot_in_loop(settings, runtime, poll_seconds, strategy, metrics, lease=keeper) as bot:
+                yield bot
         finally:
-            stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 60)
-            await poller.stop()
             await keeper.release()
 
 

@@ -1,9 +1,12 @@
-"""Parts of the chaos soak (``chaos_soak.py``) that are not the soak itself.
+"""Parts of the chaos soak (``chaos_soak.py``) that are not the soak itself; the standby takeover and engine
+crash drills share the exchange parts.
 
 * ``MotoProcess``: moto's S3 server as a process of its own, so the soak can SIGKILL and SIGSTOP it like
   redis-server and PostgreSQL. moto keeps objects in memory; a real endpoint keeps them on disk. So the server
   records every request it serves (moto's recorder) and a restarted one replays the recorded writes before it
   answers anything else: what was stored before the kill is there after it;
+* ``Simulator``: the exchange as a standalone process (it outlives every bot), and ``child_environ`` for the
+  processes the drills start;
 * ``exchange_view``: the bot's orders (by client order id prefix) and their fills, read from the exchange
   through the project's adapter (``CoinbaseBroker``, the SDK underneath), every page;
 * ``FileSegment``: the lines one process appended to a file that several processes of one data dir write one
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -188,6 +192,45 @@ class MotoProcess:
 
 
 # --- the exchange -----------------------------------------------------------------------------------------
+
+
+def child_environ(env: dict[str, str]) -> dict[str, str]:
+    """This environment without the bot's settings (PERPS_/COINBASE_/RISK_), plus ``env`` and the import path."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("PERPS_", "COINBASE_", "RISK_"))}
+    full.update(env)
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    return full
+
+
+class Simulator:
+    """A standalone simulator process: the one exchange every bot of the drill trades on."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "bot_v2.brokerages.simulated", "--port", "0", "--state-dir", str(state_dir),
+                "--rate-limit", "0", "--tick-seconds", "0.25",
+            ],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_environ({}),
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.search(r"SIMULATOR READY base_url=(\S+) ca=(\S+) key_file=(\S+)", line)
+        if not match:
+            self.close()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.base_url, self.ca_file, self.key_file = match[1], Path(match[2]), Path(match[3])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 async def exchange_view(

@@ -44,7 +44,6 @@ import json
 import logging
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -101,50 +100,12 @@ async def child_bot(cycles: int) -> int:
 # --- the drill --------------------------------------------------------------------------------------------
 
 
-class Simulator:
-    """A standalone simulator process (it outlives every bot crash)."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "bot_v2.brokerages.simulated", "--port", "0", "--state-dir", str(state_dir),
-                "--rate-limit", "0", "--tick-seconds", "0.25",
-            ],
-            cwd=d.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=child_environ({}),
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = re.search(r"SIMULATOR READY base_url=(\S+) ca=(\S+) key_file=(\S+)", line)
-        if not match:
-            self.close()
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        self.base_url, self.ca_file, self.key_file = match[1], Path(match[2]), Path(match[3])
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-def child_environ(env: dict[str, str]) -> dict[str, str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("PERPS_", "COINBASE_", "RISK_"))}
-    full.update(env)
-    full["PYTHONPATH"] = os.pathsep.join([str(d.ROOT / "src"), str(d.ROOT)])
-    return full
-
-
 def spawn_bot(env: dict[str, str], cycles: int, log: Path) -> subprocess.Popen[str]:
     with log.open("a") as err:
         return subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--child-bot", "--cycles", str(cycles)],
             cwd=d.ROOT,
-            env=child_environ(env),
+            env=c.child_environ(env),
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -258,7 +219,7 @@ async def state_view(
 
 
 async def one_mode(
-    mode: str, n: int, services: d.Services, sim: Simulator, root: Path, args: argparse.Namespace, log: Path
+    mode: str, n: int, services: d.Services, sim: c.Simulator, root: Path, args: argparse.Namespace, log: Path
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     prefix = f"{tag}-"
@@ -356,7 +317,7 @@ async def drill(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="perps-drill-") as tmp:
             root = Path(tmp)
-            sim = Simulator(root / "sim")
+            sim = c.Simulator(root / "sim")
             try:
                 d.console.print(
                     f"engine crash drill: {args.rounds} round(s) x {', '.join(modes)}; interval {args.interval}s, "

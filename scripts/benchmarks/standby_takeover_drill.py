@@ -145,47 +145,6 @@ def ms_between(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds() * 1000, 1)
 
 
-def child_environ(env: dict[str, str]) -> dict[str, str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("PERPS_", "COINBASE_", "RISK_"))}
-    full.update(env)
-    full["PYTHONPATH"] = os.pathsep.join([str(d.ROOT / "src"), str(d.ROOT)])
-    return full
-
-
-# --- the exchange -----------------------------------------------------------------------------------------
-
-
-class Simulator:
-    """A standalone simulator process: the one exchange every bot of the drill trades on."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "bot_v2.brokerages.simulated", "--port", "0", "--state-dir", str(state_dir),
-                "--rate-limit", "0", "--tick-seconds", "0.25",
-            ],
-            cwd=d.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_environ({}),
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = re.search(r"SIMULATOR READY base_url=(\S+) ca=(\S+) key_file=(\S+)", line)
-        if not match:
-            self.close()
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        self.base_url, self.ca_file, self.key_file = match[1], Path(match[2]), Path(match[3])
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
 # --- the bot processes ------------------------------------------------------------------------------------
 
 
@@ -231,7 +190,7 @@ class BotProcess:
 
     def start(self) -> BotProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = child_environ(
+        env = c.child_environ(
             self.env | {"PERPS_DATA_DIR": str(self.data_dir), "PERPS_LOG_DIR": str(self.home / "logs")}
         )
         with self.out_path.open("ab") as out:
@@ -566,7 +525,7 @@ async def state_view(env: dict[str, str], root: Path) -> dict[str, Any]:
     }
 
 
-async def invariants(run: ModeRun, sim: Simulator, root: Path) -> dict[str, Any]:
+async def invariants(run: ModeRun, sim: c.Simulator, root: Path) -> dict[str, Any]:
     orders, exchange_fills = await c.exchange_view(sim.base_url, sim.key_file, sim.ca_file, run.prefix)
     state = await state_view(run.env, root)
     client_ids = [o.client_order_id for o in orders]
@@ -639,7 +598,7 @@ def verdict(r: dict[str, Any]) -> bool:
 # --- the drill --------------------------------------------------------------------------------------------
 
 
-def mode_env(services: d.Services, sim: Simulator, args: argparse.Namespace, tag: str) -> dict[str, str]:
+def mode_env(services: d.Services, sim: c.Simulator, args: argparse.Namespace, tag: str) -> dict[str, str]:
     env = {
         "COINBASE_BASE_URL": sim.base_url,
         "COINBASE_KEY_FILE": str(sim.key_file),
@@ -678,7 +637,7 @@ def keep_output(run: ModeRun) -> None:
 
 
 async def one_mode(
-    mode: str, n: int, services: d.Services, sim: Simulator, root: Path, args: argparse.Namespace
+    mode: str, n: int, services: d.Services, sim: c.Simulator, root: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     env = mode_env(services, sim, args, tag)
@@ -740,7 +699,7 @@ async def drill(args: argparse.Namespace) -> int:
                 # of their own (nothing is written into the tree or the venv).
                 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
                 os.environ["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
-            sim = Simulator(root / "sim")
+            sim = c.Simulator(root / "sim")
             try:
                 if ttl is None:
                     env = mode_env(services, sim, args, "ttl")

@@ -32,6 +32,11 @@ every kind comes once per round of the deck:
   exchange_ws_close                      (only with --kinds naming it) every WebSocket closed (1011) and new
                                          ones refused for 0.5-3 s: the bots quote from REST meanwhile;
                                          detect = ws_disconnected, recover = fault end -> ws_connected
+  exchange_malformed                     (only with --kinds naming it) the next 1-5 answers of the exchange,
+                                         within 1-3 s, damaged (broken JSON, missing fields, nulls, wrong
+                                         types: the simulator's malformed_next): each is a one-line error
+                                         of that call; a create-order whose answer is damaged is an
+                                         unknown intent, resolved by reconciliation
 
 After a fault the soak waits until the system settled (bounded by --settle-timeout): the holder completed two
 cycles after the fault ended, a degraded tier reported its recovery, a lost ack was resolved, a dead or fenced
@@ -135,9 +140,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "exchange_latency": ("exchange", "latency"),
     "exchange_lost_ack": ("exchange", "lost_ack"),
     "exchange_ws_close": ("exchange", "ws_close"),
+    "exchange_malformed": ("exchange", "malformed"),
 }
 #: Kinds dealt only when --kinds names them (the default deck, and so every seed's sequence, is unchanged).
-OPT_IN_KINDS = ("exchange_ws_close",)
+OPT_IN_KINDS = ("exchange_ws_close", "exchange_malformed")
 TIER_OF = {"redis": "hot", "s3": "cold"}
 HOLDING = ("acquired", "takeover")
 CATEGORIES = ("duplicates", "lost", "incoherent", "guard_violations")
@@ -290,6 +296,12 @@ def draw(rng: random.Random, kind: str) -> dict[str, Any]:
         }
     if how == "ws_close":
         return {"down_seconds": round(rng.uniform(0.5, 3.0), 2)}
+    if how == "malformed":
+        return {
+            "answers": rng.randint(1, 5),
+            "seconds": round(rng.uniform(1.0, 3.0), 2),
+            "seed": rng.randrange(1 << 30),
+        }
     return {"land_after_seconds": round(rng.uniform(0.2, 1.0), 2)}
 
 
@@ -504,6 +516,14 @@ class Soak:
                     await asyncio.sleep(p["down_seconds"])
                 finally:
                     await asyncio.to_thread(control.refuse_websockets, False)
+                fault.t1 = now()
+            elif how == "malformed":
+                self.mark(fault)
+                await asyncio.to_thread(control.malformed_next, p["answers"], "random", p["seed"])
+                try:
+                    await asyncio.sleep(p["seconds"])
+                finally:  # answers not damaged by then are left alone: the soak's own checks come next
+                    await asyncio.to_thread(control.malformed_next, 0)
                 fault.t1 = now()
             elif how in ("5xx", "429", "latency"):
                 self.mark(fault)

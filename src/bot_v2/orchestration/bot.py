@@ -22,6 +22,10 @@ The error policy is the ``except`` clauses of ``_run_cycle``, in one place:
 
 * ``RetryableError`` (exchange down, rate limit, state tier down): counted (the error-rate guard sees it),
   the cycle's state writes stay queued, the next cycle retries.
+* ``ExchangeProtocolError`` (an answer the adapter cannot read: broken JSON, a missing field): retried like
+  a retryable error until it has lasted ``PROTOCOL_ERROR_CYCLES`` cycles in a row and
+  ``PROTOCOL_ERROR_SECONDS`` -- a garbled answer (a proxy, a truncated body) must not stop a bot -- then a
+  halt (the API may have changed under us).
 * ``HaltError`` and any unexpected exception: trading halts -- the loop stops, shuts down in order, and the
   summary reports the error (the CLI maps it to an exit code). Never logged-and-ignored.
 * ``FencedError`` (a newer lease epoch exists): one ERROR line, the loop stops, nothing more is sent or written.
@@ -38,6 +42,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -45,7 +50,14 @@ from typing import Any
 
 from bot_v2.config.hashing import config_hash
 from bot_v2.domain import OrderId, OrderRequest, Symbol, utc_now
-from bot_v2.errors import ConfigError, FencedError, RetryableError, UnknownSymbolError, one_line
+from bot_v2.errors import (
+    ConfigError,
+    ExchangeProtocolError,
+    FencedError,
+    RetryableError,
+    UnknownSymbolError,
+    one_line,
+)
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.health import HealthStatus, write_health_async
 from bot_v2.monitoring.metrics import METRICS, BotMetrics
@@ -81,6 +93,12 @@ from bot_v2.state import StateManager
 from bot_v2.strategies import PriceHistory, Strategy, create_strategy
 
 logger = logging.getLogger(__name__)
+
+#: How long unreadable exchange answers (ExchangeProtocolError) may go on before trading halts: at least
+#: this many cycles in a row AND this many seconds since the first -- a garbled answer or a short burst of
+#: them is retried like an outage; garbage that persists looks like an API change, not noise.
+PROTOCOL_ERROR_CYCLES = 3
+PROTOCOL_ERROR_SECONDS = 10.0
 
 __all__ = ["BotRunSummary", "OrderEvaluation", "SymbolRow", "evaluate_order", "load_trading_state", "run_bot"]
 
@@ -408,6 +426,8 @@ class _Lifecycle:
         self.config_hash = config_hash(runtime.settings)
         self.alerts = AlertWatcher(events, metrics)
         self.warm = WarmWatcher(events, metrics)
+        self.protocol_errors = 0  # cycles in a row that met an answer the adapter could not read...
+        self.protocol_errors_since = 0.0  # ...the first of them (time.monotonic())
 
     async def run_cycle(self, number: int) -> bool:
         """One cycle under the error policy; False stops the loop (halt)."""
@@ -425,7 +445,9 @@ class _Lifecycle:
                     "cycle %d: %s -- stopping: a newer lease holder trades now", number, exc.one_line()
                 )
             return False
-        except RetryableError as exc:
+        except (RetryableError, ExchangeProtocolError) as exc:
+            if isinstance(exc, ExchangeProtocolError) and self._protocol_error_persists():
+                return await self._halt(exc, number, now)
             self._count_error("retryable", exc)
             if is_warm_outage(exc):
                 self.tiers.warm_failed(now)
@@ -439,13 +461,8 @@ class _Lifecycle:
             await self._periodic_checkpoint(number)
             return True
         except Exception as exc:  # HaltError and anything unexpected: stop trading, never ignore
-            text = one_line(exc)
-            self._count_error("halt", exc)
-            self.summary.halted = True
-            logger.exception("cycle %d: %s -- halting trading", number, text)
-            await self.events.emit(EventType.CYCLE_ERROR, now, cycle=number, error=text, policy="halt")
-            await self._health(False, f"HALTED: {text}", number, now)
-            return False
+            return await self._halt(exc, number, now)
+        self.protocol_errors = 0
         self.last_report = report
         self.summary.record(report)
         state = self.cycle.risk.state.value
@@ -490,6 +507,22 @@ class _Lifecycle:
             self.checkpoints.start_if_due(utc_now(), on_fenced=fenced)
         if self.archiver is not None:  # also after the last one: a run of --once cycles archives too
             await self.archiver.maybe_run(utc_now())
+
+    def _protocol_error_persists(self) -> bool:
+        if self.protocol_errors == 0:
+            self.protocol_errors_since = time.monotonic()
+        self.protocol_errors += 1
+        lasted = time.monotonic() - self.protocol_errors_since
+        return self.protocol_errors >= PROTOCOL_ERROR_CYCLES and lasted >= PROTOCOL_ERROR_SECONDS
+
+    async def _halt(self, exc: BaseException, number: int, now: datetime) -> bool:
+        text = one_line(exc)
+        self._count_error("halt", exc)
+        self.summary.halted = True
+        logger.exception("cycle %d: %s -- halting trading", number, text)
+        await self.events.emit(EventType.CYCLE_ERROR, now, cycle=number, error=text, policy="halt")
+        await self._health(False, f"HALTED: {text}", number, now)
+        return False
 
     def _count_error(self, kind: str, exc: BaseException) -> None:
         self.metrics.errors.labels(kind=kind).inc()

@@ -31,7 +31,7 @@ from datetime import datetime
 
 from bot_v2.brokerages.base import Broker
 from bot_v2.domain import ClientOrderId, Order, OrderRequest
-from bot_v2.errors import LeaseLostError, OrderDeniedError, RetryableError
+from bot_v2.errors import ExchangeProtocolError, LeaseLostError, OrderDeniedError, RetryableError
 from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
@@ -247,8 +247,9 @@ class OrderExecutor:
                 EventType.ORDER_FAILED, now, client_order_id=intent.client_order_id, error=answer.one_line()
             )
             return ExecutionResult(ExecutionAction.REJECTED, request, verdict, error=answer.one_line())
-        if isinstance(answer, RetryableError):
-            # The request may have reached the exchange: UNKNOWN, looked up by client id on the next cycles.
+        if isinstance(answer, RetryableError | ExchangeProtocolError):
+            # The request may have reached the exchange (no answer, or one we cannot read): UNKNOWN, looked
+            # up by client id on the next cycles.
             self.tracker.mark_unknown(intent.client_order_id, f"no answer: {answer.one_line()}", now)
             self.metrics.orders.labels(outcome="unknown", **labels).inc()
             await self.events.emit(

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+import pytest
+
 from bot_v2.config import BotSettings
 from bot_v2.monitoring.events import EventType, read_events
 from bot_v2.monitoring.health import read_health
@@ -176,6 +178,34 @@ async def test_retryable_error_keeps_the_loop_and_halt_error_stops_it(
     assert "ExchangeUnavailableError" in summary.errors[0] and "AuthenticationError" in summary.errors[1]
     policies = [e["policy"] for e in read_events(runtime.settings.events_path, EventType.CYCLE_ERROR)]
     assert policies == ["retry", "halt"]
+
+
+async def test_unreadable_exchange_answers_are_retried_until_they_persist(
+    runtime: Runtime, broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A garbled answer (ExchangeProtocolError) is retried like an outage; only garbage that lasts
+    PROTOCOL_ERROR_CYCLES cycles AND PROTOCOL_ERROR_SECONDS halts."""
+    from bot_v2.errors import ExchangeProtocolError
+    from bot_v2.orchestration import bot
+
+    monkeypatch.setattr(bot, "PROTOCOL_ERROR_SECONDS", 0.0)  # a public tunable: cycles decide here
+    failures = iter(
+        [ExchangeProtocolError("garbled 1"), ExchangeProtocolError("garbled 2"), None]  # a burst, then fine
+        + [ExchangeProtocolError(f"api changed {i}") for i in range(5)]  # persists
+    )
+    original = broker.get_quotes
+
+    async def garbled(symbols: object) -> object:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return await original(symbols)  # type: ignore[arg-type]
+
+    broker.get_quotes = garbled  # type: ignore[method-assign]
+    summary = await run_bot(runtime, max_cycles=9, strategy=ScriptedStrategy(buy_on=[]), metrics=BotMetrics())
+    assert summary.halted and summary.cycles == 6  # 2 retried, 1 fine, 2 retried, the 3rd in a row halts
+    policies = [e["policy"] for e in read_events(runtime.settings.events_path, EventType.CYCLE_ERROR)]
+    assert policies == ["retry", "retry", "retry", "retry", "halt"]
 
 
 async def test_shutdown_cancels_open_orders_per_policy(

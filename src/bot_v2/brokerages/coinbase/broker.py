@@ -538,9 +538,12 @@ def _check_cursor(operation: str, cursor: str, seen: set[str]) -> None:
 
 
 def _list(payload: Payload, name: str, operation: str) -> list[Any]:
+    """The payload's list ``name``. Advanced Trade always sends it (``[]`` when empty), so a payload without
+    it is unreadable, never "nothing": an empty account or product list read from a garbled answer would
+    make the bot believe it holds nothing, or that its symbols are not listed."""
     value = payload.get(name)
     if value is None:
-        return []
+        raise ExchangeProtocolError(f"{operation}: payload has no {name!r} list")
     if not isinstance(value, list):
         raise ExchangeProtocolError(f"{operation}: {name!r} is not a list")
     return value

@@ -13,32 +13,16 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-
-import pytest
 
 from bot_v2.state import StateCategory, StateManager
 from bot_v2.state.settings import ColdBackend, StateSettings
 from tests.fixtures.ha import PostgresReplicaPair
-from tests.fixtures.services import PostgresServer, ServiceError, unavailable
+from tests.fixtures.services import PostgresServer
 
 ORDERS = StateCategory.ORDERS
 CANCEL_BOUND = 1.0  # seconds from task.cancel() to the task's end (a loaded 2-CPU runner included)
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-        server.start()
-    except ServiceError as exc:
-        unavailable("postgres", exc)
-    try:
-        yield server
-    finally:
-        server.send_signal(signal.SIGCONT) if server.running else None
-        server.cleanup()
 
 
 def outage_settings(settings: StateSettings, url: str) -> StateSettings:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from bot_v2.errors import StateUnavailableError
 from bot_v2.state import HotState, StateCategory, StateManager, StateWrite
 from bot_v2.state.settings import StateSettings
-from tests.fixtures.services import RedisServer, ServiceError, free_port, unavailable
+from tests.fixtures.services import RedisServer, free_port
 from tests.helpers import eventually_async
 from tests.integration.state.conftest import spied_tiers
 from tests.unit.state.fakes import TierSpy, down
@@ -44,20 +44,6 @@ def break_hot(hot: TierSpy) -> None:
 
 def heal_hot(hot: TierSpy) -> None:
     hot.fail.clear()
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test alone (killing it disturbs nobody)."""
-    try:
-        server = RedisServer()
-        server.start()
-    except ServiceError as exc:
-        unavailable("redis-server", exc)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

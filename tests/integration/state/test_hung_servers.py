@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-
-import pytest
 
 from bot_v2.errors import StateUnavailableError
 from bot_v2.state import HotState, StateCategory, StateManager
 from bot_v2.state.settings import StateSettings
-from tests.fixtures.services import PostgresServer, RedisServer, ServiceError, unavailable
+from tests.fixtures.services import PostgresServer, RedisServer
 from tests.helpers import eventually_async
 
 ORDERS = StateCategory.ORDERS
@@ -38,34 +35,6 @@ def hang_settings(settings: StateSettings) -> StateSettings:
         hot_probe_timeout_seconds=0.25,
         connect_timeout_seconds=2.0,
     )
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer()
-        server.start()
-    except ServiceError as exc:
-        unavailable("redis-server", exc)
-    try:
-        yield server
-    finally:
-        server.send_signal(signal.SIGCONT) if server.running else None
-        server.stop()
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-        server.start()
-    except ServiceError as exc:
-        unavailable("postgres", exc)
-    try:
-        yield server
-    finally:
-        server.send_signal(signal.SIGCONT) if server.running else None
-        server.cleanup()
 
 
 async def timed(coro: object) -> tuple[object, float]:

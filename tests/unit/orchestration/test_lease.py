@@ -295,6 +295,22 @@ async def test_warm_outage_orders_go_on_within_the_bound_and_never_past_it(state
     k.check_submit("place_order")
 
 
+async def test_warm_outage_max_zero_is_strict_one_writer(state: StateManager) -> None:
+    """PERPS_WARM_OUTAGE_MAX_SECONDS=0 (docs/RUNBOOK.md, a standby that may reach PostgreSQL by another path):
+    an unreachable store gives no grace -- orders stop once the lease runs short, as for any renewal failure."""
+    now = [100.0]
+    store = _LeaseStoreDown(state)
+    claim = LeaseClaim("host:a", "other-host", 10_001, "primary")
+    k = LeaseKeeper(store, FAST, claim, bot_id="lease-unit", clock=lambda: now[0], outage_max_seconds=0.0)
+    await k.acquire()
+    k.check_submit("place_order")
+    store.down = StateUnavailableError("postgresql at x: renew lease failed: refused")
+    now[0] += 1.0  # past the TTL
+    await k.renew()
+    with pytest.raises(LeaseLostError):
+        await k.check_submit_renewing("place_order")
+
+
 async def test_after_warm_outage_a_lease_taken_meanwhile_fences(state: StateManager) -> None:
     ours = keeper(state, "a")
     await ours.acquire()

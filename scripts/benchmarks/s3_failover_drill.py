@@ -2,16 +2,16 @@
 """S3 failover drill: stop the S3 endpoint (moto) under a running bot, write COLD data during the outage.
 
     .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3
-    .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3 --moto process   # moto: own process
+    .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3 --moto thread    # moto in the drill
     .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 3 --mode hang      # SIGSTOP moto
     .venv/bin/python scripts/benchmarks/s3_failover_drill.py --rounds 1 --ops 2 --down-seconds 1
 
 A dev-profile bot (in-process simulated exchange, BTC-USD, a strategy that trades every cycle) runs on
 redis-server + PostgreSQL + a throwaway moto S3 server (COLD), with the loop's own checkpoints every
-``--checkpoint-interval`` s. moto runs in a thread of the drill by default: its CPU then competes with the
-bot's under one GIL, so several puts in flight gain little over sequential ones; ``--moto process`` (always
-with ``--mode hang``) gives it a process of its own, as a real S3 has (its start then replays the objects
-it held, so ``recover_ms`` includes that). Each round:
+``--checkpoint-interval`` s. moto runs in a process of its own by default, as a real S3 does (its start
+replays the objects it held, so ``recover_ms`` includes that); ``--moto thread`` runs it in a thread of the
+drill, where its CPU competes with the bot's under one GIL and several puts in flight gain little over
+sequential ones. Each round:
 
 1. baseline with S3 up: ``--ops`` on-demand checkpoints and ``--ops`` COLD writes (``archive:*`` records,
    whose body lives in an S3 segment), each timed; the cycle rate and latency;
@@ -458,9 +458,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--moto",
         choices=("thread", "process"),
-        default="thread",
-        help="kill mode: moto in a thread of the drill (default) or a process of its own (as S3 is: its CPU "
-        "is not the bot's; always a process with --mode hang)",
+        default="process",
+        help="moto in a process of its own (default: as S3 / MinIO is, its CPU is not the bot's; always with "
+        "--mode hang) or in a thread of the drill (its CPU then competes with the bot's under one GIL)",
     )
     parser.add_argument(
         "--sync-timeout",

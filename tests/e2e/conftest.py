@@ -149,6 +149,8 @@ DRILLS: dict[str, list[str]] = {
         "0.5",
         "--sync-timeout",
         "0",
+        "--moto",
+        "thread",  # the smoke run keeps moto in the drill's process: no server start-up per round
     ],
     "engine_crash_drill": ["--fast", "--cycles-after", "3", "--cycles-before", "3"],
 }

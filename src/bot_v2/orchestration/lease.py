@@ -48,6 +48,8 @@ __all__ = ["LeaseKeeper", "LeaseSettings", "LeaseStore", "LeasedBroker", "new_cl
 
 #: How often a standby reads the lease while the holder is stepping down.
 HANDOVER_POLL_SECONDS = 0.01
+#: TTLs a standby leaves the holder to renew after the lease store comes back (see wait_for_lease).
+STORE_BACK_GRACE_TTLS = 2.0
 #: Broker calls that change something at the exchange: sent only with time left on the lease.
 ORDER_CALLS = frozenset({"place_order", "cancel_orders", "edit_order"})
 
@@ -167,12 +169,30 @@ class LeaseKeeper:
         self, on_wait: Callable[[LeaseRecord], Awaitable[None]] | None = None
     ) -> LeaseRecord:
         """Standby: poll the lease (every TTL/3, or exactly until the holder's expiry when that is sooner;
-        every few ms while a step-down is under way) and take it as soon as it expires or is released."""
+        every few ms while a step-down is under way) and take it as soon as it expires or is released.
+
+        Except just after the lease store comes back: the holder's renewals failed with it (it may still be
+        trading under the WARM outage rules), so a lease that expired meanwhile says nothing about the holder
+        yet. For ``STORE_BACK_GRACE_TTLS`` TTLs after the store answers again the holder may renew first;
+        only a lease still expired after that is taken (a holder that died during the outage costs that
+        much more takeover time)."""
         store_down = False
+        store_back_at: float | None = None
         while True:
             try:
                 held = await self.store.read_lease()
+                if store_down:
+                    store_back_at = self.clock()
                 if held is None or not held.live:
+                    grace = self.settings.ttl_seconds * STORE_BACK_GRACE_TTLS
+                    if (
+                        held is not None
+                        and store_back_at is not None
+                        and self.clock() - store_back_at < grace
+                    ):
+                        store_down = False
+                        await asyncio.sleep(self.settings.renew_every_seconds)
+                        continue
                     grant = await self._try_acquire()
                     if grant.acquired:
                         return grant.record

@@ -21,7 +21,7 @@ from bot_v2.errors import (
     StateUnavailableError,
 )
 from bot_v2.monitoring.metrics import BotMetrics
-from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim
+from bot_v2.orchestration.lease import STORE_BACK_GRACE_TTLS, LeasedBroker, LeaseKeeper, new_claim
 from bot_v2.state import StateCategory, StateManager, StateSettings
 from bot_v2.state.models import LeaseClaim
 from tests.helpers import eventually_async
@@ -293,6 +293,47 @@ async def test_warm_outage_orders_go_on_within_the_bound_and_never_past_it(state
     store.down = None
     assert await k.after_warm_outage("renew") == k.epoch  # PostgreSQL back: renewed, same epoch
     k.check_submit("place_order")
+
+
+class _StoreDownForAll(_LeaseStoreDown):
+    """Reads fail too while 'down' (a standby polling the lease)."""
+
+    async def read_lease(self) -> Any:
+        if self.down is not None:
+            raise self.down
+        return await super().read_lease()
+
+
+async def test_a_standby_lets_the_holder_renew_first_when_the_lease_store_comes_back(
+    state: StateManager,
+) -> None:
+    """PostgreSQL down longer than the TTL: the holder's lease expires in the row although the holder lives (it
+    trades on under the WARM outage rules). When the store answers again the standby leaves the holder
+    STORE_BACK_GRACE_TTLS to renew before it takes an expired lease (the chaos soak saw a standby win that
+    race and fence a live holder, whose journal then could not be replayed)."""
+    holder = keeper(state, "a")
+    await holder.acquire()
+    store = _StoreDownForAll(state)
+    standby = LeaseKeeper(
+        store, FAST, LeaseClaim("host:bb", "other-host", 10_002, "standby"), bot_id="lease-unit"
+    )
+    store.down = StateUnavailableError("postgresql at x: refused")
+    waiting = asyncio.create_task(standby.wait_for_lease())
+    try:
+        await asyncio.sleep(FAST.ttl_seconds * 1.5)  # the holder's lease expires in the row meanwhile
+        store.down = None  # back: the standby reads an expired lease...
+        await asyncio.sleep(FAST.renew_every_seconds * 1.5)
+        assert not waiting.done()  # ...and leaves it to the holder
+        await holder.renew()  # the holder's first renewal after the outage: same epoch, no takeover
+        assert not holder.fenced
+        await asyncio.sleep(FAST.ttl_seconds * STORE_BACK_GRACE_TTLS)
+        await holder.renew()
+        assert not waiting.done() and not holder.fenced
+        await holder.release()  # a holder that goes away is still taken over
+        record = await asyncio.wait_for(waiting, 5)
+        assert record.holder == "host:bb" and record.epoch == holder.epoch + 1
+    finally:
+        waiting.cancel()
 
 
 async def test_warm_outage_max_zero_is_strict_one_writer(state: StateManager) -> None:

@@ -311,26 +311,29 @@ async def test_a_standby_lets_the_holder_renew_first_when_the_lease_store_comes_
     trades on under the WARM outage rules). When the store answers again the standby leaves the holder
     STORE_BACK_GRACE_TTLS to renew before it takes an expired lease (the chaos soak saw a standby win that
     race and fence a live holder, whose journal then could not be replayed)."""
-    holder = keeper(state, "a")
+    slow = LeaseSettings(ttl_seconds=1.0, watchdog_seconds=2.0, submit_budget_seconds=0.2)  # slack for CI
+    holder = keeper(state, "a", slow)
     await holder.acquire()
     store = _StoreDownForAll(state)
     standby = LeaseKeeper(
-        store, FAST, LeaseClaim("host:bb", "other-host", 10_002, "standby"), bot_id="lease-unit"
+        store, slow, LeaseClaim("host:bb", "other-host", 10_002, "standby"), bot_id="lease-unit"
     )
     store.down = StateUnavailableError("postgresql at x: refused")
     waiting = asyncio.create_task(standby.wait_for_lease())
     try:
-        await asyncio.sleep(FAST.ttl_seconds * 1.5)  # the holder's lease expires in the row meanwhile
+        await asyncio.sleep(slow.ttl_seconds * 1.5)  # the holder's lease expires in the row meanwhile
         store.down = None  # back: the standby reads an expired lease...
-        await asyncio.sleep(FAST.renew_every_seconds * 1.5)
+        await asyncio.sleep(slow.renew_every_seconds * 1.5)
         assert not waiting.done()  # ...and leaves it to the holder
         await holder.renew()  # the holder's first renewal after the outage: same epoch, no takeover
         assert not holder.fenced
-        await asyncio.sleep(FAST.ttl_seconds * STORE_BACK_GRACE_TTLS)
-        await holder.renew()
+        grace_over = asyncio.get_running_loop().time() + slow.ttl_seconds * STORE_BACK_GRACE_TTLS
+        while asyncio.get_running_loop().time() < grace_over:  # the holder renews on as it would
+            await asyncio.sleep(slow.renew_every_seconds)
+            await holder.renew()
         assert not waiting.done() and not holder.fenced
         await holder.release()  # a holder that goes away is still taken over
-        record = await asyncio.wait_for(waiting, 5)
+        record = await asyncio.wait_for(waiting, 10)
         assert record.holder == "host:bb" and record.epoch == holder.epoch + 1
     finally:
         waiting.cancel()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def test_resting_order_fills_when_the_price_is_moved(sdk_client: Any, simulator:
     order_id = created.success_response["order_id"]
     simulator.control.set_price("SOL-USD", f"{ask * 0.85:.2f}")
     order = eventually(lambda: (o := sdk_client.get_order(order_id).order).status == "FILLED" and o)
-    assert order.average_filled_price == price
+    # the API writes decimals without trailing zeros ("135.2" for a 135.20 limit)
+    assert Decimal(order.average_filled_price) == Decimal(price)
     (fill,) = sdk_client.get_fills(order_ids=[order_id]).fills
     assert fill.liquidity_indicator == "MAKER"
     simulator.control.set_price("SOL-USD", f"{ask:.2f}")

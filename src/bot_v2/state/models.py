@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 
 class Tier(enum.StrEnum):
@@ -313,6 +313,52 @@ class WarmRestore(NamedTuple):
     value: bytes | None
     cold_ref: str | None
     expires_at: datetime | None
+
+
+class RestoreRows(Sequence[WarmRestore]):
+    """The rows of a checkpoint restore by column (``rows[i]`` is a ``WarmRestore``): a restore hands the
+    WARM tier its columns as the checkpoint decoded them, without building an object per row (PostgreSQL
+    sends them as arrays as they are)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        categories: Sequence[str],
+        tiers: Sequence[Tier],
+        versions: Sequence[int],
+        checksums: Sequence[str],
+        values: Sequence[bytes | None],
+        cold_refs: Sequence[str | None],
+        expires_at: Sequence[datetime | None],
+    ) -> None:
+        self.columns = (keys, categories, tiers, versions, checksums, values, cold_refs, expires_at)
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    @overload
+    def __getitem__(self, index: int) -> WarmRestore: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[WarmRestore]: ...
+    def __getitem__(self, index: int | slice) -> WarmRestore | Sequence[WarmRestore]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = self.columns
+        return WarmRestore(
+            keys[index],
+            categories[index],
+            tiers[index],
+            versions[index],
+            checksums[index],
+            values[index],
+            cold_refs[index],
+            expires_at[index],
+        )
+
+    def __iter__(self) -> Iterator[WarmRestore]:
+        return map(WarmRestore, *self.columns)
 
 
 @dataclass(frozen=True, slots=True)

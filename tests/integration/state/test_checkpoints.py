@@ -7,20 +7,23 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
 from bot_v2.errors import StateIntegrityError
-from bot_v2.state import StateCategory, StateManager, StateWrite
+from bot_v2.state import StateCategory, StateManager, StateWrite, codec
 from bot_v2.state.checkpoint import decode_checkpoint, encode_checkpoint
 from bot_v2.state.keys import KeySpace
+from bot_v2.state.models import RestoreRows, Tier, WarmRestore, WarmWrite
 from bot_v2.state.settings import StateSettings, WarmBackend
 from bot_v2.state.tiers.factory import build_tiers
 from tests.helpers import eventually_async
 
 ORDERS, FILLS, ARCHIVE = StateCategory.ORDERS, StateCategory.FILLS, StateCategory.ARCHIVE
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -321,3 +324,44 @@ async def test_restore_is_atomic_for_readers(csm: StateManager) -> None:
         await asyncio.gather(*readers)
     assert after_restore >= 1 and polls > after_restore
     assert set((await sm.batch_get_state(orders + fills)).values()) == {"old"}
+
+
+async def test_restore_leaves_out_records_expired_since_the_checkpoint(csm: StateManager) -> None:
+    sm = csm
+    await sm.batch_write(
+        [StateWrite(f"orders:{i}", {"qty": i}, ORDERS) for i in range(5)]
+        + [StateWrite("marks:short", "1.5", StateCategory.MARKS, ttl_seconds=0.3)]
+        + [StateWrite("marks:long", "2.5", StateCategory.MARKS, ttl_seconds=600)]
+    )
+    await sm.checkpoints.create_checkpoint("test")
+    await sm.batch_set_state({f"orders:{i}": {"qty": -1} for i in range(5)}, ORDERS)
+    await asyncio.sleep(0.5)  # marks:short expires
+    report = await sm.checkpoints.restore_checkpoint("latest")
+    assert (report.keys_in_checkpoint, report.keys_restored, report.keys_expired) == (7, 6, 1)
+    assert await sm.batch_get_state([f"orders:{i}" for i in range(5)]) == {
+        f"orders:{i}": {"qty": i} for i in range(5)
+    }
+    assert await sm.get_state("marks:short") is None
+    assert await sm.get_state("marks:long") == "2.5"
+    assert (await sm.repair_coherence()).ok
+
+
+async def test_replace_rows_by_column_or_by_row(warm_tier: Any) -> None:
+    """``RestoreRows`` (by column, as a restore sends them) and a list of ``WarmRestore`` write alike."""
+    now = datetime.now(UTC)
+    await warm_tier.upsert_many([_write("orders:1"), _write("orders:gone")], now)
+    await warm_tier.upsert_many([_write("orders:1")], now)  # version 2
+    rows = [
+        WarmRestore("orders:1", "orders", Tier.HOT, 1, codec.checksum(b"a"), b"a", None, None),
+        WarmRestore("orders:2", "orders", Tier.WARM, 5, codec.checksum(b"b"), b"b", None, now + HOUR),
+    ]
+    stored, deleted = await warm_tier.replace_rows(RestoreRows(*map(list, zip(*rows, strict=True))), [], now)
+    assert stored == {"orders:1": (3, Tier.HOT), "orders:2": (6, Tier.WARM)} and deleted == ["orders:gone"]
+    stored, deleted = await warm_tier.replace_rows(rows[:1], [], now)
+    assert stored == {"orders:1": (4, Tier.HOT)} and deleted == ["orders:2"]
+    got = await warm_tier.get_many(["orders:1", "orders:2", "orders:gone"], now)
+    assert list(got) == ["orders:1"] and got["orders:1"].value == b"a"
+
+
+def _write(key: str) -> Any:
+    return WarmWrite(key, "orders", Tier.HOT, codec.checksum(b"x"), b"x", None, None)

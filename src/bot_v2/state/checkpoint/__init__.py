@@ -35,7 +35,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from bot_v2.errors import StateError, StateIntegrityError, StateUnavailableError
 from bot_v2.state.checkpoint.format import Columns, decode_checkpoint, encode_checkpoint
@@ -46,9 +46,9 @@ from bot_v2.state.models import (
     ColdRecord,
     HotRecord,
     RestoreReport,
+    RestoreRows,
     StateCategory,
     Tier,
-    WarmRestore,
     WarmRow,
 )
 from bot_v2.state.ports import CheckpointHost
@@ -293,48 +293,58 @@ class CheckpointStore:
 
     async def _write_back(self, records: Columns) -> tuple[int, int, int]:
         """Make the bot's records exactly the checkpoint's (decoded: ``tiers`` are ``Tier`` members): one WARM
-        transaction, then HOT, holding off the manager's other writes."""
+        transaction, then HOT, holding off the manager's other writes. The rows go to WARM by column."""
         async with self._host.writing():
             now = datetime.now(UTC)
+            total = len(records)
+            # records with a TTL: those expired since the checkpoint are not restored
+            if any(records.expires_at):
+                live = [i for i, expires in enumerate(records.expires_at) if expires is None or expires > now]
+                if len(live) < total:
+                    records = _select(records, live)
             keys, categories, versions = records.keys, records.categories, records.versions
             tiers = cast("Sequence[Tier]", records.tiers)  # decoded: Tier members
             checksums, values, expires_at = records.checksums, records.values, records.expires_at
-            live: Sequence[int] = range(len(keys))
-            if any(expires_at):  # records with a TTL: those expired since the checkpoint are not restored
-                live = [i for i in live if (expires := expires_at[i]) is None or expires > now]
-            rows = [
-                WarmRestore(
-                    keys[i],
-                    categories[i],
-                    tiers[i],
-                    versions[i],
-                    checksums[i],
-                    values[i],
-                    None,
-                    expires_at[i],
-                )
-                for i in live
-            ]
-            cold = [i for i in live if tiers[i] is Tier.COLD]
+            bodies: Sequence[bytes | None] = values
+            cold_refs: list[str | None] = [None] * len(keys)
+            cold = [i for i, tier in enumerate(tiers) if tier is Tier.COLD]
             if cold:  # COLD first, as in every batch: a failed WARM commit leaves an unreferenced segment
                 segment = new_segment_name(now)
                 segment_records = [
                     ColdRecord(keys[i], None, checksums[i], categories[i], values[i]) for i in cold
                 ]
                 await self._cold.put_segment(segment, encode_segment(self._bot, segment_records))
-                rows = [r._replace(value=None, cold_ref=segment) if r.tier is Tier.COLD else r for r in rows]
+                in_warm: list[bytes | None] = list(values)
+                for i in cold:
+                    in_warm[i], cold_refs[i] = None, segment
+                bodies = in_warm
+            rows = RestoreRows(keys, categories, tiers, versions, checksums, bodies, cold_refs, expires_at)
             stored, deleted = await self._warm.replace_rows(rows, EXCLUDED_CATEGORIES, now)
             puts: list[HotRecord] = []
             evict = list(deleted)
-            for i in live:
-                key = keys[i]
+            hot = Tier.HOT
+            for key, checksum, value, expires in zip(keys, checksums, values, expires_at, strict=True):
                 version, tier = stored[key]
-                if tier is Tier.HOT:
+                if tier is hot:
                     ttl_ms = None
-                    if (expires := expires_at[i]) is not None:
+                    if expires is not None:
                         ttl_ms = max(1, int((expires - now).total_seconds() * 1000))
-                    puts.append(HotRecord(key, version, checksums[i], values[i], now, ttl_ms))
+                    puts.append(HotRecord(key, version, checksum, value, now, ttl_ms))
                 else:
                     evict.append(key)
             await self._cache(puts, evict)  # HOT down: the keys become dirty, WARM serves them
-        return len(live), len(deleted), len(keys) - len(live)
+        return len(keys), len(deleted), total - len(keys)
+
+
+def _select(records: Columns, indexes: Sequence[int]) -> Columns:
+    """The records at ``indexes``, by column."""
+    columns: list[Sequence[Any]] = [
+        records.keys,
+        records.categories,
+        records.tiers,
+        records.versions,
+        records.checksums,
+        records.values,
+        records.expires_at,
+    ]
+    return Columns(*[[column[i] for i in indexes] for column in columns])

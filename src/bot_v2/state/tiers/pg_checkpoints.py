@@ -2,7 +2,7 @@
 
 Why a module of its own: a checkpoint touches the whole state at once and has its own rules -- the snapshot is
 one REPEATABLE READ read-only transaction read through a server-side cursor page by page; a restore replaces
-every row in one transaction with versions that never go back (max(current, checkpoint) + 1); and the
+every row in one statement with versions that never go back (max(current, checkpoint) + 1); and the
 checkpoints themselves are blobs in ``state_checkpoints``. ``PostgresWarmTier`` calls these functions on a
 connection it acquired (bulk bounds; the fenced transaction where they write).
 """
@@ -13,36 +13,41 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot_v2.state.models import CheckpointInfo, Tier, WarmRestore
+from bot_v2.state.models import CheckpointInfo, RestoreRows, Tier, WarmRestore
 
 _TIERS = {tier.value: tier for tier in Tier}
 _SNAPSHOT_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, expires_at FROM state_records
 WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND category <> ALL($3::text[]) ORDER BY key
 """
-# EXCLUDED.version is the checkpoint's version + 1: the result is max(current, checkpoint) + 1
+# One statement: the upsert (EXCLUDED.version is the checkpoint's version + 1: the result is max(current,
+# checkpoint) + 1) and the delete of every other row of the bot outside $11. Both see the statement's one
+# snapshot and touch disjoint rows (the keys of $3, the others); the deleted keys come back with a NULL
+# version. cold_ref ($9) and expires_at ($10) may be NULL for "all NULL": unnest pads them.
 _RESTORE_SQL = """
-INSERT INTO state_records AS s
-    (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at)
-SELECT $1, u.key, u.category, u.tier, u.version + 1, u.checksum, u.value, u.cold_ref, $2, u.expires_at
-FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::text[],
-            $10::timestamptz[])
-    AS u(key, category, tier, version, checksum, value, cold_ref, expires_at)
-ON CONFLICT (bot_id, key) DO UPDATE SET
-    category = EXCLUDED.category,
-    tier = EXCLUDED.tier,
-    version = greatest(s.version + 1, EXCLUDED.version),
-    checksum = EXCLUDED.checksum,
-    value = EXCLUDED.value,
-    cold_ref = EXCLUDED.cold_ref,
-    updated_at = EXCLUDED.updated_at,
-    expires_at = EXCLUDED.expires_at
-RETURNING key, version, tier
-"""
-_RESTORE_DELETE_SQL = """
-DELETE FROM state_records AS s WHERE s.bot_id = $1 AND s.category <> ALL($2::text[])
-AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS k(key) WHERE k.key = s.key)
-RETURNING s.key
+WITH written AS (
+    INSERT INTO state_records AS s
+        (bot_id, key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at)
+    SELECT $1, u.key, u.category, u.tier, u.version + 1, u.checksum, u.value, u.cold_ref, $2, u.expires_at
+    FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::text[],
+                $10::timestamptz[])
+        AS u(key, category, tier, version, checksum, value, cold_ref, expires_at)
+    ON CONFLICT (bot_id, key) DO UPDATE SET
+        category = EXCLUDED.category,
+        tier = EXCLUDED.tier,
+        version = greatest(s.version + 1, EXCLUDED.version),
+        checksum = EXCLUDED.checksum,
+        value = EXCLUDED.value,
+        cold_ref = EXCLUDED.cold_ref,
+        updated_at = EXCLUDED.updated_at,
+        expires_at = EXCLUDED.expires_at
+    RETURNING s.key, s.version, s.tier
+), deleted AS (
+    DELETE FROM state_records AS d WHERE d.bot_id = $1 AND d.category <> ALL($11::text[])
+    AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS k(key) WHERE k.key = d.key)
+    RETURNING d.key
+)
+SELECT key, version, tier FROM written UNION ALL SELECT key, NULL, NULL FROM deleted
 """
 _PUT_CHECKPOINT_SQL = """
 INSERT INTO state_checkpoints (bot_id, checkpoint_id, created_at, reason, key_count,
@@ -89,25 +94,39 @@ async def snapshot_cursor(conn: Any, bot: str, now: datetime, exclude_categories
 async def replace_rows(
     conn: Any, bot: str, rows: Sequence[WarmRestore], keep_categories: Sequence[str], now: datetime
 ) -> tuple[dict[str, tuple[int, Tier]], list[str]]:
-    """Make the bot's rows (outside ``keep_categories``) exactly ``rows``, in the caller's transaction: return
-    key -> (version, tier) of the rows written and the keys deleted."""
-    keys = [r.key for r in rows]
+    """Make the bot's rows (outside ``keep_categories``) exactly ``rows``, in the caller's transaction (one
+    statement): return key -> (version, tier) of the rows written and the keys deleted. ``RestoreRows`` are
+    sent by column as they are."""
+    if isinstance(rows, RestoreRows):
+        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = rows.columns
+    else:
+        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = (
+            [r.key for r in rows],
+            [r.category for r in rows],
+            [r.tier for r in rows],
+            [r.version for r in rows],
+            [r.checksum for r in rows],
+            [r.value for r in rows],
+            [r.cold_ref for r in rows],
+            [r.expires_at for r in rows],
+        )
     records = await conn.fetch(
         _RESTORE_SQL,
         bot,
         now,
         keys,
-        [r.category for r in rows],
-        [r.tier.value for r in rows],
-        [r.version for r in rows],
-        [r.checksum for r in rows],
-        [r.value for r in rows],
-        [r.cold_ref for r in rows],
-        [r.expires_at for r in rows],
+        categories,
+        tiers,  # Tier members: a StrEnum is sent as its value
+        versions,
+        checksums,
+        values,
+        cold_refs if any(cold_refs) else None,  # all NULL: unnest pads a NULL array (less to encode)
+        expires_at if any(expires_at) else None,
+        list(keep_categories),
     )
-    deleted = await conn.fetch(_RESTORE_DELETE_SQL, bot, list(keep_categories), keys)
-    tiers = _TIERS
-    return {rec[0]: (rec[1], tiers[rec[2]]) for rec in records}, [rec[0] for rec in deleted]
+    tiers_of = _TIERS
+    written = {rec[0]: (rec[1], tiers_of[rec[2]]) for rec in records if rec[1] is not None}
+    return written, [rec[0] for rec in records if rec[1] is None]
 
 
 async def put_checkpoint(conn: Any, bot: str, info: CheckpointInfo, blob: bytes) -> None:

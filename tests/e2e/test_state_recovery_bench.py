@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "benchmarks" / "state_recovery_bench.py"
 RESULT = re.compile(
     r"^RESULT keys=200 repair_ms=[\d.]+ repair_ratio=[\d.]+ repair_pass_ms=-?[\d.]+ repair_floor_ms=[\d.]+ "
-    r"repair_vs_floor=-?[\d.]+ hot_restore_ms=[\d.]+ hot_floor_ms=[\d.]+ hot_ratio=[\d.]+ "
+    r"repair_vs_floor=-?[\d.]+ hot_restore_ms=[\d.]+ hot_recover_ms=[\d.]+ "
+    r"hot_floor_ms=[\d.]+ hot_ratio=[\d.]+ hot_recover_ratio=[\d.]+ "
     r"cold_sync_ms_per_object=[\d.]+ cold_floor_ms_per_object=[\d.]+$",
     re.MULTILINE,
 )

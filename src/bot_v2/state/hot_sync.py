@@ -19,7 +19,7 @@ from bot_v2.state.coherence import HotCoherence, chunks, hot_puts, kinds
 from bot_v2.state.models import HotRecovery, HotState
 from bot_v2.state.settings import StateSettings
 from bot_v2.state.supervisor import ProbePolicy, TierSupervisor
-from bot_v2.state.tiers.hot import HotTier, PackedRecord
+from bot_v2.state.tiers.hot import HotTier, PackedRecord, body_matches
 from bot_v2.state.tiers.warm import WarmTier
 
 logger = logging.getLogger(__name__)
@@ -111,13 +111,14 @@ class HotSync:
         """HOT answers again: rewrite the hot set from WARM in one pass and verify what was written.
 
         Pages of ``hot_restore_page_size`` rows in key order, packed by WARM as HOT stores them
-        (``WarmTier.hot_page``: PostgreSQL builds the bytes and checks each body's checksum in the query, so
-        no record is built per row here): the WARM read of page k+1 runs while page k is written to HOT and
-        read back (one ``put_packed(read_back=True)``, unguarded, under the manager lock, WARM being the
-        truth: MULTI/EXEC of the page, then an MGET of its keys on the same connection in the same round
-        trip, compared with the bytes written: version, checksum and value; a record that is not is
-        rewritten from WARM and counted as repaired). A key a write cached since the restore began is
-        skipped (HOT already holds its newer version); a row whose body fails its checksum is not cached.
+        (``WarmTier.hot_page``: PostgreSQL builds the bytes in the query, so no record is built per row
+        here): the WARM read of page k+1 runs while page k is written to HOT and read back (one
+        ``put_packed(read_back=True)``, unguarded, under the manager lock, WARM being the truth: MULTI/EXEC of
+        the page, then an MGET of its keys on the same connection in the same round trip, compared with the
+        bytes written: version, checksum and value; a record that is not is rewritten from WARM and counted
+        as repaired). A key a write cached since the restore began is skipped (HOT already holds its newer
+        version). Each body is checked against its checksum while its page is on its way to Redis
+        (``_write_page``); one that fails is deleted from HOT again before the restore ends (never served).
         The names HOT held before (a partition, not a crash) are listed while the first page is read; with
         the dirty keys, those not in the hot set are deleted from HOT. Until this finished reads use WARM;
         writes already go through to HOT. False: HOT failed meanwhile (degraded again)."""
@@ -138,21 +139,20 @@ class HotSync:
                 reads = asyncio.ensure_future(self._page(rows[-1].key)) if len(rows) == size else None
                 seen.update(row.key for row in rows)
                 drops = [row.key for row in rows if row.packed is None]
-                for key in drops:
-                    logger.error(
-                        "state key %r: WARM record fails its checksum; not cached (reads raise)", key
-                    )
                 async with self._lock:
                     if not supervisor.recovering:
                         return False  # a write-through failed meanwhile: degraded again
                     puts = [r for r in rows if r.packed is not None]
                     fresh = [r for r in puts if r.key not in written]
                     gone = [k for k in drops if k not in written]
-                    with supervisor.io():  # from WARM: replaces whatever HOT holds; read back at once
-                        wrong = await self._hot.put_packed(fresh, gone, read_back=True)
+                    wrong, failed = await self._write_page(fresh, gone)
                     fixed = await self._rewrite(wrong) if wrong else 0
-                restored, corrupt = restored + len(puts), corrupt + len(drops)
-                verified, repaired = verified + len(puts), repaired + fixed
+                for key in drops + failed:
+                    logger.error(
+                        "state key %r: WARM record fails its checksum; not cached (reads raise)", key
+                    )
+                restored, corrupt = restored + len(puts) - len(failed), corrupt + len(drops) + len(failed)
+                verified, repaired = verified + len(puts) - len(failed), repaired + fixed
             with supervisor.io():
                 held = await names
             evicted = 0
@@ -201,6 +201,31 @@ class HotSync:
             recovery.restore_seconds,
         )
         return True
+
+    async def _write_page(self, puts: list[PackedRecord], gone: list[str]) -> tuple[list[str], list[str]]:
+        """Write one page from WARM and read it back (``put_packed(read_back=True)``; the caller holds the
+        lock), checking each body against the checksum in its header while the page is on its way to Redis.
+        Return (keys that did not read back as written, keys whose WARM body fails its checksum: deleted from
+        HOT again, which serves nothing before the restore ends)."""
+        write = asyncio.ensure_future(self._put_page(puts, gone))
+        try:
+            await asyncio.sleep(0)  # the write's first step sends the page
+        except asyncio.CancelledError:
+            write.cancel()
+            await asyncio.gather(write, return_exceptions=True)
+            raise
+        bad = [r.key for r in puts if r.packed is not None and not body_matches(r.packed)]
+        wrong = await write
+        if bad:
+            with self.supervisor.io():
+                await self._hot.apply([], bad, replace=True)
+            failed = set(bad)
+            wrong = [key for key in wrong if key not in failed]
+        return wrong, bad
+
+    async def _put_page(self, puts: list[PackedRecord], gone: list[str]) -> list[str]:
+        with self.supervisor.io():  # from WARM: replaces whatever HOT holds; read back at once
+            return await self._hot.put_packed(puts, gone, read_back=True)
 
     async def _page(self, after: str) -> list[PackedRecord]:
         return await self._warm.hot_page(after, self._page_size, datetime.now(UTC))

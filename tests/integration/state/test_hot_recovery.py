@@ -9,9 +9,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from bot_v2.errors import StateIntegrityError
 from bot_v2.state import HotState, StateCategory, StateManager
 from bot_v2.state.settings import StateSettings
 from tests.fixtures.services import RedisServer, ServiceError
@@ -152,3 +154,39 @@ async def test_restore_read_back_catches_a_value_redis_does_not_hold_as_written(
             assert await sm.get_state("orders:042") == {"i": 42}
     finally:
         await proxy.close()
+
+
+async def test_restore_never_caches_a_warm_body_that_fails_its_checksum(
+    own_settings: StateSettings, own_redis: RedisServer, raw: aioredis.Redis
+) -> None:
+    """A hot-set row whose body no longer matches its checksum in PostgreSQL (a disk or an operator changed
+    it) is checked while its page is on its way to Redis: the restore deletes it from HOT again before HOT
+    serves anything, counts it as corrupt in WARM, and every other key is restored and verified."""
+    assert own_settings.database_url is not None
+    settings = replace(own_settings, hot_restore_page_size=100)
+    settings = replace(settings, hot_probe_interval_seconds=3600.0, hot_probe_max_interval_seconds=3600.0)
+    async with await StateManager.create(settings) as sm:
+        await sm.batch_set_state({f"orders:{i:03d}": {"i": i} for i in range(300)}, ORDERS)
+        own_redis.kill()
+        await sm.get_state("orders:001")
+        assert sm.health().degraded_hot
+        conn = await asyncpg.connect(own_settings.database_url)
+        try:
+            await conn.execute(
+                "UPDATE state_records SET value = $2 WHERE bot_id = $1 AND key = 'orders:142'",
+                sm.bot_id,
+                b'{"i":241}',
+            )
+        finally:
+            await conn.close()
+        own_redis.start()
+        await raw.connection_pool.disconnect()
+        assert await sm.recover_hot()  # this test probes by hand
+        recovery = sm.health().last_hot_recovery
+        assert recovery is not None
+        assert (recovery.keys_restored, recovery.keys_verified, recovery.corrupt_in_warm) == (299, 299, 1)
+        assert await raw.exists(f"state:{sm.bot_id}:orders:142") == 0
+        assert await raw.dbsize() == 299 + 1  # + the bot's write token
+        with pytest.raises(StateIntegrityError, match="'orders:142'"):
+            await sm.get_state("orders:142")
+        assert await sm.get_state("orders:143") == {"i": 143}

@@ -12,7 +12,7 @@ from bot_v2.errors import StateError, StateIntegrityError
 from bot_v2.state import codec
 from bot_v2.state.models import ColdRecord, HotRecord, Tier, TierMove, WarmWrite
 from bot_v2.state.tiers.cold import decode_segment, encode_segment, new_segment_name
-from bot_v2.state.tiers.hot import pack_record
+from bot_v2.state.tiers.hot import body_matches, pack_record
 from tests.helpers import eventually_async
 
 
@@ -272,8 +272,8 @@ async def test_warm_keyset_paging_of_one_tier(warm_tier: Any) -> None:
 
 
 async def test_warm_hot_page_packs_the_hot_set_as_hot_stores_it(warm_tier: Any) -> None:
-    """The database's packing (PostgreSQL: in the query) gives exactly ``hot.pack_record``'s bytes, the TTL
-    left, and None for a body that fails its checksum."""
+    """The database's packing (PostgreSQL: in the query) gives exactly ``hot.pack_record``'s bytes and the TTL
+    left; a body that fails its checksum is packed as stored, and ``hot.body_matches`` finds it."""
     from bot_v2.state.tiers.warm import pack_rows
 
     now = datetime.now(UTC)
@@ -292,7 +292,8 @@ async def test_warm_hot_page_packs_the_hot_set_as_hot_stores_it(warm_tier: Any) 
     assert page[0].version == 2 and page[0].packed == pack_record(
         HotRecord("p:00", 2, rows[0].checksum, bodies["p:00"], rows[0].updated_at)
     )
-    assert page[6].packed is None and page[7].ttl_ms is not None and 29_000 < page[7].ttl_ms <= 30_000
+    assert [r.key for r in page if r.packed is None or not body_matches(r.packed)] == ["p:bad"]
+    assert page[7].ttl_ms is not None and 29_000 < page[7].ttl_ms <= 30_000
     assert [r.key for r in await warm_tier.hot_page("p:03", 2, now)] == ["p:04", "p:05"]
     # the start-up repair's view of the same rows: (key, version, checksum), by key range
     assert await warm_tier.hot_versions("", 100, now) == [(r.key, r.version, r.checksum) for r in rows]

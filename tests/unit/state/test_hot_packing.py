@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot_v2.state.codec import checksum
 from bot_v2.state.models import HotRecord, Tier, WarmRow
-from bot_v2.state.tiers.hot import pack_headers, pack_record, unpack_record
+from bot_v2.state.tiers.hot import body_matches, pack_headers, pack_record, unpack_record
 from bot_v2.state.tiers.warm import pack_rows
 
 
@@ -22,11 +22,13 @@ def test_pack_headers_are_pack_records_headers() -> None:
     assert unpack_record("k:1", packed[1]).updated_at == records[1].updated_at
 
 
-def test_pack_rows_packs_the_hot_records_and_flags_corrupt_bodies() -> None:
+def test_pack_rows_packs_the_hot_records_and_body_matches_finds_corrupt_ones() -> None:
     now = datetime.now(UTC)
     good = WarmRow("a", "orders", Tier.HOT, 3, checksum(b"x"), b"x", None, now, now + timedelta(seconds=2))
     bad = good._replace(key="b", value=b"y")
     packed = pack_rows([good, bad], now)
     record = HotRecord("a", 3, good.checksum, b"x", now, packed[0].ttl_ms)
     assert packed[0].packed == pack_record(record) and 1900 <= (packed[0].ttl_ms or 0) <= 2000
-    assert packed[1].packed is None and packed[1].key == "b"
+    assert body_matches(packed[0].packed or b"")
+    assert packed[1].key == "b" and packed[1].packed is not None and not body_matches(packed[1].packed)
+    assert not body_matches(b"no header") and not body_matches(b"\nx")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
@@ -14,8 +15,8 @@ _FORMAT = b"1"
 
 class PackedRecord(NamedTuple):
     """A record as HOT stores it (:func:`pack_record` bytes), for restores that move records without building
-    them in Python (``WarmTier.hot_page``: the database packs them). ``packed`` is None for a row whose body
-    fails its checksum (never cached); ``ttl_ms`` as in ``HotRecord``."""
+    them in Python (``WarmTier.hot_page``: the database packs them). ``packed`` is None for a row without a
+    body (never cached); ``ttl_ms`` as in ``HotRecord``."""
 
     key: str
     version: int
@@ -131,6 +132,13 @@ def parse_header(header: bytes) -> tuple[int, str] | None:
         return int(parts[1]), parts[2].decode("ascii")
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def body_matches(packed: bytes) -> bool:
+    """Whether the body of a :func:`pack_record` value has the checksum its header names (SHA-256, hex)."""
+    header, sep, body = packed.partition(b"\n")
+    parts = header.split(b" ")
+    return bool(sep) and len(parts) == 4 and hashlib.sha256(body).hexdigest() == parts[2].decode("latin-1")
 
 
 def unpack_record(key: str, data: bytes) -> HotRecord:

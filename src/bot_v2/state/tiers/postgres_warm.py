@@ -61,11 +61,12 @@ state_records WHERE bot_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND 
 AND ($5::text IS NULL OR tier = $5) ORDER BY key LIMIT $4
 """
 # page_rows(tier=HOT) packed as HOT stores it (hot.pack_record: '1 <version> <checksum> <updated_us>\n' then
-# the value) with the TTL left in ms: the body checksum and the bytes are done here, in C, so the restore
-# builds nothing per row in Python. A body failing its checksum comes back NULL (never cached).
+# the value) with the TTL left in ms: the bytes are built here, in C, so the restore builds nothing per row in
+# Python. The body's checksum is not checked here: the restore checks it (hot.body_matches) while the page is
+# on its way to Redis (in the query it cost ~1 us a row of PostgreSQL time that nothing overlapped).
 _HOT_PAGE_SQL = """
 SELECT key, version,
-    CASE WHEN value IS NOT NULL AND encode(sha256(value), 'hex') = checksum THEN convert_to('1 ' || version
+    CASE WHEN value IS NOT NULL THEN convert_to('1 ' || version
         || ' ' || checksum || ' ' || (extract(epoch FROM updated_at) * 1000000)::bigint || E'\\n', 'UTF8')
         || value END,
     CASE WHEN expires_at IS NOT NULL THEN greatest(1, floor(extract(epoch FROM expires_at - $2) * 1000))::bigint END
@@ -82,6 +83,15 @@ SELECT tier, count(*), coalesce(sum(length(value)), 0) FROM state_records WHERE 
 (expires_at IS NULL OR expires_at > $2) GROUP BY tier
 """
 _TIERS = {tier.value: tier for tier in Tier}
+
+
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release: nothing to undo. asyncpg rolls back a transaction left open before it calls
+    this; its default reset (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) is one more round
+    trip per operation for session state this tier never sets (no SET, LISTEN, session advisory lock or cursor
+    outside a transaction)."""
+
+
 # What a batch adds to the command timeout per row it reads or writes: a 1,000-row upsert takes 12-25 ms
 # here (12-25 us a row), so this leaves 4-8x headroom for a big batch (start-up, a restore page, a seed)
 # while the loop's batches of a few rows stay at the bare command timeout.
@@ -267,6 +277,7 @@ class PostgresWarmTier:
                     timeout=self._timeout,
                     command_timeout=60,
                     connect=self.server_watch.connect,  # every host at once; a promotion is logged (pg_connect)
+                    reset=_keep_session,
                 )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise self._unavailable("connect", exc) from None

@@ -6,7 +6,6 @@ from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from bot_v2.state.codec import checksum
 from bot_v2.state.models import (
     CheckpointInfo,
     HotRecord,
@@ -90,9 +89,9 @@ class WarmTier(Protocol):
 
     async def hot_page(self, after_key: str, limit: int, now: datetime) -> list[PackedRecord]:
         """``page_rows(tier=Tier.HOT)`` as HOT stores the rows: each packed (``hot.pack_record``) with its
-        remaining TTL, ``packed`` None for a row whose body fails its checksum. For the hot-set restore, which
-        then moves bytes without building a record per row in Python (PostgreSQL packs and checks them in the
-        query; ``pack_rows`` is the reference)."""
+        remaining TTL; bodies NOT checked against their checksums (the caller checks, ``hot.body_matches``).
+        For the hot-set restore, which then moves bytes without building a record per row in Python
+        (PostgreSQL packs them in the query; ``pack_rows`` is the reference)."""
 
     async def hot_versions(self, after_key: str, limit: int, now: datetime) -> list[tuple[str, int, str]]:
         """``page_rows(tier=Tier.HOT)`` as (key, version, checksum) only: the start-up repair compares them
@@ -154,15 +153,15 @@ class WarmTier(Protocol):
 
 
 def pack_rows(rows: Sequence[WarmRow], now: datetime) -> list[PackedRecord]:
-    """The reference ``hot_page`` of ``rows``: the bytes ``hot.pack_record`` gives, the TTL left at ``now``
-    in ms (at least 1), ``packed`` None for a body that fails its checksum."""
+    """The reference ``hot_page`` of ``rows``: the bytes ``hot.pack_record`` gives (the body as stored, its
+    checksum unchecked), the TTL left at ``now`` in ms (at least 1), ``packed`` None for a row without a body."""
     out: list[PackedRecord] = []
     for row in rows:
         ttl_ms = None
         if row.expires_at is not None:
             ttl_ms = max(1, int((row.expires_at - now).total_seconds() * 1000))
         body = row.value
-        if body is None or checksum(body) != row.checksum:
+        if body is None:
             out.append(PackedRecord(row.key, row.version, None, ttl_ms))
             continue
         record = HotRecord(row.key, row.version, row.checksum, body, row.updated_at, ttl_ms)

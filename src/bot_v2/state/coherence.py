@@ -106,7 +106,7 @@ class HotCoherence:
                     for part in await asyncio.gather(*reads):
                         heads.update(part)
                 warm = await warm_read
-                strays = [key for key in heads if key not in warm]
+                strays = list(heads.keys() - warm.keys())
                 if strays:
                     warm.update(await self._warm.get_versions(strays))
             finally:  # an error: cancel what still runs, collect every outcome
@@ -187,6 +187,8 @@ def compare_headers(
     hot: Mapping[str, tuple[int, str] | None], warm: Mapping[str, tuple[int, str]]
 ) -> list[CoherenceMismatch]:
     """``compare`` for HOT headers (version, checksum) only: None is a malformed HOT record."""
+    if hot.items() <= warm.items():  # all coherent (the usual start): one comparison in C, no loop here
+        return []
     out: list[CoherenceMismatch] = []
     for key, head in hot.items():
         stored = warm.get(key)

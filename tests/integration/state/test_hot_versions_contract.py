@@ -50,6 +50,7 @@ async def test_redis_versions_flag_malformed_records_and_other_types(
     tier = RedisHotTier(redis_server.url, KeySpace(state_bot_id))
     raw = aioredis.Redis.from_url(redis_server.url)
     prefix = f"state:{state_bot_id}:"
+    names = ["o:good", "o:garbage", "o:badversion", "o:list", "o:nonewline", "o:empty"]
     try:
         await tier.connect()
         good = record("o:good", 4, b"x" * 100)
@@ -57,10 +58,13 @@ async def test_redis_versions_flag_malformed_records_and_other_types(
         await raw.set(prefix + "o:garbage", b"garbage")  # no header line
         await raw.set(prefix + "o:badversion", b"1 x " + b"0" * 64 + b" 0\nv")
         await raw.rpush(prefix + "o:list", b"a")  # another type: GET would fail with WRONGTYPE
-        got = await tier.versions(["o:good", "o:garbage", "o:badversion", "o:list", "o:none"])
-        assert got == {"o:good": (4, good.checksum), "o:garbage": None, "o:badversion": None, "o:list": None}
+        # a well-formed header line without its newline (nothing after it): not a record
+        await raw.set(prefix + "o:nonewline", b"1 4 " + good.checksum.encode() + b" 0")
+        await raw.set(prefix + "o:empty", b"")
+        got = await tier.versions([*names, "o:none"])
+        assert got == {"o:good": (4, good.checksum)} | dict.fromkeys(names[1:])
     finally:
-        await raw.delete(*[prefix + k for k in ("o:good", "o:garbage", "o:badversion", "o:list")])
+        await raw.delete(*[prefix + k for k in names])
         await raw.aclose()
         await tier.close()
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bot_v2.state.models import CheckpointInfo, Tier, WarmRestore
+from bot_v2.state.models import CheckpointInfo, RestoreRows, Tier, WarmRestore
 from bot_v2.state.tiers.warm import SnapshotPage
 
 _SNAPSHOT_SQL = """
@@ -114,11 +114,16 @@ def replace_rows(
     rows written and the keys deleted. One executemany of whole rows (INSERT OR REPLACE: SQLite's upsert cost
     1.3x as much, and a statement per row from Python 2x), the versions computed from the current ones read
     in the same write transaction (expired rows count, as for every write)."""
+    if isinstance(rows, RestoreRows):  # by column, as a restore hands them over
+        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = rows.columns
+    else:
+        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = (
+            map(list, zip(*rows, strict=True)) if rows else ([], [], [], [], [], [], [], [])
+        )
     now_us = _us(now)
     keep = json.dumps(list(keep_categories))
-    keys = json.dumps([r.key for r in rows])
     current = dict(db.execute(_CURRENT_SQL, (bot,)))
-    deleted = [rec[0] for rec in db.execute(_RESTORE_DELETE_SQL, (bot, keep, keys))]
+    deleted = [rec[0] for rec in db.execute(_RESTORE_DELETE_SQL, (bot, keep, json.dumps(keys)))]
     find = current.get
     params = [
         (
@@ -133,10 +138,12 @@ def replace_rows(
             now_us,
             _us(ex),
         )
-        for key, category, tier, version, checksum, value, ref, ex in rows
+        for key, category, tier, version, checksum, value, ref, ex in zip(
+            keys, categories, tiers, versions, checksums, values, cold_refs, expires_at, strict=True
+        )
     ]
     db.executemany(_RESTORE_SQL, params)
-    return {r.key: (p[4], r.tier) for r, p in zip(rows, params, strict=True)}, deleted
+    return {p[1]: (p[4], tier) for p, tier in zip(params, tiers, strict=True)}, deleted
 
 
 def put_checkpoint(db: sqlite3.Connection, bot: str, info: CheckpointInfo, blob: bytes) -> int:

@@ -35,7 +35,7 @@ from bot_v2.state.tiers.warm import WarmTier
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_WARM_PAGES = 10  # header pages per WARM query in the start-up repair (``check_headers``)
+_SCAN_PAGES = 10  # header pages per SCAN call in the start-up repair (``check_headers``)
 
 
 class HotCoherence:
@@ -80,37 +80,50 @@ class HotCoherence:
         return CoherenceReport(checked, mismatches, repaired)
 
     async def check_headers(self, page_size: int, repair: bool) -> CoherenceReport:
-        """The start-up repair's pass: compares only what HOT's record headers say (``HotTier.versions``: ~90
+        """The start-up repair's pass: compares only what HOT's record headers say (``HotTier.versions``: ~128
         bytes a key, the values stay in Redis) with WARM. It finds every stale, foreign or malformed record; a
         body corrupted under an intact header is left to reads, which verify every body they serve, and to
         ``check``.
 
-        Few round trips in sequence (the SCAN-page loop of ``check`` waits for each page, then for its
-        lookups): HOT's names are listed with SCAN in large pages, and the headers of each page are asked for
-        as soon as it arrives (one round trip: ``RedisHotTier.versions`` pipelines its script calls), while
-        WARM reads the hot set's (key, version, checksum) by key range (``hot_versions``, ``page_size *
-        _WARM_PAGES`` rows a query: PostgreSQL finds the hot rows by tier and sorts them all for every query,
-        so few large ones). Only the keys HOT holds outside the hot set (strays: demoted, deleted, leftovers
-        in this bot's key space) have their WARM versions read by key afterwards. A hot-set key HOT does not
-        hold is not a mismatch (reads fill it). The whole pass holds the manager lock and every header in
-        memory (~150 bytes a key): it runs before the manager serves anything."""
-        limit = page_size * _WARM_PAGES
+        WARM drives it, so that PostgreSQL, Redis and this process work at the same time: the hot set's
+        (key, version, checksum) is read in key-range pages of ``page_size`` (``hot_versions``: one ordered
+        range of the index ``(bot_id, tier, key)`` each), and the headers of each page's keys are asked for
+        (``RedisHotTier.versions``: a Lua script, one round trip) as soon as the page arrives, while WARM reads
+        the next page. HOT's names are listed with SCAN meanwhile (``page_size * _SCAN_PAGES`` a call): once
+        listed, the keys HOT does not hold are not asked for (after a Redis restart, none are), and the keys HOT
+        holds outside the hot set (strays: demoted, deleted, leftovers in this bot's key space) get their
+        headers and their WARM versions read afterwards. A hot-set key HOT does not hold is not a mismatch
+        (reads fill it). The whole pass holds the manager lock and every header in memory (~150 bytes a key):
+        it runs before the manager serves anything."""
         heads: dict[str, tuple[int, str] | None] = {}
+        warm: dict[str, tuple[int, str]] = {}
         reads: list[asyncio.Future[dict[str, tuple[int, str] | None]]] = []
         async with self._lock:
-            warm_read = asyncio.ensure_future(self._hot_set_versions(limit))
+            names = asyncio.ensure_future(self._names(page_size * _SCAN_PAGES))
             try:
+                after = ""
+                while True:  # a WARM failure propagates from here as WARM's, not as HOT's
+                    page = await self._warm.hot_versions(after, page_size, datetime.now(UTC))
+                    warm.update(page)
+                    keys = list(page)
+                    if names.done() and not names.exception():
+                        held = names.result()
+                        keys = [key for key in keys if key in held]
+                    if keys:
+                        reads.append(asyncio.ensure_future(self._hot.versions(keys)))
+                    if len(page) < page_size:
+                        break
+                    after = next(reversed(page))
                 with self._hot_state.io():
-                    async for page in self._hot.scan("*", limit):
-                        reads.append(asyncio.ensure_future(self._hot.versions(page)))
+                    strays = list((await names).keys() - warm.keys())
+                    if strays:
+                        reads.append(asyncio.ensure_future(self._hot.versions(strays)))
                     for part in await asyncio.gather(*reads):
                         heads.update(part)
-                warm = await warm_read
-                strays = list(heads.keys() - warm.keys())
                 if strays:
                     warm.update(await self._warm.get_versions(strays))
             finally:  # an error: cancel what still runs, collect every outcome
-                tasks: list[asyncio.Future[Any]] = [warm_read, *reads]
+                tasks: list[asyncio.Future[Any]] = [names, *reads]
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -120,16 +133,12 @@ class HotCoherence:
                 repaired += await self._repair(chunk)
         return CoherenceReport(len(heads), found, repaired)
 
-    async def _hot_set_versions(self, limit: int) -> dict[str, tuple[int, str]]:
-        """(version, checksum) of every hot-set row in WARM, ``limit`` rows a query."""
-        out: dict[str, tuple[int, str]] = {}
-        after = ""
-        while True:
-            rows = await self._warm.hot_versions(after, limit, datetime.now(UTC))
-            out.update((key, (version, digest)) for key, version, digest in rows)
-            if len(rows) < limit:
-                return out
-            after = rows[-1][0]
+    async def _names(self, count: int) -> dict[str, None]:
+        """Every key HOT holds (SCAN pages of about ``count``), as a dict for its C-speed key-set views."""
+        held: dict[str, None] = {}
+        async for page in self._hot.scan("*", count):
+            held.update(dict.fromkeys(page))
+        return held
 
     async def _repair(self, found: Sequence[CoherenceMismatch]) -> int:
         """Rewrite mismatching HOT keys from WARM (if WARM caches them) or delete them; caller holds the lock."""

@@ -16,6 +16,21 @@ def test_relative_keys_are_namespaced_in_redis() -> None:
 
 
 @pytest.mark.parametrize(
+    "names",
+    [
+        [],
+        [b"state:bot-a:orders:1"],
+        [b"state:bot-a:orders:1", b"state:bot-a:", "state:bot-a:\u00e9t\u00e9".encode()],
+        [b"state:bot-a:x:state:bot-a:y", b"state:bot-a:z"],  # the prefix inside a key stays
+        [b"state:bot-a:a\nstate:bot-a:b", b"state:bot-a:c"],  # a newline (no bot key has one)
+    ],
+)
+def test_many_redis_names_map_as_one_by_one(names: list[bytes]) -> None:
+    space = KeySpace("bot-a")
+    assert space.from_redis_many(names) == [space.from_redis(name) for name in names]
+
+
+@pytest.mark.parametrize(
     "key",
     [
         "",

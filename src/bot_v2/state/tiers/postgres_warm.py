@@ -37,7 +37,7 @@ from bot_v2.state.tiers import pg_lease as lease
 from bot_v2.state.tiers.hot import PackedRecord
 from bot_v2.state.tiers.pg_connect import ServerWatch, connect_any_host
 from bot_v2.state.tiers.pg_liveness import Liveness, OperationWatch
-from bot_v2.state.tiers.warm import SnapshotPage
+from bot_v2.state.tiers.warm import SnapshotPage, versions_by_key
 
 _GET_SQL = """
 SELECT key, category, tier, version, checksum, value, cold_ref, updated_at, expires_at FROM
@@ -381,10 +381,10 @@ class PostgresWarmTier:
             records = await conn.fetch(_HOT_PAGE_SQL, self._bot, now, after_key, limit)
         return [PackedRecord(rec[0], rec[1], rec[2], rec[3]) for rec in records]
 
-    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> list[tuple[str, int, str]]:
+    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> dict[str, tuple[int, str]]:
         async with self._conn("hot versions", rows=limit) as conn:
             records = await conn.fetch(_HOT_VERSIONS_SQL, self._bot, now, after_key, limit)
-        return [(rec[0], rec[1], rec[2]) for rec in records]
+        return versions_by_key(records)
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         async with self._conn("stats", bulk=True) as conn:

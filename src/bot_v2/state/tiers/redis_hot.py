@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -301,7 +302,7 @@ class RedisHotTier:
             with self._translate("SCAN"):
                 cursor, names = await self.client.scan(cursor=cursor, match=match, count=page_size)
             if names:
-                yield [self._keys.from_redis(name) for name in names]
+                yield self._keys.from_redis_many(cast(list[bytes], names))  # decode_responses=False
             if cursor == 0:
                 return
 

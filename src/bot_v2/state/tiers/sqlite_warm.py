@@ -44,7 +44,7 @@ from bot_v2.state.tiers import sqlite_checkpoints as checkpoints
 from bot_v2.state.tiers import sqlite_lease as lease
 from bot_v2.state.tiers.hot import PackedRecord
 from bot_v2.state.tiers.sqlite_wal import WAL_CHECKPOINT_PAGES, WAL_HARD_LIMIT_PAGES, WalKeeper
-from bot_v2.state.tiers.warm import SnapshotPage, pack_rows
+from bot_v2.state.tiers.warm import SnapshotPage, pack_rows, versions_by_key
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -352,10 +352,10 @@ class SqliteWarmTier:
     async def hot_page(self, after_key: str, limit: int, now: datetime) -> list[PackedRecord]:
         return pack_rows(await self.page_rows(after_key, limit, now, tier=Tier.HOT), now)
 
-    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> list[tuple[str, int, str]]:
+    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> dict[str, tuple[int, str]]:
         params = (self._bot, _us(now), after_key, limit)
         rows = await self._run("hot versions", lambda db: db.execute(_HOT_VERSIONS_SQL, params).fetchall())
-        return [(rec[0], rec[1], rec[2]) for rec in rows]
+        return versions_by_key(rows)
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         params = (self._bot, _us(now))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from operator import itemgetter
+from typing import Any, NamedTuple, Protocol
 
 from bot_v2.state.models import (
     CheckpointInfo,
@@ -93,9 +94,9 @@ class WarmTier(Protocol):
         For the hot-set restore, which then moves bytes without building a record per row in Python
         (PostgreSQL packs them in the query; ``pack_rows`` is the reference)."""
 
-    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> list[tuple[str, int, str]]:
-        """``page_rows(tier=Tier.HOT)`` as (key, version, checksum) only: the start-up repair compares them
-        with HOT's record headers, driven by WARM's key range instead of SCAN pages (values never move)."""
+    async def hot_versions(self, after_key: str, limit: int, now: datetime) -> dict[str, tuple[int, str]]:
+        """``page_rows(tier=Tier.HOT)`` as key -> (version, checksum) only, in key order: the start-up repair
+        compares them with HOT's record headers, driven by WARM's key range (values never move)."""
 
     async def stats(self, now: datetime) -> tuple[dict[str, int], int]:
         """Return (live row count per tier, total value bytes)."""
@@ -150,6 +151,11 @@ class WarmTier(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+def versions_by_key(rows: Sequence[Sequence[Any]]) -> dict[str, tuple[int, str]]:
+    """``hot_versions`` of (key, version, checksum) rows, built in C (a generator over 10,000 rows cost ~3 ms)."""
+    return dict(zip(map(itemgetter(0), rows), map(itemgetter(1, 2), rows), strict=True))
 
 
 def pack_rows(rows: Sequence[WarmRow], now: datetime) -> list[PackedRecord]:

@@ -85,45 +85,51 @@ class HotCoherence:
         body corrupted under an intact header is left to reads, which verify every body they serve, and to
         ``check``.
 
-        WARM drives it, so that PostgreSQL, Redis and this process work at the same time: the hot set's
-        (key, version, checksum) is read in key-range pages of ``page_size`` (``hot_versions``: one ordered
-        range of the index ``(bot_id, tier, key)`` each), and the headers of each page's keys are asked for
-        (``RedisHotTier.versions``: a Lua script, one round trip) as soon as the page arrives, while WARM reads
-        the next page. HOT's names are listed with SCAN meanwhile (``page_size * _SCAN_PAGES`` a call): once
-        listed, the keys HOT does not hold are not asked for (after a Redis restart, none are), and the keys HOT
-        holds outside the hot set (strays: demoted, deleted, leftovers in this bot's key space) get their
-        headers and their WARM versions read afterwards. A hot-set key HOT does not hold is not a mismatch
-        (reads fill it). The whole pass holds the manager lock and every header in memory (~150 bytes a key):
-        it runs before the manager serves anything."""
+        PostgreSQL, Redis and this process work at the same time. WARM reads the hot set's (key, version,
+        checksum) in key-range pages of ``page_size`` (``hot_versions``: one ordered range of the index
+        ``(bot_id, tier, key)`` each) while SCAN lists HOT's names (``page_size * _SCAN_PAGES`` a call). If
+        the names are listed before the first page arrives (a small or an empty HOT), the headers of all of
+        them are asked for at once (``RedisHotTier.versions``: a Lua script, one round trip). Otherwise WARM
+        drives: the headers of each page's keys are asked for as soon as it arrives, while WARM reads the next
+        page (once the names are listed, the keys HOT does not hold are left out: after a Redis restart, all),
+        and the keys HOT holds outside the hot set (strays: demoted, deleted, leftovers in this bot's key space)
+        are asked for at the end. The strays' WARM versions are read last. A hot-set key HOT does not hold is
+        not a mismatch (reads fill it). The whole pass holds the manager lock and every header in memory (~150
+        bytes a key): it runs before the manager serves anything."""
         heads: dict[str, tuple[int, str] | None] = {}
         warm: dict[str, tuple[int, str]] = {}
         reads: list[asyncio.Future[dict[str, tuple[int, str] | None]]] = []
         async with self._lock:
             names = asyncio.ensure_future(self._names(page_size * _SCAN_PAGES))
+            first = asyncio.ensure_future(self._warm.hot_versions("", page_size, datetime.now(UTC)))
             try:
-                after = ""
-                while True:  # a WARM failure propagates from here as WARM's, not as HOT's
-                    page = await self._warm.hot_versions(after, page_size, datetime.now(UTC))
+                await asyncio.wait((names, first), return_when=asyncio.FIRST_COMPLETED)
+                all_asked = names.done() and not names.exception()
+                if all_asked and names.result():
+                    reads.append(asyncio.ensure_future(self._hot.versions(list(names.result()))))
+                page = await first  # a WARM failure propagates from here as WARM's, not as HOT's
+                while True:
                     warm.update(page)
-                    keys = list(page)
-                    if names.done() and not names.exception():
+                    keys = [] if all_asked else list(page)
+                    if keys and names.done() and not names.exception():
                         held = names.result()
                         keys = [key for key in keys if key in held]
                     if keys:
                         reads.append(asyncio.ensure_future(self._hot.versions(keys)))
                     if len(page) < page_size:
                         break
-                    after = next(reversed(page))
+                    page = await self._warm.hot_versions(next(reversed(page)), page_size, datetime.now(UTC))
                 with self._hot_state.io():
-                    strays = list((await names).keys() - warm.keys())
-                    if strays:
+                    listed = await names
+                    strays = list(listed.keys() - warm.keys())
+                    if strays and not all_asked:
                         reads.append(asyncio.ensure_future(self._hot.versions(strays)))
                     for part in await asyncio.gather(*reads):
                         heads.update(part)
                 if strays:
                     warm.update(await self._warm.get_versions(strays))
             finally:  # an error: cancel what still runs, collect every outcome
-                tasks: list[asyncio.Future[Any]] = [names, *reads]
+                tasks: list[asyncio.Future[Any]] = [names, first, *reads]
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

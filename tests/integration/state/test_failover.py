@@ -327,12 +327,29 @@ async def test_restart_with_stale_redis_data_never_serves_it(
         assert (await fresh.verify_coherence()).ok
 
 
+class SlowScan(TierSpy):
+    """A HOT tier whose SCAN answers 50 ms late (as a big key space does): WARM's pages arrive first."""
+
+    def scan(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append("scan")
+
+        async def late() -> AsyncIterator[list[str]]:
+            await asyncio.sleep(0.05)
+            async for page in self.inner.scan(*args, **kwargs):
+                yield page
+
+        return late()
+
+
+@pytest.mark.parametrize("first", ["hot_names", "warm_page"])
 async def test_repair_at_start_finds_stale_strays_and_malformed_and_leaves_other_bots_alone(
-    private_settings: StateSettings, raw_redis: aioredis.Redis
+    private_settings: StateSettings, raw_redis: aioredis.Redis, first: str
 ) -> None:
-    """The start-up pass (WARM's hot set by key range, HOT's headers, SCAN only for strays): a stale record is
+    """The start-up pass (WARM's hot set by key range, HOT's headers, SCAN for strays): a stale record is
     rewritten, a malformed one too, a key WARM no longer caches (a stray) is deleted, a key HOT does not hold
-    is left to reads, and another bot's keys in the same Redis are never touched."""
+    is left to reads, and another bot's keys in the same Redis are never touched. Whichever answers first:
+    HOT's names (all their headers asked for at once) or WARM's first page (headers asked for page by page,
+    the strays at the end)."""
     prefix = f"state:{private_settings.bot_id}:"
     other = "state:" + private_settings.bot_id + "-other:orders:a"
     async with await StateManager.create(private_settings) as sm:
@@ -344,7 +361,19 @@ async def test_repair_at_start_finds_stale_strays_and_malformed_and_leaves_other
     await raw_redis.set(prefix + "orders:stray", old)  # not in WARM
     await raw_redis.delete(prefix + "orders:2")  # not held: not a mismatch
     await raw_redis.set(other, b"another bot's bytes")
-    async with await StateManager.create(private_settings) as fresh:
+    hot, warm, cold = spied_tiers(private_settings)
+    if first == "warm_page":
+        hot = SlowScan(hot.inner)
+    else:
+
+        async def late(*_: Any) -> None:
+            await asyncio.sleep(0.05)
+
+        warm.before["hot_versions"] = late
+    async with await StateManager.create(private_settings, tiers=(hot, warm, cold)) as fresh:
+        assert hot.calls.count("versions") == (
+            1 if first == "hot_names" else 2
+        )  # all at once / page + strays
         assert fresh.health().hot_repaired_at_start == 3
         assert (await raw_get(raw_redis, prefix + "orders:0")).startswith(b"1 2 ")
         assert (await raw_get(raw_redis, prefix + "orders:1")).startswith(b"1 1 ")

@@ -55,7 +55,7 @@ from bot_v2.orchestration.ports import StateCategory, StateStore
 from bot_v2.orchestration.reconcile import Reconciler
 from bot_v2.orchestration.tracking import OrderTracker, SyncResult, emit_resolutions
 from bot_v2.risk import RiskEngine, RiskSnapshot, Transition
-from bot_v2.state import StateManager
+from bot_v2.state import StateManager, foreground
 from bot_v2.state.settings import WarmOutageMode
 from bot_v2.strategies.base import Action, MarketView, PriceHistory, Strategy
 
@@ -166,7 +166,8 @@ class TradingCycle:
     async def run(self, number: int, now: datetime) -> CycleReport:
         """Run one cycle at ``now`` (holding ``lock``); exceptions propagate to the loop's error policy."""
         async with self.lock:
-            return await self._run(number, now)
+            with foreground():  # a background checkpoint steps aside meanwhile (state.checkpoint.pacing)
+                return await self._run(number, now)
 
     async def book_orders(self, order_ids: set[OrderId]) -> None:
         """Book, between cycles, the fills of orders a user-channel update named, and write them at once."""

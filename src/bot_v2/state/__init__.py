@@ -1,6 +1,7 @@
 """Tiered, versioned, checksummed state: ``StateManager`` and its value types."""
 
 from bot_v2.state.checkpoint import CheckpointStore, checkpoint_due
+from bot_v2.state.checkpoint.pacing import foreground
 from bot_v2.state.manager import StateManager
 from bot_v2.state.models import (
     CheckpointInfo,
@@ -40,4 +41,5 @@ __all__ = [
     "Tier",
     "WarmBackend",
     "checkpoint_due",
+    "foreground",
 ]

@@ -3,6 +3,7 @@ blobs (values as JSON strings) are still read."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import json
@@ -21,7 +22,7 @@ from bot_v2.state.checkpoint.format import (
     decode_checkpoint,
     encode_checkpoint,
 )
-from bot_v2.state.checkpoint.pacing import collector_paused
+from bot_v2.state.checkpoint.pacing import collector_paused, foreground, step_aside
 from bot_v2.state.models import Tier
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -232,3 +233,20 @@ def test_the_collector_is_paused_only_while_a_snapshot_is_held() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_background_work_steps_aside_while_a_trading_cycle_runs() -> None:
+    """A checkpoint's ``step_aside`` waits while a cycle is in the foreground (it would otherwise take the GIL
+    from the worker thread the cycle waits on) and resumes once the cycle ends."""
+    with foreground():
+        waiting = asyncio.ensure_future(step_aside())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, timeout=1)
+
+
+async def test_background_work_is_not_starved_by_cycles_that_never_end() -> None:
+    """Foreground work that never ends holds a step back for at most ``_MAX_ASIDE_SECONDS``, not forever."""
+    with foreground():
+        await asyncio.wait_for(step_aside(), timeout=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -128,7 +129,8 @@ def test_order_lifecycle_preview_create_edit_cancel(sdk_client: Any) -> None:
 
     order = sdk_client.get_order(order_id).order
     assert (order.status, order.client_order_id, order.order_type) == ("OPEN", cid, "LIMIT")
-    assert order.order_configuration.limit_limit_gtc.limit_price == price
+    # the API writes decimals without trailing zeros ("51433.7" for a 51433.70 limit): compare the numbers
+    assert Decimal(order.order_configuration.limit_limit_gtc.limit_price) == Decimal(price)
     listed = sdk_client.list_orders(order_ids=[order_id], order_status=["OPEN"]).orders
     assert [o.order_id for o in listed] == [order_id]
 
@@ -140,7 +142,7 @@ def test_order_lifecycle_preview_create_edit_cancel(sdk_client: Any) -> None:
     assert edit_preview.errors == [] and edit_preview.base_size == "0.002"
     assert sdk_client.edit_order(order_id, size="0.002", price=new_price).success
     edited = sdk_client.get_order(order_id).order
-    assert edited.edit_history[-1].price == new_price
+    assert Decimal(edited.edit_history[-1].price) == Decimal(new_price)
 
     results = sdk_client.cancel_orders([order_id, order_id]).results
     assert (results[0].success, results[0].failure_reason) == (True, "UNKNOWN_CANCEL_FAILURE_REASON")

@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+import pytest
+
 from bot_v2.state import StateCategory, StateManager
 from bot_v2.state.settings import ColdBackend, StateSettings
 from tests.fixtures.ha import PostgresReplicaPair
@@ -102,6 +104,13 @@ async def test_cancel_ends_a_writer_while_postgres_is_frozen(
     )
 
 
+# While the primary is down, asyncpg's pool keeps retrying its minimum connection in the background ("Failed to
+# restore the pool connection floor; retrying"); a Connection object made inside one of those attempts was once
+# garbage-collected after the test's event loop had closed, and its __del__ failed on the closed loop (1 full run
+# in 3 on 2026-11-30). That object never reaches this project's code, so it is not the leak this test looks for.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function Connection.__del__:pytest.PytestUnraisableExceptionWarning"
+)
 async def test_cancel_ends_a_writer_during_a_promotion_with_a_multi_host_url(
     real_state_settings: StateSettings, postgres_replica_pair: PostgresReplicaPair
 ) -> None:

@@ -20,7 +20,7 @@ from bot_v2.brokerages.simulated import RunningSimulator
 from bot_v2.cli import handlers
 from bot_v2.config import BotSettings
 from bot_v2.domain import OrderRequest, OrderStatus, OrderType, Side, Symbol
-from bot_v2.errors import GuardDeniedError
+from bot_v2.errors import GuardDeniedError, StateUnavailableError
 from bot_v2.orchestration import commands
 from bot_v2.orchestration.emergency import read_emergency_result
 from bot_v2.orchestration.wiring import open_runtime, open_state, reader_settings
@@ -50,8 +50,11 @@ async def test_through_the_running_bot(
     try:
 
         async def holder() -> bool:
-            async with open_state(reader_settings(settings)) as state:
-                lease = await state.read_lease()
+            try:
+                async with open_state(reader_settings(settings)) as state:
+                    lease = await state.read_lease()
+            except StateUnavailableError:  # the bot is still creating its SQLite file: "database is locked"
+                return False
             return lease is not None and lease.live
 
         await eventually_async(holder, timeout=30)

@@ -27,7 +27,7 @@ import pytest
 from bot_v2.config import load_settings
 from bot_v2.monitoring.events import EventType, read_events
 from tests.e2e.conftest import ROOT, StandaloneSimulator, sim_env
-from tests.fixtures.services import PostgresServer, ServiceError, unavailable
+from tests.fixtures.services import PostgresServer, private
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
@@ -36,17 +36,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def private_postgres() -> Iterator[PostgresServer]:
     """A durable PostgreSQL of this test alone (killing or stopping it disturbs nobody)."""
-    try:
-        server = PostgresServer(durable=True)
-        server.start()
-    except ServiceError as exc:
-        unavailable("postgres", exc)
-    try:
+    with private(PostgresServer(durable=True), "postgres") as server:
         yield server
-    finally:
-        if server.running:
-            server.send_signal(signal.SIGCONT)
-        server.cleanup()
 
 
 def _driver(env: dict[str, str], mode_file: Path) -> subprocess.Popen[str]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 from bot_v2.errors import StateIntegrityError
+from bot_v2.state.codec import checksum
 from bot_v2.state.models import HotRecord
 
 _FORMAT = b"1"
@@ -134,11 +134,17 @@ def parse_header(header: bytes) -> tuple[int, str] | None:
         return None
 
 
+def split_record(data: bytes) -> tuple[tuple[int, str] | None, bytes]:
+    """((version, checksum) of the header line, the bytes after it) of a :func:`pack_record` value or of its
+    first bytes; the header None when it is malformed or has no newline."""
+    line, newline, body = data.partition(b"\n")
+    return (parse_header(line) if newline else None), body
+
+
 def body_matches(packed: bytes) -> bool:
-    """Whether the body of a :func:`pack_record` value has the checksum its header names (SHA-256, hex)."""
-    header, sep, body = packed.partition(b"\n")
-    parts = header.split(b" ")
-    return bool(sep) and len(parts) == 4 and hashlib.sha256(body).hexdigest() == parts[2].decode("latin-1")
+    """Whether the body of a :func:`pack_record` value has the checksum its header names."""
+    header, body = split_record(packed)
+    return header is not None and checksum(body) == header[1]
 
 
 def unpack_record(key: str, data: bytes) -> HotRecord:

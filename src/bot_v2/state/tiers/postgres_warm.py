@@ -63,7 +63,8 @@ AND ($5::text IS NULL OR tier = $5) ORDER BY key LIMIT $4
 # page_rows(tier=HOT) packed as HOT stores it (hot.pack_record: '1 <version> <checksum> <updated_us>\n' then
 # the value) with the TTL left in ms: the bytes are built here, in C, so the restore builds nothing per row in
 # Python. The body's checksum is not checked here: the restore checks it (hot.body_matches) while the page is
-# on its way to Redis (in the query it cost ~1 us a row of PostgreSQL time that nothing overlapped).
+# on its way to Redis (in the query it cost ~2 us a row of PostgreSQL time that nothing overlapped: 1,000
+# rows 5.1 vs 3.0 ms).
 _HOT_PAGE_SQL = """
 SELECT key, version,
     CASE WHEN value IS NOT NULL THEN convert_to('1 ' || version

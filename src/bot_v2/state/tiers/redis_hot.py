@@ -16,7 +16,7 @@ from bot_v2.errors import StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.models import HotRecord
-from bot_v2.state.tiers.hot import PackedRecord, packed, parse_header, unpack_record
+from bot_v2.state.tiers.hot import PackedRecord, packed, split_record, unpack_record
 from bot_v2.state.tiers.redis_connect import RedisTarget, accept_master
 from bot_v2.state.tiers.redis_writes import HotWriter, call, encode_keys
 
@@ -104,7 +104,7 @@ return refused
 
 # (version, checksum) per key without the values: the first 128 bytes of each record (GETRANGE: a header line
 # '1 <version> <checksum> <updated_us>' is at most ~105 bytes; the value never enters Lua, where converting it
-# cost ~4 us a key), cut at the newline in Python (_header_line: cutting in Lua cost ~0.3 us a key more of
+# cost ~4 us a key), cut at the newline in Python (hot.split_record: cutting in Lua cost ~0.3 us a key more of
 # Redis's time), false (nil) for a missing key, '!' for an empty string or another type (WRONGTYPE is caught).
 # One round trip, ~128 bytes per key.
 _HEADERS_LUA = """
@@ -126,13 +126,6 @@ return out
 
 _SCRIPTS = (_HEADERS_LUA,)
 _HEADERS_CHUNK = 2000  # keys per headers script call
-
-
-def _header_line(head: bytes) -> tuple[int, str] | None:
-    """(version, checksum) from a record's first bytes (``_HEADERS_LUA``); None without a well-formed header
-    line ending in a newline there."""
-    line, newline, _ = head.partition(b"\n")
-    return parse_header(line) if newline else None
 
 
 class RedisHotTier:
@@ -239,7 +232,7 @@ class RedisHotTier:
         with self._translate("headers script"):
             raw = [header for reply in await call(self.client, commands) for header in reply]
         return {
-            key: _header_line(header if isinstance(header, bytes) else str(header).encode())
+            key: split_record(header if isinstance(header, bytes) else str(header).encode())[0]
             for key, header in zip(keys, raw, strict=True)
             if header is not None
         }

@@ -335,6 +335,15 @@ class RestoreRows(Sequence[WarmRestore]):
     ) -> None:
         self.columns = (keys, categories, tiers, versions, checksums, values, cold_refs, expires_at)
 
+    @classmethod
+    def of(cls, rows: Sequence[WarmRestore]) -> RestoreRows:
+        """``rows`` by column (as they are when they already are ``RestoreRows``)."""
+        if isinstance(rows, RestoreRows):
+            return rows
+        if not rows:
+            return cls([], [], [], [], [], [], [], [])
+        return cls(*map(list, zip(*rows, strict=True)))
+
     def __len__(self) -> int:
         return len(self.columns[0])
 

@@ -97,19 +97,7 @@ async def replace_rows(
     """Make the bot's rows (outside ``keep_categories``) exactly ``rows``, in the caller's transaction (one
     statement): return key -> (version, tier) of the rows written and the keys deleted. ``RestoreRows`` are
     sent by column as they are."""
-    if isinstance(rows, RestoreRows):
-        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = rows.columns
-    else:
-        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = (
-            [r.key for r in rows],
-            [r.category for r in rows],
-            [r.tier for r in rows],
-            [r.version for r in rows],
-            [r.checksum for r in rows],
-            [r.value for r in rows],
-            [r.cold_ref for r in rows],
-            [r.expires_at for r in rows],
-        )
+    keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = RestoreRows.of(rows).columns
     records = await conn.fetch(
         _RESTORE_SQL,
         bot,

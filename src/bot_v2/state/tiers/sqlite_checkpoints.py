@@ -114,12 +114,7 @@ def replace_rows(
     rows written and the keys deleted. One executemany of whole rows (INSERT OR REPLACE: SQLite's upsert cost
     1.3x as much, and a statement per row from Python 2x), the versions computed from the current ones read
     in the same write transaction (expired rows count, as for every write)."""
-    if isinstance(rows, RestoreRows):  # by column, as a restore hands them over
-        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = rows.columns
-    else:
-        keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = (
-            map(list, zip(*rows, strict=True)) if rows else ([], [], [], [], [], [], [], [])
-        )
+    keys, categories, tiers, versions, checksums, values, cold_refs, expires_at = RestoreRows.of(rows).columns
     now_us = _us(now)
     keep = json.dumps(list(keep_categories))
     current = dict(db.execute(_CURRENT_SQL, (bot,)))

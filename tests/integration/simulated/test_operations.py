@@ -150,11 +150,7 @@ def test_standalone_process_prints_ready_and_serves_until_sigterm(tmp_path: Path
         assert client.market_order_buy("standalone-1", "BTC-USD", base_size="0.001").success
         client.session.close()
         assert fields["ws_url"].startswith("wss://127.0.0.1:")  # the feed, over TLS with the same CA
-        from websockets.sync.client import connect
-
-        with connect(fields["ws_url"], ssl_context=ssl.create_default_context(cafile=fields["ca"])) as ws:
-            ws.send('{"type": "subscribe", "channel": "heartbeats", "product_ids": []}')
-            assert '"subscriptions"' in ws.recv(timeout=5)
+        assert '"subscriptions"' in asyncio.run(_first_heartbeats_answer(fields["ws_url"], fields["ca"]))
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
         assert proc.returncode == 0, stderr
@@ -164,6 +160,16 @@ def test_standalone_process_prints_ready_and_serves_until_sigterm(tmp_path: Path
             proc.communicate()
     saved = json.loads((tmp_path / "exchange.json").read_text())
     assert [o["client_order_id"] for o in saved["orders"]] == ["standalone-1"]
+
+
+async def _first_heartbeats_answer(ws_url: str, ca: str) -> str:
+    """Subscribe to heartbeats over wss:// and return the first answer. websockets' asyncio client: its sync
+    client reads and writes one TLS session from two threads at once (see test_websocket.py)."""
+    from websockets.asyncio.client import connect
+
+    async with connect(ws_url, ssl=ssl.create_default_context(cafile=ca), open_timeout=20) as ws:
+        await ws.send('{"type": "subscribe", "channel": "heartbeats", "product_ids": []}')
+        return str(await asyncio.wait_for(ws.recv(), 5))
 
 
 async def test_start_simulator_runs_inside_an_existing_loop(tmp_path: Path) -> None:

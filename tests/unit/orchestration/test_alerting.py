@@ -41,6 +41,20 @@ def test_market_data_age_and_error_rate_follow_the_runbook_thresholds() -> None:
     assert current_alerts(risk, None, CycleOutcomes(), NOW) == []
 
 
+def test_websocket_down_is_judged_from_the_feeds_down_time_even_before_a_snapshot() -> None:
+    risk = RiskEngine(RiskConfig())
+
+    def websocket(snapshot: RiskSnapshot | None, down: float | None) -> AlertLevel | None:
+        alerts = current_alerts(risk, snapshot, CycleOutcomes(), NOW, websocket_down_seconds=down)
+        return next((a.level for a in alerts if a.name == "websocket"), None)
+
+    assert websocket(_snapshot(1), None) is None  # no feed configured
+    assert websocket(_snapshot(1), 60.0) is None  # REST quotes meanwhile, under the runbook's 5 min
+    assert websocket(_snapshot(1), 5 * 60) is AlertLevel.WARNING
+    assert websocket(_snapshot(1), 15 * 60) is AlertLevel.CRITICAL
+    assert websocket(None, 16 * 60) is AlertLevel.CRITICAL  # no good cycle yet: the feed is still judged
+
+
 async def test_watcher_reports_changes_only(tmp_path: Path) -> None:
     events, metrics = EventStore(tmp_path / "events.jsonl"), BotMetrics()
     watcher = AlertWatcher(events, metrics)

@@ -1,6 +1,6 @@
 """A running bot on the simulator's WebSocket feed (wss://, its CA): quotes from memory, a user-channel fill
 booked once although the REST reconciliation sees it too, and REST quotes while the feed is stalled or has a
-sequence gap -- without a failed cycle."""
+sequence gap -- without a failed cycle; health.json (the dashboard's source) says which."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bot_v2.brokerages.simulated import RunningSimulator
 from bot_v2.config import BotSettings
 from bot_v2.domain import Position, Symbol
 from bot_v2.monitoring.events import EventType, read_events
+from bot_v2.monitoring.health import read_health
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.bot import run_bot
@@ -59,6 +60,9 @@ async def test_feed_quotes_user_channel_fill_once_and_rest_fallback(
                 _true(lambda: sample("perps_bot_market_data_cycles_total", source="ws") >= 3)
             )
             assert sample("perps_bot_ws_connected") == 1
+            feed = read_health(settings.health_path)["market_data"]  # what the dashboard shows
+            assert feed["connected"] is True and feed["source"] == "ws", feed
+            assert 0 <= feed["quote_age_seconds"]["BTC-USD"] < 2, feed
 
             # a resting order with the bot's prefix: discovery adopts it, the user channel reports its fill
             control.set_ticking(False)
@@ -87,6 +91,9 @@ async def test_feed_quotes_user_channel_fill_once_and_rest_fallback(
             await eventually_async(
                 _true(lambda: sample("perps_bot_market_data_cycles_total", source="rest") >= rest_before + 3)
             )
+            feed = read_health(settings.health_path)["market_data"]
+            assert feed["connected"] is False and feed["source"] == "rest", feed
+            assert feed["down_seconds"] > 0 and feed["last_disconnect"].startswith("stale"), feed
             await asyncio.to_thread(control.stall_websockets, False)
             await eventually_async(_true(lambda: sample("perps_bot_ws_connected") == 1), timeout=5)
 
@@ -100,7 +107,13 @@ async def test_feed_quotes_user_channel_fill_once_and_rest_fallback(
     assert summary.errors == []
     assert sample("perps_bot_ws_reconnects_total", reason="stale") >= 1
     assert sample("perps_bot_ws_reconnects_total", reason="gap") == 1
-    kinds = [e["type"] for e in read_events(settings.events_path)]
+    events = read_events(settings.events_path)
+    kinds = [e["type"] for e in events]
+    # the REST side saw the fill too: every discovery after the booking listed the order and asked for its
+    # fills (orders since the watermark minus 5 min), and none was booked again
+    after_fill = events[kinds.index(EventType.FILL.value) :]
+    seen_again = [e for e in after_fill if e["type"] == EventType.RECONCILIATION.value]
+    assert seen_again and all(e["listed_orders"] >= 1 and e["missed_fills"] == 0 for e in seen_again)
     assert (
         kinds.count(EventType.WS_DISCONNECTED.value) >= 2 and kinds.count(EventType.WS_CONNECTED.value) >= 3
     )

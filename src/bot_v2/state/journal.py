@@ -138,7 +138,7 @@ class Journal:
                 "(a write the machine did not finish); nothing past it is replayed",
                 self.path,
                 torn,
-                len(records),
+                sum(1 for r in records if r.op != "open"),  # the writes kept, as ``records`` counts them
             )
             with open(self.path, "r+b") as f:
                 f.truncate(good)

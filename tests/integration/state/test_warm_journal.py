@@ -116,6 +116,39 @@ async def test_replay_applies_each_record_once_when_run_twice(state_settings: St
         assert await again._warm.get_versions(list(after)) == after
 
 
+async def test_a_torn_journal_tail_is_cut_and_never_replayed(
+    state_settings: StateSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The machine died in the middle of a journal append: the next start replays every record before the torn
+    frame and nothing of it (WARM keeps the value it had before the outage)."""
+    settings = quiet(state_settings)
+    hot, warm, cold = spied_tiers(settings)
+    journal = settings.journal_dir / settings.bot_id / "warm.journal"
+    async with await StateManager.create(settings, tiers=(hot, warm, cold)) as sm:
+        await sm.set_state("orders:torn", "before the outage", ORDERS)
+        break_warm(warm)
+        await sm.batch_set_state({"orders:1": 1, "orders:2": 2}, ORDERS)
+        good = journal.stat().st_size
+        await sm.set_state("orders:torn", "half written", ORDERS)
+        assert sm.health().journal_records == 3
+    full = journal.read_bytes()
+    assert len(full) > good
+    journal.write_bytes(full[: good + (len(full) - good) // 2])  # the last append did not finish
+    with caplog.at_level(logging.WARNING):
+        async with await StateManager.create(settings) as again:  # a writer replays a leftover journal
+            recovery = again.health().last_warm_recovery
+            assert recovery is not None and recovery.records_replayed == 2
+            assert again.health().journal_records == 0
+            assert await again.batch_get_state(["orders:1", "orders:2", "orders:torn"]) == {
+                "orders:1": 1,
+                "orders:2": 2,
+                "orders:torn": "before the outage",
+            }
+            assert (await again.verify_coherence()).ok
+    assert "torn tail of" in caplog.text and "cut after 2 good records" in caplog.text, caplog.text
+    assert not journal.exists()
+
+
 async def test_a_newer_holder_means_no_replay_and_no_more_writes(state_settings: StateSettings) -> None:
     settings = quiet(state_settings)
     hot, warm, cold = spied_tiers(settings)

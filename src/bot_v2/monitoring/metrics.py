@@ -136,7 +136,8 @@ class BotMetrics:
         )
         self.ws_reconnects = Counter(
             "perps_bot_ws_reconnects",
-            "Feed sockets dropped and resubscribed, by cause (gap, stale, closed, refused, error)",
+            "Feed sockets dropped and connection attempts failed, each retried after the backoff, by cause "
+            "(gap, stale, closed, refused, error)",
             ["reason"],
             registry=r,
         )

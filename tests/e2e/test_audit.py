@@ -1,10 +1,13 @@
-"""Audit (issue 10, item 8): the config hash at start, the daily PnL export from stored fills."""
+"""Audit (issue 10, item 8): who acted and why, the config hash at start, the daily PnL export from stored fills."""
 
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +19,35 @@ from tests.e2e.test_cli_commands import run_cli
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
+#: the actor a CLI command records: ``cli:<user>@<host>:<pid>``
+ACTOR = rf"cli:{re.escape(getpass.getuser())}@{re.escape(socket.gethostname())}:\d+"
+
+
+def events(tmp_path: Path, kind: str) -> list[dict[str, object]]:
+    lines = (tmp_path / "data" / "events.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["type"] == kind]
 
 
 def _started(tmp_path: Path) -> list[dict[str, object]]:
-    lines = (tmp_path / "data" / "events.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["type"] == "bot_started"]
+    return events(tmp_path, "bot_started")
+
+
+def test_controls_record_who_acted_and_why_in_events(tmp_path: Path) -> None:
+    """--kill-switch / --reconcile --reason: the bot's control_applied event names user@host:pid and why."""
+    assert run_cli(tmp_path, "--kill-switch", "on", "--reason", "SEV-1  drill").returncode == 0
+    assert run_cli(tmp_path, "--dev-fast").returncode == 1  # HALTED by the kill switch
+    [applied] = [e["control"] for e in events(tmp_path, "control_applied") if e.get("control")]
+    assert isinstance(applied, dict) and applied["kill_switch"] is True
+    assert re.fullmatch(ACTOR + r" \(SEV-1 drill\)", str(applied["source"])), applied
+
+    assert run_cli(tmp_path, "--kill-switch", "off").returncode == 0
+    assert run_cli(tmp_path, "--reconcile", "--reason", "after the outage").returncode == 0
+    assert run_cli(tmp_path, "--dev-fast").returncode == 0
+    applied = [e["control"] for e in events(tmp_path, "control_applied") if e.get("control")][-1]
+    assert isinstance(applied, dict) and applied["kill_switch"] is False
+    request = applied["reconcile_request"]
+    assert isinstance(request, dict)
+    assert re.fullmatch(ACTOR + r" \(after the outage\)", str(request["source"])), request
 
 
 def test_config_hash_in_the_start_event_and_health(tmp_path: Path) -> None:

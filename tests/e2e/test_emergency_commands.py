@@ -25,6 +25,7 @@ from bot_v2.orchestration import commands
 from bot_v2.orchestration.emergency import read_emergency_result
 from bot_v2.orchestration.wiring import open_runtime, open_state, reader_settings
 from bot_v2.strategies.hold import HoldStrategy
+from tests.e2e.test_audit import ACTOR, events
 from tests.e2e.test_cli_commands import assert_one_line_error, run_cli
 from tests.helpers import eventually_async
 
@@ -91,6 +92,10 @@ def test_directly_when_no_bot_runs(tmp_path: Path) -> None:
     assert cancelled.returncode == 0, cancelled.stderr[-2000:]
     assert "cancelled 1 of 1" in cancelled.stdout
     assert "Cancelled 1 pending orders" in (tmp_path / "logs" / "perps_bot.log").read_text()
+    # who asked and why, in the events of the bot that carried it out
+    [done] = [e["emergency"] for e in events(tmp_path, "control_applied") if e.get("emergency")][-1:]
+    assert isinstance(done, dict) and done["action"] == "cancel_all" and done["reason"] == "SEV-2 drill"
+    assert re.fullmatch(ACTOR, str(done["source"])), done
 
     bought = run_cli(tmp_path, "--place-order", *order, "--order-type", "market")
     assert bought.returncode == 0, bought.stderr[-2000:]

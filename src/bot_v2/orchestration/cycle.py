@@ -450,6 +450,8 @@ class TradingCycle:
             snapshot=snapshot,
             now=now,
         )
+        for result in report.emergency:  # who asked (user@host:pid), why, and what was done
+            await self.events.emit(EventType.CONTROL_APPLIED, now, emergency=result)
         report.orders_placed += sum(
             1 for result in report.emergency for row in result.get("orders", []) if row["action"] == "placed"
         )

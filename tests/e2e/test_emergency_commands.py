@@ -128,3 +128,24 @@ def test_apply_order_edit_is_judged_like_a_new_order(tmp_path: Path) -> None:
     assert run_cli(tmp_path, "--kill-switch", "off").returncode == 0
     applied = run_cli(tmp_path, "--apply-order-edit", edit_arg)
     assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
+
+
+def test_flatten_sends_nothing_while_halted(tmp_path: Path) -> None:
+    """HALTED sends nothing, not even a closing order: --flatten under the kill switch exits 2, the position
+    stays; with the kill switch off and reduce-only on, the same command closes it."""
+    order = ["--order-symbol", "BTC-USD", "--order-side", "buy", "--order-quantity", "0.001"]
+    assert run_cli(tmp_path, "--place-order", *order, "--order-type", "market").returncode == 0
+    assert run_cli(tmp_path, "--kill-switch", "on", "--reason", "test").returncode == 0
+    refused = run_cli(tmp_path, "--flatten", "--yes", "--reason", "test")
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "0 of 1 closing orders placed" in refused.stdout
+
+    def held() -> list[Decimal]:
+        snapshot = json.loads(run_cli(tmp_path, "--account-snapshot", "--json").stdout)
+        return [Decimal(str(p["quantity"])) for p in snapshot["bot_positions"] if Decimal(str(p["quantity"]))]
+
+    assert held() == [Decimal("0.001")]
+    assert run_cli(tmp_path, "--kill-switch", "off", "--reduce-only-mode", "on").returncode == 0
+    flat = run_cli(tmp_path, "--flatten", "--yes")
+    assert flat.returncode == 0, flat.stdout[-2000:] + flat.stderr[-2000:]
+    assert held() == []

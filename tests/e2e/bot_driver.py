@@ -8,7 +8,8 @@ on the first cycle so the order path runs deterministically; without it the bot 
 reconciles); ``--buy-every`` buys every cycle. ``--lease`` runs the way ``perps-bot`` does (the lease, fenced
 state, the gated exchange: ``commands.run_with_lease``), ``--standby`` as ``perps-bot --standby``; ``--cycles 0``
 runs until SIGTERM. ``--mode-file PATH``: the test steers the strategy by writing ``buy``, ``sell`` or ``hold``
-to PATH (read every cycle). PERPS_TEST_CRASH_AT is honoured by the bot itself. Prints ``DRIVER DONE <json>``.
+to PATH (read every cycle). ``--log``: the bot's log file as ``perps-bot`` writes it (``<log dir>/perps_bot.log``,
+no console). PERPS_TEST_CRASH_AT is honoured by the bot itself. Prints ``DRIVER DONE <json>``.
 """
 
 from __future__ import annotations
@@ -79,9 +80,19 @@ class Steered:
 
 
 async def main(
-    cycles: int, buy: bool, every: bool, lease: bool, standby: bool, mode_file: Path | None = None
+    cycles: int,
+    buy: bool,
+    every: bool,
+    lease: bool,
+    standby: bool,
+    mode_file: Path | None = None,
+    log: bool = False,
 ) -> int:
     settings = load_settings("dev", dict(os.environ))
+    if log:
+        from bot_v2.monitoring.logsetup import configure_logging
+
+        configure_logging(settings.log_dir, settings.log_level, settings.secrets, console=False)
     strategy: Any = BuyOnce(Decimal("0.001"), buy or every, every)
     if mode_file is not None:
         strategy = Steered(mode_file, Decimal("0.001"))
@@ -126,10 +137,11 @@ if __name__ == "__main__":
     parser.add_argument("--lease", action="store_true")
     parser.add_argument("--standby", action="store_true")
     parser.add_argument("--mode-file", type=Path, default=None)
+    parser.add_argument("--log", action="store_true")
     args = parser.parse_args()
     try:
         code = asyncio.run(
-            main(args.cycles, args.buy, args.buy_every, args.lease, args.standby, args.mode_file)
+            main(args.cycles, args.buy, args.buy_every, args.lease, args.standby, args.mode_file, args.log)
         )
     except PerpsBotError as exc:  # as the CLI: one line, its exit code
         print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)

@@ -44,7 +44,7 @@ def _driver(env: dict[str, str], mode_file: Path) -> subprocess.Popen[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("PERPS_", "COINBASE_", "RISK_"))}
     full.update(env)
     script = str(ROOT / "tests" / "e2e" / "bot_driver.py")
-    args = [sys.executable, script, "--cycles", "0", "--lease", "--mode-file", str(mode_file)]
+    args = [sys.executable, script, "--cycles", "0", "--lease", "--mode-file", str(mode_file), "--log"]
     return subprocess.Popen(
         args, cwd=ROOT, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -84,6 +84,7 @@ def test_a_postgres_outage_is_ridden_out_reduce_only_and_the_journal_replayed(
         REDIS_URL=redis_server.url,
         DATABASE_URL=pg.url,
         PERPS_BOT_ID=bot_id,
+        PERPS_LOG_DIR=str(tmp_path / "logs"),
     )
     settings = load_settings("dev", env, root=tmp_path)
     journal = settings.state.journal_dir / bot_id / "warm.journal"
@@ -131,10 +132,9 @@ def test_a_postgres_outage_is_ridden_out_reduce_only_and_the_journal_replayed(
     assert not missing, f"intents of orders placed but not in PostgreSQL: {missing}"
     booked = {e["trade_id"] for e in read_events(settings.events_path, EventType.FILL)}
     assert {t for t in booked if f"fills:{t}" not in stored} == set()
-    log = (settings.log_dir / "perps_bot.log") if (settings.log_dir / "perps_bot.log").exists() else None
-    if log is not None:
-        text = log.read_text()
-        assert "PostgreSQL recovery: WARM unreachable" in text and "PostgreSQL recovery completed" in text
+    text = (settings.log_dir / "perps_bot.log").read_text()  # the RUNBOOK's grep "PostgreSQL recovery"
+    assert "PostgreSQL recovery: WARM unreachable" in text and "PostgreSQL recovery completed" in text
+    assert "WARM outage: reduce-only until it answers" in text, text[-3000:]
 
 
 DRILL_ARGS = ("--rounds", "1", "--mode", "empty", "--down-cycles", "5", "--journal-keys", "50")

@@ -51,6 +51,10 @@ every page, the orders of the bot's client order id prefix) and the state (opene
                     unequal to the one derived from the exchange's fills
   guard_violations  an order_placed by a process before it held the lease, after its loop halted (a cycle
                     error with policy halt) or while the last state_transition (of any process) said HALTED;
+                    an intent written while the writer's own last state_transition said HALTED, or said
+                    REDUCE_ONLY for an order that did not reduce the exchange's position just before it was
+                    created (the flipper's buy from flat); the exchange's position, order by order, above
+                    RISK_MAX_POSITION_SIZE (set to the flipper's 0.001: a second buy while long breaks it);
                     an order the exchange created, with a client id a process wrote an intent for, after a
                     newer holder took that process's lease (an order_placed written after the process's
                     ``fenced`` event is judged by that: created before the takeover, it was sent while the
@@ -152,6 +156,8 @@ CHECKPOINTS_FAILED = "checkpoints_failed"
 ALL_CATEGORIES = (*CATEGORIES, CHECKPOINTS_FAILED)
 UNEXPECTED = ("halted", "crashed")
 RESPAWN_GAP_SECONDS = 2.0
+#: The bots' RISK_MAX_POSITION_SIZE: the flipper's size, so one buy too many at the exchange is past the guard.
+MAX_POSITION = Decimal("0.001")
 
 
 def now() -> datetime:
@@ -764,8 +770,9 @@ class Soak:
             "coherence_mismatches": [f"{m.key}:{m.kind}" for m in coherence.mismatches],
         }
 
-    def guard_violations(self, orders: list[Order]) -> list[str]:
-        """Orders sent by a fenced writer, without the lease, after a halt or while HALTED (module doc).
+    def guard_violations(self, orders: list[Order], fills: list[Fill]) -> list[str]:
+        """Orders sent by a fenced writer, without the lease, after a halt, while HALTED or past a risk guard
+        (REDUCE_ONLY, RISK_MAX_POSITION_SIZE; module doc).
 
         Whether a fenced writer SENT an order is decided by the exchange: an order_placed event written after
         the process's ``fenced`` event may be the late answer to a request it sent while it still held the
@@ -777,8 +784,11 @@ class Soak:
         after_fence: list[tuple[str, str]] = []
         took: dict[str, tuple[int, datetime]] = {}  # bot -> (epoch, when)
         intents: dict[str, set[str]] = {}
+        reduce_only: dict[str, str] = {}  # client order id -> the process that wrote its intent REDUCE_ONLY
         for bot in self.bots:
             holding = fenced = halted = False
+            own: list[tuple[datetime, str]] = []  # this process's trading states (risk engine), by cycle time
+            written: list[tuple[datetime, str]] = []  # its intents, by cycle time
             for event in bot.events():
                 kind = event.get("type")
                 if kind == EventType.CYCLE_ERROR and event.get("policy") == "halt":
@@ -792,11 +802,12 @@ class Soak:
                     elif event.get("kind") == "released":
                         holding = False
                 elif kind == EventType.STATE_TRANSITION:
-                    transitions.append(
-                        (ts_of(event, "at") or ts_of(event) or now(), str(event.get("to_state")))
-                    )
+                    moment = ts_of(event, "at") or ts_of(event) or now()
+                    transitions.append((moment, str(event.get("to_state"))))
+                    own.append((moment, str(event.get("to_state"))))
                 elif kind == EventType.ORDER_INTENT:
                     intents.setdefault(bot.name, set()).add(str(event.get("client_order_id")))
+                    written.append((ts_of(event) or now(), str(event.get("client_order_id"))))
                 elif kind == EventType.ORDER_PLACED:
                     coid = str(event.get("client_order_id"))
                     if fenced:
@@ -806,6 +817,16 @@ class Soak:
                     elif not holding:
                         found.append(f"{bot.name} placed {coid} without holding the lease")
                     placed.append((ts_of(event) or now(), bot.name, coid))
+            # A cycle's transitions are recorded after its orders but carry the cycle's time, and the engine
+            # judged the orders with them: the state an intent was written in is the last one at or before it.
+            own.sort(key=lambda pair: pair[0])
+            for at, coid in written:
+                states = [state for when, state in own if when <= at]
+                if states and states[-1] == "HALTED":
+                    found.append(f"{bot.name} wrote the intent of {coid} while HALTED")
+                elif states and states[-1] == "REDUCE_ONLY":
+                    reduce_only[coid] = bot.name
+        found += self.past_risk_guards(orders, fills, reduce_only)
         transitions.sort()
         for at, name, coid in placed:
             before = [state for when, state in transitions if when < at]
@@ -842,6 +863,35 @@ class Soak:
         for name, ids in intents.items():
             found += [late for coid in ids if (late := sent_late(name, coid)) is not None]
         return sorted(set(found))
+
+    @staticmethod
+    def past_risk_guards(orders: list[Order], fills: list[Fill], reduce_only: dict[str, str]) -> list[str]:
+        """Judged by the exchange, order by order (creation time): an order whose intent was written in
+        REDUCE_ONLY that did not reduce the position the exchange held just before it (opposite side, at most
+        that size); the position after an order's fills above RISK_MAX_POSITION_SIZE."""
+        found: list[str] = []
+        filled: dict[str, Decimal] = {}
+        for fill in fills:
+            filled[fill.order_id] = filled.get(fill.order_id, Decimal(0)) + fill.side.sign * fill.quantity
+        position = Decimal(0)
+        dated = [o for o in orders if o.created_at is not None]
+        for order in sorted(dated, key=lambda o: (o.created_at, o.order_id)):
+            coid = order.client_order_id
+            if coid in reduce_only:
+                reduces = position != 0 and order.side.sign * position < 0 and order.quantity <= abs(position)
+                if not reduces:
+                    found.append(
+                        f"{reduce_only[coid]} sent {coid} ({order.side} {order.quantity}) in REDUCE_ONLY "
+                        f"with the exchange's position at {position}: not reducing"
+                    )
+            above = abs(position) > MAX_POSITION
+            position += filled.get(order.order_id, Decimal(0))
+            if abs(position) > MAX_POSITION and not above:  # each time it goes above, not every order after
+                found.append(
+                    f"the exchange's position {position} after {coid} is above RISK_MAX_POSITION_SIZE "
+                    f"{MAX_POSITION}"
+                )
+        return found
 
     def double_submits(self) -> list[str]:
         by: dict[str, set[str]] = {}
@@ -890,7 +940,7 @@ class Soak:
                 if o.client_order_id not in state["intents"]
             ],
             "incoherent": [f"{m} (HOT vs WARM)" for m in state["coherence_mismatches"]],
-            "guard_violations": self.guard_violations(orders2),
+            "guard_violations": self.guard_violations(orders2, fills2),
         }
         if state["position"] != expected_qty:
             # by the difference, which a lasting gap keeps from one attempt to the next
@@ -1211,6 +1261,7 @@ def bot_env(
         "PERPS_STRATEGY": std.FLIPPER,
         "CHECKPOINT_INTERVAL_SECONDS": str(args.checkpoint_interval),
         "RISK_MAX_ORDERS_PER_MINUTE": "none",
+        "RISK_MAX_POSITION_SIZE": str(MAX_POSITION),
         **d.QUIET_RISK_ENV,
     }
 

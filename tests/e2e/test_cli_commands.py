@@ -61,7 +61,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, n
 def test_help_documents_every_flag_with_examples(tmp_path: Path) -> None:
     import click
 
-    from bot_v2.cli import cli
+    from bot_v2.cli import app, cli
 
     result = run_cli(tmp_path, "--help")
     assert result.returncode == 0
@@ -72,6 +72,12 @@ def test_help_documents_every_flag_with_examples(tmp_path: Path) -> None:
         flag = option.opts[0]
         assert flag in result.stdout, flag
         assert option.help and "Example" in option.help, f"{flag} has no example in its help"
+    # every command flag has a worked example in the Examples section too
+    examples = result.stdout.split("Examples:", 1)[1]
+    for command in app.COMMAND_FLAGS:
+        assert re.search(rf"^\s+perps-bot .*{re.escape(command)}\b", examples, re.M), (
+            f"no example of {command}"
+        )
 
 
 def test_dev_fast_runs_one_cycle_through_the_simulator(tmp_path: Path) -> None:
@@ -325,6 +331,16 @@ def test_malformed_env_file_is_rejected(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("THIS IS NOT VALID\n")
     result = run_cli(tmp_path, "--dev-fast")
     assert_one_line_error(result, 2, ".env:1")
+
+
+def test_a_typo_in_the_env_file_stops_the_bot_before_it_trades(tmp_path: Path) -> None:
+    """The issue's case: ``RISK_KILL_SWITCH_ENABLD=1`` in .env was ignored and the bot traded."""
+    (tmp_path / ".env").write_text("RISK_KILL_SWITCH_ENABLD=1\n")
+    result = run_cli(tmp_path, "--dev-fast")
+    assert_one_line_error(
+        result, 2, "RISK_KILL_SWITCH_ENABLD: unknown variable (did you mean RISK_KILL_SWITCH_ENABLED?)"
+    )
+    assert not (tmp_path / "data" / "events.jsonl").exists()  # never started
 
 
 def test_running_bot_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

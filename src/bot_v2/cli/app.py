@@ -37,7 +37,9 @@ Examples:
             --order-quantity 0.01 --order-price 70000 --order-tif GTC
   perps-bot --edit-order-preview ORDER_ID --order-quantity 0.02 --order-price 69000
   perps-bot --apply-order-edit ORDER_ID:PREVIEW_ID
-  perps-bot --profile prod --kill-switch on     halt a running prod bot (reaches it within one cycle)
+  perps-bot --profile prod --kill-switch on --reason "SEV-1"
+                                                halt a running prod bot (reaches it within one cycle);
+                                                who (user@host:pid) and why go to its events
   perps-bot --profile prod --reduce-only-mode on
   perps-bot --profile prod --clear-reason RECONCILE_MISMATCH
                                                 lift a latched reason (at the running bot's next cycle)
@@ -48,11 +50,43 @@ Examples:
                                                 check a checkpoint, write nothing
   perps-bot --profile prod --restore-checkpoint latest
                                                 restore state (refused while a bot runs on it)
+  perps-bot --profile prod --cancel-all --reason "SEV-1 feed"
+                                                cancel the bot's open orders (--order-symbol S: one
+                                                product's), through the running bot or directly
+  perps-bot --profile prod --flatten --yes --reason "SEV-1 loss"
+                                                reduce-only market orders closing every position
+  perps-bot --profile prod --place-order --order-symbol BTC-USD --order-side sell \\
+            --order-type market --order-quantity 0.01 --reason "manual exit"
+                                                send one order after its --preview-order verdict
+  perps-bot --profile canary --standby          hot standby: takes over when the live bot's lease expires
+  perps-bot --profile canary --step-down        the live bot hands over to its standby now
 
 \b
 Environment: see .env.example (COINBASE_*, REDIS_URL, DATABASE_URL, S3_*, RISK_*, PERPS_*).
 Exit codes: 0 ok, 1 runtime failure, 2 bad input or order refused.
 """
+
+
+#: the flags that pick what ``perps-bot`` does (the Examples above show each one)
+COMMAND_FLAGS = (
+    "--dev-fast",
+    "--standby",
+    "--step-down",
+    "--account-snapshot",
+    "--preview-order",
+    "--edit-order-preview",
+    "--apply-order-edit",
+    "--kill-switch",
+    "--reduce-only-mode",
+    "--clear-reason",
+    "--reconcile",
+    "--checkpoint",
+    "--list-checkpoints",
+    "--restore-checkpoint",
+    "--cancel-all",
+    "--flatten",
+    "--place-order",
+)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
@@ -16,51 +16,37 @@ import redis.asyncio as aioredis
 from bot_v2.errors import StateIntegrityError
 from bot_v2.state import HotState, StateCategory, StateManager
 from bot_v2.state.settings import StateSettings
-from tests.fixtures.services import RedisServer, ServiceError
+from tests.fixtures.services import RedisServer
 from tests.helpers import eventually_async
 
 ORDERS = StateCategory.ORDERS
 
 
 @pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test alone (killing it disturbs nobody)."""
-    try:
-        server = RedisServer()
-        server.start()
-    except ServiceError as exc:
-        pytest.skip(f"redis-server unavailable: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
+def own_settings(real_state_settings: StateSettings, private_redis: RedisServer) -> StateSettings:
+    return replace(real_state_settings, redis_url=private_redis.url, connect_timeout_seconds=1.0)
 
 
 @pytest.fixture
-def own_settings(real_state_settings: StateSettings, own_redis: RedisServer) -> StateSettings:
-    return replace(real_state_settings, redis_url=own_redis.url, connect_timeout_seconds=1.0)
-
-
-@pytest.fixture
-async def raw(own_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_redis.url)
+async def raw(private_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(private_redis.url)
     yield client
     await client.aclose()
 
 
 async def test_default_probe_brings_hot_back_after_sigkill_and_restart_without_any_operation(
-    own_settings: StateSettings, own_redis: RedisServer, raw: aioredis.Redis
+    own_settings: StateSettings, private_redis: RedisServer, raw: aioredis.Redis
 ) -> None:
     defaults = StateSettings(bot_id="x", data_dir=own_settings.data_dir)
     assert defaults.hot_probe_interval_seconds == defaults.hot_probe_max_interval_seconds <= 0.025
     async with await StateManager.create(own_settings) as sm:
         await sm.batch_set_state({f"orders:{i}": {"i": i} for i in range(500)}, ORDERS)
-        own_redis.kill()
+        private_redis.kill()
         assert await sm.get_state("orders:7") == {"i": 7}  # served from WARM; the manager is degraded now
         assert sm.health().hot_state is HotState.DEGRADED
         await sm.set_state("orders:7", {"i": 70}, ORDERS)  # WARM only: dirty in HOT
 
-        own_redis.start()  # returns once the new server answers PING (empty: no persistence)
+        private_redis.start()  # returns once the new server answers PING (empty: no persistence)
         answered = time.monotonic()
 
         async def up() -> bool:  # health() does no I/O: nothing here asks the manager to probe
@@ -122,13 +108,13 @@ class CorruptingProxy:
 
 
 async def test_restore_read_back_catches_a_value_redis_does_not_hold_as_written(
-    own_settings: StateSettings, own_redis: RedisServer, raw: aioredis.Redis
+    own_settings: StateSettings, private_redis: RedisServer, raw: aioredis.Redis
 ) -> None:
     """The restore writes each page and reads it back in the same round trip (MGET after the EXEC, compared
     with the bytes sent). A proxy between the bot and Redis changes one value of the first page on its way in
     (Redis holds other bytes than the bot wrote): the read-back finds it and rewrites it from WARM, and HOT
     is up only with every record as WARM has it."""
-    proxy = CorruptingProxy(own_redis.port, b'{"i":42}', b'{"i":24}')
+    proxy = CorruptingProxy(private_redis.port, b'{"i":42}', b'{"i":24}')
     settings = replace(own_settings, redis_url=await proxy.start(), hot_restore_page_size=100)
     settings = replace(settings, hot_probe_interval_seconds=3600.0, hot_probe_max_interval_seconds=3600.0)
     try:
@@ -137,10 +123,10 @@ async def test_restore_read_back_catches_a_value_redis_does_not_hold_as_written(
             name = f"state:{sm.bot_id}:orders:042"
             good = await raw.get(name)
             assert isinstance(good, bytes) and good.endswith(b'{"i":42}')
-            own_redis.kill()
+            private_redis.kill()
             await sm.get_state("orders:001")
             assert sm.health().degraded_hot
-            own_redis.start()
+            private_redis.start()
             await raw.connection_pool.disconnect()
             proxy.armed = True
             assert await sm.recover_hot()  # this test probes by hand
@@ -157,7 +143,7 @@ async def test_restore_read_back_catches_a_value_redis_does_not_hold_as_written(
 
 
 async def test_restore_never_caches_a_warm_body_that_fails_its_checksum(
-    own_settings: StateSettings, own_redis: RedisServer, raw: aioredis.Redis
+    own_settings: StateSettings, private_redis: RedisServer, raw: aioredis.Redis
 ) -> None:
     """A hot-set row whose body no longer matches its checksum in PostgreSQL (a disk or an operator changed
     it) is checked while its page is on its way to Redis: the restore deletes it from HOT again before HOT
@@ -167,7 +153,7 @@ async def test_restore_never_caches_a_warm_body_that_fails_its_checksum(
     settings = replace(settings, hot_probe_interval_seconds=3600.0, hot_probe_max_interval_seconds=3600.0)
     async with await StateManager.create(settings) as sm:
         await sm.batch_set_state({f"orders:{i:03d}": {"i": i} for i in range(300)}, ORDERS)
-        own_redis.kill()
+        private_redis.kill()
         await sm.get_state("orders:001")
         assert sm.health().degraded_hot
         conn = await asyncpg.connect(own_settings.database_url)
@@ -179,7 +165,7 @@ async def test_restore_never_caches_a_warm_body_that_fails_its_checksum(
             )
         finally:
             await conn.close()
-        own_redis.start()
+        private_redis.start()
         await raw.connection_pool.disconnect()
         assert await sm.recover_hot()  # this test probes by hand
         recovery = sm.health().last_hot_recovery

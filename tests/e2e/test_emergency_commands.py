@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -149,3 +150,38 @@ def test_flatten_sends_nothing_while_halted(tmp_path: Path) -> None:
     flat = run_cli(tmp_path, "--flatten", "--yes")
     assert flat.returncode == 0, flat.stdout[-2000:] + flat.stderr[-2000:]
     assert held() == []
+
+
+def test_apply_order_edit_is_judged_by_the_guards_with_the_old_order_gone(tmp_path: Path) -> None:
+    """Item 4: a resting buy of 0.006 (max position 0.01) may grow to 0.008 -- judged without the order it
+    replaces, not 0.014 with it counted twice -- but not to 0.012, which the position-size guard refuses."""
+    env = {"RISK_MAX_POSITION_SIZE": "0.01"}
+    order = [
+        "--order-symbol",
+        "BTC-USD",
+        "--order-side",
+        "buy",
+        "--order-type",
+        "limit",
+        "--order-price",
+        "50000",
+    ]
+    placed = run_cli(tmp_path, "--place-order", *order, "--order-quantity", "0.006", env=env)
+    assert placed.returncode == 0, placed.stdout[-2000:] + placed.stderr[-2000:]
+    snapshot = json.loads(run_cli(tmp_path, "--account-snapshot", "--json", env=env).stdout)
+    (order_id,) = [o["order_id"] for o in snapshot["open_orders"]]
+
+    def edit(quantity: str) -> subprocess.CompletedProcess[str]:
+        preview = run_cli(tmp_path, "--edit-order-preview", order_id, "--order-quantity", quantity, env=env)
+        assert preview.returncode == 0, preview.stdout[-2000:] + preview.stderr[-2000:]
+        hint = re.search(r"--apply-order-edit (\S+)", preview.stdout)
+        assert hint is not None, preview.stdout
+        return run_cli(tmp_path, "--apply-order-edit", hint[1], env=env)
+
+    too_big = edit("0.012")
+    assert_one_line_error(too_big, 2, f"edit of {order_id} refused")
+    assert "position" in too_big.stderr.lower(), too_big.stderr
+    grown = edit("0.008")
+    assert grown.returncode == 0, grown.stdout[-2000:] + grown.stderr[-2000:]
+    snapshot = json.loads(run_cli(tmp_path, "--account-snapshot", "--json", env=env).stdout)
+    assert [Decimal(str(o["quantity"])) for o in snapshot["open_orders"]] == [Decimal("0.008")]

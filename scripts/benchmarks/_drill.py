@@ -6,7 +6,8 @@
 * dev-profile settings on real Redis + PostgreSQL (+ S3), an in-process bot (``run_bot`` with a stop event)
   and a ``HealthPoller`` that reads ``health.json`` every ``poll_seconds`` and keeps one sample per cycle;
 * ``Flipper``: a strategy that trades a small size every cycle (buy when flat, sell when long), so every
-  cycle writes intents, orders and fills -- the state paths a failover must keep safe;
+  cycle writes intents, orders and fills -- the state paths a failover must keep safe; ``Ladder``: buys
+  12 steps, then sells them back a step a cycle (a position that takes several orders to reduce);
 * statistics, the rich tables, the JSON file and the ``RESULT`` line.
 """
 
@@ -200,6 +201,48 @@ class Flipper:
         return Decision.buy(view.symbol, self.quantity, "drill flip")
 
 
+class Ladder:
+    """Buys ``quantity`` each cycle up to ``steps`` x quantity, then sells it back a step a cycle: a position
+    that takes several orders to reduce, so an outage that starts while long has reducing orders to send."""
+
+    name = "drill_ladder"
+
+    def __init__(self, quantity: Decimal = Decimal("0.001"), steps: int = 12) -> None:
+        self.quantity = quantity
+        self.steps = steps
+        self.selling = False
+
+    @property
+    def required_history(self) -> int:
+        return 0
+
+    def decide(self, view: MarketView, position: Position | None) -> Decision:
+        held = position.quantity if position is not None else Decimal(0)
+        if held >= self.quantity * self.steps:
+            self.selling = True
+        elif held <= 0:
+            self.selling = False
+        if self.selling:
+            return Decision.sell(view.symbol, min(held, self.quantity), "drill ladder down")
+        return Decision.buy(view.symbol, self.quantity, "drill ladder up")
+
+
+async def position(state: Any, symbol: str = "BTC-USD") -> Decimal:
+    """The bot's stored position in ``symbol`` (0 when flat)."""
+    value = await state.get_state(f"positions:{symbol}")
+    return Decimal(str(value.get("quantity", 0))) if isinstance(value, dict) else Decimal(0)
+
+
+def unwinding(state: Any, ladder: Ladder, steps_left: int = 10) -> Callable[[], Awaitable[bool]]:
+    """The ladder is selling and has at least ``steps_left`` steps left: an outage that starts now has
+    reducing orders to send."""
+
+    async def check() -> bool:
+        return ladder.selling and await position(state) >= ladder.quantity * steps_left
+
+    return check
+
+
 @dataclass(frozen=True)
 class CycleSample:
     cycle: int
@@ -343,11 +386,14 @@ class RunningBot:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(settings: BotSettings, poll_seconds: float) -> AsyncIterator[RunningBot]:
-    """open_runtime + run_bot(stop_event=...) in this event loop, a health poller, 2 healthy cycles first."""
+async def running_bot(
+    settings: BotSettings, poll_seconds: float, strategy: Any = None
+) -> AsyncIterator[RunningBot]:
+    """open_runtime + run_bot(stop_event=...) in this event loop, a health poller, 2 healthy cycles first
+    (``strategy`` default: a ``Flipper``)."""
     async with open_runtime(settings) as runtime:
         unthrottle(runtime)
-        async with bot_in_loop(settings, runtime, poll_seconds, Flipper(), BotMetrics()) as bot:
+        async with bot_in_loop(settings, runtime, poll_seconds, strategy or Flipper(), BotMetrics()) as bot:
             yield bot
 
 

@@ -43,24 +43,21 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import _drill as d
 import asyncpg
 
-from bot_v2.domain import Position, utc_now
+from bot_v2.domain import utc_now
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration.lease import LeasedBroker, LeaseKeeper, new_claim, warm_lease_gate
 from bot_v2.orchestration.wiring import open_runtime
 from bot_v2.state import StateCategory, StateWrite
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.tiers.postgres_warm import PostgresWarmTier
-from bot_v2.strategies import Decision, MarketView
 
 NAME = "postgres_journal_drill"
-SYMBOL = "BTC-USD"
 
 
 async def versions(database_url: str, bot_id: str) -> dict[str, int]:
@@ -70,11 +67,6 @@ async def versions(database_url: str, bot_id: str) -> dict[str, int]:
     finally:
         await conn.close()
     return {r["key"]: int(r["version"]) for r in rows}
-
-
-async def position(state: Any) -> Decimal:
-    value = await state.get_state(f"positions:{SYMBOL}")
-    return Decimal(str(value.get("quantity", 0))) if isinstance(value, dict) else Decimal(0)
 
 
 @contextlib.asynccontextmanager
@@ -140,38 +132,12 @@ async def heal_postgres(postgres: Any, mode: str, backup: Path) -> None:
     await asyncio.to_thread(postgres.start)
 
 
-class Ladder:
-    """Buys ``quantity`` each cycle up to ``steps`` x quantity, then sells it back a step a cycle: a position
-    that takes several orders to reduce, so an outage that starts while long has reducing orders to send."""
-
-    name = "drill_ladder"
-
-    def __init__(self, quantity: Decimal = Decimal("0.001"), steps: int = 12) -> None:
-        self.quantity = quantity
-        self.steps = steps
-        self.selling = False
-
-    @property
-    def required_history(self) -> int:
-        return 0
-
-    def decide(self, view: MarketView, position: Position | None) -> Decision:
-        held = position.quantity if position is not None else Decimal(0)
-        if held >= self.quantity * self.steps:
-            self.selling = True
-        elif held <= 0:
-            self.selling = False
-        if self.selling:
-            return Decision.sell(view.symbol, min(held, self.quantity), "drill ladder down")
-        return Decision.buy(view.symbol, self.quantity, "drill ladder up")
-
-
 async def one_round(
-    bot: d.RunningBot, postgres: Any, args: argparse.Namespace, n: int, backup: Path, ladder: Ladder
+    bot: d.RunningBot, postgres: Any, args: argparse.Namespace, n: int, backup: Path, ladder: d.Ladder
 ) -> dict[str, Any]:
     state = bot.state
     baseline = await bot.poller.wait_cycles(args.baseline_cycles, ok=True)
-    await d.wait_until(_unwinding(state, ladder), 30, 0.002, "a long position being sold down")
+    await d.wait_until(d.unwinding(state, ladder), 30, 0.002, "a long position being sold down")
     before = await versions(postgres.url, bot.settings.bot_id)
     orders_before = bot.orders_placed()
     denied_before = d.counter_total(bot.metrics.orders, outcome="denied")
@@ -255,15 +221,6 @@ async def one_round(
     }
 
 
-def _unwinding(state: Any, ladder: Ladder) -> Any:
-    """The ladder is selling and has at least 10 steps left: the outage starts with reducing orders to send."""
-
-    async def check() -> bool:
-        return ladder.selling and await position(state) >= ladder.quantity * 10
-
-    return check
-
-
 async def drill(args: argparse.Namespace) -> int:
     log = d.configure_logging(NAME)
     services = d.start_services("postgres")
@@ -286,7 +243,7 @@ async def drill(args: argparse.Namespace) -> int:
                 f"{NAME.replace('_', ' ')}: {args.rounds} round(s), mode {args.mode}, outage mode "
                 f"{args.outage_mode}, interval {args.interval}s, bot log {log}"
             )
-            ladder = Ladder()
+            ladder = d.Ladder()
             async with leased_bot(settings, args.poll_ms / 1000, ladder) as bot:
                 for n in range(1, args.rounds + 1):
                     rounds.append(await one_round(bot, services.postgres, args, n, backup, ladder))

@@ -7,9 +7,11 @@ how long WARM takes to follow and how many acknowledged writes the promotion los
 
 Each round starts a PostgreSQL primary + streaming replica (tests/fixtures/ha.py: initdb, pg_basebackup -R,
 durable: fsync and synchronous_commit on) with ``synchronous_standby_names`` = '' (async) or '*' (sync), and a
-dev-profile bot (in-process simulated exchange, a strategy that trades every cycle) on a throwaway Redis
-(HOT) and the multi-host ``DATABASE_URL=postgresql://...@primary,replica/...?target_session_attrs=read-write``.
-A writer writes one record at a time through the bot (``set_state``) and keeps what was acknowledged. Then:
+dev-profile bot (in-process simulated exchange, ``Ladder``: buys 12 steps, then sells them back a step a cycle;
+``PERPS_WARM_OUTAGE_MODE`` reduce_only, the default) on a throwaway Redis (HOT) and the multi-host
+``DATABASE_URL=postgresql://...@primary,replica/...?target_session_attrs=read-write``. A writer writes one
+record at a time through the bot (``set_state``) and keeps what was acknowledged. Once the bot is long and
+selling down (>= 10 steps left: a position to reduce):
 
 1. the replica falls behind for ``--lag-ms`` (default 300): it is SIGSTOPped and its WAL sender terminated on
    the primary (a stopped replica's kernel buffers would otherwise still deliver the WAL); in async mode the
@@ -20,11 +22,16 @@ A writer writes one record at a time through the bot (``set_state``) and keeps w
    on the promoted replica (polled every 10 ms on a connection of the drill's own);
 4. ``writes_lost`` = acknowledged writes that are not on the new primary once the bot settled (target: 0 in
    sync mode; async mode loses what the replica had not received), ``cycle_errors`` (failed cycles from the
-   kill to two cycles after WARM is back), ``orders_while_down`` (orders the bot placed in that window),
-   ``coherent`` (``verify_coherence``: HOT against the new WARM).
+   kill to two cycles after WARM is back), ``orders_while_down`` / ``refused_while_down`` (orders the bot
+   placed / the risk engine refused while WARM was down as the bot saw it: from its first journaled write --
+   in sync mode a commit already waits for the stopped replica during the lag -- or the kill, whichever came
+   first, to ``warm_up``; target > 0 in each mode: the bot had a position to reduce), ``position_steps`` (the
+   position then, in ladder steps), ``coherent`` (``verify_coherence``: HOT against the new WARM).
 
+The journal's replay cost (<= 2x the same records written directly) is ``postgres_journal_drill.py``'s target.
 REDIS_URL / DATABASE_URL are ignored: the drill owns every server. Writes
-var/benchmarks/postgres_promotion_drill.json and ends with a RESULT line; exit 1 if sync mode lost a write.
+var/benchmarks/postgres_promotion_drill.json and ends with a RESULT line; exit 1 if sync mode lost a write or
+a mode placed no order while WARM was down.
 """
 
 from __future__ import annotations
@@ -113,11 +120,15 @@ async def one_round(
         await asyncio.to_thread(pair.set_synchronous, mode == "sync")
         bot_id = f"drill-{uuid.uuid4().hex[:8]}"
         services = d.Services(redis, pair.primary)
-        env = d.drill_env(services, root / f"data-{mode}-{n}", bot_id, args.interval)
+        # the ladder trades every cycle: the 30-per-minute order-rate guard would stop it before the outage
+        env = d.drill_env(
+            services, root / f"data-{mode}-{n}", bot_id, args.interval, RISK_MAX_ORDERS_PER_MINUTE="none"
+        )
         env["DATABASE_URL"] = pair.multi_host_url()
         settings = d.drill_settings(env, root)
         replica_url = f"postgresql://postgres@127.0.0.1:{pair.replica.port}/postgres"
-        async with d.running_bot(settings, poll) as bot:
+        ladder = d.Ladder()
+        async with d.running_bot(settings, poll, ladder) as bot:
             state = bot.state
             if args.keys:
                 await d.seed(state, args.keys)
@@ -126,11 +137,22 @@ async def one_round(
             writer.start()
             try:
                 await asyncio.sleep(0.2)
+                await d.wait_until(d.unwinding(state, ladder), 60, 0.002, "a long position being sold down")
                 await asyncio.to_thread(pair.replica.send_signal, signal.SIGSTOP)
                 await asyncio.to_thread(
                     pair.psql, pair.primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication"
                 )
-                await asyncio.sleep(args.lag_ms / 1000)
+                down: tuple[float, float] | None = None  # (orders, refused) when the bot saw WARM go down
+                position_steps = None
+                lag_ends = time.monotonic() + args.lag_ms / 1000
+                while time.monotonic() < lag_ends:  # sync mode: commits wait for the stopped replica
+                    if down is None and state.degraded_warm:
+                        down = (bot.orders_placed(), d.counter_total(bot.metrics.orders, outcome="denied"))
+                        position_steps = float(await d.position(state) / ladder.quantity)
+                    await asyncio.sleep(poll)
+                if down is None:
+                    down = (bot.orders_placed(), d.counter_total(bot.metrics.orders, outcome="denied"))
+                    position_steps = float(await d.position(state) / ladder.quantity)
                 orders_before = bot.orders_placed()
                 t_kill = time.monotonic()
                 first_after_kill = writer.next
@@ -149,10 +171,12 @@ async def one_round(
                         return top is not None and top >= Writer.key(first_after_kill)
 
                     t_up = await d.wait_until(landed, 60, poll, "a write on the promoted replica")
+                    orders_down = bot.orders_placed() - down[0]
+                    refused_down = int(d.counter_total(bot.metrics.orders, outcome="denied") - down[1])
+                    orders_from_kill = bot.orders_placed() - orders_before
                 finally:
                     await watcher.close()
                 after = await bot.poller.wait_cycles(2, after=t_up)
-                orders_down = bot.orders_placed() - orders_before
             finally:
                 await writer.stop()
             h = state.health
@@ -175,6 +199,9 @@ async def one_round(
                 "writes_lost": len(lost),
                 "lost_sample": [Writer.key(i) for i in lost[:3]],
                 "orders_while_down": orders_down,
+                "refused_while_down": refused_down,
+                "orders_kill_to_up": orders_from_kill,
+                "position_steps": position_steps,
                 "coherent": coherence.ok,
                 "coherence_mismatches": coherence.mismatch_count,
                 "cycle_errors": len(errors),
@@ -209,11 +236,12 @@ async def drill(args: argparse.Namespace) -> int:
 def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
     columns = [
         "mode", "round", "promote ms", "WARM up ms", "promoted -> up ms", "acked", "failed", "lost",
-        "orders while down", "coherent", "cycle errors",
+        "position (steps)", "orders while down", "refused (grow)", "coherent", "cycle errors",
     ]  # fmt: skip
     rows = [
         [r["mode"], r["round"], r["promote_ms"], r["warm_up_ms"], r["promoted_to_up_ms"], r["writes_acked"],
-         r["writes_failed"], r["writes_lost"], r["orders_while_down"], r["coherent"], r["cycle_errors"]]
+         r["writes_failed"], r["writes_lost"], r["position_steps"], r["orders_while_down"],
+         r["refused_while_down"], r["coherent"], r["cycle_errors"]]
         for r in rounds
     ]  # fmt: skip
     d.console.print(d.table("PostgreSQL primary SIGKILLed, replica promoted (per round)", columns, rows))
@@ -226,6 +254,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
             "writes_lost": sum(r["writes_lost"] for r in mine),
             "writes_acked": sum(r["writes_acked"] for r in mine),
             "orders_while_down": sum(r["orders_while_down"] for r in mine),
+            "refused_while_down": sum(r["refused_while_down"] for r in mine),
             "cycle_errors": sum(r["cycle_errors"] for r in mine),
             "coherent": all(r["coherent"] for r in mine),
         }  # fmt: skip
@@ -249,13 +278,16 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> int:
     )
     path = d.write_json(NAME, {"settings": vars(args), "rounds": rounds, "summary": summary})
     d.console.print(f"wrote {path}")
-    ok = "sync" not in summary or summary["sync"]["writes_lost"] == 0
+    ok = ("sync" not in summary or summary["sync"]["writes_lost"] == 0) and all(
+        s["orders_while_down"] > 0 for s in summary.values()
+    )
     fields: dict[str, Any] = {"lag_ms": args.lag_ms}
     for mode, s in summary.items():
         fields[f"{mode}_warm_up_ms"] = s["warm_up_ms"]["median"]
         fields[f"{mode}_warm_up_max_ms"] = s["warm_up_ms"]["max"]
         fields[f"{mode}_writes_lost"] = s["writes_lost"]
         fields[f"{mode}_orders_while_down"] = s["orders_while_down"]
+        fields[f"{mode}_refused_while_down"] = s["refused_while_down"]
         fields[f"{mode}_cycle_errors"] = s["cycle_errors"]
     print(d.result_line(NAME, len(rounds), **fields, ok=ok), flush=True)
     return 0 if ok else 1

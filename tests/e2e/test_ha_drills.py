@@ -7,11 +7,13 @@ print its RESULT line and write its JSON. Only the verdicts are asserted, never 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import require_drill_servers, run_drill_script
+from tests.e2e.conftest import ROOT, require_drill_servers, run_drill_script
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +63,12 @@ def test_ha_drill_runs_and_meets_its_targets(name: str, tmp_path: Path) -> None:
         assert result["sync_writes_lost"] == "0"
     if name == "multi_bot_drill":
         assert result["foreign"] == "0" and result["stray"] == "0" and result["coherent"] == "true"
+
+
+def test_the_promotion_drill_answers_to_the_name_issue_9_gave_it() -> None:
+    """``postgres_promote_drill.py`` (the issue's name) is the promotion drill: same arguments and refusals."""
+    script = ROOT / "scripts" / "benchmarks" / "postgres_promote_drill.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--modes", "neither"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "--modes a comma list of async / sync" in proc.stderr, proc.stderr

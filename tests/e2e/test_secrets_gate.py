@@ -1,14 +1,15 @@
-"""Secrets gate: run the bot, a Redis failover, and the operator tools with recognisable fake secrets, then
-search EVERYTHING they wrote for those secrets in the clear.
+"""Secrets gate: run the bot, a Redis failover, the operator tools and a drill with recognisable fake secrets,
+then search EVERYTHING they wrote for those secrets in the clear.
 
 The secrets: the CDP key name and its private key (the simulator trusts that key), the Redis password (in
 REDIS_URL and REDIS_PASSWORD), REDIS_SENTINEL_PASSWORD, the PostgreSQL password in DATABASE_URL (the throwaway
 cluster trusts local connections, so any password is accepted), and the S3 access and secret keys (moto
-accepts any). Searched: every command's stdout and stderr (including one-line errors from unreachable
+accepts any). The drill (s3_failover_drill.py, one round, its own S3) gets the Redis and PostgreSQL URLs with
+their passwords. Searched: every command's stdout and stderr (including one-line errors from unreachable
 tiers), perps_bot.log, events.jsonl, health.json, every file under the data and log directories (the COLD
-spool, checkpoints), every S3 object, every Redis value, every PostgreSQL state row, the Prometheus scrape
-and the dashboard frame. Masked form (``****ABCD``, the last four characters) is allowed; anything longer is
-a leak. One bot, short runs: ~30 s.
+spool, checkpoints), the drill's JSON and log, every S3 object, every Redis value, every PostgreSQL state row,
+the Prometheus scrape and the dashboard frame. Masked form (``****ABCD``, the last four characters) is
+allowed; anything longer is a leak. One bot, short runs, one drill round: ~45 s.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import requests
 
 from bot_v2.brokerages.simulated import RunningSimulator, run_simulator_in_thread
 from bot_v2.brokerages.simulated.auth import new_private_pem
-from tests.e2e.conftest import sim_env
+from tests.e2e.conftest import DRILLS, sim_env
 from tests.fixtures.services import S3_TEST_BUCKET, RedisServer, ServiceError, free_port, unavailable
 from tests.fixtures.simulator import simulator_config
 
@@ -222,7 +223,42 @@ def test_no_secret_appears_unmasked(
             name,
             outputs[name][-2000:],
         )
-    # 3. exception messages: every tier unreachable, the URLs still carry their passwords
+    # 3. a drill on the same Redis and PostgreSQL (given by URL, passwords included): the S3 failover drill,
+    #    one round on its own S3 endpoint; its output, JSON and log are searched with the rest
+    drill_out = tmp_path / "drill"
+    drill_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PERPS_", "COINBASE_", "RISK_", "AWS_", "REDIS_", "DATABASE_", "S3_"))
+    }
+    drill_env |= {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": env["DATABASE_URL"],
+        "DRILL_OUT_DIR": str(drill_out),
+    }
+    drill = subprocess.run(
+        [
+            sys.executable,
+            "scripts/benchmarks/s3_failover_drill.py",
+            "--rounds",
+            "1",
+            *DRILLS["s3_failover_drill"],
+        ],
+        cwd=ROOT,
+        env=drill_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    outputs["s3 failover drill"] = drill.stdout + drill.stderr
+    assert drill.returncode == 0, outputs["s3 failover drill"][-3000:]
+    drill_log = "".join(path.read_text(errors="replace") for path in drill_out.glob("*.log"))
+    assert any(drill_out.glob("*.json")), sorted(drill_out.iterdir())
+    # the drill's bot was given the secrets: its log names both stores, masked
+    assert f"****{REDIS_PW[-4:]}@" in drill_log and f"****{PG_PW[-4:]}@" in drill_log, drill_log[-2000:]
+
+    # 4. exception messages: every tier unreachable, the URLs still carry their passwords
     dead = {
         **env,
         "REDIS_URL": f"redis://:{REDIS_PW}@127.0.0.1:{free_port()}/0",
@@ -232,9 +268,9 @@ def test_no_secret_appears_unmasked(
     outputs["dead tiers"] = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "error:" in proc.stderr, outputs["dead tiers"][-2000:]
 
-    # 4. everything the runs left behind
+    # 5. everything the runs left behind
     stored: dict[str, bytes] = {}
-    for path in [*data_dir.rglob("*"), *log_dir.rglob("*"), tmp_path / "scrape.prom"]:
+    for path in [*data_dir.rglob("*"), *log_dir.rglob("*"), *drill_out.rglob("*"), tmp_path / "scrape.prom"]:
         if path.is_file():
             stored[str(path)] = path.read_bytes()
     client = redis.Redis(port=locked_redis.port, password=REDIS_PW)

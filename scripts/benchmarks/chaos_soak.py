@@ -47,8 +47,9 @@ every page, the orders of the bot's client order id prefix) and the state (opene
                     events); a fill stored both live and archived
   lost              an exchange fill not stored; a stored fill the exchange does not have; an exchange order
                     without its intent in state
-  incoherent        a key whose HOT copy disagrees with WARM (``verify_coherence()``); the stored position
-                    unequal to the one derived from the exchange's fills
+  incoherent        a key whose HOT copy disagrees with WARM (``verify_coherence()``); at the end, keys of
+                    WARM's hot set that HOT lacks (the hot-tier count against the keys both list); the stored
+                    position unequal to the one derived from the exchange's fills
   guard_violations  an order_placed by a process before it held the lease, after its loop halted (a cycle
                     error with policy halt) or while the last state_transition (of any process) said HALTED;
                     an intent written while the writer's own last state_transition said HALTED, or said
@@ -751,6 +752,14 @@ class Soak:
             archive = await state.get_state("metadata:archive")
             intents = dict(await state.batch_get_state(intent_keys)) if with_intents else {}
             coherence = await state.verify_coherence()
+            missing_in_hot = hot_set = 0
+            if with_intents:  # the final check, nothing writing: HOT holds every key WARM puts in the hot set
+                by_tier = (await state.get_storage_stats()).warm_records_by_tier
+                in_both = set(await state.get_keys_by_pattern("*")) & set(
+                    await state.get_keys_by_pattern("*", hot_only=True)
+                )
+                hot_set = by_tier.get("hot", 0)
+                missing_in_hot = hot_set - len(in_both)
         pending = set((archive or {}).get("pending_keys") or [])
         return {
             "live_fills": {k.removeprefix(keys.FILL_PREFIX) for k in live},
@@ -768,6 +777,8 @@ class Soak:
             "position": Decimal(str((position or {}).get("quantity", 0))),
             "coherence_checked": coherence.checked,
             "coherence_mismatches": [f"{m.key}:{m.kind}" for m in coherence.mismatches],
+            "missing_in_hot": missing_in_hot,
+            "hot_set": hot_set,
         }
 
     def guard_violations(self, orders: list[Order], fills: list[Fill]) -> list[str]:
@@ -939,7 +950,12 @@ class Soak:
                 for o in orders1
                 if o.client_order_id not in state["intents"]
             ],
-            "incoherent": [f"{m} (HOT vs WARM)" for m in state["coherence_mismatches"]],
+            "incoherent": [f"{m} (HOT vs WARM)" for m in state["coherence_mismatches"]]
+            + (
+                [f"{state['missing_in_hot']} key(s) of WARM's hot set missing from HOT"]
+                if state.get("missing_in_hot", 0) > 0
+                else []
+            ),
             "guard_violations": self.guard_violations(orders2, fills2),
         }
         if state["position"] != expected_qty:
@@ -1000,6 +1016,7 @@ class Soak:
             "error": error,
             "coherence_checked": state.get("coherence_checked"),
             "pending_intents": state.get("pending_intents"),
+            "hot_set": state.get("hot_set"),  # the end: keys WARM puts in the hot set, all checked in HOT
             **{category: items for category, items in found.items()},
         }
         self.checks.append(result)

@@ -3,9 +3,9 @@
 The CI soak (tests/e2e/test_chaos_soak.py) only ever sees a clean run, which would also pass if a check could
 not see anything. Here each check is given the exchange view, the state view and the bots' events of a history
 that breaks it (and one that does not): a duplicate client id, a lost or unknown fill, an order without its
-intent, a stored position off the exchange's, a HOT/WARM mismatch, an order without the lease, an intent
-written while HALTED, a non-reducing order in REDUCE_ONLY, the exchange's position above
-RISK_MAX_POSITION_SIZE.
+intent, a stored position off the exchange's, a HOT/WARM mismatch, a hot-set key missing from HOT, an order
+without the lease, an intent written while HALTED, a non-reducing order in REDUCE_ONLY, the exchange's position
+above RISK_MAX_POSITION_SIZE.
 """
 
 from __future__ import annotations
@@ -138,11 +138,16 @@ def test_an_unstored_fill_a_stored_unknown_one_and_an_order_without_intent_are_l
     ]
 
 
-def test_a_position_off_the_exchanges_or_a_hot_mismatch_is_incoherent(tmp_path: Path) -> None:
-    state = state_of(FLIP, FLIP_FILLS, Decimal(0), coherence_mismatches=["position:BTC-USD:stale"])
+def test_a_position_off_the_exchanges_a_hot_mismatch_or_a_key_missing_from_hot_is_incoherent(
+    tmp_path: Path,
+) -> None:
+    state = state_of(
+        FLIP, FLIP_FILLS, Decimal(0), coherence_mismatches=["position:BTC-USD:stale"], missing_in_hot=2
+    )
     found = evaluate(soak_with(tmp_path, holder_events(*FLIP)), FLIP, FLIP_FILLS, state)
     assert found["incoherent"] == [
         "position:BTC-USD:stale (HOT vs WARM)",
+        "2 key(s) of WARM's hot set missing from HOT",
         "position BTC-USD: stored minus derived from the exchange's fills = -0.001",
     ]
 

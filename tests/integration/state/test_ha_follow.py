@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Awaitable
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from bot_v2.state.keys import KeySpace
 from bot_v2.state.settings import StateSettings
 from bot_v2.state.tiers.factory import build_tiers
 from tests.fixtures.ha import SENTINEL_MASTER, PostgresReplicaPair, RedisSentinelSet
+from tests.fixtures.services import ServiceError, unavailable
 from tests.helpers import eventually_async
 
 ORDERS = StateCategory.ORDERS
@@ -105,6 +107,61 @@ async def test_a_sentinel_that_is_down_is_skipped_at_once(
         await sm.set_state("orders:1", "x", ORDERS)
         assert await sm.get_state("orders:1") == "x"
         assert sm.health().hot_state is HotState.UP
+
+
+async def test_password_protected_sentinels_and_nodes_are_followed(
+    real_state_settings: StateSettings,
+) -> None:
+    """REDIS_PASSWORD (the data nodes' requirepass) and REDIS_SENTINEL_PASSWORD (the sentinels' own): the bot
+    discovers the master through authenticated sentinels, writes to it, and follows a promotion. Without the
+    sentinels' password it cannot even find the master."""
+    try:
+        cluster = RedisSentinelSet(password="node-pw-7f3a", sentinel_password="sentinel-pw-91c2")
+        cluster.start()
+    except ServiceError as exc:
+        unavailable("redis sentinel with passwords", exc)
+    try:
+        base = replace(
+            real_state_settings,
+            redis_url=None,
+            redis_sentinels=cluster.addresses,
+            redis_sentinel_master=SENTINEL_MASTER,
+            redis_password="node-pw-7f3a",
+        )
+        with pytest.raises(StateUnavailableError):  # the sentinels refuse a client without their password
+            await _hot_tier_connected(_fast(base))
+        settings = _fast(replace(base, redis_sentinel_password="sentinel-pw-91c2"))
+        async with await StateManager.create(settings) as sm:
+            assert sm.health().hot_state is HotState.UP
+            await sm.set_state("orders:1", "v1", ORDERS)
+            old_port = cluster.master.port
+            cluster.master.kill()
+            await asyncio.to_thread(cluster.wait_for_promotion, old_port)
+
+            async def follows() -> bool:
+                await sm.set_state("orders:2", "after", ORDERS)
+                return sm.health().hot_state is HotState.UP and sm.health().last_hot_recovery is not None
+
+            await eventually_async(follows, timeout=15, interval=0.05)
+            promoted = aioredis.Redis(port=cluster.replica.port, password="node-pw-7f3a")
+            try:
+                assert await promoted.exists(f"state:{settings.bot_id}:orders:2") == 1
+            finally:
+                await promoted.aclose()
+            assert await sm.batch_get_state(["orders:1", "orders:2"]) == {
+                "orders:1": "v1",
+                "orders:2": "after",
+            }
+    finally:
+        cluster.stop()
+
+
+async def _hot_tier_connected(settings: StateSettings) -> None:
+    hot: Any = _hot_tier(settings)
+    try:
+        await hot.connect()
+    finally:
+        await hot.close()
 
 
 def _hot_tier(settings: StateSettings) -> object:

@@ -29,14 +29,14 @@ every kind comes once per round of the deck:
   exchange_latency                       0.3-1.5 s added to every request for 2-6 s
   exchange_lost_ack                      the next create-order is executed but never answered (it lands
                                          0.2-1 s after the connection closed)
-  exchange_ws_close                      (only with --kinds naming it) every WebSocket closed (1011) and new
-                                         ones refused for 0.5-3 s: the bots quote from REST meanwhile;
+  exchange_ws_close                      every WebSocket closed (1011) and new ones refused for 0.5-3 s:
+                                         the bots quote from REST meanwhile;
                                          detect = ws_disconnected, recover = fault end -> ws_connected
-  exchange_malformed                     (only with --kinds naming it) the next 1-5 answers of the exchange,
-                                         within 1-3 s, damaged (broken JSON, missing fields, nulls, wrong
-                                         types: the simulator's malformed_next): each is a one-line error
-                                         of that call; a create-order whose answer is damaged is an
-                                         unknown intent, resolved by reconciliation
+  exchange_malformed                     the next 1-5 answers of the exchange, within 1-3 s, damaged
+                                         (broken JSON, missing fields, nulls, wrong types: the simulator's
+                                         malformed_next): each is a one-line error of that call; a
+                                         create-order whose answer is damaged is an unknown intent,
+                                         resolved by reconciliation
 
 After a fault the soak waits until the system settled (bounded by --settle-timeout): the holder completed two
 cycles after the fault ended, a degraded tier reported its recovery, a lost ack was resolved, a dead or fenced
@@ -147,8 +147,6 @@ KINDS: dict[str, tuple[str, str]] = {
     "exchange_ws_close": ("exchange", "ws_close"),
     "exchange_malformed": ("exchange", "malformed"),
 }
-#: Kinds dealt only when --kinds names them (the default deck, and so every seed's sequence, is unchanged).
-OPT_IN_KINDS = ("exchange_ws_close", "exchange_malformed")
 TIER_OF = {"redis": "hot", "s3": "cold"}
 HOLDING = ("acquired", "takeover")
 CATEGORIES = ("duplicates", "lost", "incoherent", "guard_violations")
@@ -1356,8 +1354,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kinds",
         type=lambda s: [k.strip() for k in s.split(",") if k.strip()],
-        default=[k for k in KINDS if k not in OPT_IN_KINDS],
-        help=f"comma-separated fault kinds (default all but {','.join(OPT_IN_KINDS)}: {','.join(KINDS)})",
+        default=list(KINDS),
+        help=f"comma-separated fault kinds (default all: {','.join(KINDS)})",
     )
     parser.add_argument(
         "--interval", type=float, default=0.5, help="the bots' cycle interval in s (default 0.5)"

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
-from bot_v2.state import StateCategory, StateManager, StateWrite
+from bot_v2.state import HotState, StateCategory, StateManager, StateWrite
 from bot_v2.state.migrations import latest_version
 from bot_v2.state.migrations.postgres import MIGRATIONS as PG_MIGRATIONS
 from bot_v2.state.settings import StateSettings, WarmBackend
@@ -228,6 +228,12 @@ async def test_coherence_reports_each_mismatch_kind(
     real_state_settings: StateSettings, redis_client: aioredis.Redis
 ) -> None:
     async with await StateManager.create(real_state_settings) as sm:
+        # the test edits HOT behind the bot's back: HOT must be up first (on a loaded CI runner the start-up
+        # SCAN once overran the 0.1 s command bound, HOT started degraded and orders:3 was never in Redis)
+        async def hot_up() -> bool:
+            return sm.health().hot_state is HotState.UP
+
+        await eventually_async(hot_up, timeout=10)
         await sm.batch_set_state({f"orders:{i}": i for i in range(20)}, ORDERS)
         await sm.set_state("orders:3", 33, ORDERS)
         prefix = f"state:{sm.bot_id}:"

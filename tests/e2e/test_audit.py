@@ -50,6 +50,33 @@ def test_controls_record_who_acted_and_why_in_events(tmp_path: Path) -> None:
     assert re.fullmatch(ACTOR + r" \(after the outage\)", str(request["source"])), request
 
 
+def test_step_down_records_who_asked_and_why_in_the_lease_row(tmp_path: Path) -> None:
+    """--step-down --reason: the hand-over request in the lease row names user@host:pid and why (the holder's
+    step_down event carries it: tests/e2e/test_ownership.py, tests/unit/orchestration/test_lease.py)."""
+    import asyncio
+
+    from bot_v2.config import load_settings
+    from bot_v2.orchestration.wiring import open_state, reader_settings
+    from bot_v2.state.models import LeaseClaim
+
+    settings = reader_settings(load_settings("dev", _env(tmp_path), root=tmp_path))
+
+    async def hold() -> None:  # a holder that stopped renewing but whose lease is still live for a minute
+        async with open_state(settings) as state:
+            assert (await state.acquire_lease(LeaseClaim("host:live", "h1", 1, "primary"), 60)).acquired
+
+    async def asked() -> str | None:
+        async with open_state(settings) as state:
+            record = await state.read_lease()
+            assert record is not None and record.handover_requested
+            return record.handover_source
+
+    asyncio.run(hold())
+    done = run_cli(tmp_path, "--step-down", "--reason", "deploy  42")
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(ACTOR + r" \(deploy 42\)", str(asyncio.run(asked())))
+
+
 def test_config_hash_in_the_start_event_and_health(tmp_path: Path) -> None:
     order = [
         "--order-symbol",

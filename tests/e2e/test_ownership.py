@@ -229,9 +229,11 @@ def test_step_down_hands_over_to_the_standby_keeping_open_orders(
     )
     import asyncio
 
-    assert asyncio.run(handlers.step_down(settings)) == 0
+    assert asyncio.run(handlers.step_down(settings, reason="deploy  42")) == 0
     assert primary.wait(timeout=20) == 0
-    assert primary.lease_events("step_down") and primary.lease_events("released")
+    (asked,) = primary.lease_events("step_down")
+    assert asked["source"] == handlers.actor("deploy 42")  # cli:<user>@<host>:<pid> (deploy 42)
+    assert primary.lease_events("released")
     eventually(lambda: standby.lease_events("takeover") and _cycles(standby) >= 1, timeout=20)
     assert client.get_order(order_id)["order"]["status"] == "OPEN"  # kept for the next holder
     stopped = primary.events(EventType.BOT_STOPPED)[-1]

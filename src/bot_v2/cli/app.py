@@ -59,7 +59,9 @@ Examples:
             --order-type market --order-quantity 0.01 --reason "manual exit"
                                                 send one order after its --preview-order verdict
   perps-bot --profile canary --standby          hot standby: takes over when the live bot's lease expires
-  perps-bot --profile canary --step-down        the live bot hands over to its standby now
+  perps-bot --profile canary --step-down --reason "deploy"
+                                                the live bot hands over to its standby now;
+                                                who (user@host:pid) and why go to its step_down event
 
 \b
 Environment: see .env.example (COINBASE_*, REDIS_URL, DATABASE_URL, S3_*, RISK_*, PERPS_*).
@@ -186,8 +188,8 @@ def build_order_request(opts: dict[str, Any]) -> OrderRequest:
     "--step-down",
     "step_down",
     is_flag=True,
-    help="Ask the running bot of this profile to hand over to its standby now (keeps its orders). "
-    "Example: perps-bot --profile canary --step-down",
+    help="Ask the running bot of this profile to hand over to its standby now (keeps its orders); --reason "
+    "and the actor go to its step_down event. Example: perps-bot --profile canary --step-down --reason 'deploy'",
 )
 @click.option(
     "--dry-run/--live",
@@ -464,7 +466,7 @@ async def _dispatch(mode: str, settings: Any, opts: dict[str, Any]) -> int:
     if mode == "run":
         return await handlers.run(settings, once=bool(opts["dev_fast"]), standby=bool(opts["standby"]))
     if mode == "step_down":
-        return await handlers.step_down(settings)
+        return await handlers.step_down(settings, reason=str(opts.get("reason") or ""))
     if mode == "reconcile":
         return await handlers.reconcile(settings, reason=str(opts.get("reason") or ""))
     if mode == "account_snapshot":

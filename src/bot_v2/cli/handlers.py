@@ -29,7 +29,7 @@ from bot_v2.risk import ReasonCode
 
 def actor(reason: str = "") -> str:
     """Who acts and why: ``cli:<user>@<host>:<pid>`` plus `` (<reason>)`` -- the ``source`` stored with every
-    control, clear, reconcile and emergency request, and so in the events the bot writes for them."""
+    control, clear, reconcile, step-down and emergency request, and so in the events the bot writes for them."""
     import getpass
     import os
     import socket
@@ -63,12 +63,13 @@ async def run(settings: BotSettings, *, once: bool, standby: bool = False) -> in
     return 0
 
 
-async def step_down(settings: BotSettings) -> int:
-    """--step-down: ask the lease holder to hand over to its standby now."""
-    holder = await commands.request_step_down(settings)
+async def step_down(settings: BotSettings, reason: str = "") -> int:
+    """--step-down: ask the lease holder to hand over to its standby now (who and why go to its events)."""
+    source = actor(reason)
+    holder = await commands.request_step_down(settings, source=source)
     if holder is None:
         raise InputError(f"--step-down: no bot holds the lease of {settings.bot_id!r} (nothing is running)")
-    render.print_step_down(settings.bot_id, holder)
+    render.print_step_down(settings.bot_id, holder, source)
     return 0
 
 

@@ -336,9 +336,9 @@ def print_controls(control: Mapping[str, Any]) -> None:
     console.print(table("Operator controls (read by running bots every cycle)", ["Control", "Value"], rows))
 
 
-def print_step_down(bot_id: str, holder: str) -> None:
+def print_step_down(bot_id: str, holder: str, source: str) -> None:
     """Show the step-down request handed to the lease holder."""
-    rows: list[Sequence[Any]] = [("bot id", bot_id), ("lease holder", holder)]
+    rows: list[Sequence[Any]] = [("bot id", bot_id), ("lease holder", holder), ("requested by", source)]
     console.print(table("Step-down requested", ["Field", "Value"], rows))
     console.print(
         "The holder sees it at its next lease renewal (within a third of the lease TTL), finishes the cycle in "

@@ -54,7 +54,8 @@ class EventType(enum.StrEnum):
     CHECKPOINT = "checkpoint"
     CHECKPOINT_FAILED = "checkpoint_failed"
     CHECKPOINT_RESTORED = "checkpoint_restored"
-    LEASE = "lease"  # kind: acquired | takeover | released | renew_failed | renewed_again | watchdog | fenced
+    # kind: acquired | takeover | released | renew_failed | renewed_again | watchdog | fenced | step_down (source)
+    LEASE = "lease"
     HISTORY_ARCHIVED = "history_archived"  # terminal history moved to COLD (ok=False: the run failed)
     WS_CONNECTED = "ws_connected"  # the market data feed is healthy again (quotes from memory)
     WS_DISCONNECTED = "ws_disconnected"  # the feed dropped (gap, stale, closed ...): REST quotes meanwhile

@@ -136,12 +136,13 @@ async def _follow_as_standby(keeper: Any, settings: BotSettings) -> None:
     logger.warning("standby for bot %r: took over with epoch %d", settings.bot_id, record.epoch)
 
 
-async def request_step_down(settings: BotSettings) -> str | None:
+async def request_step_down(settings: BotSettings, *, source: str) -> str | None:
     """Ask the running bot to hand over at once (planned maintenance): it sees the request at its next lease
     renewal (within TTL/3), finishes the cycle in flight, keeps its open orders, flushes and releases the
-    lease; a standby takes over. Returns the holder asked (``describe()``), None when no bot holds the lease."""
+    lease; a standby takes over. ``source`` (who asked and why) goes into the lease row and the holder's
+    ``step_down`` event. Returns the holder asked (``describe()``), None when no bot holds the lease."""
     async with open_state(reader_settings(settings)) as state:
-        record = await state.request_handover()
+        record = await state.request_handover(source)
     return None if record is None else record.describe()
 
 

@@ -316,8 +316,10 @@ class LeaseKeeper:
             await self._event(
                 "step_down",
                 logging.WARNING,
-                "lease of bot %r: step-down requested; handing over",
+                "lease of bot %r: step-down requested by %s; handing over",
                 self.bot_id,
+                record.handover_source or "an unrecorded requester",
+                source=record.handover_source,
             )
             self.lost.set()
 

@@ -286,9 +286,10 @@ class StateManager:
         """Expire the lease now so a standby or the next start takes over without waiting."""
         return await self._warm.release_lease(holder, epoch)
 
-    async def request_handover(self) -> LeaseRecord | None:
-        """Ask the live holder to step down at its next renewal (None: nobody holds the lease)."""
-        return await self._warm.request_handover()
+    async def request_handover(self, source: str) -> LeaseRecord | None:
+        """Ask the live holder to step down at its next renewal, recording ``source`` (who asked and why) in the
+        lease row (None: nobody holds the lease)."""
+        return await self._warm.request_handover(source)
 
     async def read_lease(self) -> LeaseRecord | None:
         """The lease row with the store's clock (None: never held). Writes nothing."""

@@ -434,6 +434,8 @@ class LeaseRecord:
     expires_at: datetime
     db_now: datetime
     handover_requested: bool = False
+    #: who asked for the hand-over and why (``cli:<user>@<host>:<pid> (<reason>)``, as the controls' ``source``)
+    handover_source: str | None = None
 
     @property
     def remaining_seconds(self) -> float:

@@ -89,13 +89,18 @@ async def test_release_makes_the_lease_free_at_once_and_keeps_the_epoch(warm_tie
 
 
 async def test_handover_request_reaches_the_holder_at_its_next_renewal(warm_tier: Any) -> None:
-    assert await warm_tier.request_handover() is None  # nobody holds it
+    asked = "cli:ops@h1:4242 (deploy 42)"
+    assert await warm_tier.request_handover(asked) is None  # nobody holds it
     await warm_tier.acquire_lease(claim("a"), 60)
-    requested = await warm_tier.request_handover()
-    assert requested is not None and requested.holder == "host:a"
-    assert (await warm_tier.renew_lease("host:a", 1, 60)).handover_requested
+    assert (await warm_tier.read_lease()).handover_source is None
+    requested = await warm_tier.request_handover(asked)
+    assert requested is not None and requested.holder == "host:a" and requested.handover_source == asked
+    renewed = await warm_tier.renew_lease("host:a", 1, 60)
+    assert renewed.handover_requested and renewed.handover_source == asked  # who asked, and why
     await warm_tier.release_lease("host:a", 1)
-    assert not (await warm_tier.acquire_lease(claim("b"), 60)).record.handover_requested
+    assert (await warm_tier.read_lease()).handover_source is None
+    taken = (await warm_tier.acquire_lease(claim("b"), 60)).record
+    assert not taken.handover_requested and taken.handover_source is None
 
 
 async def test_fenced_writer_commits_nothing(warm_tier: Any) -> None:

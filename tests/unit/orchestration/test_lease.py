@@ -20,6 +20,7 @@ from bot_v2.errors import (
     StateReadOnlyError,
     StateUnavailableError,
 )
+from bot_v2.monitoring.events import EventStore, EventType, read_events
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration.lease import STORE_BACK_GRACE_TTLS, LeasedBroker, LeaseKeeper, new_claim
 from bot_v2.state import StateCategory, StateManager, StateSettings
@@ -186,15 +187,25 @@ async def test_leased_broker_sends_nothing_once_fenced(state: StateManager) -> N
     await broker.close()  # closing is always allowed
 
 
-async def test_step_down_request_ends_the_renewal_task(state: StateManager) -> None:
+async def test_step_down_request_ends_the_renewal_task(state: StateManager, tmp_path: Path) -> None:
     holder = keeper(state, "a")
+    holder.events = events = EventStore(tmp_path / "events.jsonl")
     await holder.acquire()
     renewing = asyncio.create_task(holder.run())
-    assert await state.request_handover() is not None
+    asked = "cli:ops@h1:4242 (deploy 42)"
+    requested = await state.request_handover(asked)
+    assert requested is not None and requested.handover_source == asked
     await asyncio.wait_for(renewing, timeout=2)
     assert holder.handover_requested and holder.lost.is_set() and not holder.fenced
+    # the holder's step_down event names who asked and why (the audit trail of a hand-over)
+    (event,) = [
+        e for e in read_events(tmp_path / "events.jsonl", EventType.LEASE) if e["kind"] == "step_down"
+    ]
+    assert event["source"] == asked and event["holder"] == "host:a"
     await holder.release()
+    events.close()
     assert not (await state.read_lease()).live
+    assert (await state.read_lease()).handover_source is None  # the next holder starts with no request
 
 
 async def test_fenced_state_write_after_a_takeover(state: StateManager) -> None:

@@ -88,4 +88,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DROP INDEX state_records_bot_tier",
         ),
     ),
+    Migration(
+        5,
+        "state_leases.handover_source: who asked for the hand-over and why (--step-down --reason)",
+        ("ALTER TABLE state_leases ADD COLUMN handover_source TEXT",),
+    ),
 )

@@ -21,29 +21,29 @@ VALUES ($1, $2, $3, $4, $5, greatest(1, $7::bigint), now(), now(), now() + $6::f
 ON CONFLICT (bot_id) DO UPDATE SET
     holder = EXCLUDED.holder, host = EXCLUDED.host, pid = EXCLUDED.pid, role = EXCLUDED.role,
     epoch = greatest(l.epoch + 1, $7::bigint), acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at,
-    expires_at = EXCLUDED.expires_at, handover_requested = false
+    expires_at = EXCLUDED.expires_at, handover_requested = false, handover_source = NULL
 WHERE l.expires_at <= now()
 RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+    acquired_at, renewed_at, expires_at, handover_requested, handover_source, now() AS db_now
 """
 _RENEW_SQL = """
 UPDATE state_leases SET renewed_at = now(), expires_at = now() + $4::float8 * interval '1 second'
 WHERE bot_id = $1 AND holder = $2 AND epoch = $3
 RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+    acquired_at, renewed_at, expires_at, handover_requested, handover_source, now() AS db_now
 """
 _RELEASE_SQL = """
-UPDATE state_leases SET expires_at = least(expires_at, now()), handover_requested = false
+UPDATE state_leases SET expires_at = least(expires_at, now()), handover_requested = false, handover_source = NULL
 WHERE bot_id = $1 AND holder = $2 AND epoch = $3 RETURNING epoch
 """
 _HANDOVER_SQL = """
-UPDATE state_leases SET handover_requested = true WHERE bot_id = $1 AND expires_at > now()
+UPDATE state_leases SET handover_requested = true, handover_source = $2 WHERE bot_id = $1 AND expires_at > now()
 RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+    acquired_at, renewed_at, expires_at, handover_requested, handover_source, now() AS db_now
 """
 _READ_SQL = """
 SELECT bot_id, holder, host, pid, role, epoch,
-    acquired_at, renewed_at, expires_at, handover_requested, now() AS db_now
+    acquired_at, renewed_at, expires_at, handover_requested, handover_source, now() AS db_now
 FROM state_leases WHERE bot_id = $1
 """
 # in a write's transaction, before it writes: a concurrent acquire waits for the transaction (FOR SHARE)
@@ -63,6 +63,7 @@ def _lease(rec: Any) -> LeaseRecord:
         rec["expires_at"],
         rec["db_now"],
         rec["handover_requested"],
+        rec["handover_source"],
     )
 
 
@@ -95,9 +96,9 @@ async def release(conn: Any, bot: str, holder: str, epoch: int) -> bool:
     return await conn.fetchval(_RELEASE_SQL, bot, holder, epoch) is not None
 
 
-async def request_handover(conn: Any, bot: str) -> LeaseRecord | None:
-    """Flag the live lease for handover (None: nobody holds a live one)."""
-    rec = await conn.fetchrow(_HANDOVER_SQL, bot)
+async def request_handover(conn: Any, bot: str, source: str) -> LeaseRecord | None:
+    """Flag the live lease for handover, recording who asked and why (None: nobody holds a live one)."""
+    rec = await conn.fetchrow(_HANDOVER_SQL, bot, source)
     return None if rec is None else _lease(rec)
 
 

@@ -451,9 +451,9 @@ class PostgresWarmTier:
         async with self._conn("release lease") as conn:
             return await lease.release(conn, self._bot, holder, epoch)
 
-    async def request_handover(self) -> LeaseRecord | None:
+    async def request_handover(self, source: str) -> LeaseRecord | None:
         async with self._conn("request handover") as conn:
-            return await lease.request_handover(conn, self._bot)
+            return await lease.request_handover(conn, self._bot, source)
 
     async def read_lease(self) -> LeaseRecord | None:
         async with self._conn("read lease") as conn:

@@ -20,7 +20,7 @@ from bot_v2.state.models import LeaseClaim, LeaseGrant, LeaseRecord
 
 _READ_SQL = """
 SELECT bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested, handover_source
 FROM state_leases WHERE bot_id = ?
 """
 _ACQUIRE_SQL = """
@@ -30,24 +30,24 @@ VALUES (?1, ?2, ?3, ?4, ?5, max(1, ?8), ?6, ?6, ?7, 0)
 ON CONFLICT (bot_id) DO UPDATE SET
     holder = excluded.holder, host = excluded.host, pid = excluded.pid, role = excluded.role,
     epoch = max(l.epoch + 1, ?8), acquired_at_us = excluded.acquired_at_us, renewed_at_us = excluded.renewed_at_us,
-    expires_at_us = excluded.expires_at_us, handover_requested = 0
+    expires_at_us = excluded.expires_at_us, handover_requested = 0, handover_source = NULL
 WHERE l.expires_at_us <= ?6
 RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested, handover_source
 """
 _RENEW_SQL = """
 UPDATE state_leases SET renewed_at_us = ?4, expires_at_us = ?5 WHERE bot_id = ?1 AND holder = ?2 AND epoch = ?3
 RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested, handover_source
 """
 _RELEASE_SQL = """
-UPDATE state_leases SET expires_at_us = min(expires_at_us, ?4), handover_requested = 0
+UPDATE state_leases SET expires_at_us = min(expires_at_us, ?4), handover_requested = 0, handover_source = NULL
 WHERE bot_id = ?1 AND holder = ?2 AND epoch = ?3 RETURNING epoch
 """
 _HANDOVER_SQL = """
-UPDATE state_leases SET handover_requested = 1 WHERE bot_id = ?1 AND expires_at_us > ?2
+UPDATE state_leases SET handover_requested = 1, handover_source = ?3 WHERE bot_id = ?1 AND expires_at_us > ?2
 RETURNING bot_id, holder, host, pid, role, epoch,
-    acquired_at_us, renewed_at_us, expires_at_us, handover_requested
+    acquired_at_us, renewed_at_us, expires_at_us, handover_requested, handover_source
 """
 _EPOCH_SQL = "SELECT epoch FROM state_leases WHERE bot_id = ?"
 
@@ -65,7 +65,7 @@ def _lease(rec: tuple[Any, ...], now_us: int) -> LeaseRecord:
     times = [_dt(us) for us in (rec[6], rec[7], rec[8], now_us)]
     acquired, renewed, expires, now = (t for t in times if t is not None)
     return LeaseRecord(
-        rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], acquired, renewed, expires, now, bool(rec[9])
+        rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], acquired, renewed, expires, now, bool(rec[9]), rec[10]
     )
 
 
@@ -109,10 +109,10 @@ def release(db: sqlite3.Connection, bot: str, holder: str, epoch: int) -> bool:
     return db.execute(_RELEASE_SQL, (bot, holder, epoch, _now_us())).fetchone() is not None
 
 
-def request_handover(db: sqlite3.Connection, bot: str) -> LeaseRecord | None:
-    """Flag the live lease for handover (None: nobody holds a live one)."""
+def request_handover(db: sqlite3.Connection, bot: str, source: str) -> LeaseRecord | None:
+    """Flag the live lease for handover, recording who asked and why (None: nobody holds a live one)."""
     now = _now_us()
-    rec = db.execute(_HANDOVER_SQL, (bot, now)).fetchone()
+    rec = db.execute(_HANDOVER_SQL, (bot, now, source)).fetchone()
     return None if rec is None else _lease(rec, now)
 
 

@@ -433,10 +433,10 @@ class SqliteWarmTier:
             lambda db: self._transaction(db, lambda db: lease.release(db, self._bot, holder, epoch)),
         )
 
-    async def request_handover(self) -> LeaseRecord | None:
+    async def request_handover(self, source: str) -> LeaseRecord | None:
         return await self._run(
             "request handover",
-            lambda db: self._transaction(db, lambda db: lease.request_handover(db, self._bot)),
+            lambda db: self._transaction(db, lambda db: lease.request_handover(db, self._bot, source)),
         )
 
     async def read_lease(self) -> LeaseRecord | None:

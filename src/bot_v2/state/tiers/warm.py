@@ -143,8 +143,9 @@ class WarmTier(Protocol):
         """Expire ``holder``'s lease now (epoch kept, so its writes stay fenced out once someone else
         acquires); return whether it still held it."""
 
-    async def request_handover(self) -> LeaseRecord | None:
-        """Ask the live holder to step down (it sees the flag at its next renewal); None if nobody holds."""
+    async def request_handover(self, source: str) -> LeaseRecord | None:
+        """Ask the live holder to step down (it sees the flag, and ``source`` -- who asked and why -- at its next
+        renewal); None if nobody holds."""
 
     async def read_lease(self) -> LeaseRecord | None:
         """This bot's lease row with the store's clock, or None if no process ever held it. Writes nothing."""

@@ -13,6 +13,9 @@ one it added, but a restriction set in the environment stays until the bot is re
 that does not have exactly this shape (``clear_requests`` may be absent) is rejected with a
 ``control_rejected`` event and the last good value is kept.
 
+A request leaves the key's ``updated_at`` and ``source`` alone (who last set the kill switch / reduce-only
+mode); it carries its own ``requested_at`` and ``source``, and the bot tells a new one by its id.
+
 Clear requests carry increasing ids. The bot applies each one with an id above the last it applied
 (``RiskEngine.clear_reason``; a reason raised AFTER the request was made is left alone, so a stale request
 never lifts a new trip), records a ``control_applied`` event, and acknowledges by writing the last applied id
@@ -270,10 +273,16 @@ async def _store_request(
     request: ClearRequest | ReconcileRequest,
     **changes: Any,
 ) -> OperatorControl:
-    """Write ``current`` (both controls off when None) stamped by ``request`` with ``changes``; return it."""
-    now, source = request.requested_at, request.source
-    base = current or OperatorControl(kill_switch=False, reduce_only=False, updated_at=now, source=source)
-    control = replace(base, updated_at=now, source=source, **changes)
+    """Write ``current`` with ``changes`` (``request`` added); return it. ``current``'s own ``updated_at`` and
+    ``source`` stay: they say who last set the kill switch / reduce-only mode, and a request carries its own
+    (``requested_at``, ``source``). With no control yet, both controls are off, stamped by the requester.
+
+    The running bot needs no stamp to notice a request: ``ControlWatcher.poll`` compares the whole value (a
+    new request id differs) and the pending requests are those with an id above the last it applied."""
+    base = current or OperatorControl(
+        kill_switch=False, reduce_only=False, updated_at=request.requested_at, source=request.source
+    )
+    control = replace(base, **changes)
     await state.set_state(CONTROL_KEY, control.to_dict(), StateCategory.CONTROL)
     return control
 

@@ -67,6 +67,36 @@ async def test_ids_increase_past_what_the_bot_ran_and_other_controls_keep_the_re
     assert second.request_id == 6 and control.kill_switch  # the kill switch is untouched
 
 
+async def test_a_request_keeps_who_set_the_controls_and_the_watcher_sees_it_at_its_next_poll(
+    state: StateManager,
+) -> None:
+    """A --reconcile / --clear-reason request adds itself: the key's source and updated_at still name who set
+    the kill switch (no bot need run in between), and the next poll (the next cycle) finds the request."""
+    await set_operator_control(state, kill_switch=True, reduce_only=None, source="cli:ops@h1:1 (SEV-1)")
+    set_by = parse_operator_control(await state.get_state(keys.CONTROL_KEY))
+    watcher = ControlWatcher()
+    assert (await watcher.poll(state)).changed and not (await watcher.poll(state)).changed
+
+    request, _ = await request_reconcile(state, source="cli:dev@h2:2 (after the fix)")
+    clear, control = await request_reason_clear(state, ReasonCode.MANUAL, source="cli:dev@h2:3 (resume)")
+    stored = parse_operator_control(await state.get_state(keys.CONTROL_KEY))
+    assert stored == control and stored.kill_switch
+    assert (stored.source, stored.updated_at) == (set_by.source, set_by.updated_at)  # the actor survives
+    assert stored.reconcile_request == request and stored.clear_requests == (clear,)
+
+    poll = await watcher.poll(state)
+    assert poll.changed and poll.control == stored
+    assert watcher.pending_reconcile(poll.control) == request and watcher.pending_clears(poll.control) == [
+        clear
+    ]
+
+
+async def test_the_first_request_stamps_a_new_control_with_its_requester(state: StateManager) -> None:
+    request, control = await request_reconcile(state, source="cli:dev@h2:2")
+    assert not control.kill_switch and not control.reduce_only
+    assert (control.source, control.updated_at) == (request.source, request.requested_at)
+
+
 async def test_a_corrupted_control_key_is_not_overwritten(state: StateManager) -> None:
     await state.set_state(keys.CONTROL_KEY, {"kill_switch": "yes"}, StateCategory.CONTROL)
     with pytest.raises(StateIntegrityError, match="--kill-switch"):

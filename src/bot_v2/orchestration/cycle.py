@@ -334,6 +334,7 @@ class TradingCycle:
             trigger="operator" if request is not None else "periodic",
             full=request is not None,
             request_id=request.request_id if request is not None else None,
+            source=request.source if request is not None else None,
         )
         report.transitions += result.transitions
         await self.book_sync(SyncResult(result.new_fills, [], result.realized_pnl), report, now)

@@ -101,6 +101,7 @@ class ReconcileReport:
 
     trigger: str = "startup"
     request_id: int | None = None
+    source: str | None = None  # who asked (operator runs: the request's cli:<user>@<host>:<pid> (<reason>))
     unclean_shutdown: bool = False
     previous_run: dict[str, object] | None = None
     guard_state_restored: bool = False
@@ -137,6 +138,7 @@ class ReconcileReport:
         return {
             "trigger": self.trigger,
             "request_id": self.request_id,
+            "source": self.source,
             "unclean_shutdown": self.unclean_shutdown,
             "previous_run": self.previous_run,
             "guard_state_restored": self.guard_state_restored,
@@ -276,6 +278,7 @@ class Reconciler:
         trigger: str = "periodic",
         full: bool = False,
         request_id: int | None = None,
+        source: str | None = None,
     ) -> ReconcileReport:
         """Discover the bot's orders since the watermark, adopt what state lacks, book their fills once, check
         positions; queue the writes on the tracker's batch (the cycle flushes them).
@@ -285,7 +288,9 @@ class Reconciler:
         already raised ``RECONCILE_MISMATCH``.
         """
         started = time.perf_counter()
-        report = ReconcileReport(trigger=trigger, request_id=request_id, guard_state_restored=True)
+        report = ReconcileReport(
+            trigger=trigger, request_id=request_id, source=source, guard_state_restored=True
+        )
         listed = await self._discover_orders(report, now)
         order_ids = sorted(self.tracker.order_ids) if full else [o.order_id for o in listed]
         exchange_fills = await fills_of(self.broker, order_ids)

@@ -13,7 +13,7 @@ from bot_v2.monitoring.events import EventType, read_events
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.bot import BotRunSummary, run_bot
-from bot_v2.orchestration.controls import request_reconcile
+from bot_v2.orchestration.controls import parse_operator_control, request_reconcile, set_operator_control
 from bot_v2.orchestration.reconcile import parse_watermark
 from bot_v2.orchestration.tracking import LOOKUP_MARGIN
 from bot_v2.risk import ReasonCode, RiskEngine
@@ -177,6 +177,44 @@ async def test_periodic_run_raises_reconcile_mismatch_when_the_balance_falls_sho
     assert [t["reason"] for t in trips] == ["RECONCILE_MISMATCH"]
 
 
+async def test_a_request_to_a_halted_bot_runs_and_the_kill_switch_keeps_its_actor(
+    make_settings: Callable[..., BotSettings], broker: FakeBroker, state: StateManager
+) -> None:
+    """--kill-switch on, then --reconcile while the bot runs: the request is run (and named in the
+    reconciliation event) and the control key and the bot's control events still name the kill switch's actor."""
+    settings = make_settings(PERPS_SYMBOLS="BTC-USD", PERPS_RECONCILE_EVERY_CYCLES="100000")
+    killer, asker = "cli:ops@h1:1 (SEV-1)", "cli:dev@h2:2 (after the fix)"
+    await set_operator_control(state, kill_switch=True, reduce_only=None, source=killer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(_run(settings, broker, state, stop_event=stop, strategy=HoldWithHooks()))
+    try:
+
+        async def halted() -> bool:
+            safety = await state.get_state(keys.SAFETY_KEY)
+            return safety is not None and safety["trading_state"] == "HALTED"
+
+        await eventually_async(halted)
+        request, _ = await request_reconcile(state, source=asker)
+
+        async def acknowledged() -> bool:
+            ack = await state.get_state(keys.RECONCILE_ACK_KEY)
+            return ack is not None and ack["last_request_id"] == request.request_id
+
+        await eventually_async(acknowledged)
+    finally:
+        stop.set()
+        await task
+    (run,) = _reconciliations(settings, "operator")
+    assert (run["request_id"], run["source"]) == (request.request_id, asker)
+    stored = parse_operator_control(await state.get_state(keys.CONTROL_KEY))
+    assert stored.kill_switch and stored.source == killer
+    controls = [
+        e["control"] for e in read_events(settings.events_path, EventType.CONTROL_APPLIED) if "control" in e
+    ]
+    assert len(controls) == 2 and all(c["source"] == killer for c in controls)  # start, then the request
+    assert controls[-1]["reconcile_request"]["source"] == asker
+
+
 async def test_operator_request_reaches_the_running_loop_once(
     make_settings: Callable[..., BotSettings], broker: FakeBroker, state: StateManager
 ) -> None:
@@ -202,6 +240,7 @@ async def test_operator_request_reaches_the_running_loop_once(
         await task
     (run,) = _reconciliations(settings, "operator")
     assert run["request_id"] == 1 and run["adopted_orders"] == ["pb-ghost"] and run["coherent"] is True
+    assert run["source"] == "test"  # who asked, beside the request id
     assert (await state.get_state(keys.position_key(BTC)))["quantity"] == QTY
     applied = [
         e for e in read_events(settings.events_path, EventType.CONTROL_APPLIED) if "reconcile_request" in e

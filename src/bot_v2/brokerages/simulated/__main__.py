@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -15,10 +16,13 @@ EPILOG = """examples:
   python -m bot_v2.brokerages.simulated --port 0 --state-dir /tmp/sim --seed 7 --tick-seconds 1
 
 On start it prints one line:
-  SIMULATOR READY base_url=127.0.0.1:PORT ca=PATH key_file=PATH ws_url=wss://127.0.0.1:WSPORT/ws
+  SIMULATOR READY base_url=127.0.0.1:PORT ca=PATH key_file=PATH ws_url=wss://127.0.0.1:WSPORT/ws admin_token=TOKEN
 Point coinbase.rest.RESTClient(key_file=KEY_FILE, base_url=BASE_URL) at it, with
 client.session.trust_env = False and client.session.verify = CA; the WebSocket feed (coinbase.websocket.WSClient
 or perps-bot's COINBASE_WS_URL) at WS_URL, served over TLS with the same CA (--ws-plain: ws://).
+TOKEN (new each run, printed nowhere else) unlocks the fault switches and price hooks:
+POST https://BASE_URL/__simulator/control/<switch> with header X-Simulator-Admin-Token: TOKEN and a JSON object
+of arguments (bot_v2.brokerages.simulated.RemoteSimulatorControl; docs/SIMULATOR.md).
 SIGINT/SIGTERM persist state and exit 0.
 """
 
@@ -53,6 +57,7 @@ async def serve(args: argparse.Namespace) -> None:
         auth_required=not args.no_auth,
         rate_limit_per_second=args.rate_limit or None,
         websocket_plain=args.ws_plain,
+        admin_token=secrets.token_urlsafe(32),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -60,7 +65,8 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with start_simulator(config) as sim:
         print(
-            f"SIMULATOR READY base_url={sim.base_url} ca={sim.ca_path} key_file={sim.key_file} ws_url={sim.ws_url}",
+            f"SIMULATOR READY base_url={sim.base_url} ca={sim.ca_path} key_file={sim.key_file} ws_url={sim.ws_url}"
+            f" admin_token={config.admin_token}",
             flush=True,
         )
         await stop.wait()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from bot_v2.brokerages.simulated.admin import admin_middleware
 from bot_v2.brokerages.simulated.auth import ApiKey, KeyRegistry, load_or_create_key
 from bot_v2.brokerages.simulated.certs import ensure_tls_files
 from bot_v2.brokerages.simulated.engine import Engine, EngineConfig
@@ -49,7 +50,9 @@ class SimulatorConfig:
     """How to run the simulated exchange. ``tick_seconds <= 0`` disables the background price walk.
 
     With ``websocket`` on, the WebSocket feed listens on a second port (see ``ws_url``), over TLS with the REST
-    certificate and CA, or over plain ws:// when ``websocket_plain`` is set.
+    certificate and CA, or over plain ws:// when ``websocket_plain`` is set. With ``admin_token`` set, the control
+    switches are served too (``POST /__simulator/control/<switch>``, see ``admin.py``); the standalone process
+    generates one per run.
     """
 
     state_dir: Path
@@ -66,6 +69,8 @@ class SimulatorConfig:
     history_minutes: int = 300
     websocket: bool = True
     websocket_plain: bool = False
+    #: with a token, the REST server also answers the control routes (``admin.py``) to requests carrying it
+    admin_token: str | None = field(default=None, repr=False)
     clock: Clock = field(default_factory=SystemClock, repr=False, compare=False)
 
     def engine_config(self) -> EngineConfig:
@@ -112,6 +117,11 @@ class SimulatorService:
         self._written_version = 0
         self._save_lock = asyncio.Lock()
         self._writes: set[asyncio.Task[None]] = set()
+        self.control: SimulatorControl | None = None
+
+    def _control(self) -> SimulatorControl:
+        assert self.control is not None, "service not started"
+        return self.control
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +131,14 @@ class SimulatorService:
         saved = load_state(self.state_dir)
         if saved is not None:
             self.engine.load_state(saved)
-        runner = web.AppRunner(build_app(self.state, add_routes), access_log=None, handle_signals=False)
+        self.control = SimulatorControl(self, asyncio.get_running_loop(), threading.get_ident())
+        outer = (
+            []
+            if self.config.admin_token is None
+            else [admin_middleware(self.config.admin_token, self._control)]
+        )
+        app = build_app(self.state, add_routes, outer_middlewares=outer)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.config.host, self.config.port, ssl_context=tls.server_context())
@@ -371,6 +388,7 @@ class RunningSimulator:
         self.ws_url: str | None = (
             f"{scheme}://{service.config.host}:{service.ws_port}/ws" if service.ws_port is not None else None
         )
+        self.admin_token = service.config.admin_token  # the control routes' credential (None: not served)
         self.control = control
         self._stopper = stopper
 

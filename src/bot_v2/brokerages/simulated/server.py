@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -17,7 +17,15 @@ from bot_v2.brokerages.simulated.auth import AuthError, KeyRegistry
 from bot_v2.brokerages.simulated.engine import Engine
 from bot_v2.brokerages.simulated.malform import malform
 
-__all__ = ["API_PREFIX", "Faults", "ServerState", "TokenBucket", "build_app", "error_response"]
+__all__ = [
+    "API_PREFIX",
+    "Faults",
+    "Handler",
+    "ServerState",
+    "TokenBucket",
+    "build_app",
+    "error_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +233,13 @@ async def auth_and_limit_middleware(request: web.Request, handler: Handler) -> w
     return response
 
 
-def build_app(state: ServerState, add_routes: Callable[[web.Application], None]) -> web.Application:
-    app = web.Application(middlewares=[fault_middleware, auth_and_limit_middleware])
+def build_app(
+    state: ServerState,
+    add_routes: Callable[[web.Application], None],
+    outer_middlewares: Sequence[Any] = (),
+) -> web.Application:
+    """The REST app; ``outer_middlewares`` run before the fault switches and the auth (the control routes)."""
+    app = web.Application(middlewares=[*outer_middlewares, fault_middleware, auth_and_limit_middleware])
     app[STATE_KEY] = state
     add_routes(app)
     return app

@@ -4,10 +4,12 @@
     .venv/bin/python scripts/benchmarks/market_data_drill.py                       # about 2 minutes
     .venv/bin/python scripts/benchmarks/market_data_drill.py --fills 3 --quote-seconds 15
 
-The simulated exchange runs on its own event loop in a thread (TLS REST + wss:// feed, the price walk every
-0.25 s, the fault switches); a dev-profile bot runs against it as an external exchange (COINBASE_BASE_URL,
-COINBASE_WS_URL, its CA and key file) at ``--interval`` seconds (default 5, the dev profile's interval), on
-BTC-USD, holding (it places no order of its own). In the same run:
+The simulated exchange is the standalone process (``python -m bot_v2.brokerages.simulated``: TLS REST + wss://
+feed, the price walk every 0.25 s); the drill moves prices and flips the feed's fault switches through its control
+routes (``RemoteSimulatorControl``, with the admin token of its READY line; its stderr goes to
+var/benchmarks/market_data_drill.simulator.log). A dev-profile bot runs in the drill's process against it as an
+external exchange (COINBASE_BASE_URL, COINBASE_WS_URL, its CA and key file) at ``--interval`` seconds (default 5,
+the dev profile's interval), on BTC-USD, holding (it places no order of its own). In the same run:
 
 1. quote age: every ~50 ms (shuffled instants) the age (now - exchange time) of the newest quote known
    (a) from the feed (a ``CoinbaseStream`` like the bot's) and (b) from REST best bid/ask polled every
@@ -19,7 +21,9 @@ BTC-USD, holding (it places no order of its own). In the same run:
 3. faults on the running bot's feed: drop (close every socket and refuse new ones for ``--down-seconds``),
    stall (sockets open, nothing sent), gap (one sequence number skipped). detect_ms = fault -> the bot's
    ``perps_bot_ws_connected`` gauge 0; reconnect_ms = the simulator accepting / answering again -> gauge 1
-   (for a gap: detection -> gauge 1); cycles served from REST meanwhile and failed cycles are counted.
+   (for a gap: detection -> gauge 1); cycles served from REST meanwhile and failed cycles are counted. A
+   switch's instant is taken just before its control request (one local HTTPS round trip, a few ms), so
+   detect_ms and reconnect_ms include that round trip.
 
 Targets (issue 12): ws quote age p99 >= 5x lower than REST polling; fills booked <= 100 ms after the exchange's
 fill; a dropped / stalled feed detected within COINBASE_WS_STALE_SECONDS and back within 1 s of the simulator
@@ -42,7 +46,7 @@ from typing import Any
 import _drill as d
 
 from bot_v2.brokerages.coinbase import CoinbaseBroker, CoinbaseConnection
-from bot_v2.brokerages.simulated import RunningSimulator, SimulatorConfig, run_simulator_in_thread
+from bot_v2.brokerages.simulated import StandaloneSimulator
 from bot_v2.config import load_settings
 from bot_v2.domain import Position, Quote, Symbol
 from bot_v2.monitoring.metrics import BotMetrics
@@ -79,7 +83,7 @@ async def wait_for(check: Any, within: float, poll: float = 0.005) -> float | No
 
 
 async def quote_ages(
-    sim: RunningSimulator, broker: CoinbaseBroker, seconds: float, interval: float
+    sim: StandaloneSimulator, broker: CoinbaseBroker, seconds: float, interval: float
 ) -> dict[str, Any]:
     """Ages of the newest feed quote and the newest REST-polled quote at the same shuffled instants."""
     stream = broker.open_stream([BTC], user_channel=False)
@@ -121,7 +125,7 @@ def summary_ms(values: list[float]) -> dict[str, Any]:
 
 
 async def one_fill(
-    sim: RunningSimulator, runtime: Any, metrics: BotMetrics, prefix: str, source: str, n: int
+    sim: StandaloneSimulator, runtime: Any, metrics: BotMetrics, prefix: str, source: str, n: int
 ) -> float | None:
     """Place a resting buy with the bot's prefix, wait until the bot follows it, fill it; booking latency."""
     control = sim.control
@@ -154,16 +158,18 @@ async def one_fill(
     return sample(metrics, "perps_bot_fill_booking_seconds_sum", source=source) - total
 
 
-def _sdk(sim: RunningSimulator) -> Any:
+def _sdk(sim: StandaloneSimulator) -> Any:
     from coinbase.rest import RESTClient
 
-    client = RESTClient(api_key=sim.api_key, api_secret=sim.api_secret, base_url=sim.base_url, timeout=5)
+    client = RESTClient(key_file=str(sim.key_file), base_url=sim.base_url, timeout=5)
     client.session.trust_env = False
     client.session.verify = str(sim.ca_path)
     return client
 
 
-async def fault(sim: RunningSimulator, metrics: BotMetrics, kind: str, down_seconds: float) -> dict[str, Any]:
+async def fault(
+    sim: StandaloneSimulator, metrics: BotMetrics, kind: str, down_seconds: float
+) -> dict[str, Any]:
     """Break the feed one way; detection and reconnect times from the bot's ws_connected gauge."""
     control = sim.control
     connected = lambda: sample(metrics, "perps_bot_ws_connected") == 1  # noqa: E731
@@ -201,18 +207,24 @@ async def fault(sim: RunningSimulator, metrics: BotMetrics, kind: str, down_seco
 
 async def drill(args: argparse.Namespace) -> int:
     d.configure_logging(NAME)
-    with tempfile.TemporaryDirectory(prefix="md-drill-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="md-drill-") as tmp,
+        (d.BENCH_DIR / f"{NAME}.simulator.log").open("w") as sim_log,
+    ):
         root = Path(tmp)
-        sim = run_simulator_in_thread(
-            SimulatorConfig(state_dir=root / "sim", seed=7, tick_seconds=0.25, rate_limit_per_second=10_000)
+        sim = await asyncio.to_thread(
+            StandaloneSimulator,
+            root / "sim",
+            *("--seed", "7", "--tick-seconds", "0.25", "--rate-limit", "10000"),
+            stderr=sim_log,
         )
         try:
             return await run(sim, root, args)
         finally:
-            sim.stop()
+            await asyncio.to_thread(sim.stop)
 
 
-async def run(sim: RunningSimulator, root: Path, args: argparse.Namespace) -> int:
+async def run(sim: StandaloneSimulator, root: Path, args: argparse.Namespace) -> int:
     assert sim.ws_url is not None
     connection = CoinbaseConnection(
         base_url=sim.base_url,
@@ -236,7 +248,8 @@ async def run(sim: RunningSimulator, root: Path, args: argparse.Namespace) -> in
     settings = load_settings("dev", env, root=root)
     metrics = BotMetrics()
     d.console.print(
-        f"[bold]{NAME}[/]: interval {args.interval:g}s, stale {STALE_SECONDS:g}s, load {os.getloadavg()}"
+        f"[bold]{NAME}[/]: interval {args.interval:g}s, stale {STALE_SECONDS:g}s, load {os.getloadavg()}, "
+        f"standalone simulator pid {sim.pid} at {sim.base_url}"
     )
     async with CoinbaseBroker(connection) as broker:
         ages = await quote_ages(sim, broker, args.quote_seconds, args.interval)
@@ -279,7 +292,8 @@ async def run(sim: RunningSimulator, root: Path, args: argparse.Namespace) -> in
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
     failed = int(sample(metrics, "perps_bot_cycles_total", outcome="error"))
-    return report(ages, fills, faults, at_use, failed, summary.cycles, args)
+    simulator = {"mode": "standalone", "pid": sim.pid, "drill_pid": os.getpid(), "base_url": sim.base_url}
+    return report(ages, fills, faults, at_use, failed, summary.cycles, args, simulator)
 
 
 async def watch_cycles(metrics: BotMetrics, at_use: dict[str, list[float]]) -> None:
@@ -307,6 +321,7 @@ def report(
     failed: int,
     cycles: int,
     args: argparse.Namespace,
+    simulator: dict[str, Any],
 ) -> int:
     fill_rows = [[s, len(v), d.ms(d.pct(v, 0.5)), d.ms(max(v) if v else None)] for s, v in fills.items()]
     d.console.print(d.table("fill -> booked (ms)", ["source", "n", "p50", "max"], fill_rows))
@@ -339,6 +354,7 @@ def report(
         NAME,
         {
             "args": vars(args),
+            "simulator": simulator,
             "quote_age": ages,
             "fills_ms": {k: [d.ms(x) for x in v] for k, v in fills.items()},
             "at_use_ms": {k: [d.ms(x) for x in v] for k, v in at_use.items()},

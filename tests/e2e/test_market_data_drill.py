@@ -1,6 +1,7 @@
 """Smoke test of scripts/benchmarks/market_data_drill.py with tiny settings (about 20 s).
 
-It must print its RESULT line and write its JSON; the verdicts that are not timings are asserted (no failed
+The drill runs the standalone simulator process and flips its feed switches over the control routes. It must
+print its RESULT line and write its JSON; the verdicts that are not timings are asserted (no failed
 cycle, the gap detected, fills booked from both sources). Timings are NOT asserted: the exit code is 1 when a
 timing target is missed, which a loaded CI machine may do (benchmarks measure, tests do not).
 """
@@ -35,6 +36,14 @@ def test_market_data_drill_runs_and_reports(tmp_path: Path) -> None:
     payload = json.loads((tmp_path / "market_data_drill.json").read_text())
     assert [f["kind"] for f in payload["faults"]] == ["drop", "stall", "gap"]
     assert payload["quote_age"]["ws"]["n"] > 0 and payload["quote_age"]["rest"]["n"] > 0
+    # the exchange was the standalone process (not a thread of the drill), and it is gone
+    simulator = payload["simulator"]
+    assert simulator["mode"] == "standalone" and simulator["pid"] != simulator["drill_pid"], simulator
+    with pytest.raises(ProcessLookupError):
+        os.kill(simulator["pid"], 0)
+    # its READY line's admin token went to the drill only: in no output or log
+    for text in (proc.stdout, proc.stderr, *(p.read_text() for p in tmp_path.glob("market_data_drill*.log"))):
+        assert "admin_token" not in text
 
 
 def test_market_data_drill_refuses_bad_arguments() -> None:

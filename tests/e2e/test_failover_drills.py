@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,8 @@ def test_drill_refuses_a_tier_it_cannot_break() -> None:
 
 
 def test_drills_have_help_with_examples() -> None:
-    for name in DRILLS:
-        proc = subprocess.run(
+    def show_help(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, str(BENCH / f"{name}.py"), "--help"],
             cwd=ROOT,
             capture_output=True,
@@ -72,4 +73,10 @@ def test_drills_have_help_with_examples() -> None:
             timeout=60,
             check=False,
         )
-        assert proc.returncode == 0 and "--rounds" in proc.stdout and f"{name}.py --rounds" in proc.stdout
+
+    with ThreadPoolExecutor(len(DRILLS)) as pool:  # independent start-ups, together
+        shown = dict(zip(DRILLS, pool.map(show_help, DRILLS), strict=True))
+    for name, proc in shown.items():
+        assert proc.returncode == 0 and "--rounds" in proc.stdout and f"{name}.py --rounds" in proc.stdout, (
+            name
+        )

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -63,17 +64,29 @@ def free_port() -> int:
 
 
 def test_help_and_bad_arguments(tmp_path: Path) -> None:
-    for script in (DASHBOARD, PREFLIGHT, VERIFY):
-        shown = run(tmp_path, script, "--help")
-        assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
-        bad = run(tmp_path, script, "--profile", "nope")
-        assert bad.returncode == 2
-        assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: "), bad.stderr
-    refresh = run(tmp_path, DASHBOARD, "--refresh", "0")
-    assert refresh.returncode == 2 and "--refresh" in refresh.stderr
     env_file = tmp_path / "bad.env"
     env_file.write_text("NOT A LINE\n")
-    config = run(tmp_path, DASHBOARD, "--once", "--env-file", env_file)
+    # eight independent runs that each stop at their arguments: started together (CPU-bound Python start-ups)
+    runs: dict[str, tuple[str | Path, ...]] = {
+        **{f"{script.name} --help": (script, "--help") for script in (DASHBOARD, PREFLIGHT, VERIFY)},
+        **{
+            f"{script.name} bad profile": (script, "--profile", "nope")
+            for script in (DASHBOARD, PREFLIGHT, VERIFY)
+        },
+        "refresh": (DASHBOARD, "--refresh", "0"),
+        "config": (DASHBOARD, "--once", "--env-file", env_file),
+    }
+    with ThreadPoolExecutor(len(runs)) as pool:
+        done = dict(zip(runs, pool.map(lambda args: run(tmp_path, *args), runs.values()), strict=True))
+    for script in (DASHBOARD, PREFLIGHT, VERIFY):
+        shown = done[f"{script.name} --help"]
+        assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+        bad = done[f"{script.name} bad profile"]
+        assert bad.returncode == 2
+        assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: "), bad.stderr
+    refresh = done["refresh"]
+    assert refresh.returncode == 2 and "--refresh" in refresh.stderr
+    config = done["config"]
     assert config.returncode == 2 and "Traceback" not in config.stderr and config.stderr.startswith("error: ")
 
 

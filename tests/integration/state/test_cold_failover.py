@@ -22,7 +22,7 @@ import asyncpg
 import boto3
 import pytest
 
-from bot_v2.errors import ColdUnavailableError
+from bot_v2.errors import ColdUnavailableError, StateUnavailableError
 from bot_v2.state import ColdState, StateCategory, StateManager, StateWrite
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.manager import S3_AVAILABLE_KEY
@@ -363,6 +363,35 @@ async def test_a_hung_endpoint_fails_a_put_within_its_timeout_and_the_write_is_s
         assert time.monotonic() - started < 5  # 2 x 0.2 s + botocore's backoff; unbounded it hangs ~60 s
         assert tier.spooling and tier.spooled_objects == 1
         await tier.close()
+
+
+async def test_probes_of_a_stopped_endpoint_are_bare_connects_and_the_first_after_its_start_answers(
+    private_s3: MotoServer,
+) -> None:
+    """Once a probe found the endpoint refusing connections, the next ones are a TCP connect each (no botocore
+    request: the manager probes every 20 ms); that must not hide the endpoint coming back."""
+    inner = S3ColdTier(
+        S3_TEST_BUCKET,
+        KeySpace("probe"),
+        endpoint_url=private_s3.url,
+        access_key_id=S3_TEST_CREDENTIALS["aws_access_key_id"],
+        secret_access_key=S3_TEST_CREDENTIALS["aws_secret_access_key"],
+    )
+    try:
+        await inner.probe()
+        private_s3.stop()
+        with pytest.raises(StateUnavailableError, match="EndpointConnectionError"):
+            await inner.probe()  # botocore's HeadBucket, refused
+        started = time.process_time()
+        for _ in range(50):
+            with pytest.raises(StateUnavailableError, match="connection refused"):
+                await inner.probe()
+        # ~0.05 ms of CPU each; a botocore request refused costs ~1 ms (50 ms for the 50)
+        assert time.process_time() - started < 0.02
+        private_s3.start()
+        await inner.probe()  # the first probe after the start answers
+    finally:
+        await inner.close()
 
 
 def bucket_segments(settings: StateSettings) -> dict[str, bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -361,6 +362,39 @@ async def test_cold_segment_round_trip(cold_tier: Any) -> None:
     assert objects == 1 and size > 0
     await cold_tier.delete_segment(name)
     assert await cold_tier.stats() == (0, 0)
+
+
+async def test_cold_upload_file_stores_a_local_file_in_one_worker_job(cold_tier: Any, tmp_path: Path) -> None:
+    """The spool sync's path: the file's bytes are stored; ``then`` runs in the worker thread (not the event
+    loop's) exactly when the store's answer proved the bytes -- always for S3, never for a directory (its
+    put answers nothing: the sync asks head_* instead); a missing file is a FileNotFoundError."""
+    import hashlib
+    import threading
+
+    data = encode_segment("bot", [ColdRecord("k:1", 1, codec.checksum(b"1"), "archive", b"1")])
+    source = tmp_path / "spooled"
+    source.write_bytes(data)
+    name = new_segment_name(datetime.now(UTC))
+    ran: list[tuple[str, int]] = []
+
+    def then(sha256: str) -> None:
+        ran.append((sha256, threading.get_ident()))
+
+    upload = await cold_tier.upload_file("segment", name, source, then)
+    assert (upload.size, upload.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert upload.proven == (upload.stored == upload.sha256) and upload.proven == (
+        "S3ColdTier" in repr(cold_tier)
+    )
+    assert [sha for sha, _ in ran] == ([upload.sha256] if upload.proven else [])
+    assert all(thread != threading.get_ident() for _, thread in ran)
+    assert await cold_tier.get_segment(name) == data
+    upload = await cold_tier.upload_file("checkpoint", "c-2.ckpt", source, then)
+    assert await cold_tier.get_checkpoint("c-2.ckpt") == data
+    with pytest.raises(FileNotFoundError):
+        await cold_tier.upload_file("segment", "gone.seg.gz", tmp_path / "gone", then)
+    assert await cold_tier.head_segment("gone.seg.gz") is None
+    await cold_tier.delete_segment(name)
+    await cold_tier.delete_checkpoint("c-2.ckpt")
 
 
 async def test_cold_missing_segment_is_an_integrity_error(cold_tier: Any) -> None:

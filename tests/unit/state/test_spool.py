@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.state import ColdState, StateCategory, StateManager, StateSettings, StateWrite
 from bot_v2.state.keys import KeySpace
 from bot_v2.state.manager import S3_AVAILABLE_KEY
-from bot_v2.state.tiers.cold import ObjectInfo
+from bot_v2.state.tiers.cold import ObjectInfo, ObjectKind, Upload
 from bot_v2.state.tiers.cold_recent import RecentSegments
 from bot_v2.state.tiers.memory_hot import MemoryHotTier
 from bot_v2.state.tiers.spool import DRAIN_CONCURRENCY, RECENT_MARGIN_SECONDS, SpoolingColdTier
@@ -42,6 +43,7 @@ class FlakyColdTier:
         self.answer_puts = False
         self.corrupt_answers = False
         self.put_delay = 0.0
+        self.hold_answers: asyncio.Event | None = None  # upload_file answers only once this is set
         self.in_flight = self.max_in_flight = 0
         self.calls: list[str] = []
 
@@ -111,6 +113,18 @@ class FlakyColdTier:
 
     async def get_checkpoint(self, name: str) -> bytes:
         return await self._get("checkpoint", name)
+
+    async def upload_file(
+        self, kind: ObjectKind, name: str, path: Path, then: Callable[[str], None]
+    ) -> Upload:
+        data = path.read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        stored = await self._put(kind, name, data)
+        if stored == sha256:
+            then(sha256)
+        if self.hold_answers is not None:  # the answer is on its way back to the event loop
+            await self.hold_answers.wait()
+        return Upload(len(data), sha256, stored, stored == sha256)
 
     async def delete_checkpoint(self, name: str) -> None:
         self._check(f"delete {name}")
@@ -183,7 +197,9 @@ async def test_failure_mid_sync_keeps_the_rest_for_the_next_sync(tmp_path: Path)
     inner.down = True
     for i in range(5):
         await tier.put_segment(f"{i}.seg.gz", bytes([i]) * (i + 1))
-    inner.down, inner.puts_left = False, 2
+    # puts answer with the SHA-256 as S3's do, so a put that succeeded is verified by its own answer (with a
+    # HeadObject after it, the store dying meanwhile would keep that object in the spool as well)
+    inner.down, inner.puts_left, inner.answer_puts = False, 2, True
     with pytest.raises(StateUnavailableError, match="mid-sync"):
         await tier.sync()
     assert set(inner.objects) == {("segment", "0.seg.gz"), ("segment", "1.seg.gz")}  # oldest first
@@ -275,6 +291,45 @@ async def test_recent_segment_copies_serve_reads_while_down_and_go_once_a_later_
     await tier.checkpointed(time.time() + 2 * RECENT_MARGIN_SECONDS + 2)
     assert list(recent.iterdir()) == []
     assert await tier.get_segment("b.seg.gz") == b"bbbb"  # from the store again
+
+
+@pytest.mark.parametrize("when", ["before the move", "after the move"])
+async def test_objects_re_spooled_or_deleted_while_their_upload_is_in_flight(
+    tmp_path: Path, when: str
+) -> None:
+    """The upload moves a verified file out of the spool in the store's worker thread, before the event loop
+    sees the answer: a newer copy spooled meanwhile (before or after that move) wins and is synced too, a
+    segment deleted meanwhile keeps no local copy, and reads served meanwhile never miss an object."""
+    inner = FlakyColdTier()
+    recent = tmp_path / "recent"
+    tier = SpoolingColdTier(inner, tmp_path / "spool", recent_dir=recent)
+    await tier.connect()
+    inner.down = True
+    await tier.put_segment("a.seg.gz", b"old")
+    await tier.put_segment("b.seg.gz", b"bbb")
+    inner.down, inner.answer_puts, inner.put_delay = False, True, 0.05
+    inner.hold_answers = asyncio.Event()
+    sync = asyncio.create_task(tier.sync())
+
+    async def both_in_flight() -> bool:
+        return inner.in_flight == 2
+
+    async def both_moved() -> bool:  # the store took them and their files left the spool
+        return len(list(recent.iterdir())) == 2
+
+    await eventually_async(
+        both_in_flight if when == "before the move" else both_moved, timeout=5, interval=0.001
+    )
+    await tier.put_segment("a.seg.gz", b"new")  # still spooling while the sync runs: spooled again
+    await tier.delete_segment("b.seg.gz")  # pruned while its upload is in flight
+    assert await tier.get_segment("a.seg.gz") == b"new"
+    inner.hold_answers.set()
+    await sync
+    assert inner.objects[("segment", "a.seg.gz")] == b"new" and not tier.spooling
+    assert spool_files(tmp_path / "spool") == []
+    assert [p.name.split(".", 1)[1] for p in recent.iterdir()] == ["a.seg.gz"]  # b keeps no copy
+    inner.calls.clear()
+    assert await tier.get_segment("a.seg.gz") == b"new" and inner.calls == []  # the copy of the newer bytes
 
 
 async def test_recent_copies_older_than_a_day_go_even_without_checkpoints(tmp_path: Path) -> None:

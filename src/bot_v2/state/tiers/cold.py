@@ -5,9 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from pathlib import Path
+from typing import Literal, NamedTuple, Protocol
 
 from bot_v2.errors import StateIntegrityError
 from bot_v2.state.models import ColdRecord
@@ -21,6 +22,19 @@ class ObjectInfo(NamedTuple):
 
     size: int
     sha256: str | None
+
+
+ObjectKind = Literal["segment", "checkpoint"]
+
+
+class Upload(NamedTuple):
+    """What ``ColdTier.upload_file`` did with one local file: its size and SHA-256 (hex), the store's answer
+    (as ``put_*`` returns it) and whether that answer proved the bytes, so that ``then`` ran."""
+
+    size: int
+    sha256: str
+    stored: str | None
+    proven: bool
 
 
 class ColdTier(Protocol):
@@ -57,6 +71,15 @@ class ColdTier(Protocol):
     async def put_checkpoint(self, name: str, data: bytes) -> str | None:
         """Write one checkpoint object atomically (beside the segments, under ``checkpoints/``); return as
         ``put_segment``."""
+
+    async def upload_file(
+        self, kind: ObjectKind, name: str, path: Path, then: Callable[[str], None]
+    ) -> Upload:
+        """Store the bytes of the local file ``path`` as the segment / checkpoint ``name`` (as ``put_*``) and,
+        if the store's answer proves them (it names their SHA-256), call ``then(sha256)``: all in ONE job of
+        the tier's worker thread (the spool sync's one thread hop per object; ``then`` moves the file away).
+        Raises ``OSError`` (``FileNotFoundError``: the file is gone) for the local file, as ``put_*`` for the
+        store; ``then``'s errors propagate."""
 
     async def get_checkpoint(self, name: str) -> bytes:
         """Read a checkpoint object; raise ``StateIntegrityError`` if it does not exist."""

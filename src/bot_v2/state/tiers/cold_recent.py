@@ -36,7 +36,7 @@ MAX_AGE_SECONDS = 24 * 3600.0
 _AGE_CHECK_EVERY = 256
 
 
-class _Copy(NamedTuple):
+class RecentCopy(NamedTuple):
     path: Path
     sha256: str
     written_at: float  # wall clock (the file's mtime): comparable with a checkpoint's snapshot time
@@ -47,22 +47,22 @@ class RecentSegments:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._copies: dict[str, _Copy] = {}
+        self._copies: dict[str, RecentCopy] = {}
         self._kept = 0  # copies added or adopted since the last age check
 
     def __len__(self) -> int:
         return len(self._copies)
 
-    def _scan(self) -> dict[str, _Copy]:
+    def _scan(self) -> dict[str, RecentCopy]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        copies: dict[str, _Copy] = {}
+        copies: dict[str, RecentCopy] = {}
         for path in self.directory.iterdir():
             if path.name.endswith(_TMP_SUFFIX):
                 path.unlink(missing_ok=True)
                 continue
             match = _FILE.match(path.name)
             if match is not None and path.is_file():
-                copies[match[2]] = _Copy(path, match[1], path.stat().st_mtime)
+                copies[match[2]] = RecentCopy(path, match[1], path.stat().st_mtime)
         return copies
 
     async def load(self) -> None:
@@ -72,12 +72,12 @@ class RecentSegments:
         except OSError as exc:  # a cache: the bot runs without it
             logger.warning("COLD recent-segment copies in %s unusable: %s", self.directory, exc)
 
-    def _write(self, name: str, data: bytes, sha256: str) -> _Copy:
+    def _write(self, name: str, data: bytes, sha256: str) -> RecentCopy:
         path = self.directory / f"{sha256}.{name}"
         tmp = path.with_name(f".{path.name}{_TMP_SUFFIX}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        return _Copy(path, sha256, time.time())
+        return RecentCopy(path, sha256, time.time())
 
     async def add(self, name: str, data: bytes, sha256: str | None = None) -> None:
         """Keep a copy of a segment the store took. Never raises: without the copy the store still has it."""
@@ -95,21 +95,28 @@ class RecentSegments:
             self._kept = 0
             await self.forget_before(time.time() - MAX_AGE_SECONDS)
 
-    def _adopt(self, source: Path, name: str, sha256: str) -> _Copy:
+    def move_in(self, source: Path, name: str, sha256: str) -> RecentCopy:
+        """Blocking, in any thread, no index change: move the synced spool file ``source`` (verified bytes with
+        digest ``sha256``) here as the copy of segment ``name``; ``keep()`` indexes it. Raises ``OSError``."""
         path = self.directory / f"{sha256}.{name}"
         os.replace(source, path)  # same file system (both under the state directory): no copy
-        return _Copy(path, sha256, path.stat().st_mtime)
+        return RecentCopy(path, sha256, path.stat().st_mtime)
+
+    async def keep(self, name: str, copy: RecentCopy) -> None:
+        """Index a copy ``move_in()`` made."""
+        self._copies[name] = copy
+        await self._kept_one()
 
     async def adopt(self, source: Path, name: str, sha256: str) -> bool:
         """Move a synced spool file here (verified bytes with digest ``sha256``); False if it could not be."""
         try:
-            self._copies[name] = await asyncio.to_thread(self._adopt, source, name, sha256)
+            copy = await asyncio.to_thread(self.move_in, source, name, sha256)
         except OSError:
             return False
-        await self._kept_one()
+        await self.keep(name, copy)
         return True
 
-    def _read(self, copy: _Copy) -> bytes | None:
+    def _read(self, copy: RecentCopy) -> bytes | None:
         try:
             data = copy.path.read_bytes()
         except OSError:

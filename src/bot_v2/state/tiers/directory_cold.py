@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.state.keys import KeySpace
-from bot_v2.state.tiers.cold import ObjectInfo
+from bot_v2.state.tiers.cold import ObjectInfo, ObjectKind, Upload
 
 
 class DirectoryColdTier:
@@ -50,6 +51,24 @@ class DirectoryColdTier:
         except OSError as exc:
             raise StateUnavailableError(f"cold directory {self._dir}: write {name} failed: {exc}") from None
         return None  # no store answer to check: a spool sync reads the file back (head_segment)
+
+    async def upload_file(
+        self, kind: ObjectKind, name: str, path: Path, then: Callable[[str], None]
+    ) -> Upload:
+        target = (self._dir if kind == "segment" else self._checkpoints) / name
+
+        def upload() -> Upload:
+            data = path.read_bytes()  # a local failure of the source stays an OSError
+            try:
+                self._write_file(target, data)
+            except OSError as exc:
+                raise StateUnavailableError(
+                    f"cold directory {target.parent}: write {name} failed: {exc}"
+                ) from None
+            # no store answer to check (then is not called): the spool sync reads the file back (head_*)
+            return Upload(len(data), hashlib.sha256(data).hexdigest(), None, False)
+
+        return await asyncio.to_thread(upload)
 
     async def get_segment(self, name: str) -> bytes:
         try:

@@ -4,7 +4,8 @@ One boto3 client (thread-safe) with a connection pool of ``POOL_CONNECTIONS`` an
 size, so a spool sync can keep several puts in flight (``tiers/spool.py``) without queueing behind, or
 starving, the event loop's default executor. A put answers with the checksum S3 verified on arrival, which
 is returned so the sync needs no HeadObject. ``probe`` asks HeadBucket once through a second client without
-retries: a degraded tier is probed at a short fixed interval, so a refused connection must fail at once.
+retries: a degraded tier is probed at a short fixed interval, so a refused connection must fail at once (and,
+once one was refused, a bare TCP connect asks first: see ``probe``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -26,7 +29,7 @@ import botocore.handlers
 from bot_v2.errors import StateIntegrityError, StateUnavailableError
 from bot_v2.monitoring.masking import mask_url
 from bot_v2.state.keys import KeySpace
-from bot_v2.state.tiers.cold import ObjectInfo
+from bot_v2.state.tiers.cold import ObjectInfo, ObjectKind, Upload
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -41,18 +44,30 @@ S3 answers a put of a checkpoint-sized object well within it; a false timeout co
 """HTTP connections (and worker threads) of one tier: the spool sync's puts in flight plus the bot's own calls."""
 
 
-def _stored_sha256(response: Any, data: bytes) -> str | None:
-    """The SHA-256 (hex) of ``data`` if S3's answer to its put proves it stored these bytes: the SHA-256 it
-    checked on arrival, or else the ETag, which is the MD5 of a single-part upload without SSE-KMS. None if
-    the answer proves nothing (then the caller reads the object's metadata back)."""
-    digest = hashlib.sha256(data)
+def _stored_sha256(response: Any, data: bytes, sha256: str) -> str | None:
+    """``sha256`` (the hex SHA-256 of ``data``) if S3's answer to its put proves it stored these bytes: the
+    SHA-256 it checked on arrival, or else the ETag, which is the MD5 of a single-part upload without SSE-KMS.
+    None if the answer proves nothing (then the caller reads the object's metadata back)."""
     reported = response.get("ChecksumSHA256")
     if reported and "-" not in reported:
-        return digest.hexdigest() if base64.b64decode(reported) == digest.digest() else None
+        return sha256 if base64.b64decode(reported).hex() == sha256 else None
     etag = str(response.get("ETag", "")).strip('"')
     if len(etag) == 32 and etag == hashlib.md5(data, usedforsecurity=False).hexdigest():
-        return digest.hexdigest()
+        return sha256
     return None
+
+
+def _refused_address(exc: botocore.exceptions.EndpointConnectionError) -> tuple[str, int] | None:
+    """(host, port) of the endpoint if ``exc`` says it refused botocore's direct connection, else None."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # EndpointConnectionError <- urllib3's NewConnectionError <- ConnectionRefusedError
+        if cause is None or isinstance(cause, ConnectionRefusedError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+    if not isinstance(cause, ConnectionRefusedError) or not url.hostname:
+        return None
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
 
 
 class S3ColdTier:
@@ -76,8 +91,9 @@ class S3ColdTier:
         self._checkpoints = f"state/{keyspace.bot_id}/checkpoints/"
         self._endpoint = endpoint_url
         self._timeout = connect_timeout_seconds
+        self._connect_timeout = min(connect_timeout_seconds, command_timeout_seconds)
         config = botocore.config.Config(
-            connect_timeout=min(connect_timeout_seconds, command_timeout_seconds),
+            connect_timeout=self._connect_timeout,
             read_timeout=command_timeout_seconds,
             retries={"max_attempts": 2, "mode": "standard"},
             max_pool_connections=POOL_CONNECTIONS,
@@ -99,6 +115,7 @@ class S3ColdTier:
             ),
         )
         self._threads = ThreadPoolExecutor(POOL_CONNECTIONS, thread_name_prefix="s3-cold")
+        self._refused: tuple[str, int] | None = None  # the address the last probe found refusing connections
 
     def __repr__(self) -> str:
         return f"S3ColdTier(endpoint={mask_url(self._endpoint)!r}, bucket={self._bucket!r})"
@@ -129,19 +146,64 @@ class S3ColdTier:
             await self._call("head bucket", self._client.head_bucket, Bucket=self._bucket)
 
     async def probe(self) -> None:
-        await self._call("probe (head bucket)", self._prober.head_bucket, Bucket=self._bucket)
+        """HeadBucket, one attempt. After one that found the endpoint refusing a direct connection, a TCP
+        connect to the same address goes first (~0.05 ms of CPU against ~1 ms for botocore's request): while
+        that is refused too, the probe fails without asking HeadBucket, so a stopped endpoint can be probed
+        as often as HOT is; once it connects (or fails otherwise), HeadBucket decides. An endpoint reached
+        through a proxy never gets the short cut: botocore reports a proxy error there, not a refused connect."""
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    _, writer = await asyncio.open_connection(*refused)
+            except ConnectionRefusedError:
+                self._refused = refused
+                raise StateUnavailableError(f"{self._where()}: probe failed: connection refused") from None
+            except (OSError, TimeoutError):
+                pass  # not refused: HeadBucket decides
+            else:
+                writer.close()
 
-    async def _put(self, key: str, name: str, data: bytes) -> str | None:
-        def put() -> str | None:
+        def head_bucket() -> None:
+            try:
+                self._prober.head_bucket(Bucket=self._bucket)
+            except botocore.exceptions.EndpointConnectionError as exc:
+                self._refused = _refused_address(exc)
+                raise
+
+        await self._call("probe (head bucket)", head_bucket)
+
+    def _put_object(self, key: str, name: str, data: bytes, sha256: str) -> str | None:
+        """PutObject in the calling (worker) thread; S3's answer checked against ``sha256``."""
+        with self._translate(f"put {name}"):
             response = self._client.put_object(
                 Bucket=self._bucket,
                 Key=key,
                 Body=data,
                 ChecksumAlgorithm="SHA256",  # S3 checks the body on arrival and keeps the digest (head_*)
             )
-            return _stored_sha256(response, data)
+        return _stored_sha256(response, data, sha256)
+
+    async def _put(self, key: str, name: str, data: bytes) -> str | None:
+        def put() -> str | None:
+            return self._put_object(key, name, data, hashlib.sha256(data).hexdigest())
 
         return await self._call(f"put {name}", put)
+
+    async def upload_file(
+        self, kind: ObjectKind, name: str, path: Path, then: Callable[[str], None]
+    ) -> Upload:
+        key = (self._prefix if kind == "segment" else self._checkpoints) + name
+
+        def upload() -> Upload:
+            data = path.read_bytes()  # a local failure stays an OSError: it is no S3 outage
+            sha256 = hashlib.sha256(data).hexdigest()
+            stored = self._put_object(key, name, data, sha256)
+            if stored == sha256:
+                then(sha256)
+            return Upload(len(data), sha256, stored, stored == sha256)
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, upload)
 
     async def put_segment(self, name: str, data: bytes) -> str | None:
         return await self._put(self._prefix + name, name, data)

@@ -9,7 +9,9 @@ off. The sync sends them oldest first with up to ``drain_concurrency`` puts in f
 few milliseconds, mostly waiting: one at a time most of a drain would be idle), verifies each from the
 store's answer to its put (the SHA-256 S3 checked on arrival; ``head_*`` only when the answer proves nothing)
 and removes only a verified object from the spool. A crash mid-sync therefore re-sends at most the objects
-that were in flight, and never loses one.
+that were in flight, and never loses one. Each object is one job of the store's worker thread
+(``ColdTier.upload_file``: read the file, put it, and once the answer proves the bytes move the file out of
+the spool), so a sync costs the event loop one thread hop per object, not three.
 
 With ``recent_dir`` (the manager always gives one) the wrapper also keeps ``RecentSegments``
 (``cold_recent.py``): local copies of the segments written since the checkpoint before the last one, so
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -41,13 +42,14 @@ from typing import NamedTuple, TypeVar
 
 from bot_v2.errors import ColdUnavailableError, StateError, StateUnavailableError
 from bot_v2.state.settings import StateSettings
-from bot_v2.state.tiers.cold import ColdTier, ObjectInfo
-from bot_v2.state.tiers.cold_recent import RecentSegments
+from bot_v2.state.tiers.cold import ColdTier, ObjectInfo, ObjectKind, Upload
+from bot_v2.state.tiers.cold_recent import RecentCopy, RecentSegments
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SEGMENT, CHECKPOINT = "segment", "checkpoint"
+SEGMENT: ObjectKind = "segment"
+CHECKPOINT: ObjectKind = "checkpoint"
 _FILE = re.compile(r"^(\d{20})\.(segment|checkpoint)\.([^/\\]+)$")
 _TMP_SUFFIX = ".tmp"
 DRAIN_CONCURRENCY = 8
@@ -60,7 +62,7 @@ class SpooledObject(NamedTuple):
     """One object waiting in the spool for the inner tier."""
 
     seq: int
-    kind: str
+    kind: ObjectKind
     name: str
     path: Path
     size: int
@@ -153,7 +155,8 @@ class SpoolingColdTier:
             if match is None:
                 logger.warning("spool %s: ignoring unknown file %r", self.spool_dir, path.name)
                 continue
-            entry = SpooledObject(int(match[1]), match[2], match[3], path, path.stat().st_size)
+            kind = SEGMENT if match[2] == SEGMENT else CHECKPOINT
+            entry = SpooledObject(int(match[1]), kind, match[3], path, path.stat().st_size)
             seq = max(seq, entry.seq)
             old = index.get((entry.kind, entry.name))
             if old is not None:  # the same object spooled twice: the newer copy wins
@@ -192,7 +195,7 @@ class SpoolingColdTier:
         self._seq = max(self._seq + 1, time.time_ns())
         return self._seq
 
-    async def _spool(self, kind: str, name: str, data: bytes) -> None:
+    async def _spool(self, kind: ObjectKind, name: str, data: bytes) -> None:
         if not name or name.startswith(".") or "/" in name or "\\" in name:
             raise StateError(f"COLD object name {name!r} cannot be spooled")
         self._in_flight += 1
@@ -226,7 +229,7 @@ class SpoolingColdTier:
             raise
 
     async def _put(
-        self, kind: str, name: str, data: bytes, put: Callable[[str, bytes], Awaitable[str | None]]
+        self, kind: ObjectKind, name: str, data: bytes, put: Callable[[str, bytes], Awaitable[str | None]]
     ) -> None:
         if not self.spooling:
             try:
@@ -239,7 +242,7 @@ class SpoolingColdTier:
                 return
         await self._spool(kind, name, data)
 
-    async def _get(self, kind: str, name: str, get: Callable[[str], Awaitable[bytes]]) -> bytes:
+    async def _get(self, kind: ObjectKind, name: str, get: Callable[[str], Awaitable[bytes]]) -> bytes:
         entry = self._index.get((kind, name))
         if entry is not None:
             try:
@@ -265,7 +268,7 @@ class SpoolingColdTier:
         except StateUnavailableError as exc:  # a COLD read that fails is no WARM outage
             raise ColdUnavailableError(str(exc)) from None
 
-    async def _delete(self, kind: str, name: str, delete: Callable[[str], Awaitable[None]]) -> None:
+    async def _delete(self, kind: ObjectKind, name: str, delete: Callable[[str], Awaitable[None]]) -> None:
         if kind == SEGMENT and self.recent is not None:
             await self.recent.forget(name)
         entry = self._index.pop((kind, name), None)
@@ -311,6 +314,12 @@ class SpoolingColdTier:
 
     async def get_checkpoint(self, name: str) -> bytes:
         return await self._get(CHECKPOINT, name, self.inner.get_checkpoint)
+
+    async def upload_file(
+        self, kind: ObjectKind, name: str, path: Path, then: Callable[[str], None]
+    ) -> Upload:
+        """Straight to the inner tier (the sync's own path; never spooled)."""
+        return await self._inner(self.inner.upload_file(kind, name, path, then))
 
     async def delete_checkpoint(self, name: str) -> None:
         await self._delete(CHECKPOINT, name, self.inner.delete_checkpoint)
@@ -380,18 +389,18 @@ class SpoolingColdTier:
             await asyncio.sleep(0.001)  # a spool write is finishing: sync it too
 
     async def _drain(self, pending: list[SpooledObject], count: Callable[[SpooledObject, int], None]) -> None:
-        """Sync ``pending`` with at most ``drain_concurrency`` puts in flight, started strictly oldest first
-        (each object is read here, in order, then its put runs as a task); after the first failure no new put
-        starts, the ones in flight finish (and leave the spool if verified), then the failure is raised."""
+        """Sync ``pending`` with at most ``drain_concurrency`` uploads in flight, started strictly oldest first;
+        after the first failure no new upload starts, the ones in flight finish (and leave the spool if
+        verified), then the failure is raised."""
         window = asyncio.Semaphore(self.drain_concurrency)
         failures: list[Exception] = []
         running: set[asyncio.Task[None]] = set()
 
-        async def one(entry: SpooledObject, data: bytes, digest: str) -> None:
+        async def one(entry: SpooledObject) -> None:
             try:
-                await self._upload(entry, data, digest)
-                await self._retire(entry, digest)
-                count(entry, len(data))
+                size = await self._sync_one(entry)
+                if size is not None:
+                    count(entry, size)
             except Exception as exc:
                 failures.append(exc)
             finally:
@@ -400,17 +409,12 @@ class SpoolingColdTier:
         try:
             for entry in pending:
                 await window.acquire()
-                try:
-                    read = None if failures else await self._read_spooled(entry)
-                except StateUnavailableError as exc:  # the local disk: let the puts in flight finish
-                    failures.append(exc)
-                    read = None
-                if read is None:
-                    window.release()
+                if failures or self._index.get((entry.kind, entry.name)) is not entry:
+                    window.release()  # a failure: start nothing more; else deleted or re-spooled meanwhile
                     if failures:
                         break
                     continue
-                task = asyncio.create_task(one(entry, *read), name=f"cold-sync-{entry.name}")
+                task = asyncio.create_task(one(entry), name=f"cold-sync-{entry.name}")
                 running.add(task)
                 task.add_done_callback(running.discard)
             if running:
@@ -423,58 +427,67 @@ class SpoolingColdTier:
         if failures:
             raise failures[0]
 
-    async def _read_spooled(self, entry: SpooledObject) -> tuple[bytes, str] | None:
-        """(bytes, SHA-256) of a spooled object, or None if it was deleted (pruned) or re-spooled meanwhile."""
-        key = (entry.kind, entry.name)
-        if self._index.get(key) is not entry:
-            return None
+    async def _sync_one(self, entry: SpooledObject) -> int | None:
+        """Upload one spooled object and take it out of the spool once verified; return its size, or None if
+        it was deleted or re-spooled meanwhile. One job of the inner tier's worker thread reads the file, puts
+        it and, when the put's answer proves the bytes (S3: the SHA-256 it checked on arrival), moves the file
+        out of the spool (``_retire_file``); else ``head_*`` verifies it first. A crash before the move
+        re-sends the object, nothing more."""
+        moved: list[RecentCopy | None] = []
+
+        def retire(sha256: str) -> None:  # in the worker thread, once the store proved it holds the bytes
+            moved.append(self._retire_file(entry, sha256))
+
         try:
-            return await asyncio.to_thread(_read_hashed, entry.path)
-        except FileNotFoundError:
-            if self._index.get(key) is entry:
-                del self._index[key]
+            upload = await self._inner(self.inner.upload_file(entry.kind, entry.name, entry.path, retire))
+        except FileNotFoundError:  # deleted (pruned) or re-spooled meanwhile: that path removed the file
+            if self._index.get((entry.kind, entry.name)) is entry:
+                del self._index[(entry.kind, entry.name)]
             return None
-        except OSError as exc:
-            raise StateUnavailableError(f"COLD spool {self.spool_dir}: read {entry.name}: {exc}") from None
+        except OSError as exc:  # the local disk, not the store: the uploads in flight finish
+            raise StateUnavailableError(f"COLD spool {self.spool_dir}: {entry.name}: {exc}") from None
+        if not upload.proven:
+            await self._verify(entry, upload)
+            moved.append(await asyncio.to_thread(self._retire_file, entry, upload.sha256))
+        await self._forget(entry, moved[0])
+        return upload.size
 
-    async def _retire(self, entry: SpooledObject, digest: str) -> None:
-        """The object is verified in the store: only now may the spool forget it (a synced segment becomes
-        a recent-segment copy, moved rather than deleted). A crash before this re-sends it, nothing more."""
-        key = (entry.kind, entry.name)
-        if self._index.get(key) is not entry:  # re-spooled or deleted meanwhile: that path owns the file
-            return
-        del self._index[key]
-        kept = False
-        if entry.kind == SEGMENT and self.recent is not None:
-            kept = await self.recent.adopt(entry.path, entry.name, digest)
-        if not kept:
-            await asyncio.to_thread(entry.path.unlink, missing_ok=True)
-
-    async def _upload(self, entry: SpooledObject, data: bytes, digest: str) -> None:
-        """Put one object; verified when the store's answer names the same SHA-256, else by ``head_*``
-        (size, and SHA-256 where the store keeps one)."""
-        if entry.kind == SEGMENT:
-            put, head = self.inner.put_segment, self.inner.head_segment
-        else:
-            put, head = self.inner.put_checkpoint, self.inner.head_checkpoint
-        stored = await self._inner(put(entry.name, data))
-        if stored is not None:
-            if stored == digest:
-                return
-            info: object = f"sha256 {stored}"
-        else:
+    async def _verify(self, entry: SpooledObject, upload: Upload) -> None:
+        """The put's answer did not prove the bytes: verified by ``head_*`` (size, and SHA-256 where the store
+        keeps one), else ``StateUnavailableError`` (the object stays in the spool)."""
+        if upload.stored is None:
+            head = self.inner.head_segment if entry.kind == SEGMENT else self.inner.head_checkpoint
             found = await self._inner(head(entry.name))
-            if found is not None and found.size == len(data) and found.sha256 in (None, digest):
+            if found is not None and found.size == upload.size and found.sha256 in (None, upload.sha256):
                 return
-            info = found
+            info: object = found
+        else:
+            info = f"sha256 {upload.stored}"
         exc = StateUnavailableError(
             f"{self.inner!r}: {entry.kind} {entry.name!r} failed verification after upload "
-            f"(stored {info}, expected {len(data)} bytes sha256 {digest}); kept in the spool"
+            f"(stored {info}, expected {upload.size} bytes sha256 {upload.sha256}); kept in the spool"
         )
         self._failed(exc)
         raise exc
 
+    def _retire_file(self, entry: SpooledObject, sha256: str) -> RecentCopy | None:
+        """Blocking: the object is verified in the store, so its file may leave the spool -- a segment is moved
+        to the recent copies (returned; ``_forget`` indexes it), anything else removed."""
+        if entry.kind == SEGMENT and self.recent is not None:
+            try:
+                return self.recent.move_in(entry.path, entry.name, sha256)
+            except OSError:
+                pass  # not kept (or gone: deleted meanwhile): removed below
+        entry.path.unlink(missing_ok=True)
+        return None
 
-def _read_hashed(path: Path) -> tuple[bytes, str]:
-    data = path.read_bytes()
-    return data, hashlib.sha256(data).hexdigest()
+    async def _forget(self, entry: SpooledObject, copy: RecentCopy | None) -> None:
+        """The spool index forgets a synced object (its file is gone); its recent copy is indexed -- unless the
+        object was deleted or re-spooled meanwhile: that path owns the name, the copy of older bytes goes."""
+        key = (entry.kind, entry.name)
+        if self._index.get(key) is entry:
+            del self._index[key]
+            if copy is not None and self.recent is not None:
+                await self.recent.keep(entry.name, copy)
+        elif copy is not None:
+            await asyncio.to_thread(copy.path.unlink, missing_ok=True)

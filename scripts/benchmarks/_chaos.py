@@ -4,7 +4,8 @@ crash drills share the exchange parts.
 * ``MotoProcess``: moto's S3 server as a process of its own, so the soak can SIGKILL and SIGSTOP it like
   redis-server and PostgreSQL. moto keeps objects in memory; a real endpoint keeps them on disk. So the server
   records every request it serves (moto's recorder) and a restarted one replays the recorded writes before it
-  answers anything else: what was stored before the kill is there after it;
+  listens on its port (``_moto_serve.py``): what was stored before the kill is there after it, and no client
+  request meets the replay;
 * ``Simulator``: the exchange as a standalone process (it outlives every bot), and ``child_environ`` for the
   processes the drills start;
 * ``exchange_view``: the bot's orders (by client order id prefix) and their fills, read from the exchange
@@ -40,6 +41,8 @@ from bot_v2.brokerages.coinbase import CoinbaseBroker, CoinbaseConnection  # noq
 from bot_v2.domain import Fill, Order, Symbol  # noqa: E402
 
 READY_TIMEOUT_SECONDS = 20.0
+REPLAY_TIMEOUT_SECONDS = 120.0
+SERVE = Path(__file__).with_name("_moto_serve.py")
 #: Requests that change what moto stores (GET / HEAD / OPTIONS are not replayed).
 WRITES = frozenset({"PUT", "POST", "DELETE"})
 
@@ -86,22 +89,22 @@ class MotoProcess:
             "MOTO_ENABLE_RECORDING": "true",
             "MOTO_RECORDER_FILEPATH": str(self.record),
         }
+        command = [sys.executable, str(SERVE), "--port", str(self.port)]
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                command + ["--replay"] * bool(self.replayed),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        # the port opens once the recorded writes are replayed (_moto_serve.py)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS + REPLAY_TIMEOUT_SECONDS * bool(self.replayed)
         while not _port_open(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise ServiceError(f"moto server on port {self.port} did not start (see {self.log})")
             time.sleep(0.02)
-        if self.replayed:
-            self._replay()
 
     def _compact(self) -> int:
         """Keep the recorded writes only, the last one per object (a torn last line is dropped); return
@@ -128,13 +131,6 @@ class MotoProcess:
             last[key] = entry  # re-inserted: the dict keeps the order of the last writes
         self.record.write_text("".join(json.dumps(e) + "\n" for e in last.values()))
         return len(last)
-
-    def _replay(self) -> None:
-        import requests
-
-        response = requests.post(f"{self.url}/moto-api/recorder/replay-recording", timeout=120)
-        if response.status_code != 200:
-            raise ServiceError(f"moto replay failed: HTTP {response.status_code} {response.text[:200]}")
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc is None:

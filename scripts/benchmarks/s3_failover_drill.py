@@ -31,9 +31,10 @@ sequential ones. Each round:
    verify_only=True)``), and every COLD write that was accepted during the outage readable;
 5. the floor of this round: the same spooled blobs (copied when S3 was started) sent again to S3 by a bare
    boto3 ``put_object`` each, one after the other, without "Expect: 100-continue" as the bot sends them
-   (``floor_ms_per_object``; ``sync_ratio`` = ``sync_ms_per_object`` / floor, target <= 1.0) and by a stock
-   client (``floor_default_ms_per_object``: a round trip more per put). Drain and floor alternate round by
-   round, so a loaded machine slows both alike.
+   (``floor_ms_per_object``; ``sync_ratio`` = ``sync_ms_per_object`` / floor, target <= 1.0), by a stock
+   client (``floor_default_ms_per_object``: a round trip more per put) and by the plain client with as many
+   puts in flight as the drain (``floor_concurrent_ms_per_object``: what the server takes at most). The floors
+   run right after the drain (a few seconds apart, on the same server), their order rotating round by round.
 
 S3_ENDPOINT_URL is refused (the drill must own the endpoint it stops); REDIS_URL / DATABASE_URL may be
 external. Writes var/benchmarks/s3_failover_drill.json and ends with a RESULT line.
@@ -47,6 +48,7 @@ import contextlib
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ from _drill import mm
 
 from bot_v2.monitoring.events import EventType, read_events
 from bot_v2.state import StateCategory
+from bot_v2.state.tiers.spool import DRAIN_CONCURRENCY
 
 NAME = "s3_failover_drill"
 STATE_DIR = d.ROOT / "src" / "bot_v2" / "state"
@@ -74,8 +77,9 @@ def spool_depth(spool_dir: Path) -> int | None:
 
 def first_answer(url: str, stop: threading.Event) -> float:
     """Ask S3 (HeadBucket, one attempt, short timeouts) every 5 ms until it answers; return when (time.time():
-    the bot's ColdRecovery is wall clock). Run in a thread beside the restart: a moto process answers before
-    its start() returns (it replays the objects it held meanwhile), and the bot's probe does not wait."""
+    the bot's ColdRecovery is wall clock). Run in a thread beside the restart: a moto process opens its port
+    (once it replayed the objects it held) up to one port poll before its start() returns, and the bot's
+    probe does not wait for start() either."""
     import boto3
     import botocore.config
 
@@ -104,31 +108,39 @@ def spooled_blobs(spool_dir: Path) -> list[bytes]:
     return blobs
 
 
-def put_floor(url: str, blobs: list[bytes], n: int) -> tuple[float, float] | None:
-    """ms per object of a bare, sequential boto3 put_object of ``blobs`` (after one warm-up put), (plain,
-    default): ``plain`` without botocore's "Expect: 100-continue" (as the bot's own client sends them: it saves
-    a round trip per put, so this is the strict floor), ``default`` a stock client; which goes first alternates
-    with the round ``n``. Run in a thread (the bot shares the drill's event loop)."""
+def put_floor(url: str, blobs: list[bytes], n: int) -> tuple[float, float, float] | None:
+    """ms per object of a bare boto3 put_object of ``blobs`` (after warm-up puts), (plain, default,
+    concurrent): ``plain`` one after the other without botocore's "Expect: 100-continue" (as the bot's own
+    client sends them: it saves a round trip per put, so this is the strict floor), ``default`` a stock
+    client, ``concurrent`` the plain client with as many puts in flight as the drain, from as many threads
+    (what the server takes at most); the order rotates with the round ``n``. Run in a thread (the bot shares
+    the drill's event loop)."""
     import boto3
     import botocore.handlers
 
     if not blobs:
         return None
     out: dict[str, float] = {}
-    for kind in ("plain", "default") if n % 2 else ("default", "plain"):
+    kinds = ["plain", "default", "concurrent"]
+    for kind in kinds[n % 3 :] + kinds[: n % 3]:
         client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **d.S3_TEST_CREDENTIALS)
-        if kind == "plain":
+        if kind != "default":
             client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
         prefix = f"floor/{uuid.uuid4().hex[:8]}"
+
+        def put(i: int, blob: bytes, client: Any = client, prefix: str = prefix) -> None:
+            client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/{i}", Body=blob)
+
+        in_flight = DRAIN_CONCURRENCY if kind == "concurrent" else 1
         try:
-            client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/warm-up", Body=blobs[0])
-            started = time.perf_counter()
-            for i, blob in enumerate(blobs):
-                client.put_object(Bucket=d.S3_DRILL_BUCKET, Key=f"{prefix}/{i}", Body=blob)
-            out[kind] = (time.perf_counter() - started) * 1000 / len(blobs)
+            with ThreadPoolExecutor(in_flight) as pool:
+                list(pool.map(put, range(-in_flight, 0), [blobs[0]] * in_flight))  # warm-up puts
+                started = time.perf_counter()
+                list(pool.map(put, range(len(blobs)), blobs))
+                out[kind] = (time.perf_counter() - started) * 1000 / len(blobs)
         finally:
             client.close()
-    return out["plain"], out["default"]
+    return out["plain"], out["default"], out["concurrent"]
 
 
 async def timed(fn: Any) -> tuple[bool, float, str]:
@@ -280,6 +292,7 @@ async def one_round(bot: d.RunningBot, s3: Any, args: argparse.Namespace, n: int
         else None,
         "floor_ms_per_object": round(floors[0], 2) if floors else None,
         "floor_default_ms_per_object": round(floors[1], 2) if floors else None,
+        "floor_concurrent_ms_per_object": round(floors[2], 2) if floors else None,
         "cold_probe_interval_ms": d.ms(bot.settings.state.cold_probe_interval_seconds),
         "spool_depth_after": spool_depth(spool_dir),
         "coherent": coherence.ok and verified[0] and not unreadable,
@@ -357,6 +370,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
         "drain_ms_per_object": d.med(r["drain_ms_per_object"] for r in rounds),
         "floor_ms_per_object": d.med(r["floor_ms_per_object"] for r in rounds),
         "floor_default_ms_per_object": d.med(r["floor_default_ms_per_object"] for r in rounds),
+        "floor_concurrent_ms_per_object": d.med(r["floor_concurrent_ms_per_object"] for r in rounds),
         "sync_ratio": d.med(ratio(r) for r in rounds),
         "cold_probe_interval_ms": rounds[0]["cold_probe_interval_ms"] if rounds else None,
         "checkpoint_ms_healthy_p50": d.med(r["baseline_op_ms"]["checkpoint_p50"] for r in rounds),
@@ -390,6 +404,8 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
                 ["sync / floor per object (target <= 1.0)", summary["sync_ratio"], None],
                 ["floor ms per object, stock client (100-continue)", summary["floor_default_ms_per_object"],
                  None],
+                [f"floor ms per object, {DRAIN_CONCURRENCY} puts in flight (the server's most)",
+                 summary["floor_concurrent_ms_per_object"], None],
                 ["drain ms per object (probe answered -> empty)", summary["drain_ms_per_object"], None],
                 ["COLD probe interval ms", summary["cold_probe_interval_ms"], None],
                 ["checkpoint ms, S3 up (baseline)", summary["checkpoint_ms_healthy_p50"], None],
@@ -423,6 +439,7 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, has_spool: bo
             sync_ms_per_object=summary["sync_ms_per_object"],
             floor_ms_per_object=summary["floor_ms_per_object"],
             floor_default_ms_per_object=summary["floor_default_ms_per_object"],
+            floor_concurrent_ms_per_object=summary["floor_concurrent_ms_per_object"],
             sync_ratio=summary["sync_ratio"],
             drain_ms_per_object=summary["drain_ms_per_object"],
             cold_probe_interval_ms=summary["cold_probe_interval_ms"],

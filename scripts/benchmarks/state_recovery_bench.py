@@ -6,7 +6,8 @@
     .venv/bin/python scripts/benchmarks/state_recovery_bench.py --keys 1000,10000 --parts hot --repeat 7
 
 Against a throwaway redis-server, PostgreSQL cluster (fsync off) and moto S3 server, all started by this script
-the same way as the test fixtures (tests/fixtures/services.py), median / p95 over ``--repeat``:
+the same way as the test fixtures (tests/fixtures/services.py; moto in a process of its own unless ``--moto
+thread``), median / p95 over ``--repeat``:
 
 The state is N realistic mixed hot-set records (``_records.py``: orders, positions, guard and risk state,
 marks; ~420 bytes encoded on average).
@@ -28,12 +29,15 @@ marks; ~420 bytes encoded on average).
   (recover_hot / floor: with the probe's connection and PING, which the floor does not pay) are both
   reported. Each round runs the outage + restore and the floor in a shuffled order, so load falls on both.
 * ``cold``    (per ``--objects`` M) -- stop moto, write M COLD objects while degraded (ARCHIVE-category
-  batches, one segment each, plus one checkpoint) into the spool, start moto, time ``recover_cold()`` (probe +
-  the spool sync: oldest first, several puts in flight, each verified from its put's answer); ms, objects,
+  batches, one segment each, plus one checkpoint) into the spool, start moto and wait for its first answer
+  to a HeadBucket (untimed: S3 answers), time ``recover_cold()`` (probe + the spool sync: oldest first,
+  several puts in flight, each verified from its put's answer; + the ``system:s3_available`` write); ms, objects,
   bytes, ms per object. Floor of the same round: the same blobs sent by a bare boto3 ``put_object`` each, one
   after the other (after one warm-up put), without "Expect: 100-continue" as the bot sends them (the strict
-  floor: ``ratio`` is against it) and by a stock client (``floor_default_ms_per_object``: a round trip more
-  per put); floors and sync alternate which goes first, round by round. The
+  floor: ``ratio`` is against it), by a stock client (``floor_default_ms_per_object``: a round trip more
+  per put) and by the same bare client with as many puts in flight as the drain (``floor_concurrent_ms_per_object``:
+  what the server takes at most); ``drain_ms_per_object`` is the sync alone (``ColdRecovery.sync_seconds``: no
+  probe, no flag write); floors and sync alternate which goes first, round by round. The
   manager's COLD probe interval (the default; this benchmark asks with ``recover_cold()`` instead) is
   reported beside them.
 
@@ -57,6 +61,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +75,7 @@ import asyncpg  # noqa: E402
 import boto3  # noqa: E402
 import botocore.handlers  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
+from _chaos import MotoProcess  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -80,6 +86,7 @@ from bot_v2.state.codec import checksum, encode_value  # noqa: E402
 from bot_v2.state.models import HotRecord  # noqa: E402
 from bot_v2.state.settings import ColdBackend, HotBackend, StateSettings, WarmBackend  # noqa: E402
 from bot_v2.state.tiers.hot import pack_record  # noqa: E402
+from bot_v2.state.tiers.spool import DRAIN_CONCURRENCY  # noqa: E402
 
 BUCKET = "perps-state-bench"
 CHUNK = 1000  # keys per batch_set_state while populating
@@ -101,7 +108,7 @@ def ms_since(started: float) -> float:
 
 class Bench:
     def __init__(
-        self, args: argparse.Namespace, redis: RedisServer, pg: PostgresServer, moto: MotoServer
+        self, args: argparse.Namespace, redis: RedisServer, pg: PostgresServer, moto: MotoServer | MotoProcess
     ) -> None:
         self.args = args
         self.redis = redis
@@ -337,14 +344,17 @@ class Bench:
         spool = s.spool_dir / bot_id
         first, spooled_write, sync, per_object, objects, nbytes, floor = [], [], [], [], [], [], []
         floor_default: list[float] = []
+        floor_concurrent: list[float] = []
+        drain: list[float] = []
         blobs: list[bytes] = []
         s3 = boto3.client("s3", endpoint_url=self.moto.url, region_name="us-east-1", **S3_TEST_CREDENTIALS)
         plain = boto3.client("s3", endpoint_url=self.moto.url, region_name="us-east-1", **S3_TEST_CREDENTIALS)
         plain.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)  # as the bot's
 
         def floors(r: int) -> None:
-            for client_, out in ((plain, floor), (s3, floor_default))[:: 1 if r % 4 < 2 else -1]:
-                out.append(put_floor(client_, f"floor/{bot_id}/{r}/{len(out)}", blobs))
+            kinds = [(plain, floor, 1), (s3, floor_default, 1), (plain, floor_concurrent, DRAIN_CONCURRENCY)]
+            for client_, out, in_flight in kinds[r % 3 :] + kinds[: r % 3]:
+                out.append(put_floor(client_, f"floor/{bot_id}/{r}/{len(out)}", blobs, in_flight))
 
         client = aioredis.Redis.from_url(self.redis.url)
         try:
@@ -368,6 +378,10 @@ class Bench:
                         raise RuntimeError("COLD did not degrade after moto was stopped")
                     blobs = [p.read_bytes() for p in sorted(spool.iterdir()) if p.is_file()]
                     self.moto.start()
+                    # untimed, as the drill's sync_ms starts at S3's first answer: the first request after a
+                    # start costs moto ~5-15 ms more (it sets up its S3 backend), which would fall on whichever
+                    # of the sync and the floor (whose warm-up put is untimed) came first
+                    s3.head_bucket(Bucket=BUCKET)
                     if r % 2:  # the floor first in odd rounds, the sync first in even ones
                         floors(r)
                     started = time.perf_counter()
@@ -378,6 +392,7 @@ class Bench:
                     assert rec is not None
                     sync.append(elapsed)
                     per_object.append(elapsed / max(1, rec.objects_synced))
+                    drain.append(rec.sync_seconds * 1000 / max(1, rec.objects_synced))
                     objects.append(rec.objects_synced)
                     nbytes.append(rec.bytes_synced)
                     if not r % 2:
@@ -398,18 +413,29 @@ class Bench:
             "ms_per_object": per,
             "floor_ms_per_object": fl,
             "floor_default_ms_per_object": stats(floor_default),
+            "floor_concurrent_ms_per_object": stats(floor_concurrent),
+            "drain_ms_per_object": stats(drain),
             "ratio": per["median_ms"] / fl["median_ms"],
             "cold_probe_interval_ms": StateSettings("x", Path(".")).cold_probe_interval_seconds * 1000,
         }
 
 
-def put_floor(s3: Any, prefix: str, blobs: list[bytes]) -> float:
-    """ms per object of a bare boto3 ``put_object`` of each blob, one after the other (one warm-up put)."""
-    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/warm-up", Body=blobs[0])
-    started = time.perf_counter()
-    for k, blob in enumerate(blobs):
-        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{k}", Body=blob)
-    return ms_since(started) / max(1, len(blobs))
+def put_floor(s3: Any, prefix: str, blobs: list[bytes], in_flight: int = 1) -> float:
+    """ms per object of a bare boto3 ``put_object`` of each blob (after warm-up puts), one after the other, or
+    ``in_flight`` at a time from as many threads (what the server takes at most: the drain's own reference)."""
+    if in_flight == 1:
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/warm-up", Body=blobs[0])
+        started = time.perf_counter()
+        for k, blob in enumerate(blobs):
+            s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{k}", Body=blob)
+        return ms_since(started) / max(1, len(blobs))
+    with ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=f"{prefix}/warm-up{k}", Body=blobs[0]),
+                      range(in_flight)))  # fmt: skip
+        started = time.perf_counter()
+        list(pool.map(lambda kb: s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{kb[0]}", Body=kb[1]),
+                      enumerate(blobs)))  # fmt: skip
+        return ms_since(started) / max(1, len(blobs))
 
 
 def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: list[dict[str, Any]]) -> None:
@@ -473,7 +499,8 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
         "(ms: median / p95)"
     )
     for col in ("objects", "synced", "KB", "first write", "spooled write", "recover_cold", "ms/object",
-                "floor ms/object", "ratio", "stock client floor", "probe interval ms"):  # fmt: skip
+                "drain ms/object", "floor ms/object", "ratio", "stock client floor",
+                f"{DRAIN_CONCURRENCY} in flight floor", "probe interval ms"):  # fmt: skip
         t.add_column(col, justify="right")
     for r in cold:
         t.add_row(
@@ -484,9 +511,11 @@ def print_tables(repair: list[dict[str, Any]], hot: list[dict[str, Any]], cold: 
             cell(r["spooled_write"]),
             cell(r["recover_cold"]),
             cell(r["ms_per_object"]),
+            cell(r["drain_ms_per_object"]),
             cell(r["floor_ms_per_object"]),
             f"{r['ratio']:.2f}x",
             cell(r["floor_default_ms_per_object"]),
+            cell(r["floor_concurrent_ms_per_object"]),
             f"{r['cold_probe_interval_ms']:.0f}",
         )
     console.print(t)
@@ -529,6 +558,14 @@ def main() -> int:
     )
     parser.add_argument("--stale", type=float, default=0.1, help="fraction of HOT copies made stale")
     parser.add_argument("--degraded-writes", type=int, default=100, help="keys written while Redis is down")
+    parser.add_argument(
+        "--moto",
+        choices=("process", "thread"),
+        default="process",
+        help="moto in a process of its own (default: as S3 / MinIO is, and as the S3 drill runs it; restarted "
+        "with its objects, _chaos.MotoProcess) or in a thread of this one (its CPU then competes with the "
+        "bot's under one GIL: several puts in flight cannot gain over sequential ones)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "var" / "benchmarks" / "state_recovery.json")
     args = parser.parse_args()
     if args.repeat < 1:
@@ -537,7 +574,10 @@ def main() -> int:
         parser.error(f"--parts: a comma-separated subset of repair,hot,cold, not {args.parts!r}")
     logging.basicConfig(level=logging.ERROR)  # the degraded / recovered warnings are expected here
 
-    redis, pg, moto = RedisServer(), PostgresServer(), MotoServer()
+    moto: MotoServer | MotoProcess = MotoServer()
+    if args.moto == "process":
+        moto = MotoProcess(Path(tempfile.mkdtemp(prefix="perps-recovery-bench-moto-")))
+    redis, pg = RedisServer(), PostgresServer()
     started: list[Any] = []
     try:
         for server in (redis, pg, moto):
@@ -556,7 +596,8 @@ def main() -> int:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "loadavg": os.getloadavg(),
-        "services": "throwaway redis-server, PostgreSQL (fsync off), moto S3 server (in-process thread)",
+        "services": "throwaway redis-server, PostgreSQL (fsync off), moto S3 server "
+        + ("(a process of its own)" if args.moto == "process" else "(in-process thread)"),
         "when": datetime.now(UTC).isoformat(),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -591,6 +632,8 @@ def main() -> int:
             f"sync_ms_per_object={c['ms_per_object']['median_ms']:.2f} "
             f"floor_ms_per_object={c['floor_ms_per_object']['median_ms']:.2f} ratio={c['ratio']:.2f} "
             f"floor_default_ms_per_object={c['floor_default_ms_per_object']['median_ms']:.2f} "
+            f"floor_concurrent_ms_per_object={c['floor_concurrent_ms_per_object']['median_ms']:.2f} "
+            f"drain_ms_per_object={c['drain_ms_per_object']['median_ms']:.2f} "
             f"cold_probe_interval_ms={c['cold_probe_interval_ms']:.0f}"
         )
     return 0

@@ -30,7 +30,8 @@ RESULT = re.compile(
 )
 COLD_RESULT = re.compile(
     r"^RESULT bench=state_recovery_cold objects=5 sync_ms=[\d.]+ bytes=\d+ sync_ms_per_object=[\d.]+ "
-    r"floor_ms_per_object=[\d.]+ ratio=[\d.]+ floor_default_ms_per_object=[\d.]+ cold_probe_interval_ms=\d+$",
+    r"floor_ms_per_object=[\d.]+ ratio=[\d.]+ floor_default_ms_per_object=[\d.]+ "
+    r"floor_concurrent_ms_per_object=[\d.]+ drain_ms_per_object=[\d.]+ cold_probe_interval_ms=\d+$",
     re.MULTILINE,
 )
 

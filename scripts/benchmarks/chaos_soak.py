@@ -6,6 +6,7 @@ the end.
     .venv/bin/python scripts/benchmarks/chaos_soak.py --minutes 30 --fault-every 20 --seed 1
     .venv/bin/python scripts/benchmarks/chaos_soak.py --minutes 2.5 --fault-every 6 --seed 7
     .venv/bin/python scripts/benchmarks/chaos_soak.py --minutes 5 --fault-every 10 --kinds redis_kill,bot_stop
+    .venv/bin/python scripts/benchmarks/chaos_soak.py --ha --minutes 5 --fault-every 20 --seed 3
 
 What runs (all on this host, all thrown away at the end): redis-server, a durable PostgreSQL and moto's S3
 server, each a process of its own the soak can SIGKILL and SIGSTOP (moto records what it is sent and a
@@ -16,9 +17,9 @@ of one bot id (the dev profile pointed at that exchange and those stores, BTC-US
 data dir of its own (events.jsonl, health.json, log): the primary, and a ``--standby``. When a bot process
 exits (killed, fenced, or anything else), a new ``--standby`` is started from its data dir (``restarts``).
 
-Faults (``--kinds``, default all), one at a time, at random moments (a gap of 0.5-1.5 x --fault-every from the
-previous fault's start, or at once when settling took longer), the kinds dealt from a seeded shuffled deck so
-every kind comes once per round of the deck:
+Faults (``--kinds``, default all; the last two only with --ha), one at a time, at random moments (a gap of
+0.5-1.5 x --fault-every from the previous fault's start, or at once when settling took longer), the kinds dealt
+from a seeded shuffled deck so every kind comes once per round of the deck:
 
   redis_kill / postgres_kill / s3_kill   SIGKILL the server, restart it on the same port 0.5-3 s later
   redis_stop / postgres_stop / s3_stop   SIGSTOP the server (PostgreSQL: every process), SIGCONT 1.5-6 s later
@@ -37,6 +38,30 @@ every kind comes once per round of the deck:
                                          malformed_next): each is a one-line error of that call; a
                                          create-order whose answer is damaged is an unknown intent,
                                          resolved by reconciliation
+  redis_failover (--ha)                  SIGKILL the Redis master; once a sentinel names the promoted
+                                         replica (the fault's end), the old node is started again, empty,
+                                         as a replica of the new master (promoted_ms, rejoined_ms)
+  postgres_promote (--ha)                SIGKILL the PostgreSQL primary, ``pg_ctl promote`` the replica (the
+                                         fault's end), then a new streaming replica of the new primary
+                                         (pg_basebackup -R) where the old one was (promote_ms, rebuilt_ms)
+
+--ha runs the stores in the HA topology of tests/fixtures/ha.py (the drills' redis_sentinel_drill.py and
+postgres_promotion_drill.py start theirs the same way): a Redis master + replica + 3 Sentinels (quorum 2,
+down-after 500 ms; the bots on REDIS_SENTINELS / REDIS_SENTINEL_MASTER) and a durable PostgreSQL primary +
+streaming replica; the bots' DATABASE_URL names both servers with target_session_attrs=read-write. The
+primary's synchronous_standby_names is '*' whenever its replica streams (a commit waits for the replica's
+flush: the zero-loss setting of RUNBOOK, so "lost" stays a fair invariant after a promotion; asynchronous
+replication loses acknowledged writes, postgres_promotion_drill.py counts them); before each promotion the
+soak waits until the replica has flushed all the primary wrote (``replica=sync`` in the progress line;
+anything else is an error). --ha-sync says what a promoted server does until its new replica streams:
+commit alone (available, the default) or make every commit wait (strict: the setting on every server). The
+*_kill / *_stop kinds break the current master / primary (``node``), and after every Redis or PostgreSQL
+fault the soak heals the topology before settling (``healed_ms``: every sentinel names one running master,
+the other node is its replica in sync -- made one if Sentinel has not yet --; the primary has its
+synchronous standby streaming), so the next failover or promotion has a replica. With Sentinel down-after
+500 ms a redis_kill or redis_stop of more than ~2 s is a failover too. What a Redis failover loses
+(asynchronous by design) the bots restore from WARM: "incoherent" checks that. Output: chaos_ha.json / .log
+/ .bots/.
 
 After a fault the soak waits until the system settled (bounded by --settle-timeout): the holder completed two
 cycles after the fault ended, a degraded tier reported its recovery, a lost ack was resolved, a dead or fenced
@@ -116,7 +141,8 @@ from typing import Any
 import _chaos as c
 import _drill as d
 import standby_takeover_drill as std
-from tests.fixtures.services import S3_TEST_CREDENTIALS, PostgresServer, RedisServer
+from tests.fixtures.ha import SENTINEL_MASTER, PostgresReplicaPair, RedisSentinelSet
+from tests.fixtures.services import S3_TEST_CREDENTIALS, PostgresServer, RedisServer, ServiceError
 
 from bot_v2.brokerages.simulated import RunningSimulator, SimulatorConfig, run_simulator_in_thread
 from bot_v2.config import load_settings
@@ -129,7 +155,6 @@ from bot_v2.orchestration.wiring import open_state, reader_settings
 NAME = "chaos"
 BTC = std.BTC
 HOMES = ("a", "b")
-BOTS_DIR = d.BENCH_DIR / f"{NAME}.bots"
 #: kind -> (what breaks, how)
 KINDS: dict[str, tuple[str, str]] = {
     "redis_kill": ("redis", "kill"),
@@ -146,7 +171,14 @@ KINDS: dict[str, tuple[str, str]] = {
     "exchange_lost_ack": ("exchange", "lost_ack"),
     "exchange_ws_close": ("exchange", "ws_close"),
     "exchange_malformed": ("exchange", "malformed"),
+    "redis_failover": ("redis", "failover"),  # --ha only
+    "postgres_promote": ("postgres", "promote"),  # --ha only
 }
+#: Fault kinds that need the HA topology (--ha): a replica to promote.
+HA_KINDS = ("redis_failover", "postgres_promote")
+#: --ha: the PostgreSQL pair's settings (copied to every replica it builds): a replica whose primary restarted
+#: reconnects within 0.5 s, not 5. Its commits wait for the synchronous standby (--ha-sync).
+HA_POSTGRES_SETTINGS = {"wal_retrieve_retry_interval": "500ms"}
 TIER_OF = {"redis": "hot", "s3": "cold"}
 HOLDING = ("acquired", "takeover")
 CATEGORIES = ("duplicates", "lost", "incoherent", "guard_violations")
@@ -284,6 +316,8 @@ class Fault:
 def draw(rng: random.Random, kind: str) -> dict[str, Any]:
     """The fault's parameters, drawn when it is dealt (the n-th fault of a seed is always the same)."""
     target, how = KINDS[kind]
+    if how in ("failover", "promote"):
+        return {}
     if target in ("redis", "postgres", "s3"):
         if how == "kill":
             return {"down_seconds": round(rng.uniform(0.5, 3.0), 2)}
@@ -347,6 +381,7 @@ class Soak:
         self.poll = args.poll_ms / 1000
         self.supervisor: asyncio.Task[None] | None = None
         self.late_acks: dict[str, str] = {}  # client order id -> why it is not a violation
+        self.name = output_name(args)
 
     # --- processes -------------------------------------------------------------------------------------
 
@@ -454,6 +489,69 @@ class Soak:
 
     # --- faults ----------------------------------------------------------------------------------------
 
+    def server(self, target: str) -> Any:
+        """The server a fault of ``target`` breaks: with --ha the Redis master / PostgreSQL primary of now."""
+        service = self.services[target]
+        if isinstance(service, RedisSentinelSet):
+            return service.master_node()
+        if isinstance(service, PostgresReplicaPair):
+            return service.primary
+        return service
+
+    def heal(self, target: str, within: float) -> None:
+        """--ha: the set back to a master (primary) with a replica in sync, before the next fault (blocking)."""
+        service = self.services[target]
+        if isinstance(service, RedisSentinelSet):
+            service.heal(within)
+        elif isinstance(service, PostgresReplicaPair):
+            service.wait_streaming()
+
+    async def fail_over(self, fault: Fault) -> None:
+        """--ha: ``redis_failover`` / ``postgres_promote`` (module doc). ``t1`` = the promotion (the first
+        sentinel naming the new master; ``pg_ctl promote -w`` returned); the old server's return as a replica
+        of the new one (``rejoined_ms``, ``rebuilt_ms``) comes after it."""
+        p = fault.params
+        if fault.how == "failover":
+            cluster: RedisSentinelSet = self.services["redis"]
+            old = await asyncio.to_thread(cluster.master_node)
+            p["old_master"] = old.port
+            self.mark(fault)
+            start = time.monotonic()
+            await asyncio.to_thread(old.kill)
+            await asyncio.to_thread(cluster.wait_for_promotion, old.port, 30.0, every=False)
+            fault.t1 = now()
+            p["promoted_ms"] = d.ms(time.monotonic() - start)
+            start = time.monotonic()
+            # the old master started again (empty) and made a replica of the new one
+            await asyncio.to_thread(cluster.heal, self.args.settle_timeout)
+            p["rejoined_ms"] = d.ms(time.monotonic() - start)
+            p["new_master"] = cluster.master.port
+            return
+        pair: PostgresReplicaPair = self.services["postgres"]
+        old = pair.primary
+        p["old_primary"] = old.port
+        # the premise of "lost=0" after a promotion: the replica is the primary's synchronous standby and has
+        # flushed what the primary wrote, also any commit acknowledged before it was synchronous (--ha-sync)
+        try:
+            sync = await asyncio.to_thread(pair.wait_caught_up)
+        except ServiceError as exc:
+            sync = f"not caught up ({exc})"
+        p["replica"] = sync
+        if sync != "sync":
+            self.errors.append(
+                f"fault {fault.n} {fault.kind}: the replica was {sync}, not a synchronous standby"
+            )
+        self.mark(fault)
+        start = time.monotonic()
+        await asyncio.to_thread(old.kill)
+        await asyncio.to_thread(pair.promote)
+        fault.t1 = now()
+        p["promote_ms"] = d.ms(time.monotonic() - start)
+        start = time.monotonic()
+        await asyncio.to_thread(pair.rebuild_replica)  # pg_basebackup of the new primary, the old one's port
+        p["rebuilt_ms"] = d.ms(time.monotonic() - start)
+        p["new_primary"] = pair.primary.port
+
     def deal(self) -> Fault:
         if not self.deck:
             self.deck = list(self.args.kinds)
@@ -467,14 +565,22 @@ class Soak:
 
     async def inject(self, fault: Fault) -> None:
         target, how, p = fault.target, fault.how, fault.params
-        if target in ("redis", "postgres", "s3"):
-            server = self.services[target]
+        if how in ("failover", "promote"):
+            await self.fail_over(fault)
+        elif target in ("redis", "postgres", "s3"):
+            server = await asyncio.to_thread(self.server, target)
+            service = self.services[target]
+            if server is not service:  # --ha: which node was the master / primary
+                p["node"] = server.port
             if how == "kill":
                 before = await asyncio.to_thread(server.objects, d.S3_DRILL_BUCKET) if target == "s3" else {}
                 self.mark(fault)
                 await asyncio.to_thread(server.kill)
                 await asyncio.sleep(p["down_seconds"])
-                await asyncio.to_thread(server.start)
+                if isinstance(service, RedisSentinelSet):  # empty, a master until healed (settle)
+                    await asyncio.to_thread(service.start_node, server)
+                else:
+                    await asyncio.to_thread(server.start)
                 if target == "s3":  # the endpoint must come back with its objects (see _chaos.MotoProcess)
                     after = await asyncio.to_thread(server.objects, d.S3_DRILL_BUCKET)
                     p["objects_kept"] = f"{len(set(before.items()) & set(after.items()))}/{len(before)}"
@@ -600,6 +706,15 @@ class Soak:
         def left() -> float:
             return max(0.5, deadline - time.monotonic())
 
+        if self.args.ha and fault.target in ("redis", "postgres"):
+            start = time.monotonic()
+            try:
+                await asyncio.to_thread(self.heal, fault.target, left())
+            except ServiceError as exc:
+                fault.settled = False
+                fault.notes.append(f"not healed: {exc}")
+                self.errors.append(f"fault {fault.n} {fault.kind}: not healed: {exc}")
+            fault.params["healed_ms"] = d.ms(time.monotonic() - start)
         try:
             if fault.target == "bot":
                 victim = next(b for b in self.bots if b.name == fault.params["victim"])
@@ -1087,7 +1202,13 @@ class Soak:
         d.console.print(
             f"chaos soak: {self.args.minutes:g} min, a fault every ~{self.args.fault_every:g} s, seed "
             f"{self.args.seed}, kinds {','.join(self.args.kinds)}; interval {self.args.interval}s; bots "
-            f"{', '.join(b.name for b in self.live())}; their files -> {BOTS_DIR}"
+            f"{', '.join(b.name for b in self.live())}; their files -> {d.BENCH_DIR / (self.name + '.bots')}"
+            + (
+                f"; HA: Redis master + replica + 3 Sentinels, PostgreSQL primary + synchronous replica "
+                f"(--ha-sync {self.args.ha_sync})"
+                if self.args.ha
+                else ""
+            )
         )
         baseline = await self.check("start")
         if any(baseline[k] for k in CATEGORIES):
@@ -1144,9 +1265,11 @@ class Soak:
             bot.reap()
 
     def keep_files(self) -> None:
-        """Copy every bot's events, log and output out of the temp dir (var/benchmarks/chaos.bots/)."""
-        shutil.rmtree(BOTS_DIR, ignore_errors=True)
-        BOTS_DIR.mkdir(parents=True, exist_ok=True)
+        """Copy every bot's events, log and output out of the temp dir (var/benchmarks/chaos.bots/; --ha:
+        chaos_ha.bots/)."""
+        bots_dir = d.BENCH_DIR / f"{self.name}.bots"
+        shutil.rmtree(bots_dir, ignore_errors=True)
+        bots_dir.mkdir(parents=True, exist_ok=True)
         for home in HOMES:
             base = self.root / "bots" / home
             for source, name in (
@@ -1155,7 +1278,7 @@ class Soak:
                 (base / "output.txt", "output.txt"),
             ):
                 if source.exists():
-                    shutil.copyfile(source, BOTS_DIR / f"{home}.{name}")
+                    shutil.copyfile(source, bots_dir / f"{home}.{name}")
 
 
 # --- report -----------------------------------------------------------------------------------------------
@@ -1237,6 +1360,7 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> int:
             "errors": soak.errors,
             "late_acks": soak.late_acks,
         },
+        d.BENCH_DIR / f"{soak.name}.json",
     )
     d.console.print(f"wrote {path}")
     failed = sum(len(v) for v in soak.found.values()) + len(soak.errors)
@@ -1254,16 +1378,29 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> int:
 # --- setup ------------------------------------------------------------------------------------------------
 
 
+def output_name(args: argparse.Namespace) -> str:
+    """chaos (var/benchmarks/chaos.json, .log, .bots/) or, with --ha, chaos_ha."""
+    return f"{NAME}_ha" if getattr(args, "ha", False) else NAME
+
+
 def bot_env(
     services: dict[str, Any], sim: RunningSimulator, args: argparse.Namespace, tag: str
 ) -> dict[str, str]:
+    redis, postgres = services["redis"], services["postgres"]
+    if isinstance(redis, RedisSentinelSet):  # --ha: the master is the one the sentinels name
+        hot = {"REDIS_SENTINELS": redis.env_value, "REDIS_SENTINEL_MASTER": SENTINEL_MASTER}
+    else:
+        hot = {"REDIS_URL": redis.url}
     return {
         "COINBASE_BASE_URL": sim.base_url,
         "COINBASE_KEY_FILE": str(sim.key_file),
         "COINBASE_CA_FILE": str(sim.ca_path),
         "COINBASE_WS_URL": str(sim.ws_url),  # the bots quote from the feed, REST while it is down
-        "REDIS_URL": services["redis"].url,
-        "DATABASE_URL": services["postgres"].url,
+        **hot,
+        # --ha: both servers, target_session_attrs=read-write (the client connects to whichever is primary)
+        "DATABASE_URL": postgres.multi_host_url()
+        if isinstance(postgres, PostgresReplicaPair)
+        else postgres.url,
         "S3_ENDPOINT_URL": services["s3"].url,
         "S3_BUCKET": d.S3_DRILL_BUCKET,
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -1289,7 +1426,7 @@ async def soak(args: argparse.Namespace) -> int:
                 f"given by URL is not ours to break. Unset {var} (the soak starts throwaway ones)."
             )
     std.register_flipper()  # the soak loads the bots' settings (its state reader): the name must be known
-    d.configure_logging(NAME)
+    d.configure_logging(output_name(args))
     services: dict[str, Any] = {}
     sim: RunningSimulator | None = None
     runner: Soak | None = None
@@ -1299,12 +1436,27 @@ async def soak(args: argparse.Namespace) -> int:
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         os.environ["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
         try:
-            services["redis"] = RedisServer()
-            services["redis"].start()
-            services["postgres"] = PostgresServer(durable=True)
-            await asyncio.to_thread(services["postgres"].start)
+            if args.ha:
+                services["redis"] = RedisSentinelSet(3)
+                services["postgres"] = PostgresReplicaPair(
+                    durable=True,
+                    synchronous=True,
+                    strict=args.ha_sync == "strict",
+                    settings=HA_POSTGRES_SETTINGS,
+                )
+            else:
+                services["redis"] = RedisServer()
+                services["postgres"] = PostgresServer(durable=True)
             services["s3"] = c.MotoProcess(root / "s3")
-            await asyncio.to_thread(services["s3"].start)
+            # side by side (a few seconds less), every start finished before any error is raised: none still
+            # starting when the finally below stops them
+            started = await asyncio.gather(
+                *(asyncio.to_thread(services[name].start) for name in ("redis", "postgres", "s3")),
+                return_exceptions=True,
+            )
+            for outcome in started:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             await asyncio.to_thread(services["s3"].create_bucket, d.S3_DRILL_BUCKET)
             sim = run_simulator_in_thread(
                 SimulatorConfig(state_dir=root / "sim", rate_limit_per_second=None, tick_seconds=0.25)
@@ -1331,13 +1483,21 @@ async def soak(args: argparse.Namespace) -> int:
             if sim is not None:
                 sim.stop()
             for name in ("s3", "postgres", "redis"):
-                server = services.get(name)
-                if server is None:
-                    continue
-                with contextlib.suppress(Exception):
-                    server.send_signal(signal.SIGCONT)
-                with contextlib.suppress(Exception):
-                    server.cleanup() if isinstance(server, PostgresServer) else server.stop()
+                if name in services:
+                    stop_service(services[name])
+
+
+def stop_service(service: Any) -> None:
+    """Stop a server of the soak (woken first: it may be SIGSTOPped); a PostgreSQL cluster is also removed."""
+    servers = [service.primary, service.replica] if isinstance(service, PostgresReplicaPair) else [service]
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.send_signal(signal.SIGCONT)
+    with contextlib.suppress(Exception):
+        if isinstance(service, PostgresServer | PostgresReplicaPair):
+            service.cleanup()
+        else:
+            service.stop()  # a RedisSentinelSet wakes its nodes itself
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1354,8 +1514,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kinds",
         type=lambda s: [k.strip() for k in s.split(",") if k.strip()],
-        default=list(KINDS),
-        help=f"comma-separated fault kinds (default all: {','.join(KINDS)})",
+        default=None,
+        help=f"comma-separated fault kinds (default all: {','.join(k for k in KINDS if k not in HA_KINDS)}; "
+        f"with --ha also {','.join(HA_KINDS)})",
+    )
+    parser.add_argument(
+        "--ha",
+        action="store_true",
+        help="the stores in the HA topology: Redis master + replica + 3 Sentinels (the bots on REDIS_SENTINELS), "
+        "PostgreSQL primary + synchronous streaming replica (a multi-host DATABASE_URL); adds the kinds "
+        f"{' and '.join(HA_KINDS)}; writes {NAME}_ha.json",
+    )
+    parser.add_argument(
+        "--ha-sync",
+        choices=("available", "strict"),
+        default="available",
+        help="--ha: synchronous_standby_names '*' on the primary whenever its replica streams; a promoted "
+        "server commits without a synchronous standby until its new replica streams (available, the default: "
+        "Patroni's synchronous_mode) or waits for it, every commit stalling meanwhile (strict: the setting on "
+        "every server, Patroni's synchronous_mode_strict)",
     )
     parser.add_argument(
         "--interval", type=float, default=0.5, help="the bots' cycle interval in s (default 0.5)"
@@ -1376,9 +1553,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--poll-ms", type=float, default=50.0, help="health.json polling interval (default 50)"
     )
     args = parser.parse_args(argv)
+    if args.kinds is None:
+        args.kinds = [k for k in KINDS if args.ha or k not in HA_KINDS]
     unknown = [k for k in args.kinds if k not in KINDS]
     if unknown:
         parser.error(f"--kinds: unknown {', '.join(unknown)} (choose from {', '.join(KINDS)})")
+    if not args.ha and (need := [k for k in args.kinds if k in HA_KINDS]):
+        parser.error(f"--kinds: {', '.join(need)} need --ha (a replica to promote)")
     if args.minutes <= 0 or args.fault_every <= 0:
         parser.error("--minutes and --fault-every must be positive")
     return args

@@ -8,7 +8,9 @@ prefix and that were created since the stored watermark (``reconcile:watermark``
 * the order of an unresolved (PENDING / UNKNOWN) intent -> adopted, the intent SUBMITTED; an unresolved intent
   not listed stays UNKNOWN within ``intent_grace_seconds`` of its writing and is FAILED after it;
 * an order state never had (a create that timed out and landed later, even after its intent was FAILED) ->
-  adopted and followed to terminal;
+  adopted and followed to terminal; when state has no intent for it at all (an earlier holder sent it with
+  the intent only in an outage journal it never replayed: fenced, or its host gone), an intent rebuilt from
+  the exchange's order is written with it (SUBMITTED, then finished like any other; ``intents_rebuilt``);
 * a known order the exchange still shows open while state finished it -> followed again;
 
 and every fill of the listed orders is booked once per trade id (asked for ``FILLS_CHUNK`` order ids at a
@@ -109,6 +111,7 @@ class ReconcileReport:
     since: datetime | None = None
     listed_orders: int = 0
     adopted_orders: list[str] = field(default_factory=list)
+    intents_rebuilt: list[str] = field(default_factory=list)  # adopted orders state had no intent for
     followed_again: list[str] = field(default_factory=list)
     resolved_intents: list[IntentResolution] = field(default_factory=list)
     cancelled_orders: list[str] = field(default_factory=list)
@@ -146,6 +149,7 @@ class ReconcileReport:
             "since": self.since,
             "listed_orders": self.listed_orders,
             "adopted_orders": self.adopted_orders,
+            "intents_rebuilt": self.intents_rebuilt,
             "followed_again": self.followed_again,
             "resolved_intents": [r.to_dict() for r in self.resolved_intents],
             "cancelled_orders": self.cancelled_orders,
@@ -350,8 +354,17 @@ class Reconciler:
                     self.tracker.track(order, now)
                     report.followed_again.append(coid)
                 continue
-            self.tracker.track(order, now, adopted=True)
+            if self.tracker.adopt(order, now) is not None:
+                report.intents_rebuilt.append(coid)
             report.adopted_orders.append(coid)
+        if report.intents_rebuilt:
+            logger.warning(
+                "reconciliation (%s): %d adopted order(s) without an intent in state, intent rebuilt from the "
+                "exchange: %s",
+                report.trigger,
+                len(report.intents_rebuilt),
+                ", ".join(report.intents_rebuilt),
+            )
         return ours
 
     def _ingest(self, fills: Sequence[Fill]) -> SyncResult:

@@ -89,6 +89,27 @@ class IntentRecord:
             updated_at=now,
         )
 
+    @classmethod
+    def rebuilt_from(cls, order: Order, now: datetime, reason: str) -> IntentRecord:
+        """The intent of an exchange order whose own intent state never got (an earlier holder journaled it
+        and never replayed it): the exchange's fields, SUBMITTED (its order is known), written ``now``;
+        ``created_at`` is when the exchange created the order (else ``now``)."""
+        return cls(
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            quantity=order.quantity,
+            limit_price=order.limit_price,
+            time_in_force=order.time_in_force,
+            reduce_only=order.reduce_only,
+            created_at=order.created_at or now,
+            status=IntentStatus.SUBMITTED,
+            order_id=order.order_id,
+            reason=reason,
+            updated_at=now,
+        )
+
     def with_status(
         self,
         status: IntentStatus,

@@ -10,6 +10,8 @@ acknowledgement) by looking the client order id up at the exchange: found -> ado
 FAILED. An order can land at the exchange a moment after its create call timed out; the grace window (and the
 periodic discovery by client-id prefix in ``reconcile.py``) keeps it from being lost. An intent is never
 submitted twice, and while one is unresolved no new order is sent on its symbol (``unresolved_for``).
+An order adopted without any intent in state (``adopt``: an earlier holder's intent lived only in a journal it
+never replayed) gets one rebuilt from the exchange's order, so every order the bot sent has its intent.
 
 Start-up (``load``) reads the live keys only: ``intents:*``, ``orders:*``, ``positions:*`` and the list of
 ``fills:*`` keys (trade ids, no bodies). Terminal history older than the retention window has been moved to
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FILLS_CHUNK",
     "LOOKUP_MARGIN",
+    "REBUILT_REASON",
     "IntentResolution",
     "OrderTracker",
     "SyncResult",
@@ -63,6 +66,8 @@ FILLS_CHUNK = 50
 #: Orders are listed from this long before the time they could have been created: covers the skew between
 #: the bot's clock and the exchange's ``created_time``.
 LOOKUP_MARGIN = timedelta(minutes=5)
+#: The reason of an intent rebuilt from an adopted exchange order (``OrderTracker.adopt``).
+REBUILT_REASON = "adopted: intent not in state (written by an earlier holder that did not store it)"
 
 
 @dataclass(slots=True)
@@ -136,6 +141,8 @@ class OrderTracker:
         self.orders: dict[ClientOrderId, OrderRecord] = {}
         self.intents: dict[ClientOrderId, IntentRecord] = {}
         self.known_client_ids: set[ClientOrderId] = set()
+        # Client order ids of the live intents in state (any status), loaded or written by this process.
+        self.intent_ids: set[ClientOrderId] = set()
         self.known_trade_ids: set[TradeId] = set()
         self.order_ids: set[OrderId] = set()
         # Where order discovery must start when no watermark is stored: the oldest intent that may not be
@@ -164,6 +171,7 @@ class OrderTracker:
         for value in intents.values():
             intent = IntentRecord.from_dict(value)
             self.known_client_ids.add(intent.client_order_id)
+            self.intent_ids.add(intent.client_order_id)
             if intent.status.is_unresolved or intent.status is IntentStatus.SUBMITTED:
                 self.intents[intent.client_order_id] = intent
             if intent.status is not IntentStatus.DONE:
@@ -218,6 +226,10 @@ class OrderTracker:
         """True when state has (or had, in this process) a live intent or order with this client id."""
         return client_order_id in self.known_client_ids
 
+    def has_intent(self, client_order_id: ClientOrderId) -> bool:
+        """True when state has a live intent (any status) with this client id, or this process wrote one."""
+        return client_order_id in self.intents or client_order_id in self.intent_ids
+
     def archived_quantity(self, symbol: Symbol) -> Decimal:
         """The net quantity of ``symbol``'s archived fills: reconciliation re-derives positions from the
         exchange's fills of the live orders only, so it adds this."""
@@ -233,6 +245,7 @@ class OrderTracker:
     def record_intent(self, intent: IntentRecord) -> None:
         """Queue the intent's new status; a final one (DONE / FAILED) leaves memory."""
         self.known_client_ids.add(intent.client_order_id)
+        self.intent_ids.add(intent.client_order_id)
         if intent.status in (IntentStatus.DONE, IntentStatus.FAILED):
             self.intents.pop(intent.client_order_id, None)
         else:
@@ -250,6 +263,19 @@ class OrderTracker:
         if intent is not None and intent.status.is_unresolved:
             self.record_intent(intent.with_status(IntentStatus.SUBMITTED, now, order_id=order.order_id))
         return record
+
+    def adopt(self, order: Order, now: datetime) -> IntentRecord | None:
+        """Follow an order of the bot's prefix that state never had (adopted). When state has no intent for
+        its client order id either -- an earlier holder sent it with the intent only in a journal it never
+        replayed (fenced, or gone with its host) -- record one rebuilt from the exchange's order (SUBMITTED,
+        finished like any other when the order is terminal) in the same batch; return it. An existing intent
+        is never replaced."""
+        rebuilt = None
+        if not self.has_intent(order.client_order_id):
+            rebuilt = IntentRecord.rebuilt_from(order, now, REBUILT_REASON)
+            self.record_intent(rebuilt)
+        self.track(order, now, adopted=True)
+        return rebuilt
 
     def fail_intent(self, client_order_id: ClientOrderId, reason: str, now: datetime) -> None:
         intent = self.intents.get(client_order_id)

@@ -64,6 +64,7 @@ def test_sigkill_in_the_order_path_then_restart_reconciles(
     assert report["unclean_shutdown"] is True
     outcome = "failed" if crash_at == "after_intent" else "adopted"
     assert [r["outcome"] for r in report["resolved_intents"]] == [outcome]
+    assert report["intents_rebuilt"] == []  # the crashed run's own intent is resolved, never rebuilt
 
     settings = load_settings("dev", env, root=tmp_path)
     orders, exchange_fills = _exchange_view(sim, settings.client_id_prefix)

@@ -153,8 +153,9 @@ def test_second_bot_exits_2_and_leaves_the_first_untouched(
 
     primary = spawn(owned_env, "primary", "--lease", "--cycles", "0")
     eventually(lambda: _cycles(primary) >= 2, timeout=30)
-    adopted = primary.events(EventType.RECONCILIATION)[0]["adopted_orders"]
-    assert "pb-e2e-resting-1" in adopted  # the running bot owns the resting order
+    first = primary.events(EventType.RECONCILIATION)[0]
+    assert "pb-e2e-resting-1" in first["adopted_orders"]  # the running bot owns the resting order
+    assert "pb-e2e-resting-1" in first["intents_rebuilt"]  # sent without an intent: one rebuilt in state
 
     second = run_driver({**owned_env, "PERPS_DATA_DIR": str(primary.data_dir)}, "--lease", "--cycles", "1")
     assert second.returncode == 2, second.stderr

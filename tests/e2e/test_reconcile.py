@@ -22,7 +22,8 @@ from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.bot import run_bot
 from bot_v2.orchestration.ledger import derive_positions
-from bot_v2.orchestration.tracking import fills_of
+from bot_v2.orchestration.records import IntentRecord
+from bot_v2.orchestration.tracking import REBUILT_REASON, fills_of
 from bot_v2.orchestration.wiring import open_runtime
 from bot_v2.state import StateManager
 from bot_v2.strategies import Decision, MarketView
@@ -115,6 +116,7 @@ async def test_an_order_whose_ack_was_lost_and_that_landed_late_is_adopted_not_b
         assert expected == QTY and await _position(state) == expected
         intent = await state.get_state(keys.intent_key(order.client_order_id))
         assert intent["status"] == "DONE" and intent["order_id"] == order.order_id
+        assert intent["reason"] != REBUILT_REASON  # the bot's own intent, resolved, not a rebuilt one
         booked = await state.get_keys_by_pattern("fills:*")
         assert sorted(k.removeprefix("fills:") for k in booked) == sorted(f.trade_id for f in exchange_fills)
 
@@ -153,6 +155,14 @@ async def test_reconcile_command_reaches_a_running_bot_and_adopts_an_unannounced
                 return ack is not None and ack["last_request_id"] == 1
 
             await eventually_async(acknowledged, timeout=20)
+
+            # the dead process's intent never reached state: reconciliation rebuilt it from the exchange's
+            # order, and the loop finished it (DONE) once the filled order's fills were booked
+            async def intent_done() -> bool:
+                intent = await state.get_state(keys.intent_key(ghost))
+                return intent is not None and intent["status"] == "DONE"
+
+            await eventually_async(intent_done, timeout=20)
         finally:
             stop.set()
             summary = await task
@@ -161,10 +171,19 @@ async def test_reconcile_command_reaches_a_running_bot_and_adopts_an_unannounced
         assert await _position(state) == QTY
         adopted = await state.get_state(keys.order_key(ghost))
         assert adopted is not None and adopted["adopted"] is True
+        intent = IntentRecord.from_dict(await state.get_state(keys.intent_key(ghost)))
+        assert (intent.symbol, intent.side, intent.order_type, intent.quantity) == (
+            BTC,
+            Side.BUY,
+            OrderType.MARKET,
+            QTY,
+        )
+        assert intent.order_id == adopted["order_id"] and intent.reason == REBUILT_REASON
     (run,) = [
         e for e in read_events(settings.events_path, EventType.RECONCILIATION) if e["trigger"] == "operator"
     ]
     assert run["request_id"] == 1 and run["adopted_orders"] == [ghost] and run["coherent"] is True
+    assert run["intents_rebuilt"] == [ghost]
     assert run["missed_fills"] == 1
 
 

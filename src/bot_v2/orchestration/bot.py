@@ -76,8 +76,8 @@ from bot_v2.orchestration.lease import LeaseKeeper
 from bot_v2.orchestration.market import (
     CycleOutcomes,
     fetch_market,
-    resting_requests,
     risk_snapshot,
+    unbooked_requests,
     with_resting,
 )
 from bot_v2.orchestration.marketfeed import open_feed
@@ -673,9 +673,9 @@ class OrderEvaluation:
 async def evaluate_order(
     runtime: Runtime, request: OrderRequest, *, replacing: OrderId | None = None
 ) -> OrderEvaluation:
-    """Judge ``request`` with the bot's guards against the current market, stored positions, resting orders
-    (each may fill: ``with_resting``) and controls -- the verdict the loop's executor would give. ``replacing``:
-    the resting order an edit replaces (not counted twice)."""
+    """Judge ``request`` with the bot's guards against the current market, stored positions, followed orders
+    (what each may still move the position by: ``unbooked_requests``) and controls -- the verdict the loop's
+    executor would give. ``replacing``: the resting order an edit replaces (not counted twice)."""
     settings = runtime.settings
     now = utc_now()
     risk = RiskEngine(settings.risk)
@@ -699,6 +699,6 @@ async def evaluate_order(
         outcomes=CycleOutcomes(),
         open_orders=len(tracker.open_orders),
     )
-    snapshot = with_resting(snapshot, resting_requests(tracker.open_orders, exclude=replacing), request)
+    snapshot = with_resting(snapshot, unbooked_requests(tracker.open_orders, exclude=replacing), request)
     verdict = risk.check_order(request, snapshot, now)
     return OrderEvaluation(verdict.allowed, verdict.results, verdict.state.value)

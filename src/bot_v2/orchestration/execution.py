@@ -36,7 +36,7 @@ from bot_v2.monitoring.events import EventStore, EventType
 from bot_v2.monitoring.metrics import BotMetrics
 from bot_v2.orchestration import keys
 from bot_v2.orchestration.crashpoints import CrashPoint, maybe_crash
-from bot_v2.orchestration.market import resting_requests, with_resting
+from bot_v2.orchestration.market import unbooked_requests, with_resting
 from bot_v2.orchestration.ports import StateCategory, StateStore, StateWrite
 from bot_v2.orchestration.records import IntentRecord
 from bot_v2.orchestration.tracking import OrderTracker
@@ -135,8 +135,9 @@ class OrderExecutor:
         """
         results: list[ExecutionResult | None] = []
         planned: list[tuple[int, PlannedOrder]] = []
-        # resting orders of earlier cycles may fill too: judged like this cycle's approved ones
-        resting = resting_requests(self.tracker.open_orders)
+        # orders of earlier cycles may still move the booked position (resting, or filled with fills not booked
+        # yet): judged like this cycle's approved ones
+        resting = unbooked_requests(self.tracker.open_orders)
         for request in requests:
             judged_on = with_resting(snapshot, [*resting, *(order.request for _, order in planned)], request)
             outcome = self._plan(request, judged_on, now)

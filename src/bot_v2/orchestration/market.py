@@ -142,25 +142,29 @@ def risk_snapshot(
     )
 
 
-def resting_requests(
-    open_orders: Iterable[OrderRecord], exclude: OrderId | None = None
+def unbooked_requests(
+    followed_orders: Iterable[OrderRecord], exclude: OrderId | None = None
 ) -> list[OrderRequest]:
-    """The unfilled part of each resting order (not terminal), as requests ``snapshot_for_next`` can count:
-    a resting order may fill at any moment, so exposure and position limits judge a new order as if every one
-    of them could (``exclude``: an order being edited, replaced by its edited version)."""
+    """What each followed order (``OrderTracker.open_orders``: not terminal, or terminal with its bookkeeping
+    still to finish) may still move the booked position by, as requests ``snapshot_for_next`` can count: the
+    unfilled part of a resting order (it may fill at any moment) plus any filled part whose fills are not
+    booked yet (``OrderRecord.unbooked_quantity``). Exposure and position limits judge a new order as if all
+    of it lands on the stored position -- an order acknowledged FILLED whose fills could not be listed yet
+    counts until they are booked (``exclude``: an order being edited, replaced by its edited version)."""
     found = []
-    for record in open_orders:
-        remaining = record.quantity - record.filled_quantity
-        if record.status.is_terminal or remaining <= 0 or record.order_id == exclude:
+    for record in followed_orders:
+        unbooked = record.unbooked_quantity
+        if unbooked <= 0 or record.order_id == exclude:
             continue
-        found.append(OrderRequest(record.symbol, record.side, OrderType.MARKET, remaining))
+        found.append(OrderRequest(record.symbol, record.side, OrderType.MARKET, unbooked))
     return found
 
 
 def with_resting(
     snapshot: RiskSnapshot, resting: Sequence[OrderRequest], request: OrderRequest
 ) -> RiskSnapshot:
-    """``snapshot_for_next`` over the resting orders; they are counted in ``open_orders_count`` already."""
+    """``snapshot_for_next`` over the followed orders' unbooked parts (``unbooked_requests``); those orders are
+    counted in ``open_orders_count`` already."""
     judged = snapshot_for_next(snapshot, resting, request)
     return dataclasses.replace(judged, open_orders_count=snapshot.open_orders_count) if resting else judged
 

@@ -186,7 +186,13 @@ _INTENT_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class OrderRecord:
-    """An order the bot tracks, as the exchange last reported it (plus which fills are booked)."""
+    """An order the bot tracks, as the exchange last reported it (plus how much of it is booked).
+
+    ``booked_quantity``: the quantity of this order's fills already booked into the position (by
+    ``OrderTracker.ingest_fills``, in the same state batch as the fills). What the order may still move the
+    booked position by -- ``quantity - booked_quantity`` while it is not terminal, ``filled_quantity -
+    booked_quantity`` once it is -- counts toward exposure and position limits (``market.unbooked_requests``).
+    A record written before the field existed reads it as 0 (counts more, never less)."""
 
     order_id: OrderId
     client_order_id: ClientOrderId
@@ -199,9 +205,12 @@ class OrderRecord:
     total_fees: Decimal
     updated_at: datetime
     adopted: bool = False
+    booked_quantity: Decimal = Decimal(0)
 
     @classmethod
-    def from_order(cls, order: Order, now: datetime, *, adopted: bool = False) -> OrderRecord:
+    def from_order(
+        cls, order: Order, now: datetime, *, adopted: bool = False, booked_quantity: Decimal = Decimal(0)
+    ) -> OrderRecord:
         return cls(
             order_id=order.order_id,
             client_order_id=order.client_order_id,
@@ -214,7 +223,16 @@ class OrderRecord:
             total_fees=order.total_fees,
             updated_at=now,
             adopted=adopted,
+            booked_quantity=booked_quantity,
         )
+
+    @property
+    def unbooked_quantity(self) -> Decimal:
+        """What this order may still move the booked position by: the part not yet filled plus the filled part
+        not yet booked while it is not terminal (``quantity - booked``), the filled part not yet booked once
+        it is (``filled_quantity - booked``); never below 0."""
+        total = self.filled_quantity if self.status.is_terminal else self.quantity
+        return max(total - self.booked_quantity, Decimal(0))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,13 +247,15 @@ class OrderRecord:
             "total_fees": self.total_fees,
             "updated_at": self.updated_at,
             "adopted": self.adopted,
+            "booked_quantity": self.booked_quantity,
         }
 
     @classmethod
     def from_dict(cls, data: object) -> OrderRecord:
         where = "order"
         d = serde.expect_mapping(data, where)
-        serde.expect_keys(d, set(_ORDER_FIELDS), where)
+        serde.expect_keys(d, set(_ORDER_FIELDS), where, optional={"booked_quantity"})
+        booked = d.get("booked_quantity", 0)  # absent in records written before it: 0 counts more, never less
         return cls(
             order_id=OrderId(serde.read_str(d["order_id"], f"{where}.order_id")),
             client_order_id=ClientOrderId(serde.read_str(d["client_order_id"], f"{where}.client_order_id")),
@@ -250,6 +270,7 @@ class OrderRecord:
             total_fees=serde.read_decimal(d["total_fees"], f"{where}.total_fees"),
             updated_at=serde.read_datetime(d["updated_at"], f"{where}.updated_at"),
             adopted=serde.read_bool(d["adopted"], f"{where}.adopted"),
+            booked_quantity=serde.read_decimal(booked, f"{where}.booked_quantity"),
         )
 
 

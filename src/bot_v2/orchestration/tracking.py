@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -253,8 +253,11 @@ class OrderTracker:
         self.batch.put(keys.intent_key(intent.client_order_id), intent.to_dict(), StateCategory.INTENTS)
 
     def track(self, order: Order, now: datetime, *, adopted: bool = False) -> OrderRecord:
-        """Start (or keep) following ``order``; mark its intent SUBMITTED."""
-        record = OrderRecord.from_order(order, now, adopted=adopted)
+        """Start (or keep) following ``order``; mark its intent SUBMITTED. What of it is booked already (an order
+        followed before) is kept."""
+        previous = self.orders.get(order.client_order_id)
+        booked = previous.booked_quantity if previous is not None else Decimal(0)
+        record = OrderRecord.from_order(order, now, adopted=adopted, booked_quantity=booked)
         self.orders[order.client_order_id] = record
         self.known_client_ids.add(order.client_order_id)
         self.order_ids.add(order.order_id)
@@ -294,10 +297,16 @@ class OrderTracker:
         """Book fills not seen before (by trade id), oldest first; return them and the PnL they realized.
 
         ``source``: how the bot learned of them (``ws``: a user-channel update, ``rest``: polling) -- the
-        ``perps_bot_fill_booking_seconds`` histogram measures exchange fill time to now per source."""
+        ``perps_bot_fill_booking_seconds`` histogram measures exchange fill time to now per source.
+
+        Each new fill of a followed order adds its quantity to that order's ``booked_quantity`` (the order is
+        found by order id: a fill may lack the client id); the updated order goes into the same batch, so the
+        order never counts toward the limits a fill the position already holds (nor misses one it does not)."""
         booked_at = utc_now()
         new: list[Fill] = []
         realized = Decimal(0)
+        followed = {o.order_id: o.client_order_id for o in self.orders.values()}
+        booked_orders: dict[ClientOrderId, OrderRecord] = {}
         for fill in sorted(fills, key=lambda f: (f.trade_time, f.trade_id)):
             if fill.trade_id in self.known_trade_ids:
                 continue
@@ -317,6 +326,13 @@ class OrderTracker:
             lag = (booked_at - fill.trade_time).total_seconds()
             self.metrics.fill_booking_seconds.labels(source=source).observe(max(lag, 0.0))
             new.append(fill)
+            coid = followed.get(fill.order_id)
+            if coid is not None:
+                record = self.orders[coid]
+                record = replace(record, booked_quantity=record.booked_quantity + fill.quantity)
+                self.orders[coid] = booked_orders[coid] = record
+        for coid, record in booked_orders.items():
+            self.batch.put(keys.order_key(coid), record.to_dict(), StateCategory.ORDERS)
         for position in self.book.take_dirty():
             self.batch.put(keys.position_key(position.symbol), position.to_dict(), StateCategory.POSITIONS)
         return new, realized
@@ -343,7 +359,12 @@ class OrderTracker:
         for task in fetched:
             order = task.result()
             previous = self.orders.get(order.client_order_id)
-            record = OrderRecord.from_order(order, now, adopted=previous.adopted if previous else False)
+            record = OrderRecord.from_order(
+                order,
+                now,
+                adopted=previous.adopted if previous else False,
+                booked_quantity=previous.booked_quantity if previous else Decimal(0),
+            )
             if previous is None or _changed(previous, record):
                 self.orders[order.client_order_id] = record
                 self.batch.put(keys.order_key(order.client_order_id), record.to_dict(), StateCategory.ORDERS)

@@ -78,6 +78,7 @@ class FakeBroker:
         self.on_place: Any = None  # callable(request) run before the order is created
         self.candles: dict[Symbol, list[Candle]] = {}
         self.candles_error: Exception | None = None
+        self.fills_error: Exception | None = None  # list_fills raises it (an outage of the fills listing)
         self._ids = itertools.count(1)
         self.now = datetime.now(UTC)
 
@@ -272,6 +273,8 @@ class FakeBroker:
     ) -> list[Fill]:
         self.calls.append("list_fills")
         self.fill_calls.append(None if order_ids is None else list(order_ids))
+        if self.fills_error is not None:
+            raise self.fills_error
         return [
             f
             for f in reversed(self.fills)

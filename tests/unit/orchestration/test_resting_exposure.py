@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot_v2.domain import OrderId, OrderStatus, Side
-from bot_v2.orchestration.market import resting_requests, with_resting
+from bot_v2.orchestration.market import unbooked_requests, with_resting
 from bot_v2.orchestration.records import OrderRecord
 from bot_v2.risk import RiskConfig, RiskEngine
 from tests.unit.risk.factories import BTC, NOW, order, position, snapshot
@@ -25,7 +25,9 @@ LIMITS = RiskConfig(
 )
 
 
-def _resting(side: Side, quantity: str, filled: str = "0", order_id: str = "o1") -> OrderRecord:
+def _resting(
+    side: Side, quantity: str, filled: str = "0", order_id: str = "o1", booked: str | None = None
+) -> OrderRecord:
     return OrderRecord(
         order_id=OrderId(order_id),
         client_order_id=f"pb-{order_id}",  # type: ignore[arg-type]
@@ -37,13 +39,14 @@ def _resting(side: Side, quantity: str, filled: str = "0", order_id: str = "o1")
         average_fill_price=None,
         total_fees=D(0),
         updated_at=datetime(2026, 3, 10, tzinfo=UTC),
+        booked_quantity=D(filled if booked is None else booked),
     )
 
 
 def _allowed(resting: list[OrderRecord], request_qty: str, side: Side = Side.BUY, held: str = "0") -> bool:
     base = snapshot(positions=[position(quantity=held)] if D(held) else [])
     request = order(side, request_qty)
-    judged = with_resting(base, resting_requests(resting), request)
+    judged = with_resting(base, unbooked_requests(resting), request)
     return RiskEngine(LIMITS).check_order(request, judged, NOW).allowed
 
 
@@ -51,6 +54,8 @@ def test_a_resting_buy_counts_toward_the_symbol_cap() -> None:
     assert _allowed([], "0.06")  # 3,000 USD: within 5,000
     assert not _allowed([_resting(Side.BUY, "0.06")], "0.06")  # 6,000 if both fill
     assert _allowed([_resting(Side.BUY, "0.06", filled="0.05")], "0.06")  # only 0.01 still rests
+    # filled but not booked yet (the stored position lacks it): all 0.06 may still move the position
+    assert not _allowed([_resting(Side.BUY, "0.06", filled="0.05", booked="0")], "0.06")
     assert not _allowed([_resting(Side.BUY, "0.05")], "0.96", held="0")  # 1.01 BTC > max position size
 
 
@@ -80,14 +85,14 @@ def test_an_edit_is_judged_exactly_like_the_new_order_with_the_old_one_gone(
     request = order(Side.BUY, str(new * unit))
     engine = RiskEngine(LIMITS)
 
-    as_edit = with_resting(base, resting_requests([edited, *rest], exclude=OrderId("e1")), request)
-    as_new = with_resting(base, resting_requests(rest), request)
+    as_edit = with_resting(base, unbooked_requests([edited, *rest], exclude=OrderId("e1")), request)
+    as_new = with_resting(base, unbooked_requests(rest), request)
     assert (
         engine.check_order(request, as_edit, NOW).allowed == engine.check_order(request, as_new, NOW).allowed
     )
 
     bare = engine.check_order(request, base, NOW).allowed
     with_all = engine.check_order(
-        request, with_resting(base, resting_requests([edited, *rest]), request), NOW
+        request, with_resting(base, unbooked_requests([edited, *rest]), request), NOW
     )
     assert not (with_all.allowed and not bare)

@@ -365,3 +365,46 @@ async def test_replace_rows_by_column_or_by_row(warm_tier: Any) -> None:
 
 def _write(key: str) -> Any:
     return WarmWrite(key, "orders", Tier.HOT, codec.checksum(b"x"), b"x", None, None)
+
+
+async def test_a_restore_never_scans_the_checkpoints_keys_once_per_row(
+    postgres_server: Any, state_bot_id: str
+) -> None:
+    """PostgreSQL: the restore deletes every row of the bot that is not in the checkpoint (an anti-join of the
+    bot's rows against the checkpoint's keys). With statistics that know no row of the bot -- a new bot id, or
+    rows written since the last ANALYZE, as in the suite's shared database -- the planner made it a nested loop
+    that scans all N keys again for each of the bot's N rows: a 20,000-key restore cost ~25 s of server CPU
+    (test_big_hot_writes took 40-50 s in the full suite, 3-6 s alone). The plan, as auto_explain gives it,
+    must have no nested loop whatever the statistics."""
+    from bot_v2.state.tiers import pg_checkpoints
+    from bot_v2.state.tiers.postgres_warm import PostgresWarmTier
+
+    other = f"{state_bot_id}-other"
+    now = datetime.now(UTC)
+    tiers = [PostgresWarmTier(postgres_server.url, KeySpace(bot)) for bot in (other, state_bot_id)]
+    conn = await asyncpg.connect(postgres_server.url)
+    plans: list[str] = []
+    conn.add_log_listener(lambda _conn, message: plans.append(str(message)))
+    try:
+        for tier in tiers:
+            await tier.connect()  # migrated
+        await tiers[0].upsert_many([_write(f"orders:{i}") for i in range(50)], now)
+        await conn.execute("ANALYZE state_records")  # statistics in which the bot has no row
+        await tiers[1].upsert_many([_write(f"orders:{i:04d}") for i in range(1000)], now)
+        restore = [
+            WarmRestore(f"orders:{i:04d}", "orders", Tier.HOT, 1, codec.checksum(b"x"), b"x", None, None)
+            for i in range(0, 1000, 2)
+        ]
+        await conn.execute("LOAD 'auto_explain'")
+        await conn.execute("SET auto_explain.log_min_duration = 0")
+        await conn.execute("SET auto_explain.log_level = notice")
+        async with conn.transaction():
+            stored, deleted = await pg_checkpoints.replace_rows(conn, state_bot_id, restore, [], now)
+        assert (len(stored), len(deleted)) == (500, 500)
+        (plan,) = [p for p in plans if "Delete on state_records" in p]
+        assert "Anti Join" in plan and "Nested Loop" not in plan, plan
+    finally:
+        await conn.execute("DELETE FROM state_records WHERE bot_id = ANY($1::text[])", [other, state_bot_id])
+        await conn.close()
+        for tier in tiers:
+            await tier.close()

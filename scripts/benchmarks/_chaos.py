@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ for _path in (str(ROOT), str(ROOT / "src")):
 from tests.fixtures.services import S3_TEST_CREDENTIALS, ServiceError, free_port  # noqa: E402
 
 from bot_v2.brokerages.coinbase import CoinbaseBroker, CoinbaseConnection  # noqa: E402
+from bot_v2.brokerages.simulated import StandaloneSimulator  # noqa: E402
 from bot_v2.domain import Fill, Order, Symbol  # noqa: E402
 
 READY_TIMEOUT_SECONDS = 20.0
@@ -198,35 +198,16 @@ def child_environ(env: dict[str, str]) -> dict[str, str]:
     return full
 
 
-class Simulator:
-    """A standalone simulator process: the one exchange every bot of the drill trades on."""
+class Simulator(StandaloneSimulator):
+    """A standalone simulator process: the one exchange every bot of the drill trades on (no rate limit, a
+    price step every 0.25 s, without the bot's settings in its environment)."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "bot_v2.brokerages.simulated", "--port", "0", "--state-dir", str(state_dir),
-                "--rate-limit", "0", "--tick-seconds", "0.25",
-            ],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_environ({}),
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = re.search(r"SIMULATOR READY base_url=(\S+) ca=(\S+) key_file=(\S+)", line)
-        if not match:
-            self.close()
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        self.base_url, self.ca_file, self.key_file = match[1], Path(match[2]), Path(match[3])
+        super().__init__(state_dir, "--rate-limit", "0", "--tick-seconds", "0.25", env=child_environ({}))
+        self.ca_file = self.ca_path
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self.stop()
 
 
 async def exchange_view(

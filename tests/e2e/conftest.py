@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from bot_v2.brokerages.simulated import RunningSimulator
+from bot_v2.brokerages.simulated import StandaloneSimulator as RemoteStandaloneSimulator
 from bot_v2.config import BotSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,12 +64,12 @@ def sim_settings(fresh_simulator: RunningSimulator, tmp_path: Path) -> Callable[
     return build
 
 
-@dataclass
-class StandaloneSimulator:
-    process: subprocess.Popen[str]
-    base_url: str
-    ca_file: Path
-    key_file: Path
+class StandaloneSimulator(RemoteStandaloneSimulator):
+    """The standalone simulator of ``standalone_simulator`` (``ca_file``: its CA, as the bot's settings name it)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir, "--rate-limit", "0", "--tick-seconds", "0.25")
+        self.ca_file = self.ca_path
 
     def sdk_client(self) -> Any:
         from coinbase.rest import RESTClient
@@ -83,40 +83,8 @@ class StandaloneSimulator:
 @pytest.fixture
 def standalone_simulator(tmp_path: Path) -> Iterator[StandaloneSimulator]:
     """``python -m bot_v2.brokerages.simulated`` as its own process (it outlives bot crashes)."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot_v2.brokerages.simulated",
-            "--port",
-            "0",
-            "--state-dir",
-            str(tmp_path / "sim"),
-            "--rate-limit",
-            "0",
-            "--tick-seconds",
-            "0.25",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.search(r"SIMULATOR READY base_url=(\S+) ca=(\S+) key_file=(\S+)", line)
-        assert match, f"simulator did not start: {line!r}"
-        yield StandaloneSimulator(process, match[1], Path(match[2]), Path(match[3]))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    with StandaloneSimulator(tmp_path / "sim") as sim:
+        yield sim
 
 
 def run_driver(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

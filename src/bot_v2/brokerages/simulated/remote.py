@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -164,7 +165,8 @@ def parse_ready_line(line: str) -> dict[str, str]:
 class StandaloneSimulator:
     """``python -m bot_v2.brokerages.simulated`` as a child process, serving once the constructor returns.
 
-    ``args`` are extra command-line flags (``--seed``, ``--tick-seconds``, ``--rate-limit``, ``--ws-plain``...).
+    ``args`` are extra command-line flags (``--seed``, ``--tick-seconds``, ``--rate-limit``, ``--ws-plain``...);
+    ``env`` the child's environment (default this process's), with the source root put first on its PYTHONPATH.
     The admin token is read from the READY line and kept only in ``control``. ``stop()`` (or leaving the ``with``
     block) sends SIGTERM, so the simulator persists its state, and kills it if it has not exited in 10 s."""
 
@@ -174,16 +176,19 @@ class StandaloneSimulator:
         *args: str,
         stderr: IO[Any] | int | None = subprocess.DEVNULL,
         startup_timeout_seconds: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         source_root = str(Path(__file__).resolve().parents[3])  # .../src, where bot_v2 lives
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
+        child_env = dict(os.environ if env is None else env)
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (source_root, child_env.get("PYTHONPATH", "")) if p
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot_v2.brokerages.simulated", "--state-dir", str(state_dir), *args],
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=child_env,
         )
         try:
             fields = parse_ready_line(self._read_line(startup_timeout_seconds))

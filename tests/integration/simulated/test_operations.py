@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from bot_v2.brokerages.simulated import RunningSimulator, run_simulator_in_thread, start_simulator
+from bot_v2.brokerages.simulated.remote import parse_ready_line
 from tests.fixtures.simulator import make_sdk_client, simulator_config
 from tests.helpers import eventually
 
@@ -138,9 +139,7 @@ def test_standalone_process_prints_ready_and_serves_until_sigterm(tmp_path: Path
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("SIMULATOR READY ")
-        fields = dict(part.split("=", 1) for part in line.removeprefix("SIMULATOR READY ").split())
+        fields = parse_ready_line(proc.stdout.readline())  # ValueError if it is not the READY line
         from coinbase.rest import RESTClient
 
         client = RESTClient(key_file=fields["key_file"], base_url=fields["base_url"], timeout=5)

@@ -30,6 +30,19 @@ QUIET_RISK_ENV = {
     "RISK_MAX_DRAWDOWN_PCT": "none",
 }
 
+#: perps-bot arguments of the operator's preview of a 0.001 BTC-USD market BUY.
+PREVIEW_MARKET_BUY = (
+    "--preview-order",
+    "--order-symbol",
+    "BTC-USD",
+    "--order-side",
+    "buy",
+    "--order-type",
+    "market",
+    "--order-quantity",
+    "0.001",
+)
+
 
 def sim_env(base_url: str, key_file: Path, ca_file: Path, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a dev-profile bot talking to an external simulator."""

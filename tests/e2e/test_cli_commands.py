@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot_v2.brokerages.simulated.auth import new_private_pem
+from tests.e2e.conftest import PREVIEW_MARKET_BUY
 
 pytestmark = pytest.mark.e2e
 
@@ -115,18 +116,7 @@ def test_account_snapshot_tables_and_json(tmp_path: Path) -> None:
 
 
 def test_preview_order_shows_exchange_preview_and_guard_verdict(tmp_path: Path) -> None:
-    result = run_cli(
-        tmp_path,
-        "--preview-order",
-        "--order-symbol",
-        "BTC-USD",
-        "--order-side",
-        "buy",
-        "--order-type",
-        "market",
-        "--order-quantity",
-        "0.001",
-    )
+    result = run_cli(tmp_path, *PREVIEW_MARKET_BUY)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Exchange preview" in result.stdout and "Bot risk verdict" in result.stdout
     assert "APPROVED" in result.stdout

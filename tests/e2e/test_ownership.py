@@ -22,7 +22,7 @@ import pytest
 from bot_v2.cli import handlers
 from bot_v2.config import load_settings
 from bot_v2.monitoring.events import EventType, read_events
-from tests.e2e.conftest import ROOT, StandaloneSimulator, run_driver, sim_env
+from tests.e2e.conftest import PREVIEW_MARKET_BUY, ROOT, StandaloneSimulator, run_driver, sim_env
 from tests.fixtures.services import S3_TEST_BUCKET, S3_TEST_CREDENTIALS, purge_namespace
 from tests.helpers import eventually
 
@@ -257,17 +257,7 @@ def test_read_only_commands_write_nothing_to_any_tier(
         ["--account-snapshot", "--json"],
         ["--list-checkpoints"],
         ["--restore-checkpoint", "latest", "--verify-only"],
-        [
-            "--preview-order",
-            "--order-symbol",
-            "BTC-USD",
-            "--order-side",
-            "buy",
-            "--order-type",
-            "market",
-            "--order-quantity",
-            "0.001",
-        ],
+        [*PREVIEW_MARKET_BUY],
     ):
         result = _cli(env, *args)
         assert result.returncode == 0, (args, result.stderr)

@@ -35,7 +35,7 @@ import requests
 
 from bot_v2.brokerages.simulated import RunningSimulator, run_simulator_in_thread
 from bot_v2.brokerages.simulated.auth import new_private_pem
-from tests.e2e.conftest import DRILLS, sim_env
+from tests.e2e.conftest import DRILLS, PREVIEW_MARKET_BUY, sim_env
 from tests.fixtures.services import S3_TEST_BUCKET, RedisServer, ServiceError, free_port, unavailable
 from tests.fixtures.simulator import simulator_config
 
@@ -236,18 +236,7 @@ def test_no_secret_appears_unmasked(
             "checkpoint": [*cli, "--checkpoint"],
             "list-checkpoints": [*cli, "--list-checkpoints", "--json"],
             "account-snapshot": [*cli, "--account-snapshot"],
-            "preview-order": [
-                *cli,
-                "--preview-order",
-                "--order-symbol",
-                "BTC-USD",
-                "--order-side",
-                "buy",
-                "--order-type",
-                "market",
-                "--order-quantity",
-                "0.001",
-            ],
+            "preview-order": [*cli, *PREVIEW_MARKET_BUY],
             "preflight": ["scripts/production_preflight.py", "--profile", "dev", "--env-file", "/dev/null"],
             "dev-fast": [*cli, "--dev-fast"],
         }.items():

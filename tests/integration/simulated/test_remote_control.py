@@ -4,7 +4,6 @@ real HTTPS through ``RemoteSimulatorControl``: the admin token, unknown switches
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import ssl
 import subprocess
@@ -30,9 +29,9 @@ from bot_v2.brokerages.simulated import (
     StandaloneSimulator,
 )
 from bot_v2.brokerages.simulated.admin import ADMIN_PREFIX, ADMIN_TOKEN_HEADER, SWITCHES
+from tests.fixtures.simulator import WS_OPEN_TIMEOUT, assert_skip_and_stall, recv_json
 from tests.helpers import eventually
 
-OPEN_TIMEOUT = 20  # see test_websocket.py: the bound only ends a hang
 BTC = "BTC-USD"
 
 
@@ -264,14 +263,10 @@ def test_register_key_accepts_another_key(
 # --- the WebSocket feed -------------------------------------------------------------------------------------------
 
 
-async def _recv(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
 async def _heartbeats(sim: StandaloneSimulator) -> ClientConnection:
     assert sim.ws_url is not None and sim.ws_url.startswith("wss://")
     ws = await connect(
-        sim.ws_url, open_timeout=OPEN_TIMEOUT, ssl=ssl.create_default_context(cafile=sim.ca_path)
+        sim.ws_url, open_timeout=WS_OPEN_TIMEOUT, ssl=ssl.create_default_context(cafile=sim.ca_path)
     )
     await ws.send(json.dumps({"type": "subscribe", "channel": "heartbeats", "product_ids": []}))
     return ws
@@ -284,26 +279,12 @@ async def test_feed_switches_count_skip_stall_close_and_refuse(
     ws = await _heartbeats(standalone)
     try:
         assert await asyncio.to_thread(control.websocket_connections) == before + 1
-        seqs = [(await _recv(ws))["sequence_num"] for _ in range(2)]
-        await asyncio.to_thread(control.skip_websocket_sequence, 1)
-        seqs += [(await _recv(ws))["sequence_num"] for _ in range(2)]  # one in flight may keep its number
-        steps = [b - a for a, b in itertools.pairwise(seqs)]
-        assert steps[0] == 1 and sorted(steps[1:]) == [1, 2], seqs  # exactly one number lost
-
-        await asyncio.to_thread(control.stall_websockets, True)
-        await asyncio.sleep(0.1)  # a heartbeat already queued may still arrive
-        while True:
-            try:
-                await _recv(ws, timeout=1.5)
-            except TimeoutError:
-                break  # nothing for longer than the heartbeat interval: stalled
-        await asyncio.to_thread(control.stall_websockets, False)
-        assert (await _recv(ws))["channel"] == "heartbeats"
+        await assert_skip_and_stall(ws, control)
 
         await asyncio.to_thread(control.close_websockets, 1011)
         with pytest.raises(ConnectionClosed) as closed:
             while True:
-                await _recv(ws)
+                await recv_json(ws)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
     finally:
         await ws.close()
@@ -314,7 +295,7 @@ async def test_feed_switches_count_skip_stall_close_and_refuse(
     await asyncio.to_thread(control.refuse_websockets, False)
     ws = await _heartbeats(standalone)
     try:
-        assert (await _recv(ws))["channel"] == "subscriptions"
+        assert (await recv_json(ws))["channel"] == "subscriptions"
     finally:
         await ws.close()
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import itertools
 import json
 import ssl
 import uuid
@@ -13,10 +11,11 @@ from typing import Any
 
 import pytest
 from coinbase.websocket import WebsocketResponse, WSClient
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from bot_v2.brokerages.simulated import RunningSimulator
+from tests.fixtures.simulator import WS_OPEN_TIMEOUT, assert_skip_and_stall, recv_json
 from tests.helpers import eventually
 
 # The SDK's WSClient builds ``ssl.SSLContext()`` (no protocol, no verification) for wss:// URLs; Python warns.
@@ -43,17 +42,6 @@ def ws_messages(simulator: RunningSimulator) -> Iterator[tuple[WSClient, list[di
         yield client, received
     finally:
         client.close()
-
-
-# The raw-socket tests use websockets' asyncio client: one thread per socket. Its sync client reads TLS on a
-# background thread while the caller writes on its own, and CPython's ssl lets SSL_read and SSL_write run at once
-# on one OpenSSL session, which OpenSSL forbids: on 2026-11-30 that gave upgrades never answered, LENGTH_MISMATCH
-# errors and once a heap-corruption abort (about 1 run in 5 of this file). The bound only ends a hang.
-OPEN_TIMEOUT = 20
-
-
-async def _recv(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
 def _trusting(sim: RunningSimulator) -> ssl.SSLContext:
@@ -113,20 +101,20 @@ def test_feed_reconnects_after_a_forced_1011_close(
 
 async def test_user_channel_without_a_jwt_is_refused(simulator: RunningSimulator) -> None:
     assert simulator.ws_url is not None
-    async with connect(simulator.ws_url, open_timeout=OPEN_TIMEOUT, ssl=_trusting(simulator)) as ws:
+    async with connect(simulator.ws_url, open_timeout=WS_OPEN_TIMEOUT, ssl=_trusting(simulator)) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channel": "user", "product_ids": ["BTC-USD"]}))
-        assert await _recv(ws) == {"type": "error", "message": "authentication failure"}
+        assert await recv_json(ws) == {"type": "error", "message": "authentication failure"}
 
 
 async def test_feed_is_tls_with_the_rest_ca_and_market_trades_starts_with_a_snapshot(
     simulator: RunningSimulator,
 ) -> None:
     assert simulator.ws_url is not None and simulator.ws_url.startswith("wss://127.0.0.1:")
-    async with connect(simulator.ws_url, open_timeout=OPEN_TIMEOUT, ssl=_trusting(simulator)) as ws:
+    async with connect(simulator.ws_url, open_timeout=WS_OPEN_TIMEOUT, ssl=_trusting(simulator)) as ws:
         await ws.send(
             json.dumps({"type": "subscribe", "channel": "market_trades", "product_ids": ["BTC-USD"]})
         )
-        ack, first = await _recv(ws), await _recv(ws)
+        ack, first = await recv_json(ws), await recv_json(ws)
     assert ack["channel"] == "subscriptions"
     event = first["events"][0]
     assert first["channel"] == "market_trades" and event["type"] == "snapshot" and event["trades"]
@@ -138,28 +126,14 @@ async def test_feed_fault_switches_skip_stall_and_refuse(fresh_simulator: Runnin
     sim = fresh_simulator
     assert sim.ws_url is not None
     control = sim.control
-    async with connect(sim.ws_url, open_timeout=OPEN_TIMEOUT, ssl=_trusting(sim)) as ws:
+    async with connect(sim.ws_url, open_timeout=WS_OPEN_TIMEOUT, ssl=_trusting(sim)) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channel": "heartbeats", "product_ids": []}))
-        seqs = [(await _recv(ws))["sequence_num"] for _ in range(2)]
-        control.skip_websocket_sequence(1)
-        # a heartbeat already on its way keeps its number: the skip shows on one of the next two
-        seqs += [(await _recv(ws))["sequence_num"] for _ in range(2)]
-        steps = [b - a for a, b in itertools.pairwise(seqs)]
-        assert steps[0] == 1 and sorted(steps[1:]) == [1, 2], seqs  # exactly one number lost
-        control.stall_websockets(True)
-        await asyncio.sleep(0.1)  # a heartbeat already queued may still arrive
-        while True:
-            try:
-                await _recv(ws, timeout=1.5)
-            except TimeoutError:
-                break  # nothing for longer than the heartbeat interval: stalled
-        control.stall_websockets(False)
-        assert (await _recv(ws))["channel"] == "heartbeats"
+        await assert_skip_and_stall(ws, control)
     control.refuse_websockets(True)
     with pytest.raises(InvalidStatus, match="503"):
-        await connect(sim.ws_url, open_timeout=OPEN_TIMEOUT, ssl=_trusting(sim))
+        await connect(sim.ws_url, open_timeout=WS_OPEN_TIMEOUT, ssl=_trusting(sim))
     control.reset_faults()
     before = control.websocket_connections()
-    async with connect(sim.ws_url, open_timeout=OPEN_TIMEOUT, ssl=_trusting(sim)):
+    async with connect(sim.ws_url, open_timeout=WS_OPEN_TIMEOUT, ssl=_trusting(sim)):
         pass
     assert control.websocket_connections() == before + 1
